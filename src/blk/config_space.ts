@@ -1,0 +1,53 @@
+/**
+ * The virtio-blk configuration space (struct virtio_blk_config, virtio 1.2
+ * §5.2.4) built from the backend and the options, readable at any offset and
+ * width as legacy drivers do.
+ *
+ * @module
+ */
+
+import { BlkConfig, SECTOR_SIZE } from "./spec.ts";
+
+/** The values the configuration space reports. */
+export interface BlkGeometry {
+  /** Device size in bytes (a multiple of 512). */
+  readonly sizeBytes: number;
+  /** Most data segments per request. */
+  readonly segMax: number;
+  /** Logical block size (blk_size), a power of two >= 512. */
+  readonly logicalBlockSize: number;
+  /** Physical block size, a power of two >= the logical one. */
+  readonly physicalBlockSize: number;
+}
+
+/** Fills a config-space image (without the writeback byte, which is live state). */
+export function buildConfigImage(geometry: BlkGeometry): Uint8Array {
+  const image = new Uint8Array(BlkConfig.SIZE);
+  const view = new DataView(image.buffer);
+  view.setBigUint64(BlkConfig.CAPACITY, BigInt(geometry.sizeBytes / SECTOR_SIZE), true);
+  view.setUint32(BlkConfig.SEG_MAX, geometry.segMax, true);
+  view.setUint32(BlkConfig.BLK_SIZE, geometry.logicalBlockSize, true);
+  view.setUint8(
+    BlkConfig.PHYSICAL_BLOCK_EXP,
+    Math.log2(geometry.physicalBlockSize / geometry.logicalBlockSize),
+  );
+  // Topology in logical blocks: I/O in physical blocks avoids read-modify-write.
+  const blocksPerPhysical = geometry.physicalBlockSize / geometry.logicalBlockSize;
+  view.setUint16(BlkConfig.MIN_IO_SIZE, blocksPerPhysical, true);
+  view.setUint32(BlkConfig.OPT_IO_SIZE, blocksPerPhysical, true);
+  view.setUint16(BlkConfig.NUM_QUEUES, 1, true);
+  return image;
+}
+
+/** Little-endian read of `size` bytes at `offset`; bytes past the image read as 0xff. */
+export function readImage(image: Uint8Array, offset: number, size: number): number {
+  if (!(size === 1 || size === 2 || size === 4) || !Number.isInteger(offset) || offset < 0) {
+    return size === 1 ? 0xff : size === 2 ? 0xffff : 0xffff_ffff;
+  }
+  let value = 0;
+  for (let i = size - 1; i >= 0; i--) {
+    const at = offset + i;
+    value = value * 256 + (at < image.length ? image[at] : 0xff);
+  }
+  return value;
+}

@@ -1,0 +1,214 @@
+/**
+ * The virtio-blk device (virtio 1.2 §5.2): its feature set, configuration
+ * space, write-cache state, serial, and its one request queue, whose
+ * requests an engine executes. It knows nothing of the transport that
+ * exposes it (legacy PCI, vhost-user).
+ *
+ * @module
+ */
+
+import type { BackendSpec } from "../backend/backend.ts";
+import { backendSize } from "../backend/open_backend.ts";
+import { VirtioBlkError } from "../errors.ts";
+import type { GuestMemory } from "../memory/guest_memory.ts";
+import type { VirtioDevice } from "../virtio/device.ts";
+import { QueueStateBuffer } from "../virtio/queue_state.ts";
+import { isValidQueueSize, RingFeature } from "../virtio/spec.ts";
+import { SplitQueue } from "../virtio/split_queue.ts";
+import type { InterruptSink } from "../virtio/transport_state.ts";
+import { BlkState } from "./blk_state.ts";
+import { buildConfigImage, readImage } from "./config_space.ts";
+import type { EngineFactory, InterruptHandle, RequestEngine } from "./engine.ts";
+import { InlineEngine } from "./inline_engine.ts";
+import { defaultSerial, serialBytes } from "./serial.ts";
+import { BlkConfig, BlkFeature, SECTOR_SIZE, VIRTIO_ID_BLOCK } from "./spec.ts";
+
+/** ACRN's ring size for virtio-blk (VIRTIO_BLK_RINGSZ). */
+export const DEFAULT_QUEUE_SIZE = 64;
+
+/** How a block device is configured. */
+export interface BlkDeviceOptions {
+  /** The medium. */
+  readonly backend: BackendSpec;
+  /** Queue size, a power of two (default 64, as ACRN). */
+  readonly queueSize?: number;
+  /** Most data segments per request (default queueSize − 2, so a request fits the ring). */
+  readonly segMax?: number;
+  /** Start with the write cache on (`writeback`); default write-through (`writethru`). */
+  readonly writeback?: boolean;
+  /** The GET_ID serial (at most 20 printable ASCII characters). */
+  readonly serial?: string;
+  /** The option string the default serial is derived from, as ACRN does. */
+  readonly optionString?: string;
+  /** Logical block size (`sectorsize=`), default 512. */
+  readonly logicalBlockSize?: number;
+  /** Physical block size, default the logical one. */
+  readonly physicalBlockSize?: number;
+  /** Offer VIRTIO_RING_F_EVENT_IDX (default true). */
+  readonly eventIdx?: boolean;
+  /** Who executes requests (default: in-process, on the notifying thread). */
+  readonly engine?: EngineFactory;
+}
+
+/** Where the device sends interrupts. */
+export interface InterruptRoute {
+  /** The sink the device model's thread uses. */
+  readonly sink: InterruptSink;
+  /** How worker threads reach the same sink. */
+  readonly handle: InterruptHandle;
+}
+
+const LOW_32 = 0xffff_ffffn;
+
+function bit(n: number): bigint {
+  return 1n << BigInt(n);
+}
+
+/** A virtio block device. */
+export class VirtioBlkDevice implements VirtioDevice {
+  readonly deviceId = VIRTIO_ID_BLOCK;
+  readonly queueCount = 1;
+  readonly queueSize: number;
+  readonly offeredFeatures: bigint;
+  readonly maxChain: number;
+  readonly configSize = BlkConfig.SIZE;
+  /** Capacity in 512-byte sectors. */
+  readonly capacity: number;
+  readonly readOnly: boolean;
+  /** Shared write-cache state. */
+  readonly state = new BlkState();
+  /** The serial as GET_ID returns it. */
+  readonly serial: Uint8Array;
+  readonly #queueState: QueueStateBuffer;
+  readonly #queue: SplitQueue;
+  readonly #image: Uint8Array;
+  readonly #defaultWriteback: boolean;
+  readonly #engine: RequestEngine;
+  #acked = 0n;
+
+  /**
+   * @param memory guest memory the queue and buffers live in
+   * @param options the medium and the device's settings
+   * @param interrupts where completions and "needs reset" are signalled
+   */
+  constructor(memory: GuestMemory, options: BlkDeviceOptions, interrupts: InterruptRoute) {
+    const queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
+    if (!isValidQueueSize(queueSize) || queueSize < 2) {
+      throw new VirtioBlkError(
+        "INVALID_CONFIG",
+        `queue size ${queueSize} must be a power of two from 2 to 32768`,
+      );
+    }
+    const segMax = options.segMax ?? queueSize - 2;
+    if (!Number.isInteger(segMax) || segMax < 1) {
+      throw new VirtioBlkError("INVALID_CONFIG", `seg_max ${segMax} must be a positive integer`);
+    }
+    const logical = options.logicalBlockSize ?? SECTOR_SIZE;
+    const physical = options.physicalBlockSize ?? logical;
+    const sizeBytes = backendSize(options.backend);
+    if (sizeBytes % SECTOR_SIZE !== 0) {
+      throw new VirtioBlkError(
+        "BAD_BACKING_FILE",
+        `device size ${sizeBytes} is not a multiple of 512 bytes`,
+      );
+    }
+    this.queueSize = queueSize;
+    this.maxChain = Math.max(queueSize, segMax + 2);
+    this.capacity = sizeBytes / SECTOR_SIZE;
+    this.readOnly = options.backend.readOnly;
+    this.serial = serialBytes(options.serial ?? defaultSerial(options.optionString ?? ""));
+    this.#defaultWriteback = options.writeback ?? false;
+    this.#image = buildConfigImage({
+      sizeBytes,
+      segMax,
+      logicalBlockSize: logical,
+      physicalBlockSize: physical,
+    });
+
+    let features = bit(BlkFeature.SEG_MAX) | bit(BlkFeature.BLK_SIZE) | bit(BlkFeature.TOPOLOGY) |
+      bit(BlkFeature.FLUSH) | bit(BlkFeature.CONFIG_WCE) | bit(RingFeature.INDIRECT_DESC);
+    if (options.eventIdx ?? true) features |= bit(RingFeature.EVENT_IDX);
+    if (this.readOnly) features |= bit(BlkFeature.RO);
+    this.offeredFeatures = features;
+
+    this.#queueState = new QueueStateBuffer(queueSize);
+    this.#queue = new SplitQueue(memory, this.#queueState);
+    this.state.set(this.#defaultWriteback, false);
+    const factory = options.engine ?? ((context) => new InlineEngine(context));
+    this.#engine = factory({
+      memory,
+      queues: [this.#queueState],
+      interrupts: interrupts.sink,
+      interruptHandle: interrupts.handle,
+      state: this.state,
+      backend: options.backend,
+      readOnly: this.readOnly,
+      limits: { capacity: this.capacity, segMax },
+      serial: this.serial,
+    });
+  }
+
+  get ackedFeatures(): bigint {
+    return this.#acked;
+  }
+
+  /** The shared state of the request queue (for doorbells and diagnostics). */
+  get queueState(): QueueStateBuffer {
+    return this.#queueState;
+  }
+
+  queue(index: number): SplitQueue {
+    if (index !== 0) throw new RangeError(`virtio-blk has one queue, not ${index + 1}`);
+    return this.#queue;
+  }
+
+  ackFeatures(features: bigint): void {
+    this.#acked = features & this.offeredFeatures;
+    // Without FLUSH the driver cannot ask for stability: stay write-through (§5.2.6.2).
+    this.state.set(this.state.wce, (this.#acked & bit(BlkFeature.FLUSH)) !== 0n);
+  }
+
+  /** The accepted features' low 32 bits (what a legacy driver sees). */
+  get ackedFeaturesLow(): number {
+    return Number(this.#acked & LOW_32);
+  }
+
+  readConfig(offset: number, size: number): number {
+    this.#image[BlkConfig.WRITEBACK] = this.state.wce ? 1 : 0;
+    return readImage(this.#image, offset, size);
+  }
+
+  writeConfig(offset: number, size: number, value: number): void {
+    if (!(size === 1 || size === 2 || size === 4)) return;
+    for (let i = 0; i < size; i++) {
+      // Only `writeback` is writable (§5.2.4, CONFIG_WCE).
+      if (offset + i !== BlkConfig.WRITEBACK) continue;
+      const wce = ((value >>> (8 * i)) & 0xff) !== 0;
+      this.state.set(wce, (this.#acked & bit(BlkFeature.FLUSH)) !== 0n);
+    }
+  }
+
+  notify(index: number): void {
+    if (index === 0) this.#engine.notify(0);
+  }
+
+  disableQueue(index: number): void {
+    if (index !== 0) return;
+    this.#queue.disable();
+    this.#engine.quiesce(0);
+  }
+
+  reset(): void {
+    this.disableQueue(0);
+    this.#acked = 0n;
+    // The cache mode the device was configured with comes back on reset (ACRN's original_wce).
+    this.state.set(this.#defaultWriteback, false);
+  }
+
+  /** Stops the engine and releases its threads and file handles. */
+  async close(): Promise<void> {
+    this.#queue.disable();
+    this.#engine.quiesce(0);
+    await this.#engine.close();
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * The executor seam: who takes chains off the ring and runs them. The device
+ * hands an engine everything it needs as shared state; the in-process engine
+ * (this module's {@linkcode InlineEngine}) runs requests on the calling
+ * thread, the blockif engine (`src/blockif/`) on a pool of Web Workers.
+ *
+ * @module
+ */
+
+import type { BackendSpec } from "../backend/backend.ts";
+import type { GuestMemory } from "../memory/guest_memory.ts";
+import type { QueueStateBuffer } from "../virtio/queue_state.ts";
+import type { InterruptSink } from "../virtio/transport_state.ts";
+import type { BlkState } from "./blk_state.ts";
+import type { RequestLimits } from "./request.ts";
+
+/** Everything an engine needs to serve a block device's queues. */
+export interface EngineContext {
+  readonly memory: GuestMemory;
+  /** Shared state of each queue. */
+  readonly queues: readonly QueueStateBuffer[];
+  /** Where interrupts and "needs reset" go. */
+  readonly interrupts: InterruptSink;
+  /** A structured-cloneable description of `interrupts` for other threads. */
+  readonly interruptHandle: InterruptHandle;
+  readonly state: BlkState;
+  readonly backend: BackendSpec;
+  readonly readOnly: boolean;
+  readonly limits: RequestLimits;
+  /** The 20 GET_ID bytes. */
+  readonly serial: Uint8Array;
+}
+
+/** How a worker thread reaches the interrupt sink. */
+export type InterruptHandle = { readonly kind: "transport"; readonly buffer: SharedArrayBuffer };
+
+/** An executor of a device's requests. */
+export interface RequestEngine {
+  /** The driver kicked queue `index`: take and run what it made available. */
+  notify(index: number): void;
+  /**
+   * The queue was disabled (its generation already bumped): drop work not
+   * started, and return only once no started request can still touch guest
+   * memory.
+   */
+  quiesce(index: number): void;
+  /** Stops serving and releases threads and file handles. */
+  close(): Promise<void>;
+}
+
+/** Builds an engine for a device. */
+export type EngineFactory = (context: EngineContext) => RequestEngine;

@@ -1,0 +1,64 @@
+/**
+ * How guest-side code reaches a device: register accesses to its BAR, and
+ * waiting for its interrupt. In process these are direct calls; from a vCPU
+ * Worker they go through the device model's I/O-request mailbox, and the
+ * interrupt is an Atomics notification on the transport's interrupt word.
+ *
+ * @module
+ */
+
+import { TransportWord } from "../virtio/transport_state.ts";
+
+/** Accesses to one device's register block (offsets relative to its BAR). */
+export interface RegisterAccess {
+  read(offset: number, size: 1 | 2 | 4): number;
+  write(offset: number, size: 1 | 2 | 4, value: number): void;
+}
+
+/** Register access by direct calls on the function object (same thread). */
+export class DirectRegisters implements RegisterAccess {
+  /** @param bar anything with the BAR's read and write handlers */
+  constructor(
+    readonly bar: {
+      ioRead(offset: number, size: number): number;
+      ioWrite(offset: number, size: number, value: number): void;
+    },
+  ) {}
+
+  read(offset: number, size: 1 | 2 | 4): number {
+    return this.bar.ioRead(offset, size);
+  }
+
+  write(offset: number, size: 1 | 2 | 4, value: number): void {
+    this.bar.ioWrite(offset, size, value);
+  }
+}
+
+/** The guest's end of a device's interrupt line: the transport's interrupt counter. */
+export class InterruptLine {
+  readonly #words: Int32Array;
+
+  /** @param transportBuffer the device's transport region (`TransportState.buffer`) */
+  constructor(transportBuffer: SharedArrayBuffer) {
+    this.#words = new Int32Array(transportBuffer);
+  }
+
+  /** The number of interrupts raised so far (read it before checking for work). */
+  get count(): number {
+    return Atomics.load(this.#words, TransportWord.INTERRUPTS);
+  }
+
+  /**
+   * Sleeps until an interrupt after `seen` arrives or `timeoutMs` passes.
+   * Returns false on timeout. Blocks the thread: use it in Workers.
+   */
+  waitSync(seen: number, timeoutMs = Infinity): boolean {
+    return Atomics.wait(this.#words, TransportWord.INTERRUPTS, seen, timeoutMs) !== "timed-out";
+  }
+
+  /** Like {@linkcode waitSync} without blocking the thread. */
+  async wait(seen: number, timeoutMs = Infinity): Promise<boolean> {
+    const result = Atomics.waitAsync(this.#words, TransportWord.INTERRUPTS, seen, timeoutMs);
+    return (result.async ? await result.value : result.value) !== "timed-out";
+  }
+}

@@ -1,0 +1,681 @@
+/**
+ * The guest-side virtio-blk driver: what Linux's virtio_pci (legacy) and
+ * virtio_blk drivers do, in TypeScript. It resets and initialises the
+ * device (virtio 1.2 §3.1.1, legacy variant), negotiates features, places the
+ * ring page-aligned in guest memory, and submits reads, writes, flushes and
+ * GET_ID with direct or indirect descriptors, then reaps the used ring when
+ * the device interrupts.
+ *
+ * It is the project's test client, the built-in guest's block driver and the
+ * benchmark's load generator, so it checks the device as strictly as the
+ * device checks the guest: a used element for a head that is not in flight,
+ * or a used index that runs ahead, is reported as a {@linkcode DeviceFault}.
+ *
+ * Works in-process (direct register calls) and from a vCPU Worker (register
+ * accesses through the device model's mailbox).
+ *
+ * @module
+ */
+
+import { DescriptorFlag, DeviceStatus, hasFeature, RingFeature } from "../virtio/spec.ts";
+import {
+  BlkConfig,
+  BlkFeature,
+  ID_BYTES,
+  REQUEST_HEADER_SIZE,
+  RequestHeader,
+  RequestType,
+} from "../blk/spec.ts";
+import { LegacyRegister } from "../virtio/legacy_pci.ts";
+import {
+  AvailRing,
+  Descriptor,
+  LEGACY_PFN_SHIFT,
+  LEGACY_QUEUE_ALIGN,
+  legacyRingAddresses,
+  legacyRingSize,
+  UsedRing,
+} from "../virtio/ring_layout.ts";
+import { needEvent } from "../virtio/split_queue.ts";
+import { DESCRIPTOR_SIZE } from "../virtio/spec.ts";
+import type { SharedGuestMemory } from "../memory/shared_memory.ts";
+import { ISR_CONFIG } from "../virtio/transport_state.ts";
+import type { GuestAllocator } from "./allocator.ts";
+import type { InterruptLine, RegisterAccess } from "./io.ts";
+
+/** The device misbehaved (from the driver's point of view). */
+export class DeviceFault extends Error {
+  override name = "DeviceFault";
+}
+
+/** A request completed with a status other than OK. */
+export class RequestFailed extends Error {
+  override name = "RequestFailed";
+  /**
+   * @param operation what was asked
+   * @param status the status byte (1 IOERR, 2 UNSUPP, …)
+   */
+  constructor(readonly operation: string, readonly status: number) {
+    super(`${operation} failed with status ${status} (${STATUS_NAMES[status] ?? "unknown"})`);
+  }
+}
+
+const STATUS_NAMES: Record<number, string> = {
+  0: "OK",
+  1: "IOERR",
+  2: "UNSUPP",
+  0xff: "not written",
+};
+
+function check(operation: string, completion: Completion): void {
+  if (completion.status !== 0) throw new RequestFailed(operation, completion.status);
+}
+
+/** What {@linkcode VirtioBlkDriver.init} needs. */
+export interface DriverOptions {
+  /** The guest's memory (one shared region). */
+  readonly memory: SharedGuestMemory;
+  /** The device's BAR0 register block. */
+  readonly registers: RegisterAccess;
+  /** The device's interrupt line. */
+  readonly interrupt: InterruptLine;
+  /** Where the driver allocates its ring, headers, status bytes and tables. */
+  readonly allocator: GuestAllocator;
+  /** Accept INDIRECT_DESC and put every request in an indirect table (default false). */
+  readonly indirect?: boolean;
+  /** Accept EVENT_IDX when offered (default true). */
+  readonly eventIdx?: boolean;
+  /** Read (and so acknowledge) the ISR after each interrupt, as INTx drivers must (default true). */
+  readonly readIsr?: boolean;
+}
+
+/** The device's configuration as the driver read it. */
+export interface DiskInfo {
+  /** Capacity in 512-byte sectors. */
+  readonly capacity: number;
+  readonly segMax: number;
+  readonly logicalBlockSize: number;
+  readonly physicalBlockSize: number;
+  readonly readOnly: boolean;
+  /** Write cache on (write-back) at the time it was read. */
+  readonly writeback: boolean;
+  /** Feature bits the driver accepted. */
+  readonly features: number;
+  readonly queueSize: number;
+}
+
+/** A request's outcome. */
+export interface Completion {
+  /** Status byte the device wrote. */
+  readonly status: number;
+  /** The used element's len. */
+  readonly usedLength: number;
+}
+
+/** Called for each reaped request: its token (head index), status and used length. */
+export type CompletionHandler = (token: number, status: number, usedLength: number) => void;
+
+/** Data buffers of a request, in guest memory. */
+export interface Buffers {
+  readonly count: number;
+  readonly address: ArrayLike<number>;
+  readonly length: ArrayLike<number>;
+}
+
+const NO_BUFFERS: Buffers = { count: 0, address: [], length: [] };
+
+/** Features this driver knows how to use. */
+const DRIVER_FEATURES = (1 << BlkFeature.SEG_MAX) | (1 << BlkFeature.BLK_SIZE) |
+  (1 << BlkFeature.TOPOLOGY) | (1 << BlkFeature.FLUSH) | (1 << BlkFeature.CONFIG_WCE) |
+  (1 << BlkFeature.RO);
+
+const U16_MASK = 0xffff;
+/** Written into the status byte before submission, so an unwritten status shows. */
+export const STATUS_NOT_WRITTEN = 0xff;
+
+/** A virtio-blk driver bound to one device. */
+export class VirtioBlkDriver {
+  /** The device as configured when the driver was initialised. */
+  readonly info: DiskInfo;
+  readonly #registers: RegisterAccess;
+  readonly #interrupt: InterruptLine;
+  readonly #allocator: GuestAllocator;
+  readonly #readIsr: boolean;
+  readonly #memory: SharedGuestMemory;
+  readonly #bytes: Uint8Array;
+  readonly #u16: Uint16Array;
+  readonly #u32: Uint32Array;
+  readonly #view: DataView;
+  readonly #size: number;
+  readonly #useIndirect: boolean;
+  readonly #eventIdx: boolean;
+  readonly #desc: number;
+  readonly #avail: number;
+  readonly #used: number;
+  readonly #headers: number;
+  readonly #statuses: number;
+  readonly #tables: number;
+  readonly #tableStride: number;
+  // The driver's own copy of its chains (it never trusts ring memory for these).
+  readonly #next: Uint16Array;
+  readonly #chainLength: Uint16Array;
+  readonly #inFlight: Uint8Array;
+  readonly #freeList: Uint16Array;
+  #freeCount: number;
+  #availIdx = 0;
+  #kickedIdx = 0;
+  #lastUsed = 0;
+  #outstanding = 0;
+  readonly #callbacks: (CompletionHandler | undefined)[];
+  #needsReset = false;
+
+  private constructor(options: DriverOptions) {
+    this.#registers = options.registers;
+    this.#interrupt = options.interrupt;
+    this.#allocator = options.allocator;
+    this.#readIsr = options.readIsr ?? true;
+    this.#memory = options.memory;
+    const buffer = options.memory.buffer;
+    this.#bytes = new Uint8Array(buffer);
+    this.#u16 = new Uint16Array(buffer, 0, buffer.byteLength >>> 1);
+    this.#u32 = new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
+    this.#view = new DataView(buffer);
+    const r = this.#registers;
+
+    // §3.1.1 (legacy): reset, ACKNOWLEDGE, DRIVER, features, queue, DRIVER_OK.
+    r.write(LegacyRegister.STATUS, 1, 0);
+    r.write(LegacyRegister.STATUS, 1, DeviceStatus.ACKNOWLEDGE);
+    r.write(LegacyRegister.STATUS, 1, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
+    const offered = r.read(LegacyRegister.HOST_FEATURES, 4) >>> 0;
+    let wanted = DRIVER_FEATURES;
+    if (options.indirect) wanted |= 1 << RingFeature.INDIRECT_DESC;
+    if (options.eventIdx ?? true) wanted |= 1 << RingFeature.EVENT_IDX;
+    const features = (offered & wanted) >>> 0;
+    r.write(LegacyRegister.GUEST_FEATURES, 4, features);
+    this.#useIndirect = hasFeature(features, RingFeature.INDIRECT_DESC);
+    this.#eventIdx = hasFeature(features, RingFeature.EVENT_IDX);
+
+    r.write(LegacyRegister.QUEUE_SEL, 2, 0);
+    const size = r.read(LegacyRegister.QUEUE_NUM, 2);
+    if (size === 0 || (size & (size - 1)) !== 0) {
+      this.#fail();
+      throw new DeviceFault(`device reports queue size ${size}`);
+    }
+    this.#size = size;
+    const alloc = options.allocator;
+    const ringBytes = legacyRingSize(size);
+    const ring = alloc.alloc(ringBytes, LEGACY_QUEUE_ALIGN);
+    this.#bytes.fill(0, this.#offset(ring), this.#offset(ring) + ringBytes);
+    const parts = legacyRingAddresses(ring, size);
+    this.#desc = parts.desc;
+    this.#avail = parts.avail;
+    this.#used = parts.used;
+    r.write(LegacyRegister.QUEUE_PFN, 4, ring / 2 ** LEGACY_PFN_SHIFT);
+    if (r.read(LegacyRegister.QUEUE_PFN, 4) !== ring / 2 ** LEGACY_PFN_SHIFT) {
+      this.#fail();
+      throw new DeviceFault(`device refused the ring at ${ring}`);
+    }
+
+    const info = this.#readInfo(features, size);
+    this.info = info;
+    this.#headers = alloc.alloc(REQUEST_HEADER_SIZE * size, 16);
+    this.#statuses = alloc.alloc(size, 16);
+    this.#tableStride = DESCRIPTOR_SIZE * (info.segMax + 2);
+    this.#tables = this.#useIndirect ? alloc.alloc(this.#tableStride * size, 16) : 0;
+    this.#next = new Uint16Array(size);
+    this.#chainLength = new Uint16Array(size);
+    this.#inFlight = new Uint8Array(size);
+    this.#freeList = new Uint16Array(size);
+    for (let i = 0; i < size; i++) this.#freeList[i] = size - 1 - i;
+    this.#freeCount = size;
+    this.#callbacks = new Array(size).fill(undefined);
+
+    r.write(
+      LegacyRegister.STATUS,
+      1,
+      DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.DRIVER_OK,
+    );
+  }
+
+  /** Resets and initialises the device and returns a driver bound to it. */
+  static init(options: DriverOptions): VirtioBlkDriver {
+    return new VirtioBlkDriver(options);
+  }
+
+  /** Queue size. */
+  get queueSize(): number {
+    return this.#size;
+  }
+
+  /** Requests submitted and not yet reaped. */
+  get outstanding(): number {
+    return this.#outstanding;
+  }
+
+  /** Whether the device signalled DEVICE_NEEDS_RESET. */
+  get needsReset(): boolean {
+    return this.#needsReset;
+  }
+
+  /** Whether requests go into indirect tables. */
+  get usesIndirect(): boolean {
+    return this.#useIndirect;
+  }
+
+  /** Whether a request with `segments` data buffers can be submitted now. */
+  hasRoom(segments: number): boolean {
+    return this.#freeCount >= (this.#useIndirect ? 1 : segments + 2);
+  }
+
+  /** Reads the live write-cache mode from config space. */
+  get writeback(): boolean {
+    return this.#registers.read(LegacyRegister.CONFIG + BlkConfig.WRITEBACK, 1) === 1;
+  }
+
+  /** Turns the device's write cache on or off (needs CONFIG_WCE). */
+  set writeback(on: boolean) {
+    this.#registers.write(LegacyRegister.CONFIG + BlkConfig.WRITEBACK, 1, on ? 1 : 0);
+  }
+
+  /** The device status register. */
+  get deviceStatus(): number {
+    return this.#registers.read(LegacyRegister.STATUS, 1);
+  }
+
+  /**
+   * Places a request on the available ring (without notifying the device;
+   * see {@linkcode kick}). Returns its token (the head descriptor index), or
+   * -1 when the ring has no room. `buffers` are the data buffers: written by
+   * the device for IN and GET_ID, read by it otherwise.
+   */
+  submit(
+    type: number,
+    sector: number,
+    buffers: Buffers = NO_BUFFERS,
+    onComplete?: CompletionHandler,
+  ): number {
+    const count = buffers.count;
+    if (count > this.info.segMax) {
+      throw new RangeError(`${count} segments exceed the device's seg_max ${this.info.segMax}`);
+    }
+    const total = count + 2;
+    if (!this.hasRoom(count)) return -1;
+    const dataFlags = type === RequestType.IN || type === RequestType.GET_ID
+      ? DescriptorFlag.WRITE
+      : 0;
+    const head = this.#freeList[--this.#freeCount];
+    const header = this.#headers + REQUEST_HEADER_SIZE * head;
+    const status = this.#statuses + head;
+    const h = this.#offset(header);
+    this.#view.setUint32(h + RequestHeader.TYPE, type, true);
+    this.#view.setUint32(h + RequestHeader.IOPRIO, 0, true);
+    this.#setU64(h + RequestHeader.SECTOR, sector);
+    this.#bytes[this.#offset(status)] = STATUS_NOT_WRITTEN;
+
+    if (this.#useIndirect) {
+      const table = this.#tables + this.#tableStride * head;
+      this.#writeDescriptor(table, 0, header, REQUEST_HEADER_SIZE, DescriptorFlag.NEXT, 1);
+      for (let i = 0; i < count; i++) {
+        this.#writeDescriptor(
+          table,
+          i + 1,
+          buffers.address[i],
+          buffers.length[i],
+          dataFlags | DescriptorFlag.NEXT,
+          i + 2,
+        );
+      }
+      this.#writeDescriptor(table, count + 1, status, 1, DescriptorFlag.WRITE, 0);
+      this.#writeDescriptor(
+        this.#desc,
+        head,
+        table,
+        DESCRIPTOR_SIZE * total,
+        DescriptorFlag.INDIRECT,
+        0,
+      );
+      this.#chainLength[head] = 1;
+    } else {
+      let index = head;
+      for (let i = 0; i < total; i++) {
+        const last = i === total - 1;
+        const next = last ? 0 : this.#freeList[--this.#freeCount];
+        const flags = last ? DescriptorFlag.WRITE : i === 0 ? 0 : dataFlags;
+        const address = i === 0 ? header : last ? status : buffers.address[i - 1];
+        const length = i === 0 ? REQUEST_HEADER_SIZE : last ? 1 : buffers.length[i - 1];
+        this.#writeDescriptor(
+          this.#desc,
+          index,
+          address,
+          length,
+          flags | (last ? 0 : DescriptorFlag.NEXT),
+          next,
+        );
+        this.#next[index] = next;
+        index = next;
+      }
+      this.#chainLength[head] = total;
+    }
+    this.#inFlight[head] = 1;
+    this.#callbacks[head] = onComplete;
+    this.#outstanding++;
+    const slot = this.#avail + AvailRing.RING + 2 * (this.#availIdx & (this.#size - 1));
+    this.#u16[this.#offset(slot) >>> 1] = head;
+    this.#availIdx = (this.#availIdx + 1) & U16_MASK;
+    Atomics.store(this.#u16, this.#offset(this.#avail + AvailRing.IDX) >>> 1, this.#availIdx);
+    return head;
+  }
+
+  /**
+   * Notifies the device of what was submitted since the last kick, unless
+   * it asked not to be (used.flags NO_NOTIFY, or avail_event with EVENT_IDX).
+   * Returns whether QUEUE_NOTIFY was written.
+   */
+  kick(): boolean {
+    const newIdx = this.#availIdx;
+    const oldIdx = this.#kickedIdx;
+    if (newIdx === oldIdx) return false;
+    this.#kickedIdx = newIdx;
+    let notify: boolean;
+    if (this.#eventIdx) {
+      const event = Atomics.load(
+        this.#u16,
+        this.#offset(this.#used + UsedRing.availEvent(this.#size)) >>> 1,
+      );
+      notify = needEvent(event, newIdx, oldIdx);
+    } else {
+      notify = (Atomics.load(this.#u16, this.#offset(this.#used + UsedRing.FLAGS) >>> 1) & 1) === 0;
+    }
+    if (notify) this.#registers.write(LegacyRegister.QUEUE_NOTIFY, 2, 0);
+    return notify;
+  }
+
+  /** Whether the used ring holds completions not yet reaped. */
+  get hasCompletions(): boolean {
+    return Atomics.load(this.#u16, this.#offset(this.#used + UsedRing.IDX) >>> 1) !==
+      this.#lastUsed;
+  }
+
+  /**
+   * Takes every completion off the used ring, frees its descriptors and
+   * reports it to the handler given at submission, or else to `handler`.
+   * Returns how many were reaped. Throws {@linkcode DeviceFault} when the
+   * device returned something it was not given.
+   */
+  reap(handler?: CompletionHandler): number {
+    const usedIdxAt = this.#offset(this.#used + UsedRing.IDX) >>> 1;
+    let reaped = 0;
+    for (;;) {
+      const usedIdx = Atomics.load(this.#u16, usedIdxAt);
+      if (usedIdx === this.#lastUsed) break;
+      if (((usedIdx - this.#lastUsed) & U16_MASK) > this.#outstanding) {
+        throw new DeviceFault(
+          `used.idx ${usedIdx} runs ahead of ${this.#outstanding} outstanding requests`,
+        );
+      }
+      while (this.#lastUsed !== usedIdx) {
+        const element = this.#offset(
+          this.#used + UsedRing.RING + UsedRing.ELEMENT_SIZE * (this.#lastUsed & (this.#size - 1)),
+        );
+        const id = this.#u32[(element + UsedRing.ELEMENT_ID) >>> 2];
+        const length = this.#u32[(element + UsedRing.ELEMENT_LEN) >>> 2];
+        if (id >= this.#size || this.#inFlight[id] !== 1) {
+          throw new DeviceFault(`device returned head ${id}, which is not in flight`);
+        }
+        const status = this.#bytes[this.#offset(this.#statuses + id)];
+        this.#release(id);
+        this.#lastUsed = (this.#lastUsed + 1) & U16_MASK;
+        reaped++;
+        const callback = this.#callbacks[id];
+        this.#callbacks[id] = undefined;
+        (callback ?? handler)?.(id, status, length);
+      }
+      if (this.#eventIdx) {
+        // Ask for an interrupt at the very next completion (§2.7.10).
+        Atomics.store(
+          this.#u16,
+          this.#offset(this.#avail + AvailRing.usedEvent(this.#size)) >>> 1,
+          this.#lastUsed,
+        );
+      }
+    }
+    return reaped;
+  }
+
+  /**
+   * Blocks until the used ring has completions (or the device needs a reset),
+   * or `timeoutMs` passes. Returns whether there is something to reap.
+   */
+  waitSync(timeoutMs = Infinity): boolean {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const seen = this.#interrupt.count;
+      if (this.hasCompletions || this.#needsReset) return true;
+      const left = deadline - performance.now();
+      if (left <= 0) return false;
+      if (this.#interrupt.waitSync(seen, left)) this.#acknowledge();
+    }
+  }
+
+  /** Like {@linkcode waitSync} without blocking the thread. */
+  async wait(timeoutMs = Infinity): Promise<boolean> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const seen = this.#interrupt.count;
+      if (this.hasCompletions || this.#needsReset) return true;
+      const left = deadline - performance.now();
+      if (left <= 0) return false;
+      if (await this.#interrupt.wait(seen, left)) this.#acknowledge();
+    }
+  }
+
+  /** Submits one request, kicks, and blocks until it completes. */
+  executeSync(
+    type: number,
+    sector: number,
+    buffers: Buffers = NO_BUFFERS,
+    timeoutMs = 10_000,
+  ): Completion {
+    let result: Completion | undefined;
+    const done: CompletionHandler = (_, status, usedLength) => (result = { status, usedLength });
+    while (this.submit(type, sector, buffers, done) < 0) {
+      if (!this.waitSync(timeoutMs)) throw new DeviceFault("timed out waiting for ring space");
+      this.reap();
+    }
+    this.kick();
+    while (result === undefined) {
+      this.reap();
+      if (result !== undefined) break;
+      if (this.#needsReset) throw new DeviceFault("device needs reset");
+      if (!this.waitSync(timeoutMs)) throw new DeviceFault("timed out waiting for a completion");
+    }
+    return result;
+  }
+
+  /** Submits one request, kicks, and resolves when it completes. */
+  async execute(
+    type: number,
+    sector: number,
+    buffers: Buffers = NO_BUFFERS,
+    timeoutMs = 10_000,
+  ): Promise<Completion> {
+    let result: Completion | undefined;
+    const done: CompletionHandler = (_, status, usedLength) => (result = { status, usedLength });
+    while (this.submit(type, sector, buffers, done) < 0) {
+      if (!await this.wait(timeoutMs)) throw new DeviceFault("timed out waiting for ring space");
+      this.reap();
+    }
+    this.kick();
+    while (result === undefined) {
+      this.reap();
+      if (result !== undefined) break;
+      if (this.#needsReset) throw new DeviceFault("device needs reset");
+      if (!await this.wait(timeoutMs)) throw new DeviceFault("timed out waiting for a completion");
+    }
+    return result;
+  }
+
+  /** Reads `length` bytes (a multiple of 512) at `sector`. */
+  async read(sector: number, length: number): Promise<Uint8Array> {
+    return await this.#withBuffer(length, async (buffers) => {
+      check("read", await this.execute(RequestType.IN, sector, buffers));
+      return this.#copyOut(buffers, length);
+    });
+  }
+
+  /** Writes `data` (a multiple of 512 bytes) at `sector`. */
+  async write(sector: number, data: Uint8Array): Promise<void> {
+    await this.#withBuffer(data.length, async (buffers) => {
+      this.#bytes.set(data, this.#offset(buffers.address[0]));
+      check("write", await this.execute(RequestType.OUT, sector, buffers));
+    });
+  }
+
+  /** Asks the device to make every completed write stable. */
+  async flush(): Promise<void> {
+    check("flush", await this.execute(RequestType.FLUSH, 0));
+  }
+
+  /** The device serial (GET_ID). */
+  async getId(): Promise<string> {
+    return await this.#withBuffer(ID_BYTES, async (buffers) => {
+      check("get-id", await this.execute(RequestType.GET_ID, 0, buffers));
+      return decodeSerial(this.#copyOut(buffers, ID_BYTES));
+    });
+  }
+
+  /** {@linkcode read}, blocking (for Workers). */
+  readSync(sector: number, length: number): Uint8Array {
+    return this.#withBuffer(length, (buffers) => {
+      check("read", this.executeSync(RequestType.IN, sector, buffers));
+      return this.#copyOut(buffers, length);
+    });
+  }
+
+  /** {@linkcode write}, blocking (for Workers). */
+  writeSync(sector: number, data: Uint8Array): void {
+    this.#withBuffer(data.length, (buffers) => {
+      this.#bytes.set(data, this.#offset(buffers.address[0]));
+      check("write", this.executeSync(RequestType.OUT, sector, buffers));
+    });
+  }
+
+  /** {@linkcode flush}, blocking (for Workers). */
+  flushSync(): void {
+    check("flush", this.executeSync(RequestType.FLUSH, 0));
+  }
+
+  /** {@linkcode getId}, blocking (for Workers). */
+  getIdSync(): string {
+    return this.#withBuffer(ID_BYTES, (buffers) => {
+      check("get-id", this.executeSync(RequestType.GET_ID, 0, buffers));
+      return decodeSerial(this.#copyOut(buffers, ID_BYTES));
+    });
+  }
+
+  /** Runs `body` with a bounce buffer of `length` bytes in guest memory (0 = none). */
+  #withBuffer<T>(length: number, body: (buffers: Buffers) => T): T {
+    if (length === 0) return body(NO_BUFFERS);
+    const address = this.#allocator.alloc(length, 512);
+    let result: T;
+    try {
+      result = body({ count: 1, address: [address], length: [length] });
+    } catch (error) {
+      this.#allocator.free(address);
+      throw error;
+    }
+    if (result instanceof Promise) {
+      return result.finally(() => this.#allocator.free(address)) as T;
+    }
+    this.#allocator.free(address);
+    return result;
+  }
+
+  #copyOut(buffers: Buffers, length: number): Uint8Array {
+    const from = this.#offset(buffers.address[0]);
+    return this.#bytes.slice(from, from + length);
+  }
+
+  /** Resets the device (STATUS = 0); the driver must not be used afterwards. */
+  resetDevice(): void {
+    this.#registers.write(LegacyRegister.STATUS, 1, 0);
+  }
+
+  /** Guest memory offset of a guest-physical address (the memory starts at its base GPA). */
+  #offset(gpa: number): number {
+    return gpa - this.#memory.regions[0].gpa;
+  }
+
+  #writeDescriptor(
+    table: number,
+    index: number,
+    address: number,
+    length: number,
+    flags: number,
+    next: number,
+  ): void {
+    const at = this.#offset(table + DESCRIPTOR_SIZE * index);
+    this.#setU64(at + Descriptor.ADDR, address);
+    this.#view.setUint32(at + Descriptor.LEN, length, true);
+    this.#view.setUint16(at + Descriptor.FLAGS, flags, true);
+    this.#view.setUint16(at + Descriptor.NEXT, next, true);
+  }
+
+  #setU64(at: number, value: number): void {
+    this.#view.setUint32(at, value % 2 ** 32, true);
+    this.#view.setUint32(at + 4, Math.floor(value / 2 ** 32), true);
+  }
+
+  #release(head: number): void {
+    this.#inFlight[head] = 0;
+    this.#outstanding--;
+    let index = head;
+    for (let i = 0; i < this.#chainLength[head]; i++) {
+      this.#freeList[this.#freeCount++] = index;
+      index = this.#next[index];
+    }
+  }
+
+  /** Legacy INTx: read the ISR to de-assert the line and learn of config changes. */
+  #acknowledge(): void {
+    if (!this.#readIsr) return;
+    const isr = this.#registers.read(LegacyRegister.ISR, 1);
+    if (isr & ISR_CONFIG) {
+      if (this.#registers.read(LegacyRegister.STATUS, 1) & DeviceStatus.DEVICE_NEEDS_RESET) {
+        this.#needsReset = true;
+      }
+    }
+  }
+
+  #fail(): void {
+    this.#registers.write(LegacyRegister.STATUS, 1, DeviceStatus.FAILED);
+  }
+
+  #readInfo(features: number, queueSize: number): DiskInfo {
+    const r = this.#registers;
+    const config = (offset: number, size: 1 | 2 | 4) =>
+      r.read(LegacyRegister.CONFIG + offset, size) >>> 0;
+    const capacity = config(BlkConfig.CAPACITY, 4) + config(BlkConfig.CAPACITY + 4, 4) * 2 ** 32;
+    const logical = hasFeature(features, BlkFeature.BLK_SIZE) ? config(BlkConfig.BLK_SIZE, 4) : 512;
+    const exp = hasFeature(features, BlkFeature.TOPOLOGY)
+      ? config(BlkConfig.PHYSICAL_BLOCK_EXP, 1)
+      : 0;
+    return {
+      capacity,
+      segMax: hasFeature(features, BlkFeature.SEG_MAX) ? config(BlkConfig.SEG_MAX, 4) : 1,
+      logicalBlockSize: logical,
+      physicalBlockSize: logical * 2 ** exp,
+      readOnly: hasFeature(features, BlkFeature.RO),
+      writeback: hasFeature(features, BlkFeature.CONFIG_WCE) &&
+        config(BlkConfig.WRITEBACK, 1) === 1,
+      features,
+      queueSize,
+    };
+  }
+}
+
+/** The serial from a GET_ID answer: up to 20 bytes, NUL-terminated unless exactly 20. */
+export function decodeSerial(bytes: Uint8Array): string {
+  const end = bytes.indexOf(0);
+  return new TextDecoder().decode(bytes.subarray(0, Math.min(end < 0 ? ID_BYTES : end, ID_BYTES)));
+}
