@@ -12,6 +12,7 @@ import { backendSize } from "../backend/open_backend.ts";
 import { VirtioBlkError } from "../errors.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import type { VirtioDevice } from "../virtio/device.ts";
+import type { DoorbellHandle } from "../virtio/doorbell.ts";
 import { QueueStateBuffer } from "../virtio/queue_state.ts";
 import { isValidQueueSize, RingFeature } from "../virtio/spec.ts";
 import { SplitQueue } from "../virtio/split_queue.ts";
@@ -58,8 +59,6 @@ export interface InterruptRoute {
   readonly handle: InterruptHandle;
 }
 
-const LOW_32 = 0xffff_ffffn;
-
 function bit(n: number): bigint {
   return 1n << BigInt(n);
 }
@@ -76,7 +75,7 @@ export class VirtioBlkDevice implements VirtioDevice {
   readonly capacity: number;
   readonly readOnly: boolean;
   /** Shared write-cache state. */
-  readonly state = new BlkState();
+  readonly state: BlkState = new BlkState();
   /** The serial as GET_ID returns it. */
   readonly serial: Uint8Array;
   readonly #queueState: QueueStateBuffer;
@@ -168,11 +167,6 @@ export class VirtioBlkDevice implements VirtioDevice {
     this.state.set(this.state.wce, (this.#acked & bit(BlkFeature.FLUSH)) !== 0n);
   }
 
-  /** The accepted features' low 32 bits (what a legacy driver sees). */
-  get ackedFeaturesLow(): number {
-    return Number(this.#acked & LOW_32);
-  }
-
   readConfig(offset: number, size: number): number {
     this.#image[BlkConfig.WRITEBACK] = this.state.wce ? 1 : 0;
     return readImage(this.#image, offset, size);
@@ -186,6 +180,16 @@ export class VirtioBlkDevice implements VirtioDevice {
       const wce = ((value >>> (8 * i)) & 0xff) !== 0;
       this.state.set(wce, (this.#acked & bit(BlkFeature.FLUSH)) !== 0n);
     }
+  }
+
+  /** Resolves once the engine serves requests (its workers started and opened the medium). */
+  ready(): Promise<void> {
+    return this.#engine.ready();
+  }
+
+  /** The doorbell of queue `index`: a vCPU thread rings it for QUEUE_NOTIFY (ioeventfd-style). */
+  doorbell(index: number): DoorbellHandle {
+    return this.#engine.doorbell(index);
   }
 
   notify(index: number): void {

@@ -9,6 +9,7 @@
 
 import type { BackendSpec } from "../backend/backend.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
+import type { DoorbellHandle } from "../virtio/doorbell.ts";
 import type { QueueStateBuffer } from "../virtio/queue_state.ts";
 import type { InterruptSink } from "../virtio/transport_state.ts";
 import type { BlkState } from "./blk_state.ts";
@@ -36,8 +37,12 @@ export type InterruptHandle = { readonly kind: "transport"; readonly buffer: Sha
 
 /** An executor of a device's requests. */
 export interface RequestEngine {
+  /** Resolves once the engine can serve (its threads started and opened the medium). */
+  ready(): Promise<void>;
   /** The driver kicked queue `index`: take and run what it made available. */
   notify(index: number): void;
+  /** The doorbell of queue `index`: ringing it from any thread is a kick. */
+  doorbell(index: number): DoorbellHandle;
   /**
    * The queue was disabled (its generation already bumped): drop work not
    * started, and return only once no started request can still touch guest

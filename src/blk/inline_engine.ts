@@ -12,7 +12,7 @@
 import type { BlockBackend } from "../backend/backend.ts";
 import { openBackend } from "../backend/open_backend.ts";
 import { DescriptorChain } from "../virtio/descriptor_chain.ts";
-import { QueueWord } from "../virtio/queue_state.ts";
+import { Doorbell, type DoorbellHandle } from "../virtio/doorbell.ts";
 import { Pop, QueueFault, SplitQueue } from "../virtio/split_queue.ts";
 import type { EngineContext, RequestEngine } from "./engine.ts";
 import { completeRequest, executeRequest, type ExecutionContext } from "./execute.ts";
@@ -26,14 +26,18 @@ export class InlineEngine implements RequestEngine {
   readonly #execution: ExecutionContext;
   readonly #chain: DescriptorChain;
   readonly #request: BlkRequest;
+  readonly #doorbells: DoorbellHandle[];
   #running = false;
   #closed = false;
 
-  /** Opens the backend on this thread and starts watching the doorbells. */
-  constructor(context: EngineContext) {
+  /**
+   * Opens the backend on this thread (or uses `backend`, a medium of the
+   * caller's own) and starts watching the doorbells.
+   */
+  constructor(context: EngineContext, backend?: BlockBackend) {
     this.#context = context;
     this.#queues = context.queues.map((state) => new SplitQueue(context.memory, state));
-    this.#backend = openBackend(context.backend);
+    this.#backend = backend ?? openBackend(context.backend);
     this.#execution = {
       memory: context.memory,
       backend: this.#backend,
@@ -47,7 +51,17 @@ export class InlineEngine implements RequestEngine {
     );
     this.#chain = new DescriptorChain(capacity);
     this.#request = new BlkRequest(context.limits.segMax);
+    const words = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT * this.#queues.length);
+    this.#doorbells = this.#queues.map((_, index) => ({ buffer: words, index }));
     this.#queues.forEach((_, index) => this.#watchDoorbell(index));
+  }
+
+  doorbell(index: number): DoorbellHandle {
+    return this.#doorbells[index];
+  }
+
+  ready(): Promise<void> {
+    return Promise.resolve();
   }
 
   notify(index: number): void {
@@ -69,7 +83,8 @@ export class InlineEngine implements RequestEngine {
   close(): Promise<void> {
     if (!this.#closed) {
       this.#closed = true;
-      for (const queue of this.#queues) queue.kick(); // wakes the doorbell watchers so they end
+      // Wake the doorbell watchers so they see #closed and end.
+      for (const handle of this.#doorbells) new Doorbell(handle).ring();
       this.#backend.close();
     }
     return Promise.resolve();
@@ -80,26 +95,25 @@ export class InlineEngine implements RequestEngine {
     const { memory, limits, interrupts } = this.#context;
     do {
       if (!queue.beginDrain()) break;
-      let popped;
-      while ((popped = queue.pop(this.#chain)) === Pop.CHAIN) {
+      while (queue.pop(this.#chain) === Pop.CHAIN) {
         const generation = queue.generation;
         parseRequest(this.#chain, memory, limits, this.#request);
         const status = executeRequest(this.#request, this.#execution);
         completeRequest(queue, index, memory, this.#request, status, generation, interrupts);
       }
-      if (!queue.endDrain() || popped === Pop.BROKEN) break;
-    } while (!this.#closed);
+      queue.endDrain();
+    } while (queue.hasAvailable && !this.#closed);
     if (queue.fault !== QueueFault.NONE) interrupts.needsReset(index);
   }
 
+  /** Serves kicks rung on the doorbell by other threads (a guest in a Worker). */
   async #watchDoorbell(index: number): Promise<void> {
-    const words = this.#queues[index].words;
-    let seen = Atomics.load(words, QueueWord.KICKS);
+    const doorbell = new Doorbell(this.#doorbells[index]);
+    let seen = doorbell.count;
     while (!this.#closed) {
-      const wait = Atomics.waitAsync(words, QueueWord.KICKS, seen);
-      if (wait.async) await wait.value;
+      await doorbell.changed(seen);
       if (this.#closed) return;
-      seen = Atomics.load(words, QueueWord.KICKS);
+      seen = doorbell.count;
       this.notify(index);
     }
   }

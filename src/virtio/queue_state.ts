@@ -45,10 +45,8 @@ export const QueueWord = {
   IN_FLIGHT: 17,
   /** Most descriptors one chain may have (direct and indirect together). */
   MAX_CHAIN: 18,
-  /** Doorbell: the driver's kicks (QUEUE_NOTIFY) add one and notify waiters. */
-  KICKS: 19,
   /** First of N words: 1 while that head index is in flight. */
-  HEADS: 20,
+  HEADS: 19,
 } as const;
 
 /** Int32 words needed for a queue of at most `maxQueueSize` entries. */

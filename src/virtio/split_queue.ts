@@ -16,7 +16,7 @@
  */
 
 import { type GuestMemory, joinU64, type MemoryRegion } from "../memory/guest_memory.ts";
-import { lock, unlock } from "../sync/mutex.ts";
+import { lock, tryLock, unlock } from "../sync/mutex.ts";
 import type { DescriptorChain } from "./descriptor_chain.ts";
 import {
   AvailRing,
@@ -218,33 +218,23 @@ export class SplitQueue {
     return Atomics.load(this.#words, QueueWord.IN_FLIGHT);
   }
 
-  /** The doorbell counter (see {@linkcode SplitQueue.kick}). */
-  get kicks(): number {
-    return Atomics.load(this.#words, QueueWord.KICKS);
-  }
-
-  /** Rings the doorbell: records a driver notification and wakes one waiter. */
-  kick(): void {
-    Atomics.add(this.#words, QueueWord.KICKS, 1);
-    Atomics.notify(this.#words, QueueWord.KICKS, 1);
-  }
-
-  /** The shared words (for threads that wait on the doorbell). */
-  get words(): Int32Array {
-    return this.#words;
-  }
-
   // ---------------------------------------------------------------------------
   // Available side: one drainer at a time.
 
   /**
-   * Starts a drain pass: takes AVAIL_LOCK, reads avail.idx once, and asks the
-   * driver not to notify while the device is draining. Returns false (with
-   * the lock released) when the queue is not ready or is broken; a
-   * corrupted avail.idx breaks the queue here.
+   * Starts a drain pass: takes AVAIL_LOCK (waiting for it when `wait`,
+   * else giving up at once if another thread drains), reads avail.idx once,
+   * and asks the driver not to notify while the device drains. Returns false,
+   * holding no lock, when the lock was busy, or the queue is not ready or is
+   * broken; a corrupted avail.idx breaks the queue here.
+   *
+   * A thread that gives up because another one drains needs no retry: the
+   * drainer looks at the ring again after {@linkcode endDrain} (see
+   * {@linkcode hasAvailable}).
    */
-  beginDrain(): boolean {
-    lock(this.#words, QueueWord.AVAIL_LOCK);
+  beginDrain(wait = true): boolean {
+    if (wait) lock(this.#words, QueueWord.AVAIL_LOCK);
+    else if (!tryLock(this.#words, QueueWord.AVAIL_LOCK)) return false;
     if (!this.#refresh() || this.fault !== QueueFault.NONE) {
       unlock(this.#words, QueueWord.AVAIL_LOCK);
       return false;
@@ -260,9 +250,15 @@ export class SplitQueue {
     return true;
   }
 
-  /** Whether the current pass has chains left to pop. */
+  /**
+   * Whether the driver has made chains available that no drain pass has
+   * taken yet. Takes no lock: a drainer calls it after {@linkcode endDrain}
+   * and drains again when it is true, so a kick that arrived while it held
+   * the lock (and was ignored by a thread that could not take it) is served.
+   */
   get hasAvailable(): boolean {
-    return (Atomics.load(this.#words, QueueWord.NEXT_AVAIL) & U16_MASK) !== this.#availSnapshot;
+    if (!this.#refresh() || this.fault !== QueueFault.NONE) return false;
+    return this.#readAvailIdx() !== (Atomics.load(this.#words, QueueWord.NEXT_AVAIL) & U16_MASK);
   }
 
   /**
@@ -289,21 +285,14 @@ export class SplitQueue {
   }
 
   /**
-   * Ends a drain pass: lets the driver notify again, then looks at avail.idx
-   * once more so a chain added meanwhile is not left without a kick
-   * (virtio 1.2 §2.7.10). Returns true when the caller should drain again.
-   * `stoppedEarly` (the caller could not take every chain) skips the
-   * re-check: whoever frees capacity drains again.
+   * Ends a drain pass: lets the driver notify again (virtio 1.2 §2.7.10) and
+   * releases AVAIL_LOCK. The caller then checks {@linkcode hasAvailable}
+   * (unless it stopped because it could take no more, in which case whoever
+   * frees capacity drains again).
    */
-  endDrain(stoppedEarly = false): boolean {
-    let more = false;
-    if (this.fault === QueueFault.NONE) {
-      this.#setNotification(true);
-      more = !stoppedEarly &&
-        this.#readAvailIdx() !== (Atomics.load(this.#words, QueueWord.NEXT_AVAIL) & U16_MASK);
-    }
+  endDrain(): void {
+    if (this.fault === QueueFault.NONE) this.#setNotification(true);
     unlock(this.#words, QueueWord.AVAIL_LOCK);
-    return more;
   }
 
   // ---------------------------------------------------------------------------

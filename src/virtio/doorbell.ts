@@ -1,0 +1,43 @@
+/**
+ * A doorbell: one Int32 word in a SharedArrayBuffer that a driver's kick
+ * adds one to and notifies, so the thread serving a queue wakes without a
+ * message — the shared-memory counterpart of an ioeventfd. The engine that
+ * serves a queue owns its doorbell; the device model wires QUEUE_NOTIFY
+ * writes from a vCPU straight to it.
+ *
+ * @module
+ */
+
+/** Where a doorbell word lives (structured-cloneable). */
+export interface DoorbellHandle {
+  readonly buffer: SharedArrayBuffer;
+  readonly index: number;
+}
+
+/** A view of one doorbell word. */
+export class Doorbell {
+  readonly #words: Int32Array;
+  readonly #index: number;
+
+  constructor(handle: DoorbellHandle) {
+    this.#words = new Int32Array(handle.buffer);
+    this.#index = handle.index;
+  }
+
+  /** Counts a kick and wakes one thread waiting on the doorbell. */
+  ring(): void {
+    Atomics.add(this.#words, this.#index, 1);
+    Atomics.notify(this.#words, this.#index, 1);
+  }
+
+  /** Kicks so far; read it before looking for work, then wait for it to change. */
+  get count(): number {
+    return Atomics.load(this.#words, this.#index);
+  }
+
+  /** Waits (without blocking the thread) until the count differs from `seen`. */
+  async changed(seen: number): Promise<void> {
+    const wait = Atomics.waitAsync(this.#words, this.#index, seen);
+    if (wait.async) await wait.value;
+  }
+}
