@@ -196,10 +196,11 @@ export class VirtioBlkDevice implements VirtioDevice {
     if (index === 0) this.#engine.notify(0);
   }
 
-  disableQueue(index: number): void {
-    if (index !== 0) return;
-    this.#queue.disable();
+  disableQueue(index: number): number {
+    if (index !== 0) return 0;
+    const nextAvail = this.#queue.disable();
     this.#engine.quiesce(0);
+    return nextAvail;
   }
 
   reset(): void {

@@ -36,8 +36,12 @@ export interface VirtioDevice {
   writeConfig(offset: number, size: number, value: number): void;
   /** The driver kicked queue `index` (already checked to exist). */
   notify(index: number): void;
-  /** Stops the device's work on one queue (the driver disabled it). */
-  disableQueue(index: number): void;
+  /**
+   * Stops the device's work on one queue (the driver disabled it) once no
+   * request of it can touch guest memory any more. Returns the next available
+   * index the queue would have taken.
+   */
+  disableQueue(index: number): number;
   /** Back to the power-on state, after in-flight work is finished or abandoned. */
   reset(): void;
 }

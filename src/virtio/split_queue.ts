@@ -86,6 +86,13 @@ export interface QueueConfig extends RingAddresses {
   readonly features: number;
   /** Most descriptors in one chain (at least N is used). */
   readonly maxChain?: number;
+  /**
+   * Where the device resumes: the next available index to take and the next
+   * used index to publish (vhost-user SET_VRING_BASE and the ring's used.idx).
+   * Both default to 0, as after a reset.
+   */
+  readonly nextAvail?: number;
+  readonly nextUsed?: number;
 }
 
 const TWO_POW_32 = 0x1_0000_0000;
@@ -159,6 +166,8 @@ export class SplitQueue {
     Atomics.store(w, QueueWord.FEATURES, config.features | 0);
     Atomics.store(w, QueueWord.MAX_CHAIN, SplitQueue.chainCapacity(config));
     this.#clearProgress();
+    Atomics.store(w, QueueWord.NEXT_AVAIL, (config.nextAvail ?? 0) & U16_MASK);
+    Atomics.store(w, QueueWord.NEXT_USED, (config.nextUsed ?? 0) & U16_MASK);
     Atomics.add(w, QueueWord.GENERATION, 1);
     Atomics.store(w, QueueWord.READY, 1);
     unlock(w, QueueWord.USED_LOCK);
@@ -169,17 +178,21 @@ export class SplitQueue {
   /**
    * Stops the queue: no chain is popped and no used element is published for
    * work taken before this call (its generation is now stale). Waits for a
-   * drain pass or publish in progress on another thread to finish.
+   * drain pass or publish in progress on another thread to finish. Returns
+   * the next available index the device would have taken (what vhost-user's
+   * GET_VRING_BASE reports).
    */
-  disable(): void {
+  disable(): number {
     const w = this.#words;
     lock(w, QueueWord.AVAIL_LOCK);
     lock(w, QueueWord.USED_LOCK);
+    const nextAvail = Atomics.load(w, QueueWord.NEXT_AVAIL);
     Atomics.store(w, QueueWord.READY, 0);
     Atomics.add(w, QueueWord.GENERATION, 1);
     this.#clearProgress();
     unlock(w, QueueWord.USED_LOCK);
     unlock(w, QueueWord.AVAIL_LOCK);
+    return nextAvail;
   }
 
   #clearProgress(): void {
