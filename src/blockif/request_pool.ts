@@ -1,0 +1,352 @@
+/**
+ * The blockif request pool: a fixed set of request elements, each in exactly
+ * one of three queues — freeq, pendq, busyq — as in ACRN's block_if.c, kept
+ * in a SharedArrayBuffer so the drainer and every I/O worker change it in
+ * place. All queue changes happen under one Atomics-based mutex (PoolWord.LOCK):
+ * each critical section is a few list-pointer updates and, at most, a scan
+ * of the (at most 64-long) in-flight lists, and never does I/O.
+ *
+ * Ordering policy (ACRN's BLOCKED state, reworked). ACRN blocks a request
+ * that starts where an in-flight one ends, to keep sequential streams in
+ * order for a disk head. We block on what affects the data instead: a read
+ * or write waits (BLOCKED) while an earlier request still in pendq or busyq
+ * overlaps it and one of the two is a write. Conflicting requests thus take
+ * effect in submission order, so a guest that overlaps in-flight writes (or
+ * reads what it is writing) sees one consistent order; non-conflicting
+ * requests run in parallel and complete in any order. FLUSH blocks nothing
+ * and is blocked by nothing: it must cover writes that completed before it
+ * was submitted (virtio 1.2 §5.2.6.2), and those are already out of busyq;
+ * its fdatasync starts after they finished.
+ *
+ * @module
+ */
+
+import { BlkRequest, RequestField, RequestKind } from "../blk/request.ts";
+import { SECTOR_SIZE } from "../blk/spec.ts";
+import { lock, unlock } from "../sync/mutex.ts";
+import {
+  ElementState,
+  type ElementStateCode,
+  ElementWord,
+  NIL,
+  type PoolDimensions,
+  type PoolLayout,
+  poolLayout,
+  PoolWord,
+} from "./pool_layout.ts";
+
+/** Counts of elements per queue and state, for diagnostics and tests. */
+export interface PoolCounts {
+  readonly free: number;
+  readonly pending: number;
+  readonly runnable: number;
+  readonly blocked: number;
+  readonly busy: number;
+}
+
+/** A view of a request pool from one thread. */
+export class RequestPool {
+  readonly layout: PoolLayout;
+  /** Header and element words. */
+  readonly words: Int32Array;
+  readonly #records: Float64Array;
+  readonly #views: BlkRequest[];
+
+  /**
+   * @param dimensions the pool's size
+   * @param buffer an existing pool (from {@linkcode RequestPool.buffer}) to view;
+   *   without one, a new pool is created with every element in freeq
+   */
+  constructor(dimensions: PoolDimensions, buffer?: SharedArrayBuffer) {
+    this.layout = poolLayout(dimensions);
+    const sab = buffer ?? new SharedArrayBuffer(this.layout.bytes);
+    if (sab.byteLength !== this.layout.bytes) {
+      throw new RangeError(`pool buffer must be ${this.layout.bytes} bytes, got ${sab.byteLength}`);
+    }
+    this.words = new Int32Array(
+      sab,
+      0,
+      this.layout.elementBase + dimensions.elements * ElementWord.COUNT,
+    );
+    this.#records = new Float64Array(
+      sab,
+      this.layout.recordBase * 8,
+      dimensions.elements * this.layout.recordWords,
+    );
+    this.#views = [];
+    for (let i = 0; i < dimensions.elements; i++) {
+      this.#views.push(
+        new BlkRequest(dimensions.segMax, this.#records, i * this.layout.recordWords),
+      );
+    }
+    if (buffer === undefined) this.#initialise();
+  }
+
+  /** The pool's buffer, to hand to another thread. */
+  get buffer(): SharedArrayBuffer {
+    return this.words.buffer as SharedArrayBuffer;
+  }
+
+  /** The request record of element `index`. */
+  record(index: number): BlkRequest {
+    return this.#views[index];
+  }
+
+  state(index: number): ElementStateCode {
+    return Atomics.load(this.words, this.#at(index, ElementWord.STATE)) as ElementStateCode;
+  }
+
+  /** The virtqueue element `index`'s request came from. */
+  queueOf(index: number): number {
+    return Atomics.load(this.words, this.#at(index, ElementWord.QUEUE));
+  }
+
+  /** The queue generation element `index` was popped in. */
+  generationOf(index: number): number {
+    return Atomics.load(this.words, this.#at(index, ElementWord.GENERATION));
+  }
+
+  /** Elements in freeq (read without the lock: a hint that only grows under a single drainer). */
+  get freeCount(): number {
+    return Atomics.load(this.words, PoolWord.FREE_COUNT);
+  }
+
+  /** Elements a worker could take now. */
+  get runnableCount(): number {
+    return Atomics.load(this.words, PoolWord.RUNNABLE);
+  }
+
+  /** Elements workers are running. */
+  get busyCount(): number {
+    return Atomics.load(this.words, PoolWord.BUSY_COUNT);
+  }
+
+  /** A consistent snapshot of the queue sizes. */
+  counts(): PoolCounts {
+    const w = this.words;
+    lock(w, PoolWord.LOCK);
+    const counts = {
+      free: w[PoolWord.FREE_COUNT],
+      pending: w[PoolWord.PEND_COUNT],
+      runnable: w[PoolWord.RUNNABLE],
+      blocked: w[PoolWord.BLOCKED],
+      busy: w[PoolWord.BUSY_COUNT],
+    };
+    unlock(w, PoolWord.LOCK);
+    return counts;
+  }
+
+  /**
+   * Takes an element off freeq, copies `request` into it and appends it to
+   * pendq, BLOCKED if it conflicts with an earlier in-flight request and
+   * PENDING otherwise. Returns that state, or -1 when freeq is empty.
+   */
+  enqueue(request: BlkRequest, queueIndex: number, generation: number): number {
+    const w = this.words;
+    lock(w, PoolWord.LOCK);
+    const index = w[PoolWord.FREE_HEAD];
+    if (index === NIL) {
+      unlock(w, PoolWord.LOCK);
+      return -1;
+    }
+    w[PoolWord.FREE_HEAD] = w[this.#at(index, ElementWord.NEXT)];
+    w[PoolWord.FREE_COUNT]--;
+    this.#views[index].copyFrom(request);
+    w[this.#at(index, ElementWord.QUEUE)] = queueIndex;
+    w[this.#at(index, ElementWord.GENERATION)] = generation;
+    w[this.#at(index, ElementWord.SEQUENCE)] = w[PoolWord.SEQUENCE];
+    w[PoolWord.SEQUENCE] = (w[PoolWord.SEQUENCE] + 1) | 0;
+    if (request.kind === RequestKind.WRITE) w[PoolWord.WRITES_IN_FLIGHT]++;
+    const blocked = this.#conflictsWithEarlier(index);
+    const state = blocked ? ElementState.BLOCKED : ElementState.PENDING;
+    this.#append(index, PoolWord.PEND_HEAD, PoolWord.PEND_TAIL);
+    w[PoolWord.PEND_COUNT]++;
+    w[blocked ? PoolWord.BLOCKED : PoolWord.RUNNABLE]++;
+    Atomics.store(w, this.#at(index, ElementWord.STATE), state);
+    unlock(w, PoolWord.LOCK);
+    return state;
+  }
+
+  /** Moves the first PENDING element of pendq to busyq and returns it, or -1. */
+  takeRunnable(): number {
+    const w = this.words;
+    if (Atomics.load(w, PoolWord.RUNNABLE) === 0) return -1;
+    lock(w, PoolWord.LOCK);
+    let index = w[PoolWord.PEND_HEAD];
+    while (index !== NIL && w[this.#at(index, ElementWord.STATE)] !== ElementState.PENDING) {
+      index = w[this.#at(index, ElementWord.NEXT)];
+    }
+    if (index !== NIL) {
+      this.#remove(index, PoolWord.PEND_HEAD, PoolWord.PEND_TAIL);
+      w[PoolWord.PEND_COUNT]--;
+      w[PoolWord.RUNNABLE]--;
+      this.#append(index, PoolWord.BUSY_HEAD, PoolWord.BUSY_TAIL);
+      w[PoolWord.BUSY_COUNT]++;
+      Atomics.store(w, this.#at(index, ElementWord.STATE), ElementState.BUSY);
+    }
+    unlock(w, PoolWord.LOCK);
+    return index;
+  }
+
+  /**
+   * Returns a BUSY element to freeq once its request is complete, lets
+   * blocked requests that no longer conflict run, and wakes a quiescing
+   * thread. Returns how many requests became runnable.
+   */
+  finish(index: number): number {
+    const w = this.words;
+    lock(w, PoolWord.LOCK);
+    if (w[this.#at(index, ElementWord.STATE)] !== ElementState.BUSY) {
+      unlock(w, PoolWord.LOCK);
+      throw new Error(`internal error: element ${index} finished but not busy`);
+    }
+    this.#remove(index, PoolWord.BUSY_HEAD, PoolWord.BUSY_TAIL);
+    w[PoolWord.BUSY_COUNT]--;
+    this.#free(index);
+    const released = this.#unblock();
+    unlock(w, PoolWord.LOCK);
+    Atomics.add(w, PoolWord.SETTLED, 1);
+    Atomics.notify(w, PoolWord.SETTLED);
+    return released;
+  }
+
+  /**
+   * Drops every element of queue `queueIndex` still in pendq whose
+   * generation is not `generation` (the queue was reset): returned to freeq
+   * without running. Returns how many were dropped.
+   */
+  abandon(queueIndex: number, generation: number): number {
+    const w = this.words;
+    lock(w, PoolWord.LOCK);
+    let dropped = 0;
+    let index = w[PoolWord.PEND_HEAD];
+    while (index !== NIL) {
+      const next = w[this.#at(index, ElementWord.NEXT)];
+      if (
+        w[this.#at(index, ElementWord.QUEUE)] === queueIndex &&
+        w[this.#at(index, ElementWord.GENERATION)] !== generation
+      ) {
+        const state = w[this.#at(index, ElementWord.STATE)];
+        this.#remove(index, PoolWord.PEND_HEAD, PoolWord.PEND_TAIL);
+        w[PoolWord.PEND_COUNT]--;
+        w[state === ElementState.BLOCKED ? PoolWord.BLOCKED : PoolWord.RUNNABLE]--;
+        this.#free(index);
+        dropped++;
+      }
+      index = next;
+    }
+    this.#unblock();
+    unlock(w, PoolWord.LOCK);
+    return dropped;
+  }
+
+  // ---------------------------------------------------------------------------
+
+  #at(index: number, word: number): number {
+    return this.layout.elementBase + index * ElementWord.COUNT + word;
+  }
+
+  #initialise(): void {
+    const w = this.words;
+    const n = this.layout.elements;
+    for (let i = 0; i < n; i++) {
+      w[this.#at(i, ElementWord.STATE)] = ElementState.FREE;
+      w[this.#at(i, ElementWord.NEXT)] = i + 1 < n ? i + 1 : NIL;
+      w[this.#at(i, ElementWord.PREV)] = NIL;
+    }
+    w[PoolWord.FREE_HEAD] = 0;
+    w[PoolWord.FREE_COUNT] = n;
+    for (
+      const head of [PoolWord.PEND_HEAD, PoolWord.PEND_TAIL, PoolWord.BUSY_HEAD, PoolWord.BUSY_TAIL]
+    ) {
+      w[head] = NIL;
+    }
+  }
+
+  /** Pushes an element (already off its list) onto freeq. Caller holds the lock. */
+  #free(index: number): void {
+    const w = this.words;
+    if (this.#views[index].kind === RequestKind.WRITE) w[PoolWord.WRITES_IN_FLIGHT]--;
+    w[this.#at(index, ElementWord.NEXT)] = w[PoolWord.FREE_HEAD];
+    w[this.#at(index, ElementWord.PREV)] = NIL;
+    w[PoolWord.FREE_HEAD] = index;
+    w[PoolWord.FREE_COUNT]++;
+    Atomics.store(w, this.#at(index, ElementWord.STATE), ElementState.FREE);
+  }
+
+  #append(index: number, headWord: number, tailWord: number): void {
+    const w = this.words;
+    const tail = w[tailWord];
+    w[this.#at(index, ElementWord.PREV)] = tail;
+    w[this.#at(index, ElementWord.NEXT)] = NIL;
+    if (tail === NIL) w[headWord] = index;
+    else w[this.#at(tail, ElementWord.NEXT)] = index;
+    w[tailWord] = index;
+  }
+
+  #remove(index: number, headWord: number, tailWord: number): void {
+    const w = this.words;
+    const prev = w[this.#at(index, ElementWord.PREV)];
+    const next = w[this.#at(index, ElementWord.NEXT)];
+    if (prev === NIL) w[headWord] = next;
+    else w[this.#at(prev, ElementWord.NEXT)] = next;
+    if (next === NIL) w[tailWord] = prev;
+    else w[this.#at(next, ElementWord.PREV)] = prev;
+  }
+
+  /** Makes runnable every BLOCKED element that no earlier in-flight request conflicts with. */
+  #unblock(): number {
+    const w = this.words;
+    if (w[PoolWord.BLOCKED] === 0) return 0;
+    let released = 0;
+    for (
+      let index = w[PoolWord.PEND_HEAD];
+      index !== NIL;
+      index = w[this.#at(index, ElementWord.NEXT)]
+    ) {
+      if (w[this.#at(index, ElementWord.STATE)] !== ElementState.BLOCKED) continue;
+      if (this.#conflictsWithEarlier(index)) continue;
+      Atomics.store(w, this.#at(index, ElementWord.STATE), ElementState.PENDING);
+      w[PoolWord.BLOCKED]--;
+      w[PoolWord.RUNNABLE]++;
+      released++;
+    }
+    return released;
+  }
+
+  /**
+   * Whether element `index` conflicts with an element submitted before it
+   * that is still in busyq or pendq: both transfer data, their byte ranges
+   * overlap and at least one writes. Caller holds the lock.
+   */
+  #conflictsWithEarlier(index: number): boolean {
+    const request = this.#views[index];
+    const kind = request.kind;
+    if (kind !== RequestKind.READ && kind !== RequestKind.WRITE) return false;
+    if (kind === RequestKind.READ && this.words[PoolWord.WRITES_IN_FLIGHT] === 0) return false;
+    return this.#conflictIn(PoolWord.BUSY_HEAD, index) ||
+      this.#conflictIn(PoolWord.PEND_HEAD, index);
+  }
+
+  /** {@linkcode #conflictsWithEarlier} for the list starting at `headWord`. */
+  #conflictIn(headWord: number, index: number): boolean {
+    const w = this.words;
+    const request = this.#views[index];
+    const isWrite = request.kind === RequestKind.WRITE;
+    const sequence = w[this.#at(index, ElementWord.SEQUENCE)];
+    const start = request.fields[request.base + RequestField.SECTOR] * SECTOR_SIZE;
+    const end = start + request.fields[request.base + RequestField.DATA_LENGTH];
+    for (let other = w[headWord]; other !== NIL; other = w[this.#at(other, ElementWord.NEXT)]) {
+      // Only earlier submissions count; the difference wraps like the counter.
+      if (((w[this.#at(other, ElementWord.SEQUENCE)] - sequence) | 0) >= 0) continue;
+      const o = this.#views[other];
+      const otherKind = o.kind;
+      if (otherKind === RequestKind.WRITE || (isWrite && otherKind === RequestKind.READ)) {
+        const otherStart = o.fields[o.base + RequestField.SECTOR] * SECTOR_SIZE;
+        const otherEnd = otherStart + o.fields[o.base + RequestField.DATA_LENGTH];
+        if (otherStart < end && start < otherEnd) return true;
+      }
+    }
+    return false;
+  }
+}

@@ -1,0 +1,206 @@
+/**
+ * What a blockif thread does, on whichever thread runs it: the notify path
+ * (take chains off the available ring, parse each once, put it in a pool
+ * element on pendq) and the worker path (take a runnable element into busyq,
+ * run it against the medium, write the status, publish the used element,
+ * interrupt, return the element to freeq).
+ *
+ * Who sleeps where and who wakes whom:
+ * - Workers sleep in `Atomics.wait` on the pool's WAKE word. A drainer that
+ *   queued runnable requests, and a finishing worker that unblocked some,
+ *   bump WAKE and notify that many sleepers.
+ * - `dispatch: "worker"` (default): WAKE is also the queue's doorbell, so a
+ *   kick wakes one worker, which drains the ring itself and runs the first
+ *   request (one hand-off fewer than ACRN's model).
+ * - `dispatch: "device"` (ACRN's model): the device thread drains on the
+ *   KICK doorbell and workers only execute.
+ * - When freeq runs dry the drainer stops and sets STARVED; the worker whose
+ *   request finishes next sees it and drains again (or rings KICK), so a
+ *   chain is never dropped and never waits for another kick.
+ *
+ * @module
+ */
+
+import type { BlockBackend } from "../backend/backend.ts";
+import type { BlkState } from "../blk/blk_state.ts";
+import {
+  completeRequest,
+  executeRequest,
+  type ExecutionContext,
+  type ExecutionStats,
+} from "../blk/execute.ts";
+import { BlkRequest, parseRequest, type RequestLimits } from "../blk/request.ts";
+import { RequestStatus } from "../blk/spec.ts";
+import type { GuestMemory } from "../memory/guest_memory.ts";
+import { DescriptorChain } from "../virtio/descriptor_chain.ts";
+import { Pop, QueueFault, type SplitQueue } from "../virtio/split_queue.ts";
+import type { InterruptSink } from "../virtio/transport_state.ts";
+import { ElementState, PoolWord } from "./pool_layout.ts";
+import type { RequestPool } from "./request_pool.ts";
+
+/** Who drains the available ring. */
+export type Dispatch = "worker" | "device";
+
+/** The live objects a server works on (built from handles in a worker). */
+export interface ServerParts {
+  readonly memory: GuestMemory;
+  readonly queues: readonly SplitQueue[];
+  readonly pool: RequestPool;
+  readonly state: BlkState;
+  readonly interrupts: InterruptSink;
+  /** The medium; absent on a device thread that only drains. */
+  readonly backend?: BlockBackend;
+  readonly readOnly: boolean;
+  readonly limits: RequestLimits;
+  readonly serial: Uint8Array;
+  readonly dispatch: Dispatch;
+  /** Most descriptors in one chain. */
+  readonly maxChain: number;
+}
+
+/** The notify and worker paths of one thread. */
+export class BlockifServer {
+  readonly #parts: ServerParts;
+  readonly #words: Int32Array;
+  readonly #chain: DescriptorChain;
+  readonly #scratch: BlkRequest;
+  readonly #execution: ExecutionContext | undefined;
+  readonly #stats: ExecutionStats = { mediumErrors: 0 };
+
+  constructor(parts: ServerParts) {
+    this.#parts = parts;
+    this.#words = parts.pool.words;
+    this.#chain = new DescriptorChain(parts.maxChain);
+    this.#scratch = new BlkRequest(parts.limits.segMax);
+    this.#execution = parts.backend && {
+      memory: parts.memory,
+      backend: parts.backend,
+      readOnly: parts.readOnly,
+      state: parts.state,
+      serial: parts.serial,
+    };
+  }
+
+  /**
+   * The notify path: moves every available chain of queue `index` into the
+   * pool, waking workers for them. Gives up at once if another thread is
+   * draining (it re-checks the ring when it is done). Returns how many
+   * requests it queued.
+   */
+  drain(index: number): number {
+    const { pool, queues, memory, limits, interrupts } = this.#parts;
+    const queue = queues[index];
+    const chain = this.#chain;
+    const scratch = this.#scratch;
+    let queued = 0;
+    for (;;) {
+      if (!queue.beginDrain(false)) break;
+      let starved = false;
+      let runnable = 0;
+      for (;;) {
+        if (pool.freeCount === 0) {
+          // Announce the shortage first, then look again: either a finishing
+          // worker sees STARVED, or this thread sees its freed element.
+          Atomics.store(this.#words, PoolWord.STARVED, 1);
+          if (pool.freeCount === 0) {
+            starved = true;
+            break;
+          }
+        }
+        if (queue.pop(chain) !== Pop.CHAIN) break;
+        const generation = queue.generation;
+        parseRequest(chain, memory, limits, scratch);
+        const state = pool.enqueue(scratch, index, generation);
+        if (state < 0) {
+          // Cannot happen while one thread drains a pool; never drop the chain.
+          completeRequest(
+            queue,
+            index,
+            memory,
+            scratch,
+            RequestStatus.IOERR,
+            generation,
+            interrupts,
+          );
+          continue;
+        }
+        queued++;
+        if (state === ElementState.PENDING) runnable++;
+      }
+      queue.endDrain();
+      // A draining worker runs one request itself; wake others for the rest.
+      this.#wake(this.#parts.dispatch === "worker" ? runnable - 1 : runnable);
+      if (starved ? pool.freeCount === 0 : !queue.hasAvailable) break;
+    }
+    if (queue.fault !== QueueFault.NONE) interrupts.needsReset(index);
+    return queued;
+  }
+
+  /**
+   * The worker path for one request: takes a runnable element, runs it and
+   * returns it to freeq. Returns false when nothing was runnable.
+   */
+  runOne(): boolean {
+    const { pool, queues, memory, interrupts } = this.#parts;
+    const element = pool.takeRunnable();
+    if (element < 0) return false;
+    const request = pool.record(element);
+    const index = pool.queueOf(element);
+    const generation = pool.generationOf(element);
+    const queue = queues[index];
+    // A request popped before a reset is dropped without touching guest memory.
+    if (generation === queue.generation) {
+      const status = executeRequest(request, this.#execution!, this.#stats);
+      completeRequest(queue, index, memory, request, status, generation, interrupts);
+    }
+    this.#wake(pool.finish(element));
+    Atomics.add(this.#words, PoolWord.COMPLETED, 1);
+    if (this.#stats.mediumErrors > 0) {
+      Atomics.add(this.#words, PoolWord.MEDIUM_ERRORS, this.#stats.mediumErrors);
+      this.#stats.mediumErrors = 0;
+    }
+    if (
+      Atomics.load(this.#words, PoolWord.STARVED) === 1 &&
+      Atomics.exchange(this.#words, PoolWord.STARVED, 0) === 1
+    ) {
+      if (this.#parts.dispatch === "worker") this.drain(index);
+      else this.#ringKick();
+    }
+    return true;
+  }
+
+  /**
+   * A worker's life: run what is runnable, drain when the ring has chains
+   * (worker dispatch), otherwise sleep on WAKE; until the pool is closing.
+   */
+  loop(): void {
+    const { pool, queues, dispatch } = this.#parts;
+    const words = this.#words;
+    while (Atomics.load(words, PoolWord.CLOSING) === 0) {
+      const seen = Atomics.load(words, PoolWord.WAKE);
+      if (this.runOne()) continue;
+      if (dispatch === "worker" && pool.freeCount > 0 && this.#drainAny(queues)) continue;
+      Atomics.add(words, PoolWord.IDLE, 1);
+      Atomics.wait(words, PoolWord.WAKE, seen);
+      Atomics.sub(words, PoolWord.IDLE, 1);
+    }
+  }
+
+  #drainAny(queues: readonly SplitQueue[]): boolean {
+    for (let i = 0; i < queues.length; i++) {
+      if (queues[i].hasAvailable && this.drain(i) > 0) return true;
+    }
+    return false;
+  }
+
+  #wake(count: number): void {
+    if (count <= 0) return;
+    Atomics.add(this.#words, PoolWord.WAKE, 1);
+    Atomics.notify(this.#words, PoolWord.WAKE, count);
+  }
+
+  #ringKick(): void {
+    Atomics.add(this.#words, PoolWord.KICK, 1);
+    Atomics.notify(this.#words, PoolWord.KICK, 1);
+  }
+}

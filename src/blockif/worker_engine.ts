@@ -1,0 +1,198 @@
+/**
+ * The blockif engine: a request pool in a SharedArrayBuffer and a set of Web
+ * Workers (8 by default, as ACRN's blockif) that execute a device's requests,
+ * each with its own handle on the medium. Set-up and shutdown go through
+ * postMessage; nothing per request does.
+ *
+ * @module
+ */
+
+import type { EngineContext, EngineFactory, RequestEngine } from "../blk/engine.ts";
+import { VirtioBlkError } from "../errors.ts";
+import { siblingModule, startThread, type Thread } from "../runtime/thread.ts";
+import { Doorbell, type DoorbellHandle } from "../virtio/doorbell.ts";
+import { SplitQueue } from "../virtio/split_queue.ts";
+import { PoolWord } from "./pool_layout.ts";
+import { RequestPool } from "./request_pool.ts";
+import { BlockifServer, type Dispatch } from "./server.ts";
+import type { WorkerInit, WorkerMessage } from "./worker_init.ts";
+
+/** ACRN's number of blockif threads per device. */
+export const DEFAULT_WORKERS = 8;
+/** ACRN's number of request elements (BLOCKIF_MAXREQ). */
+export const DEFAULT_POOL_SIZE = 64;
+
+/** How the engine is sized and who drains the ring. */
+export interface WorkerEngineOptions {
+  /** Worker threads (default 8). */
+  readonly workers?: number;
+  /** Request elements in the pool (default 64). */
+  readonly poolSize?: number;
+  /** `"worker"` (default): a woken worker drains the ring; `"device"`: the device thread does. */
+  readonly dispatch?: Dispatch;
+}
+
+/** How long close() waits for workers to leave their loop before terminating them. */
+const CLOSE_GRACE_MS = 5000;
+/** How long quiesce() sleeps between looks at busyq. */
+const QUIESCE_POLL_MS = 50;
+
+/** An {@linkcode EngineFactory} for the worker engine. */
+export function workerEngine(options: WorkerEngineOptions = {}): EngineFactory {
+  return (context) => new WorkerEngine(context, options);
+}
+
+/** Runs a device's requests on a pool of worker threads. */
+export class WorkerEngine implements RequestEngine {
+  readonly pool: RequestPool;
+  readonly #dispatch: Dispatch;
+  readonly #queues: SplitQueue[];
+  readonly #threads: Promise<Thread[]>;
+  readonly #ready: Promise<void>;
+  readonly #closed: Promise<void>[] = [];
+  readonly #deviceServer: BlockifServer | undefined;
+  #closing = false;
+
+  constructor(context: EngineContext, options: WorkerEngineOptions = {}) {
+    const workers = options.workers ?? DEFAULT_WORKERS;
+    if (!Number.isInteger(workers) || workers < 1 || workers > 256) {
+      throw new VirtioBlkError("INVALID_CONFIG", `worker count ${workers} must be 1 to 256`);
+    }
+    const elements = options.poolSize ?? DEFAULT_POOL_SIZE;
+    if (!Number.isInteger(elements) || elements < 1 || elements > 65536) {
+      throw new VirtioBlkError(
+        "INVALID_CONFIG",
+        `request pool size ${elements} must be 1 to 65536`,
+      );
+    }
+    this.#dispatch = options.dispatch ?? "worker";
+    this.pool = new RequestPool({ elements, segMax: context.limits.segMax });
+    this.#queues = context.queues.map((state) => new SplitQueue(context.memory, state));
+    const maxChain = Math.max(
+      ...context.queues.map((q) => q.maxQueueSize),
+      context.limits.segMax + 2,
+    );
+    if (this.#dispatch === "device") {
+      this.#deviceServer = new BlockifServer({
+        memory: context.memory,
+        queues: this.#queues,
+        pool: this.pool,
+        state: context.state,
+        interrupts: context.interrupts,
+        readOnly: context.readOnly,
+        limits: context.limits,
+        serial: context.serial,
+        dispatch: "device",
+        maxChain,
+      });
+      this.#watchKicks();
+    }
+    const init: Omit<WorkerInit, "index"> = {
+      memory: context.memory.handle(),
+      queues: context.queues.map((q) => ({ buffer: q.buffer, maxQueueSize: q.maxQueueSize })),
+      pool: { buffer: this.pool.buffer, dimensions: { elements, segMax: context.limits.segMax } },
+      state: context.state.buffer,
+      interrupts: context.interruptHandle,
+      backend: context.backend,
+      readOnly: context.readOnly,
+      limits: context.limits,
+      serial: context.serial,
+      dispatch: this.#dispatch,
+      maxChain,
+    };
+    const starts: Promise<void>[] = [];
+    const url = siblingModule(import.meta.url, "worker");
+    this.#threads = Promise.all(Array.from({ length: workers }, async (_, index) => {
+      const thread = await startThread(url, `blockif-${index}`);
+      let readyResolve!: () => void, readyReject!: (e: Error) => void;
+      starts[index] = new Promise<void>((resolve, reject) => {
+        readyResolve = resolve;
+        readyReject = reject;
+      });
+      this.#closed[index] = new Promise<void>((closedResolve) => {
+        thread.onMessage((raw) => {
+          const message = raw as WorkerMessage;
+          if (message.type === "ready") readyResolve();
+          else if (message.type === "error") {
+            readyReject(
+              new VirtioBlkError("BAD_BACKING_FILE", `blockif worker ${index}: ${message.message}`),
+            );
+            closedResolve();
+          } else closedResolve();
+        });
+        thread.onError((error) => {
+          readyReject(new VirtioBlkError("IO_ERROR", `blockif worker ${index} died: ${error}`));
+          closedResolve();
+        });
+      });
+      thread.postMessage({ ...init, index } satisfies WorkerInit);
+      return thread;
+    }));
+    this.#ready = this.#threads.then(() => Promise.all(starts)).then(() => {});
+    // Callers that never await ready() must not see an unhandled rejection.
+    this.#ready.catch(() => {});
+  }
+
+  ready(): Promise<void> {
+    return this.#ready;
+  }
+
+  notify(index: number): void {
+    if (this.#closing) return;
+    if (this.#deviceServer) this.#deviceServer.drain(index);
+    else new Doorbell(this.doorbell(index)).ring();
+  }
+
+  doorbell(_index: number): DoorbellHandle {
+    return {
+      buffer: this.pool.buffer,
+      index: this.#dispatch === "worker" ? PoolWord.WAKE : PoolWord.KICK,
+    };
+  }
+
+  /**
+   * Drops the queue's requests that no worker started and waits until no
+   * worker runs one: after this, nothing touches guest memory for requests
+   * popped before the queue was disabled (bug class 15).
+   */
+  quiesce(index: number): void {
+    const words = this.pool.words;
+    this.pool.abandon(index, this.#queues[index].generation);
+    for (;;) {
+      const settled = Atomics.load(words, PoolWord.SETTLED);
+      if (this.pool.busyCount === 0) return;
+      Atomics.wait(words, PoolWord.SETTLED, settled, QUIESCE_POLL_MS);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    const words = this.pool.words;
+    Atomics.store(words, PoolWord.CLOSING, 1);
+    Atomics.add(words, PoolWord.WAKE, 1);
+    Atomics.notify(words, PoolWord.WAKE);
+    Atomics.add(words, PoolWord.KICK, 1);
+    Atomics.notify(words, PoolWord.KICK);
+    const threads = await this.#threads.catch(() => [] as Thread[]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(this.#closed),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS))),
+    ]);
+    clearTimeout(timer);
+    await Promise.all(threads.map((thread) => thread.terminate()));
+  }
+
+  /** Device dispatch: the device thread drains when a vCPU rings KICK. */
+  async #watchKicks(): Promise<void> {
+    const doorbell = new Doorbell({ buffer: this.pool.buffer, index: PoolWord.KICK });
+    let seen = doorbell.count;
+    while (!this.#closing) {
+      await doorbell.changed(seen);
+      seen = doorbell.count;
+      if (this.#closing) return;
+      for (let i = 0; i < this.#queues.length; i++) this.#deviceServer!.drain(i);
+    }
+  }
+}

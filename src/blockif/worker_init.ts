@@ -1,0 +1,78 @@
+/**
+ * The set-up message a blockif worker receives (structured-cloneable:
+ * SharedArrayBuffers and plain data only), and how a worker turns it back
+ * into live objects.
+ *
+ * @module
+ */
+
+import type { BackendSpec } from "../backend/backend.ts";
+import { openBackend } from "../backend/open_backend.ts";
+import { BlkState } from "../blk/blk_state.ts";
+import type { InterruptHandle } from "../blk/engine.ts";
+import type { RequestLimits } from "../blk/request.ts";
+import type { GuestMemory, GuestMemoryHandle } from "../memory/guest_memory.ts";
+import { SharedGuestMemory } from "../memory/shared_memory.ts";
+import { QueueStateBuffer } from "../virtio/queue_state.ts";
+import { SplitQueue } from "../virtio/split_queue.ts";
+import { type InterruptSink, TransportState } from "../virtio/transport_state.ts";
+import type { PoolDimensions } from "./pool_layout.ts";
+import { RequestPool } from "./request_pool.ts";
+import type { Dispatch, ServerParts } from "./server.ts";
+
+/** Everything a worker needs, as sent with postMessage. */
+export interface WorkerInit {
+  readonly index: number;
+  readonly memory: GuestMemoryHandle;
+  readonly queues: readonly { readonly buffer: SharedArrayBuffer; readonly maxQueueSize: number }[];
+  readonly pool: { readonly buffer: SharedArrayBuffer; readonly dimensions: PoolDimensions };
+  readonly state: SharedArrayBuffer;
+  readonly interrupts: InterruptHandle;
+  readonly backend: BackendSpec;
+  readonly readOnly: boolean;
+  readonly limits: RequestLimits;
+  readonly serial: Uint8Array;
+  readonly dispatch: Dispatch;
+  readonly maxChain: number;
+}
+
+/** Messages a worker posts to the engine. */
+export type WorkerMessage =
+  | { readonly type: "ready"; readonly index: number }
+  | { readonly type: "error"; readonly index: number; readonly message: string }
+  | { readonly type: "closed"; readonly index: number };
+
+/** Rebuilds guest memory from its handle on this thread. */
+export function openGuestMemory(handle: GuestMemoryHandle): GuestMemory {
+  switch (handle.kind) {
+    case "shared":
+      return SharedGuestMemory.fromHandle(handle);
+    case "mapped":
+      throw new Error("mapped guest memory needs the vhost-user module");
+  }
+}
+
+/** Rebuilds the interrupt sink from its handle on this thread. */
+export function openInterruptSink(handle: InterruptHandle): InterruptSink {
+  return new TransportState(handle.buffer);
+}
+
+/** Builds a worker's live objects (opening its own backend handle). */
+export function openServerParts(init: WorkerInit): ServerParts {
+  const memory = openGuestMemory(init.memory);
+  return {
+    memory,
+    queues: init.queues.map((q) =>
+      new SplitQueue(memory, new QueueStateBuffer(q.maxQueueSize, q.buffer))
+    ),
+    pool: new RequestPool(init.pool.dimensions, init.pool.buffer),
+    state: new BlkState(init.state),
+    interrupts: openInterruptSink(init.interrupts),
+    backend: openBackend(init.backend),
+    readOnly: init.readOnly,
+    limits: init.limits,
+    serial: init.serial,
+    dispatch: init.dispatch,
+    maxChain: init.maxChain,
+  };
+}
