@@ -1,0 +1,244 @@
+/**
+ * Describing a backing file: checks a regular file or block device against
+ * ACRN's options (reference §5) once, on the thread that configures the
+ * device, and returns the structured-cloneable {@linkcode FileBackendSpec}
+ * every I/O thread opens its own handle from.
+ *
+ * Checking never creates, truncates or writes the file: it is inspected
+ * through a read-only descriptor, and writability is tested by opening it
+ * for writing without create or truncate and closing it unused.
+ *
+ * Durability contract of the backends opened from the spec: in
+ * write-through mode the executor calls `flush()` (fdatasync) after each
+ * write and before completing it; in write-back mode only a FLUSH request
+ * calls it. fdatasync through any descriptor of a file makes the writes made
+ * through every descriptor of it stable (the page cache is per inode), which
+ * is why one handle per worker is enough.
+ *
+ * @module
+ */
+
+import * as fs from "node:fs";
+import { resolve } from "node:path";
+import { VirtioBlkError } from "../errors.ts";
+import { isDeno } from "../runtime/is_deno.ts";
+import type { FileBackendSpec } from "./backend.ts";
+import { probeDeviceSize, seekDeviceSize } from "./device_size.ts";
+import { errnoName, errorText, openFailure, type OpenPurpose } from "./file_errors.ts";
+import { validateSectorSize } from "./sector_size.ts";
+
+/** The bytes a device shows must be whole virtio sectors (§5.2.4: capacity counts 512 bytes). */
+const VIRTIO_SECTOR = 512;
+
+/** Which I/O implementation opens the file. */
+export type FileIo = FileBackendSpec["io"];
+
+/** ACRN's backing-file options. */
+export interface FileOptions {
+  /** `ro`: open read-only (the device then offers VIRTIO_BLK_F_RO). Default false. */
+  readonly readOnly?: boolean;
+  /**
+   * `range=<start>/<size>`: the device sees only this window of the file.
+   * Both numbers count logical blocks (`logicalBlockSize` bytes each).
+   */
+  readonly range?: { readonly start: number; readonly size: number };
+  /** `sectorsize=<logical>`: logical block size, a power of two >= 512 (default 512). */
+  readonly logicalBlockSize?: number;
+  /** `sectorsize=<logical>/<physical>`: a power of two >= logical (default logical). */
+  readonly physicalBlockSize?: number;
+  /**
+   * Which I/O each thread uses: `"fsfile"` (Deno.FsFile, Deno only) or
+   * `"node-fs"` (positional node:fs, Deno and Node). Default: `"fsfile"`
+   * on Deno, `"node-fs"` elsewhere or when `direct` is set.
+   */
+  readonly io?: FileIo;
+  /** `nocache`: open with O_DIRECT (node-fs only, Linux). Default false. */
+  readonly direct?: boolean;
+}
+
+/**
+ * Checks the file at `path` against `options` and describes the device
+ * built on it. Pass the same `logicalBlockSize`/`physicalBlockSize` to the
+ * device, since they are what `range` was counted in.
+ *
+ * @param path a regular file or a block device / partition
+ * @param options ACRN's options
+ * @returns the spec every thread opens with `openBackend`
+ * @throws {VirtioBlkError} `INVALID_CONFIG` for a bad option (sector size,
+ * range shape, a range outside the file, an unusable `io`), and
+ * `BAD_BACKING_FILE` for a file that cannot back a device (missing, a
+ * directory or other non-regular file, empty, size not a multiple of 512,
+ * not writable without `ro`, no O_DIRECT support with `nocache`)
+ *
+ * @example
+ * ```ts
+ * const spec = describeFile("disk.img", { range: { start: 8, size: 2048 } });
+ * // spec.offset === 4096, spec.size === 1 MiB
+ * ```
+ */
+export function describeFile(path: string, options: FileOptions = {}): FileBackendSpec {
+  const { logical } = validateSectorSize(options.logicalBlockSize, options.physicalBlockSize);
+  const readOnly = options.readOnly ?? false;
+  const direct = options.direct ?? false;
+  const io = chooseIo(options.io, direct);
+  const window = options.range === undefined ? undefined : rangeBytes(options.range, logical);
+  const absolute = resolve(path);
+  const fileSize = inspectFile(absolute, readOnly, direct);
+
+  if (window === undefined) {
+    if (fileSize === 0) {
+      throw new VirtioBlkError("BAD_BACKING_FILE", `backing file ${absolute} is empty (0 bytes)`);
+    }
+    if (fileSize % VIRTIO_SECTOR !== 0) {
+      throw new VirtioBlkError(
+        "BAD_BACKING_FILE",
+        `size of backing file ${absolute} (${fileSize} bytes) is not a multiple of ` +
+          `${VIRTIO_SECTOR} bytes`,
+      );
+    }
+    return { kind: "file", path: absolute, offset: 0, size: fileSize, readOnly, io, direct };
+  }
+  if (window.end > fileSize) {
+    const { start, size } = options.range!;
+    throw new VirtioBlkError(
+      "INVALID_CONFIG",
+      `range=${start}/${size} (bytes ${window.offset} to ${window.end}) lies outside backing ` +
+        `file ${absolute} (${fileSize} bytes)`,
+    );
+  }
+  return {
+    kind: "file",
+    path: absolute,
+    offset: window.offset,
+    size: window.end - window.offset,
+    readOnly,
+    io,
+    direct,
+  };
+}
+
+function chooseIo(io: FileIo | undefined, direct: boolean): FileIo {
+  if (direct && fs.constants.O_DIRECT === undefined) {
+    throw new VirtioBlkError("INVALID_CONFIG", "nocache: O_DIRECT is not available on this OS");
+  }
+  if (io === undefined) return direct || !isDeno() ? "node-fs" : "fsfile";
+  if (io !== "fsfile" && io !== "node-fs") {
+    throw new VirtioBlkError("INVALID_CONFIG", `io ${String(io)} must be "fsfile" or "node-fs"`);
+  }
+  if (io === "fsfile" && !isDeno()) {
+    throw new VirtioBlkError("INVALID_CONFIG", `io "fsfile" needs Deno; use "node-fs"`);
+  }
+  if (io === "fsfile" && direct) {
+    throw new VirtioBlkError(
+      "INVALID_CONFIG",
+      `nocache (O_DIRECT) needs io "node-fs": Deno.open cannot pass O_DIRECT`,
+    );
+  }
+  return io;
+}
+
+/** The byte window `[offset, end)` of a `range=` counted in `logical`-byte blocks. */
+function rangeBytes(
+  range: { readonly start: number; readonly size: number },
+  logical: number,
+): { offset: number; end: number } {
+  const { start, size } = range;
+  for (const [name, value] of [["start", start], ["size", size]] as const) {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new VirtioBlkError(
+        "INVALID_CONFIG",
+        `range ${name} ${value} must be a whole number of ${logical}-byte sectors`,
+      );
+    }
+  }
+  if (size === 0) {
+    throw new VirtioBlkError("INVALID_CONFIG", `range=${start}/0 gives a zero-size device`);
+  }
+  const offset = start * logical;
+  const end = (start + size) * logical;
+  if (!Number.isSafeInteger(end)) {
+    throw new VirtioBlkError(
+      "INVALID_CONFIG",
+      `range=${start}/${size} of ${logical}-byte sectors ends beyond 2^53 bytes`,
+    );
+  }
+  return { offset, end };
+}
+
+/**
+ * Checks that `path` can back a device and returns its size in bytes.
+ * The type is checked with stat before anything is opened, so a FIFO or a
+ * character device (a tape that rewinds on open) is never opened; the
+ * descriptors are opened O_NONBLOCK and the inspected one is checked to be
+ * the file that was stat'ed.
+ */
+function inspectFile(path: string, readOnly: boolean, direct: boolean): number {
+  let info: fs.Stats;
+  try {
+    info = fs.statSync(path);
+  } catch (error) {
+    const errno = errnoName(error);
+    if (errno === "ENOENT" || errno === "ENOTDIR") throw openFailure(path, "read", error);
+    throw new VirtioBlkError(
+      "BAD_BACKING_FILE",
+      `cannot stat backing file ${path}: ${errorText(error)}`,
+      { cause: error },
+    );
+  }
+  if (info.isDirectory()) {
+    throw new VirtioBlkError("BAD_BACKING_FILE", `backing file ${path} is a directory`);
+  }
+  if (!info.isFile() && !info.isBlockDevice()) {
+    throw new VirtioBlkError(
+      "BAD_BACKING_FILE",
+      `backing file ${path} is a ${fileKind(info)}, not a regular file or block device`,
+    );
+  }
+
+  const { O_RDONLY, O_RDWR, O_NONBLOCK, O_DIRECT } = fs.constants;
+  const fd = openFor(path, O_RDONLY | O_NONBLOCK, "read");
+  let size: number;
+  try {
+    const opened = fs.fstatSync(fd);
+    if (opened.dev !== info.dev || opened.ino !== info.ino) {
+      throw new VirtioBlkError(
+        "BAD_BACKING_FILE",
+        `backing file ${path} was replaced while it was being checked`,
+      );
+    }
+    size = info.isBlockDevice() ? blockDeviceSize(path, fd) : opened.size;
+  } finally {
+    fs.closeSync(fd);
+  }
+  if (direct) fs.closeSync(openFor(path, O_RDONLY | O_NONBLOCK | O_DIRECT, "direct"));
+  // Opening for writing without O_CREAT/O_TRUNC changes nothing, not even mtime.
+  if (!readOnly) fs.closeSync(openFor(path, O_RDWR | O_NONBLOCK, "write"));
+  return size;
+}
+
+function openFor(path: string, flags: number, purpose: OpenPurpose): number {
+  try {
+    return fs.openSync(path, flags);
+  } catch (error) {
+    throw openFailure(path, purpose, error);
+  }
+}
+
+function blockDeviceSize(path: string, fd: number): number {
+  try {
+    return isDeno() ? seekDeviceSize(path) : probeDeviceSize(fd);
+  } catch (error) {
+    throw new VirtioBlkError(
+      "BAD_BACKING_FILE",
+      `cannot find the size of block device ${path}: ${errorText(error)}`,
+      { cause: error },
+    );
+  }
+}
+
+function fileKind(info: fs.Stats): string {
+  if (info.isCharacterDevice()) return "character device";
+  if (info.isFIFO()) return "FIFO";
+  if (info.isSocket()) return "socket";
+  return "special file";
+}
