@@ -11,7 +11,7 @@ import type { BackendSpec } from "../backend/backend.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import type { DoorbellHandle } from "../virtio/doorbell.ts";
 import type { QueueStateBuffer } from "../virtio/queue_state.ts";
-import type { InterruptSink } from "../virtio/transport_state.ts";
+import type { InterruptLineHandle, InterruptSink } from "../virtio/transport_state.ts";
 import type { BlkState } from "./blk_state.ts";
 import type { RequestLimits } from "./request.ts";
 
@@ -33,7 +33,11 @@ export interface EngineContext {
 }
 
 /** How a worker thread reaches the interrupt sink. */
-export type InterruptHandle = { readonly kind: "transport"; readonly buffer: SharedArrayBuffer };
+export type InterruptHandle = {
+  readonly kind: "transport";
+  readonly buffer: SharedArrayBuffer;
+  readonly line: InterruptLineHandle;
+};
 
 /** An executor of a device's requests. */
 export interface RequestEngine {

@@ -8,7 +8,7 @@
 
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import { LegacyVirtioPci } from "../virtio/legacy_pci.ts";
-import { TransportState } from "../virtio/transport_state.ts";
+import { type InterruptLineHandle, TransportState } from "../virtio/transport_state.ts";
 import { type BlkDeviceOptions, VirtioBlkDevice } from "./device.ts";
 
 /** PCI class of a virtio-blk function: mass storage (ACRN sets PCIC_STORAGE, subclass 0). */
@@ -28,7 +28,8 @@ export interface VirtioBlkPci {
 
 /**
  * Creates a virtio-blk device on `memory` and the legacy PCI function that
- * exposes it.
+ * exposes it. Its interrupts pulse the function's own interrupt word, or
+ * `interruptLine` when the device model shares one among devices.
  *
  * @example
  * ```ts
@@ -37,11 +38,15 @@ export interface VirtioBlkPci {
  * disk.pci.ioRead(0, 4); // HOST_FEATURES
  * ```
  */
-export function createVirtioBlkPci(memory: GuestMemory, options: BlkDeviceOptions): VirtioBlkPci {
-  const transport = new TransportState();
+export function createVirtioBlkPci(
+  memory: GuestMemory,
+  options: BlkDeviceOptions,
+  interruptLine?: InterruptLineHandle,
+): VirtioBlkPci {
+  const transport = new TransportState(undefined, interruptLine);
   const device = new VirtioBlkDevice(memory, options, {
     sink: transport,
-    handle: { kind: "transport", buffer: transport.buffer },
+    handle: { kind: "transport", buffer: transport.buffer, line: transport.line },
   });
   const pci = new LegacyVirtioPci(device, transport, BLK_PCI_CLASS);
   return { pci, device, transport, close: () => device.close() };

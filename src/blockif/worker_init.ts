@@ -54,7 +54,7 @@ export function openGuestMemory(handle: GuestMemoryHandle): GuestMemory {
 
 /** Rebuilds the interrupt sink from its handle on this thread. */
 export function openInterruptSink(handle: InterruptHandle): InterruptSink {
-  return new TransportState(handle.buffer);
+  return new TransportState(handle.buffer, handle.line);
 }
 
 /** Builds a worker's live objects (opening its own backend handle). */

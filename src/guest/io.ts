@@ -37,15 +37,21 @@ export class DirectRegisters implements RegisterAccess {
 /** The guest's end of a device's interrupt line: the transport's interrupt counter. */
 export class InterruptLine {
   readonly #words: Int32Array;
+  readonly #index: number;
 
-  /** @param transportBuffer the device's transport region (`TransportState.buffer`) */
-  constructor(transportBuffer: SharedArrayBuffer) {
-    this.#words = new Int32Array(transportBuffer);
+  /**
+   * @param buffer the buffer of the interrupt word: a device's transport region
+   *   (`TransportState.buffer`), or the vCPU's interrupt words
+   * @param index the word (default: the transport region's INTERRUPTS word)
+   */
+  constructor(buffer: SharedArrayBuffer, index: number = TransportWord.INTERRUPTS) {
+    this.#words = new Int32Array(buffer);
+    this.#index = index;
   }
 
   /** The number of interrupts raised so far (read it before checking for work). */
   get count(): number {
-    return Atomics.load(this.#words, TransportWord.INTERRUPTS);
+    return Atomics.load(this.#words, this.#index);
   }
 
   /**
@@ -53,12 +59,12 @@ export class InterruptLine {
    * Returns false on timeout. Blocks the thread: use it in Workers.
    */
   waitSync(seen: number, timeoutMs = Infinity): boolean {
-    return Atomics.wait(this.#words, TransportWord.INTERRUPTS, seen, timeoutMs) !== "timed-out";
+    return Atomics.wait(this.#words, this.#index, seen, timeoutMs) !== "timed-out";
   }
 
   /** Like {@linkcode waitSync} without blocking the thread. */
   async wait(seen: number, timeoutMs = Infinity): Promise<boolean> {
-    const result = Atomics.waitAsync(this.#words, TransportWord.INTERRUPTS, seen, timeoutMs);
+    const result = Atomics.waitAsync(this.#words, this.#index, seen, timeoutMs);
     return (result.async ? await result.value : result.value) !== "timed-out";
   }
 }

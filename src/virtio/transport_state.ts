@@ -5,6 +5,11 @@
  * needing a reset) view the same SharedArrayBuffer; the guest's vCPU waits
  * on the interrupt word. This module owns the region's layout.
  *
+ * The interrupt word is the device's own by default. A device model that
+ * puts several devices on one vCPU gives them all the vCPU's word instead
+ * (like functions sharing a legacy INTx line): the guest wakes on any of
+ * them and reads each device's ISR to see whose interrupt it was.
+ *
  * @module
  */
 
@@ -35,24 +40,42 @@ export interface InterruptSink {
   needsReset(queueIndex: number): void;
 }
 
+/** Where an interrupt line's counter word lives (structured-cloneable). */
+export interface InterruptLineHandle {
+  readonly buffer: SharedArrayBuffer;
+  readonly index: number;
+}
+
 /** The transport region and the legacy interrupt sink over it. */
 export class TransportState implements InterruptSink {
   /** The shared words. */
   readonly words: Int32Array;
+  readonly #line: Int32Array;
+  readonly #lineIndex: number;
 
-  /** @param buffer an existing region to view (default: a new one) */
-  constructor(buffer?: SharedArrayBuffer) {
+  /**
+   * @param buffer an existing region to view (default: a new one)
+   * @param line the interrupt word to pulse (default: this region's INTERRUPTS word)
+   */
+  constructor(buffer?: SharedArrayBuffer, line?: InterruptLineHandle) {
     const bytes = TransportWord.COUNT * Int32Array.BYTES_PER_ELEMENT;
     const sab = buffer ?? new SharedArrayBuffer(bytes);
     if (sab.byteLength !== bytes) {
       throw new RangeError(`transport region must be ${bytes} bytes, got ${sab.byteLength}`);
     }
     this.words = new Int32Array(sab);
+    this.#line = line ? new Int32Array(line.buffer) : this.words;
+    this.#lineIndex = line ? line.index : TransportWord.INTERRUPTS;
   }
 
   /** The region, to hand to another thread. */
   get buffer(): SharedArrayBuffer {
     return this.words.buffer as SharedArrayBuffer;
+  }
+
+  /** The interrupt word this transport pulses. */
+  get line(): InterruptLineHandle {
+    return { buffer: this.#line.buffer as SharedArrayBuffer, index: this.#lineIndex };
   }
 
   get status(): number {
@@ -70,14 +93,14 @@ export class TransportState implements InterruptSink {
 
   /** The interrupt counter (the vCPU waits for it to change). */
   get interrupts(): number {
-    return Atomics.load(this.words, TransportWord.INTERRUPTS);
+    return Atomics.load(this.#line, this.#lineIndex);
   }
 
   /** Sets ISR bits and pulses the interrupt line. */
   raise(isrBits: number): void {
     Atomics.or(this.words, TransportWord.ISR, isrBits);
-    Atomics.add(this.words, TransportWord.INTERRUPTS, 1);
-    Atomics.notify(this.words, TransportWord.INTERRUPTS);
+    Atomics.add(this.#line, this.#lineIndex, 1);
+    Atomics.notify(this.#line, this.#lineIndex);
   }
 
   usedBuffers(_queueIndex: number): void {
