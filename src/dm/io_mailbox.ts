@@ -1,0 +1,187 @@
+/**
+ * The I/O-request mailbox between vCPU threads and the device model, in the
+ * spirit of ACRN's ioreq shared page: each vCPU has a slot; a port access the
+ * vCPU cannot complete itself is written into its slot, the vCPU waits on the
+ * slot's state, and the device model (on its own thread) handles the access
+ * and completes the slot. This module owns the mailbox buffer's layout and
+ * both ends.
+ *
+ * Writes that match a registered I/O event (see `io_events.ts`) never reach
+ * the mailbox: the vCPU rings the event's doorbell and continues, like KVM's
+ * ioeventfd for virtio's QUEUE_NOTIFY.
+ *
+ * @module
+ */
+
+import { Doorbell, type DoorbellHandle } from "../virtio/doorbell.ts";
+import { IoEventTable } from "./io_events.ts";
+
+/** Header words. */
+export const MailboxWord = {
+  /** Bumped and notified whenever a vCPU posts a request; the device model waits on it. */
+  POSTED: 0,
+  /** Header size in words. */
+  COUNT: 4,
+} as const;
+
+/** Words of one vCPU's slot. */
+export const SlotWord = {
+  STATE: 0,
+  /** {@linkcode IoDirection}. */
+  DIRECTION: 1,
+  PORT: 2,
+  /** Access size in bytes: 1, 2 or 4. */
+  SIZE: 3,
+  /** The value written (OUT), or the value read once completed (IN). */
+  VALUE: 4,
+  /** Words per slot. */
+  COUNT: 8,
+} as const;
+
+/** Slot states (ACRN: REQ_STATE_FREE / PENDING / COMPLETE). */
+export const SlotState = { FREE: 0, PENDING: 1, COMPLETE: 2 } as const;
+
+/** Direction of a port access. */
+export const IoDirection = { IN: 0, OUT: 1 } as const;
+
+/** The width of an x86 port access. */
+export type IoSize = 1 | 2 | 4;
+
+/** Handles one port access on the device-model side; returns the value read (IN). */
+export type PortHandler = (direction: number, port: number, size: IoSize, value: number) => number;
+
+/** The mailbox buffer for `vcpus` vCPUs. */
+export function createMailbox(vcpus: number): SharedArrayBuffer {
+  return new SharedArrayBuffer(4 * (MailboxWord.COUNT + vcpus * SlotWord.COUNT));
+}
+
+function slotBase(vcpu: number): number {
+  return MailboxWord.COUNT + vcpu * SlotWord.COUNT;
+}
+
+/** The vCPU's end: port I/O instructions of one vCPU thread. */
+export class PortIo {
+  readonly #words: Int32Array;
+  readonly #base: number;
+  readonly #events: IoEventTable | undefined;
+  readonly #doorbells: Doorbell[];
+
+  /**
+   * @param mailbox the mailbox buffer
+   * @param vcpu this vCPU's slot
+   * @param events registered I/O events and the doorbells they ring (none: every write posts)
+   */
+  constructor(
+    mailbox: SharedArrayBuffer,
+    vcpu: number,
+    events?: { table: SharedArrayBuffer; doorbells: readonly DoorbellHandle[] },
+  ) {
+    this.#words = new Int32Array(mailbox);
+    this.#base = slotBase(vcpu);
+    this.#events = events && new IoEventTable(events.table);
+    this.#doorbells = (events?.doorbells ?? []).map((handle) => new Doorbell(handle));
+  }
+
+  /** `in` of `size` bytes from `port`. */
+  read(port: number, size: IoSize): number {
+    return this.#post(IoDirection.IN, port, size, 0);
+  }
+
+  /** `out` of `size` bytes of `value` to `port`. */
+  write(port: number, size: IoSize, value: number): void {
+    const event = this.#events?.match(port, size, value) ?? -1;
+    if (event >= 0) {
+      this.#doorbells[event].ring();
+      return;
+    }
+    this.#post(IoDirection.OUT, port, size, value);
+  }
+
+  #post(direction: number, port: number, size: IoSize, value: number): number {
+    const w = this.#words;
+    const b = this.#base;
+    Atomics.store(w, b + SlotWord.DIRECTION, direction);
+    Atomics.store(w, b + SlotWord.PORT, port);
+    Atomics.store(w, b + SlotWord.SIZE, size);
+    Atomics.store(w, b + SlotWord.VALUE, value);
+    Atomics.store(w, b + SlotWord.STATE, SlotState.PENDING);
+    Atomics.add(w, MailboxWord.POSTED, 1);
+    Atomics.notify(w, MailboxWord.POSTED, 1);
+    while (Atomics.load(w, b + SlotWord.STATE) === SlotState.PENDING) {
+      Atomics.wait(w, b + SlotWord.STATE, SlotState.PENDING);
+    }
+    const result = Atomics.load(w, b + SlotWord.VALUE) >>> 0;
+    Atomics.store(w, b + SlotWord.STATE, SlotState.FREE);
+    return result;
+  }
+}
+
+/** The device model's end: serves posted requests as they arrive. */
+export class MailboxServer {
+  readonly #words: Int32Array;
+  readonly #vcpus: number;
+  readonly #handler: PortHandler;
+  #running = false;
+  #stopped: Promise<void> = Promise.resolve();
+
+  /**
+   * @param mailbox the mailbox buffer
+   * @param vcpus number of slots
+   * @param handler the device model's port dispatch
+   */
+  constructor(mailbox: SharedArrayBuffer, vcpus: number, handler: PortHandler) {
+    this.#words = new Int32Array(mailbox);
+    this.#vcpus = vcpus;
+    this.#handler = handler;
+  }
+
+  /** Starts serving (without blocking this thread: it waits with `Atomics.waitAsync`). */
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#stopped = this.#serve();
+  }
+
+  /** Stops serving; resolves once the loop has ended. */
+  async stop(): Promise<void> {
+    this.#running = false;
+    Atomics.add(this.#words, MailboxWord.POSTED, 1);
+    Atomics.notify(this.#words, MailboxWord.POSTED);
+    await this.#stopped;
+  }
+
+  /** Handles every pending request once. Returns how many it handled. */
+  poll(): number {
+    const w = this.#words;
+    let handled = 0;
+    for (let vcpu = 0; vcpu < this.#vcpus; vcpu++) {
+      const b = slotBase(vcpu);
+      if (Atomics.load(w, b + SlotWord.STATE) !== SlotState.PENDING) continue;
+      const direction = Atomics.load(w, b + SlotWord.DIRECTION);
+      const port = Atomics.load(w, b + SlotWord.PORT);
+      const size = Atomics.load(w, b + SlotWord.SIZE) as IoSize;
+      const value = Atomics.load(w, b + SlotWord.VALUE) >>> 0;
+      let result = 0xffff_ffff;
+      try {
+        result = this.#handler(direction, port, size, value);
+      } finally {
+        // A handler bug must not leave the vCPU waiting forever.
+        Atomics.store(w, b + SlotWord.VALUE, direction === IoDirection.IN ? result | 0 : value | 0);
+        Atomics.store(w, b + SlotWord.STATE, SlotState.COMPLETE);
+        Atomics.notify(w, b + SlotWord.STATE);
+      }
+      handled++;
+    }
+    return handled;
+  }
+
+  async #serve(): Promise<void> {
+    const w = this.#words;
+    while (this.#running) {
+      const seen = Atomics.load(w, MailboxWord.POSTED);
+      this.poll();
+      const wait = Atomics.waitAsync(w, MailboxWord.POSTED, seen);
+      if (wait.async) await wait.value;
+    }
+  }
+}

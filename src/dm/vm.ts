@@ -1,0 +1,203 @@
+/**
+ * The device model of one virtual machine: guest memory, PCI bus 0 with its
+ * virtio-blk functions, the I/O-request mailbox the vCPU posts port accesses
+ * to, the I/O events that turn QUEUE_NOTIFY writes into doorbell rings, and
+ * the vCPU's interrupt word that every device's interrupt pulses.
+ *
+ * ```
+ * vCPU Worker ──port I/O──► mailbox ──► PciBus ──► LegacyVirtioPci (config, BAR0)
+ *      │  QUEUE_NOTIFY ──► I/O event ──► doorbell ──► blockif workers
+ *      ◄──────────── interrupt word ◄──────────────── (interrupt from any worker)
+ * ```
+ *
+ * @module
+ */
+
+import { type BlkDeviceOptions } from "../blk/device.ts";
+import { createVirtioBlkPci, type VirtioBlkPci } from "../blk/pci_function.ts";
+import { workerEngine } from "../blockif/worker_engine.ts";
+import { VirtioBlkError } from "../errors.ts";
+import type { GuestMemoryHandle } from "../memory/guest_memory.ts";
+import { SharedGuestMemory } from "../memory/shared_memory.ts";
+import { startThread, type Thread } from "../runtime/thread.ts";
+import type { DoorbellHandle } from "../virtio/doorbell.ts";
+import { LegacyRegister } from "../virtio/legacy_pci.ts";
+import type { InterruptLineHandle } from "../virtio/transport_state.ts";
+import { IoEventTable } from "./io_events.ts";
+import { createMailbox, MailboxServer } from "./io_mailbox.ts";
+import { PciBus } from "./pci_bus.ts";
+
+/** Default guest memory: room for rings and 64 in-flight 1 MiB buffers. */
+export const DEFAULT_MEMORY_BYTES = 256 << 20;
+/** Guest-physical memory below this is left to the guest's own use (like low memory). */
+export const GUEST_RAM_START = 0x10_0000;
+
+/** One virtio-blk function of the machine. */
+export interface VmDiskConfig {
+  readonly slot: number;
+  readonly func: number;
+  readonly device: BlkDeviceOptions;
+}
+
+/** A machine's configuration. */
+export interface VmConfig {
+  /** Guest memory in bytes (default 256 MiB). */
+  readonly memoryBytes?: number;
+  readonly disks: readonly VmDiskConfig[];
+}
+
+/** What a vCPU thread needs to run (structured-cloneable). */
+export interface VcpuInit {
+  readonly vcpu: number;
+  readonly memory: GuestMemoryHandle;
+  readonly mailbox: SharedArrayBuffer;
+  readonly ioEvents: {
+    readonly table: SharedArrayBuffer;
+    readonly doorbells: readonly DoorbellHandle[];
+  };
+  readonly irq: InterruptLineHandle;
+  /** Guest-physical range the guest may allocate from. */
+  readonly ram: { readonly start: number; readonly end: number };
+}
+
+/** Messages a vCPU thread posts to the device model. */
+export type VcpuMessage =
+  | { readonly type: "stdout" | "stderr"; readonly text: string }
+  | { readonly type: "done"; readonly result: unknown }
+  | { readonly type: "error"; readonly message: string };
+
+/** A disk as plugged into the machine. */
+export interface VmDisk {
+  readonly slot: number;
+  readonly func: number;
+  readonly function: VirtioBlkPci;
+}
+
+/** A virtual machine's device model. */
+export class VirtualMachine {
+  readonly memory: SharedGuestMemory;
+  readonly bus: PciBus = new PciBus();
+  readonly disks: readonly VmDisk[];
+  readonly #mailbox = createMailbox(1);
+  readonly #server: MailboxServer;
+  readonly #ioEvents: IoEventTable;
+  readonly #irq: InterruptLineHandle = { buffer: new SharedArrayBuffer(4), index: 0 };
+
+  private constructor(config: VmConfig) {
+    this.memory = SharedGuestMemory.allocate(config.memoryBytes ?? DEFAULT_MEMORY_BYTES);
+    this.#ioEvents = IoEventTable.create(config.disks.length);
+    const disks: VmDisk[] = [];
+    try {
+      for (const disk of config.disks) {
+        const fn = createVirtioBlkPci(
+          this.memory,
+          { engine: workerEngine(), ...disk.device },
+          this.#irq,
+        );
+        disks.push({ slot: disk.slot, func: disk.func, function: fn });
+      }
+    } catch (error) {
+      for (const disk of disks) disk.function.close();
+      throw error;
+    }
+    this.disks = disks;
+    disks.forEach((disk, i) => {
+      this.bus.attach(disk.slot, disk.func, disk.function.pci);
+      this.#armNotify(i);
+    });
+    this.bus.onIoBarMoved = (slot, func) => {
+      const i = disks.findIndex((d) => d.slot === slot && d.func === func);
+      if (i >= 0) this.#armNotify(i);
+    };
+    this.#server = new MailboxServer(
+      this.#mailbox,
+      1,
+      (d, port, size, value) => this.bus.portAccess(d, port, size, value),
+    );
+  }
+
+  /**
+   * Builds the machine and waits until every disk's engine serves requests.
+   * Throws a `VirtioBlkError` when a slot is taken twice or a disk cannot start.
+   */
+  static async create(config: VmConfig): Promise<VirtualMachine> {
+    const seen = new Set<string>();
+    for (const disk of config.disks) {
+      const key = `${disk.slot}:${disk.func}`;
+      if (seen.has(key)) {
+        throw new VirtioBlkError("INVALID_CONFIG", `PCI slot ${key} is used twice`);
+      }
+      seen.add(key);
+    }
+    const vm = new VirtualMachine(config);
+    try {
+      await Promise.all(vm.disks.map((disk) => disk.function.device.ready()));
+    } catch (error) {
+      await vm.close();
+      throw error;
+    }
+    return vm;
+  }
+
+  /** The set-up message for vCPU `vcpu`. */
+  vcpuInit(vcpu = 0): VcpuInit {
+    return {
+      vcpu,
+      memory: this.memory.handle(),
+      mailbox: this.#mailbox,
+      ioEvents: {
+        table: this.#ioEvents.buffer,
+        doorbells: this.disks.map((disk) => disk.function.device.doorbell(0)),
+      },
+      irq: this.#irq,
+      ram: { start: GUEST_RAM_START, end: this.memory.size },
+    };
+  }
+
+  /**
+   * Runs a guest program in a vCPU thread: the ES module at `url` receives
+   * `{ init, job }`, does port I/O through the mailbox, and posts output and
+   * a final result. Resolves with the result; rejects if the guest fails.
+   */
+  async runVcpu(
+    url: URL,
+    job: unknown,
+    output: (stream: "stdout" | "stderr", text: string) => void = () => {},
+  ): Promise<unknown> {
+    this.#server.start();
+    let thread: Thread | undefined;
+    try {
+      thread = await startThread(url, "vcpu-0");
+      const result = await new Promise<unknown>((resolve, reject) => {
+        thread!.onMessage((raw) => {
+          const message = raw as VcpuMessage;
+          if (message.type === "done") resolve(message.result);
+          else if (message.type === "error") reject(new Error(message.message));
+          else output(message.type, message.text);
+        });
+        thread!.onError((error) =>
+          reject(error instanceof Error ? error : new Error(String(error)))
+        );
+        thread!.postMessage({ init: this.vcpuInit(0), job });
+      });
+      return result;
+    } finally {
+      await thread?.terminate();
+      await this.#server.stop();
+    }
+  }
+
+  /** Stops every disk's engine (workers, file handles). */
+  async close(): Promise<void> {
+    await this.#server.stop();
+    await Promise.all(this.disks.map((disk) => disk.function.close()));
+  }
+
+  /** QUEUE_NOTIFY of queue 0, written as 16 bits, rings the disk's doorbell (ioeventfd). */
+  #armNotify(i: number): void {
+    const disk = this.disks[i];
+    const base = this.bus.ioBase(disk.slot, disk.func);
+    if (base === undefined || base >= 0x10000) this.#ioEvents.disarm(i);
+    else this.#ioEvents.arm(i, base + LegacyRegister.QUEUE_NOTIFY, 2, 0);
+  }
+}

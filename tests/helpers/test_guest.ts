@@ -1,0 +1,186 @@
+/**
+ * A guest program for tests, run in the vCPU Worker of a `VirtualMachine`:
+ * boots like the built-in guest (PCI scan, driver binding) and runs the job
+ * the test asks for, then posts the result.
+ */
+
+import { bootGuest, type GuestMachine } from "../../src/guest/boot.ts";
+import { configRead, configWrite } from "../../src/guest/pci_scan.ts";
+import { RequestType } from "../../src/blk/spec.ts";
+import type { VcpuInit, VcpuMessage } from "../../src/dm/vm.ts";
+import { parentChannel } from "../../src/runtime/thread.ts";
+import type { IoSize } from "../../src/dm/io_mailbox.ts";
+
+export type TestJob =
+  | { kind: "disks" }
+  | { kind: "roundtrip"; disk: number; sector: number; bytes: number[] }
+  | { kind: "accesses"; accesses: Access[] }
+  | {
+    kind: "stress";
+    disk: number;
+    requests: number;
+    depth: number;
+    maxSectors: number;
+    seed: number;
+  };
+
+export type Access =
+  | { op: "config-read"; slot: number; func: number; offset: number; size: IoSize }
+  | { op: "config-write"; slot: number; func: number; offset: number; size: IoSize; value: number }
+  | { op: "port-read"; port: number; size: IoSize }
+  | { op: "port-write"; port: number; size: IoSize; value: number };
+
+const parent = await parentChannel();
+parent.onMessage((message) => {
+  const { init, job } = message as { init: VcpuInit; job: TestJob };
+  const post = (reply: VcpuMessage) => parent.postMessage(reply);
+  try {
+    post({ type: "done", result: run(init, job) });
+  } catch (error) {
+    post({
+      type: "error",
+      message: error instanceof Error ? `${error.message}\n${error.stack}` : String(error),
+    });
+  }
+});
+
+function run(init: VcpuInit, job: TestJob): unknown {
+  if (job.kind === "accesses") return accesses(init, job.accesses);
+  const guest = bootGuest(init, { indirect: true });
+  switch (job.kind) {
+    case "disks":
+      return guest.disks.map((d) => ({
+        name: d.name,
+        slot: d.pci.slot,
+        func: d.pci.func,
+        capacity: d.driver.info.capacity,
+        readOnly: d.driver.info.readOnly,
+        serial: d.driver.getIdSync(),
+      }));
+    case "roundtrip": {
+      const driver = guest.disks[job.disk].driver;
+      driver.writeSync(job.sector, new Uint8Array(job.bytes));
+      return [...driver.readSync(job.sector, job.bytes.length)];
+    }
+    case "stress":
+      return stress(guest, job);
+  }
+}
+
+function accesses(init: VcpuInit, list: Access[]): number[] {
+  // Only the mailbox: no driver, so the test sees raw register behaviour.
+  const guest = { io: bootGuestIo(init) };
+  return list.map((a) => {
+    switch (a.op) {
+      case "config-read":
+        return configRead(guest.io, a.slot, a.func, a.offset, a.size);
+      case "config-write":
+        configWrite(guest.io, a.slot, a.func, a.offset, a.size, a.value);
+        return 0;
+      case "port-read":
+        return guest.io.read(a.port, a.size);
+      case "port-write":
+        guest.io.write(a.port, a.size, a.value);
+        return 0;
+    }
+  });
+}
+
+import { PortIo } from "../../src/dm/io_mailbox.ts";
+function bootGuestIo(init: VcpuInit): PortIo {
+  return new PortIo(init.mailbox, init.vcpu, init.ioEvents);
+}
+
+/**
+ * Keeps `depth` random reads and writes in flight. The device runs
+ * conflicting requests in submission order, so a read must return exactly
+ * what the model holds when the read is submitted (every earlier write
+ * applied, no later one).
+ */
+function stress(guest: GuestMachine, job: Extract<TestJob, { kind: "stress" }>) {
+  const { driver } = guest.disks[job.disk];
+  const sectors = driver.info.capacity;
+  const model = new Uint8Array(sectors * 512);
+  const bytes = new Uint8Array(guest.memory.buffer);
+  const maxBytes = job.maxSectors * 512;
+  const slotBuffer: number[] = [];
+  const free: number[] = [];
+  for (let i = 0; i < job.depth; i++) {
+    slotBuffer.push(guest.allocator.alloc(maxBytes, 512));
+    free.push(i);
+  }
+  const slotOf = new Int32Array(driver.queueSize).fill(-1);
+  const expected: (Uint8Array | undefined)[] = new Array(job.depth);
+  const length = new Int32Array(job.depth);
+  const order = new Int32Array(job.depth);
+  let seed = job.seed >>> 0 || 1;
+  const random = () => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) / 0x1_0000_0000;
+  };
+  let submitted = 0,
+    completed = 0,
+    mismatches = 0,
+    outOfOrder = 0,
+    failures = 0,
+    reads = 0,
+    writes = 0;
+  let lastCompletedOrder = -1;
+  const onComplete = (token: number, status: number) => {
+    const slot = slotOf[token];
+    slotOf[token] = -1;
+    if (status !== 0) failures++;
+    const want = expected[slot];
+    if (want) {
+      const at = slotBuffer[slot];
+      for (let i = 0; i < length[slot]; i++) {
+        if (bytes[at + i] !== want[i]) {
+          mismatches++;
+          break;
+        }
+      }
+    }
+    if (order[slot] < lastCompletedOrder) outOfOrder++;
+    lastCompletedOrder = Math.max(lastCompletedOrder, order[slot]);
+    expected[slot] = undefined;
+    free.push(slot);
+    completed++;
+  };
+  while (completed < job.requests) {
+    while (submitted < job.requests && free.length > 0 && driver.hasRoom(1)) {
+      const slot = free.pop()!;
+      const count = 1 + Math.floor(random() * job.maxSectors);
+      const sector = Math.floor(random() * (sectors - count + 1));
+      const isWrite = random() < 0.5;
+      const at = slotBuffer[slot];
+      const len = count * 512;
+      length[slot] = len;
+      order[slot] = submitted;
+      if (isWrite) {
+        for (let i = 0; i < len; i++) bytes[at + i] = (submitted * 31 + i * 7) & 0xff;
+        model.set(bytes.subarray(at, at + len), sector * 512);
+        writes++;
+      } else {
+        bytes.fill(0xee, at, at + len);
+        expected[slot] = model.slice(sector * 512, sector * 512 + len);
+        reads++;
+      }
+      const token = driver.submit(isWrite ? RequestType.OUT : RequestType.IN, sector, {
+        count: 1,
+        address: [at],
+        length: [len],
+      });
+      slotOf[token] = slot;
+      submitted++;
+    }
+    driver.kick();
+    if (driver.reap(onComplete) === 0) {
+      if (!driver.waitSync(10_000)) {
+        throw new Error(`stalled at ${completed}/${job.requests} completed`);
+      }
+    }
+  }
+  return { completed, mismatches, outOfOrder, failures, reads, writes };
+}
