@@ -1,0 +1,53 @@
+/**
+ * Interrupts of a vhost-user device: a used-buffer notification is a write
+ * to the queue's call eventfd, "needs reset" a write to its err eventfd
+ * (vhost-user SET_VRING_CALL / SET_VRING_ERR). The numbers in the handle are
+ * the session's stable fds ({@linkcode StableEventFd}), valid for as long as
+ * the device exists, so any thread (a blockif Worker included: Deno's FFI
+ * works there) builds its own sink from the handle and writes to them.
+ *
+ * @module
+ */
+
+import type { InterruptHandle } from "../blk/engine.ts";
+import type { InterruptSink } from "../virtio/transport_state.ts";
+import { oneBuffer, signalEventFd } from "./eventfd.ts";
+
+/** The eventfd variant of the engine's {@linkcode InterruptHandle}. */
+export type EventFdInterruptHandle = Extract<InterruptHandle, { kind: "eventfd" }>;
+
+/** An {@linkcode InterruptSink} that writes to per-queue eventfds. */
+export class EventFdInterruptSink implements InterruptSink {
+  readonly #call: readonly number[];
+  readonly #err: readonly number[];
+  readonly #one = oneBuffer();
+
+  /** @param handle the stable call and err fds, one of each per queue */
+  constructor(handle: EventFdInterruptHandle) {
+    this.#call = [...handle.call];
+    this.#err = [...handle.err];
+  }
+
+  usedBuffers(queueIndex: number): void {
+    const fd = this.#call[queueIndex];
+    if (fd !== undefined) signalEventFd(fd, this.#one);
+  }
+
+  needsReset(queueIndex: number): void {
+    const fd = this.#err[queueIndex];
+    if (fd !== undefined) signalEventFd(fd, this.#one);
+  }
+}
+
+/**
+ * Builds the interrupt sink of an eventfd handle on the calling thread.
+ *
+ * @example In a worker that received the handle
+ * ```ts
+ * const sink = eventFdInterruptSink(init.interrupts);
+ * sink.usedBuffers(0); // the guest gets its interrupt
+ * ```
+ */
+export function eventFdInterruptSink(handle: EventFdInterruptHandle): InterruptSink {
+  return new EventFdInterruptSink(handle);
+}
