@@ -33,11 +33,22 @@ export interface EngineContext {
 }
 
 /** How a worker thread reaches the interrupt sink. */
-export type InterruptHandle = {
-  readonly kind: "transport";
-  readonly buffer: SharedArrayBuffer;
-  readonly line: InterruptLineHandle;
-};
+export type InterruptHandle =
+  | {
+    readonly kind: "transport";
+    readonly buffer: SharedArrayBuffer;
+    readonly line: InterruptLineHandle;
+  }
+  | {
+    /**
+     * vhost-user: one call and one err eventfd per queue, whose numbers stay
+     * valid while the device exists (`src/vhost_user/interrupts.ts` builds
+     * the sink on any thread).
+     */
+    readonly kind: "eventfd";
+    readonly call: readonly number[];
+    readonly err: readonly number[];
+  };
 
 /** An executor of a device's requests. */
 export interface RequestEngine {

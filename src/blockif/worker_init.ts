@@ -12,10 +12,12 @@ import { BlkState } from "../blk/blk_state.ts";
 import type { InterruptHandle } from "../blk/engine.ts";
 import type { RequestLimits } from "../blk/request.ts";
 import type { GuestMemory, GuestMemoryHandle } from "../memory/guest_memory.ts";
+import { MappedGuestMemory } from "../memory/mapped_memory.ts";
 import { SharedGuestMemory } from "../memory/shared_memory.ts";
 import { QueueStateBuffer } from "../virtio/queue_state.ts";
 import { SplitQueue } from "../virtio/split_queue.ts";
 import { type InterruptSink, TransportState } from "../virtio/transport_state.ts";
+import { eventFdInterruptSink } from "../vhost_user/interrupts.ts";
 import type { PoolDimensions } from "./pool_layout.ts";
 import { RequestPool } from "./request_pool.ts";
 import type { Dispatch, ServerParts } from "./server.ts";
@@ -48,13 +50,15 @@ export function openGuestMemory(handle: GuestMemoryHandle): GuestMemory {
     case "shared":
       return SharedGuestMemory.fromHandle(handle);
     case "mapped":
-      throw new Error("mapped guest memory needs the vhost-user module");
+      return MappedGuestMemory.fromHandle(handle);
   }
 }
 
 /** Rebuilds the interrupt sink from its handle on this thread. */
 export function openInterruptSink(handle: InterruptHandle): InterruptSink {
-  return new TransportState(handle.buffer, handle.line);
+  return handle.kind === "eventfd"
+    ? eventFdInterruptSink(handle)
+    : new TransportState(handle.buffer, handle.line);
 }
 
 /** Builds a worker's live objects (opening its own backend handle). */
