@@ -23,7 +23,7 @@ import { resolve } from "node:path";
 import { VirtioBlkError } from "../errors.ts";
 import { isDeno } from "../runtime/is_deno.ts";
 import type { FileBackendSpec } from "./backend.ts";
-import { probeDeviceSize, seekDeviceSize } from "./device_size.ts";
+import { isReadOnlyDevice, probeDeviceSize, seekDeviceSize } from "./block_device.ts";
 import { errnoName, errorText, openFailure, type OpenPurpose } from "./file_errors.ts";
 import { validateSectorSize } from "./sector_size.ts";
 
@@ -211,8 +211,17 @@ function inspectFile(path: string, readOnly: boolean, direct: boolean): number {
     fs.closeSync(fd);
   }
   if (direct) fs.closeSync(openFor(path, O_RDONLY | O_NONBLOCK | O_DIRECT, "direct"));
-  // Opening for writing without O_CREAT/O_TRUNC changes nothing, not even mtime.
-  if (!readOnly) fs.closeSync(openFor(path, O_RDWR | O_NONBLOCK, "write"));
+  if (!readOnly) {
+    // Opening for writing without O_CREAT/O_TRUNC changes nothing, not even mtime.
+    fs.closeSync(openFor(path, O_RDWR | O_NONBLOCK, "write"));
+    if (info.isBlockDevice() && isReadOnlyDevice(fs.statSync(path, { bigint: true }).rdev)) {
+      throw new VirtioBlkError(
+        "BAD_BACKING_FILE",
+        `backing file ${path} is not writable (a read-only block device); use ro to open it ` +
+          `read-only`,
+      );
+    }
+  }
   return size;
 }
 

@@ -44,6 +44,12 @@ export function validateSectorSize(
         `sectorsize: ${name} block size ${value} is not a power of two`,
       );
     }
+    if (value > MAX_BLOCK_SIZE) {
+      throw new VirtioBlkError(
+        "INVALID_CONFIG",
+        `sectorsize: ${name} block size ${value} is larger than ${MAX_BLOCK_SIZE}`,
+      );
+    }
   }
   if (logical < MIN_LOGICAL_BLOCK_SIZE) {
     throw new VirtioBlkError(
@@ -60,8 +66,9 @@ export function validateSectorSize(
   return { logical, physical };
 }
 
+/** The largest power of two a u32 holds: `blk_size` is a u32 config field (§5.2.4). */
+const MAX_BLOCK_SIZE = 2 ** 31;
+
 function isPowerOfTwo(value: number): boolean {
-  // 2^31 keeps blk_size (a u32 config field) representable.
-  return Number.isInteger(value) && value > 0 && value <= 2 ** 31 &&
-    (value & (value - 1)) === 0;
+  return Number.isSafeInteger(value) && value > 0 && value === 2 ** Math.round(Math.log2(value));
 }

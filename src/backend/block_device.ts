@@ -1,8 +1,13 @@
 /**
- * The size of a block device or partition. `stat` reports 0 bytes for one,
- * so the size comes from the device itself: seeking to its end (lseek
- * SEEK_END) on Deno, and on Node a search with one-byte positional reads,
- * which is all `node:fs` offers (it has no lseek and no ioctl).
+ * What `stat` does not tell about a block device or partition.
+ *
+ * - Its size: `stat` reports 0 bytes, so the size comes from the device
+ *   itself: seeking to its end (lseek SEEK_END) on Deno, and on Node a search
+ *   with one-byte positional reads, which is all `node:fs` offers (it has no
+ *   lseek and no ioctl).
+ * - Whether it is read-only (`blockdev --setro`, `losetup -r`): Linux lets
+ *   such a device be opened for writing and refuses the writes later, so an
+ *   open test cannot see it; sysfs can (`/sys/dev/block/MAJ:MIN/ro`).
  *
  * @module
  */
@@ -46,4 +51,20 @@ export function probeDeviceSize(fd: number): number {
     else hi = mid;
   }
   return lo * DEVICE_SECTOR;
+}
+
+/**
+ * Whether the Linux block device with device number `rdev` (from `stat`) is
+ * read-only, from `/sys/dev/block/MAJ:MIN/ro`. `false` where sysfs does not
+ * say (another OS, no /sys): the first write then fails as an I/O error.
+ */
+export function isReadOnlyDevice(rdev: bigint): boolean {
+  // Linux's dev_t encoding (new_encode_dev): 12 + 20 bits of major, 20 + 12 of minor.
+  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
+  const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
+  try {
+    return fs.readFileSync(`/sys/dev/block/${major}:${minor}/ro`, "utf8").trim() === "1";
+  } catch {
+    return false;
+  }
 }
