@@ -77,38 +77,14 @@ export abstract class FileBackend implements BlockBackend {
   protected abstract closeFile(): void;
 
   read(offset: number, bytes: Uint8Array, at: number, length: number): void {
-    this.#check("read", offset, bytes, at, length);
-    const position = this.#start + offset;
-    let done = 0;
-    while (done < length) {
-      let count: number;
-      try {
-        count = this.readAt(bytes, at + done, length - done, position + done);
-      } catch (error) {
-        throw this.#failure("read", offset, length, error);
-      }
-      if (count <= 0) throw this.#short("read", offset, length, done, "end of file");
-      done += count;
-    }
+    this.#transfer("read", offset, bytes, at, length);
   }
 
   write(offset: number, bytes: Uint8Array, at: number, length: number): void {
     if (this.readOnly) {
       throw new VirtioBlkError("IO_ERROR", `write to ${this.path}, which is open read-only`);
     }
-    this.#check("write", offset, bytes, at, length);
-    const position = this.#start + offset;
-    let done = 0;
-    while (done < length) {
-      let count: number;
-      try {
-        count = this.writeAt(bytes, at + done, length - done, position + done);
-      } catch (error) {
-        throw this.#failure("write", offset, length, error);
-      }
-      if (count <= 0) throw this.#short("write", offset, length, done, "no progress");
-      done += count;
-    }
+    this.#transfer("write", offset, bytes, at, length);
   }
 
   flush(): void {
@@ -130,6 +106,33 @@ export abstract class FileBackend implements BlockBackend {
     if (this.#closed) return;
     this.#closed = true;
     this.closeFile();
+  }
+
+  /** Moves all `length` bytes, or throws; a call that moves nothing ends the loop. */
+  #transfer(
+    op: "read" | "write",
+    offset: number,
+    bytes: Uint8Array,
+    at: number,
+    length: number,
+  ): void {
+    this.#check(op, offset, bytes, at, length);
+    const position = this.#start + offset;
+    let done = 0;
+    while (done < length) {
+      let count: number;
+      try {
+        count = op === "read"
+          ? this.readAt(bytes, at + done, length - done, position + done)
+          : this.writeAt(bytes, at + done, length - done, position + done);
+      } catch (error) {
+        throw this.#failure(op, offset, length, error);
+      }
+      if (count <= 0) {
+        throw this.#short(op, offset, length, done, op === "read" ? "end of file" : "no progress");
+      }
+      done += count;
+    }
   }
 
   #checkOpen(): void {
