@@ -23,8 +23,12 @@ const DEVICE_SECTOR = 512;
  * `Deno.openSync` throws.
  */
 export function seekDeviceSize(path: string): number {
-  using device = Deno.openSync(path, { read: true });
-  return device.seekSync(0, Deno.SeekMode.End);
+  const device = Deno.openSync(path, { read: true });
+  try {
+    return device.seekSync(0, Deno.SeekMode.End);
+  } finally {
+    device.close();
+  }
 }
 
 /**
