@@ -9,6 +9,7 @@ import { configRead, configWrite } from "../../src/guest/pci_scan.ts";
 import { RequestType } from "../../src/blk/spec.ts";
 import type { VcpuInit, VcpuMessage } from "../../src/dm/vm.ts";
 import { parentChannel } from "../../src/runtime/thread.ts";
+import { STREAM_BLOCK, streamBlock } from "./stream_block.ts";
 import type { IoSize } from "../../src/dm/io_mailbox.ts";
 
 export type TestJob =
@@ -22,7 +23,8 @@ export type TestJob =
     depth: number;
     maxSectors: number;
     seed: number;
-  };
+  }
+  | { kind: "write-stream"; disk: number; depth: number; flush: boolean };
 
 export type Access =
   | { op: "config-read"; slot: number; func: number; offset: number; size: IoSize }
@@ -64,6 +66,12 @@ function run(init: VcpuInit, job: TestJob): unknown {
     }
     case "stress":
       return stress(guest, job);
+    case "write-stream":
+      return writeStream(
+        guest,
+        job,
+        (text) => parent.postMessage({ type: "stdout", text } satisfies VcpuMessage),
+      );
   }
 }
 
@@ -183,4 +191,53 @@ function stress(guest: GuestMachine, job: Extract<TestJob, { kind: "stress" }>) 
     }
   }
   return { completed, mismatches, outOfOrder, failures, reads, writes };
+}
+
+/**
+ * Writes every block of the disk, round after round, `depth` at a time, and
+ * reports each write the device acknowledged ("ack <index> <round>"): at its
+ * completion, or (with `flush`) once a FLUSH submitted after its completion
+ * has completed. Runs until the process is killed.
+ */
+function writeStream(
+  guest: GuestMachine,
+  job: Extract<TestJob, { kind: "write-stream" }>,
+  report: (text: string) => void,
+): never {
+  const { driver } = guest.disks[job.disk];
+  const blocks = Math.floor((driver.info.capacity * 512) / STREAM_BLOCK);
+  const bytes = new Uint8Array(guest.memory.buffer);
+  const buffers = Array.from(
+    { length: job.depth },
+    () => guest.allocator.alloc(STREAM_BLOCK, 4096),
+  );
+  const free = buffers.map((_, i) => i);
+  const written: string[] = [];
+  let next = 0;
+  for (;;) {
+    while (free.length > 0 && driver.hasRoom(1)) {
+      const slot = free.pop()!;
+      const index = next % blocks;
+      const round = Math.floor(next / blocks);
+      next++;
+      bytes.set(streamBlock(index, round), buffers[slot]);
+      driver.submit(RequestType.OUT, (index * STREAM_BLOCK) / 512, {
+        count: 1,
+        address: [buffers[slot]],
+        length: [STREAM_BLOCK],
+      }, (_, status) => {
+        free.push(slot);
+        if (status !== 0) throw new Error(`write of block ${index} failed: status ${status}`);
+        if (job.flush) written.push(`ack ${index} ${round}`);
+        else report(`ack ${index} ${round}`);
+      });
+    }
+    driver.kick();
+    if (driver.reap() === 0) driver.waitSync(10_000);
+    if (job.flush && written.length >= job.depth) {
+      const covered = written.splice(0);
+      driver.flushSync();
+      report(covered.join("\n"));
+    }
+  }
 }

@@ -1,0 +1,297 @@
+/**
+ * ACRN's `-s` device option for virtio-blk:
+ *
+ *     -s <slot>[:<func>],virtio-blk,<path>[,<option>…]
+ *
+ * parsed into a typed {@linkcode SlotSpec} (a pure function), then checked
+ * against the file system into a device configuration. Every malformed or
+ * impossible value is a `VirtioBlkError` naming the problem.
+ *
+ * Options (reference §5): `writethru` (default) / `writeback` (the last one
+ * wins), `ro`, `sectorsize=<logical>[/<physical>]`, `range=<start>/<size>`
+ * (logical sectors), `nocache` (O_DIRECT). Extensions of this project:
+ * `serial=<text>` (GET_ID, at most 20 characters), `queue_size=<n>`,
+ * `workers=<n>`, `pool_size=<n>`, `dispatch=worker|device`,
+ * `io=fsfile|node-fs`.
+ *
+ * @module
+ */
+
+import { statSync } from "node:fs";
+import type { FileBackendSpec } from "../backend/backend.ts";
+import { describeFile } from "../backend/file_spec.ts";
+import { validateSectorSize } from "../backend/sector_size.ts";
+import type { BlkDeviceOptions } from "../blk/device.ts";
+import { serialBytes } from "../blk/serial.ts";
+import type { Dispatch } from "../blockif/server.ts";
+import { workerEngine } from "../blockif/worker_engine.ts";
+import { VirtioBlkError } from "../errors.ts";
+import { isValidQueueSize } from "../virtio/spec.ts";
+import { MAX_FUNCTIONS, MAX_SLOTS } from "./pci_bus.ts";
+import type { VmDiskConfig } from "./vm.ts";
+
+/** A parsed `-s` option. */
+export interface SlotSpec {
+  readonly slot: number;
+  readonly func: number;
+  /** The backing file or block device. */
+  readonly path: string;
+  /** Everything after `virtio-blk,` (ACRN derives the default serial from it). */
+  readonly optionString: string;
+  readonly readOnly: boolean;
+  readonly writeback: boolean;
+  readonly logicalBlockSize: number;
+  readonly physicalBlockSize: number;
+  readonly range?: { readonly start: number; readonly size: number };
+  readonly direct: boolean;
+  readonly serial?: string;
+  readonly io?: FileBackendSpec["io"];
+  readonly queueSize?: number;
+  readonly workers?: number;
+  readonly poolSize?: number;
+  readonly dispatch?: Dispatch;
+}
+
+/** The only emulation this device model provides. */
+export const EMULATION = "virtio-blk";
+
+/** ACRN options this project does not implement, with the reason given to the user. */
+const UNSUPPORTED: Record<string, string> = {
+  discard: "DISCARD is not offered by this device",
+  aio: "only the worker-thread engine exists (workers=<n> sets its size)",
+  mq: "the device has one queue",
+};
+
+function invalid(spec: string, message: string): VirtioBlkError {
+  return new VirtioBlkError("INVALID_CONFIG", `-s ${spec}: ${message}`);
+}
+
+function parseInteger(spec: string, what: string, text: string, min: number, max: number): number {
+  const value = /^(0x[0-9a-f]+|[0-9]+)$/i.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw invalid(spec, `${what} "${text}" must be a whole number from ${min} to ${max}`);
+  }
+  return value;
+}
+
+/**
+ * Parses one `-s` value. Pure: looks at no file.
+ *
+ * @example
+ * ```ts
+ * parseSlotSpec("9,virtio-blk,disk.img,writeback,sectorsize=4096");
+ * // { slot: 9, func: 0, path: "disk.img", writeback: true, logicalBlockSize: 4096, … }
+ * ```
+ */
+export function parseSlotSpec(spec: string): SlotSpec {
+  const fields = spec.split(",");
+  if (fields.length < 2) {
+    throw invalid(spec, "expected <slot>[:<func>],virtio-blk,<file>[,options]");
+  }
+  const [where, emulation, path, ...options] = fields;
+
+  const location = /^(?:(\d+):)?(\d+)(?::(\d+))?$/.exec(where);
+  if (!location) throw invalid(spec, `bad slot "${where}": expected <slot>[:<func>]`);
+  const [, bus, slotText, funcText] = location;
+  if (bus !== undefined && Number(bus) !== 0) {
+    throw invalid(spec, `bus ${bus} does not exist; only bus 0 does`);
+  }
+  const slot = parseInteger(spec, "slot", slotText, 0, MAX_SLOTS - 1);
+  const func = funcText === undefined
+    ? 0
+    : parseInteger(spec, "function", funcText, 0, MAX_FUNCTIONS - 1);
+  if (slot === 0 && func === 0) throw invalid(spec, "slot 0 holds the host bridge");
+
+  if (emulation !== EMULATION) {
+    throw invalid(spec, `unknown emulation "${emulation}" (only ${EMULATION} exists)`);
+  }
+  if (path === undefined || path === "") throw invalid(spec, "missing backing file path");
+
+  let readOnly = false;
+  let writeback = false;
+  let sector: { logical: number; physical: number } = { logical: 512, physical: 512 };
+  let range: SlotSpec["range"];
+  let direct = false;
+  let serial: string | undefined;
+  let io: SlotSpec["io"];
+  let queueSize: number | undefined;
+  let workers: number | undefined;
+  let poolSize: number | undefined;
+  let dispatch: Dispatch | undefined;
+
+  for (const option of options) {
+    const equals = option.indexOf("=");
+    const name = equals < 0 ? option : option.slice(0, equals);
+    const value = equals < 0 ? undefined : option.slice(equals + 1);
+    const needValue = (): string => {
+      if (value === undefined || value === "") {
+        throw invalid(spec, `option ${name} needs a value (${name}=…)`);
+      }
+      return value;
+    };
+    const noValue = () => {
+      if (value !== undefined) throw invalid(spec, `option ${name} takes no value`);
+    };
+    switch (name) {
+      case "writethru":
+        noValue();
+        writeback = false;
+        break;
+      case "writeback":
+        noValue();
+        writeback = true;
+        break;
+      case "ro":
+        noValue();
+        readOnly = true;
+        break;
+      case "nocache":
+        noValue();
+        direct = true;
+        break;
+      case "sectorsize": {
+        const match = /^(\d+)(?:\/(\d+))?$/.exec(needValue());
+        if (!match) {
+          throw invalid(spec, `sectorsize "${value}" must be <logical>[/<physical>] in bytes`);
+        }
+        const logical = Number(match[1]);
+        try {
+          sector = validateSectorSize(logical, match[2] === undefined ? logical : Number(match[2]));
+        } catch (error) {
+          throw invalid(spec, (error as Error).message);
+        }
+        break;
+      }
+      case "range": {
+        const match = /^(\d+)\/(\d+)$/.exec(needValue());
+        if (!match) {
+          throw invalid(spec, `range "${value}" must be <start>/<size> in logical sectors`);
+        }
+        range = { start: Number(match[1]), size: Number(match[2]) };
+        if (range.size === 0) throw invalid(spec, `range "${value}" has size 0`);
+        break;
+      }
+      case "serial":
+        serial = needValue();
+        try {
+          serialBytes(serial);
+        } catch (error) {
+          throw invalid(spec, (error as Error).message);
+        }
+        break;
+      case "io":
+        if (value !== "fsfile" && value !== "node-fs") {
+          throw invalid(spec, `io must be fsfile or node-fs, not "${value}"`);
+        }
+        io = value;
+        break;
+      case "queue_size":
+        queueSize = parseInteger(spec, "queue_size", needValue(), 2, 32768);
+        if (!isValidQueueSize(queueSize)) {
+          throw invalid(spec, `queue_size ${queueSize} is not a power of two`);
+        }
+        break;
+      case "workers":
+        workers = parseInteger(spec, "workers", needValue(), 1, 256);
+        break;
+      case "pool_size":
+        poolSize = parseInteger(spec, "pool_size", needValue(), 1, 65536);
+        break;
+      case "dispatch":
+        if (value !== "worker" && value !== "device") {
+          throw invalid(spec, `dispatch must be worker or device, not "${value}"`);
+        }
+        dispatch = value;
+        break;
+      default:
+        if (name in UNSUPPORTED) {
+          throw invalid(spec, `option ${name} is not supported: ${UNSUPPORTED[name]}`);
+        }
+        throw invalid(spec, `unknown option "${option}"`);
+    }
+  }
+  return {
+    slot,
+    func,
+    path,
+    optionString: [path, ...options].join(","),
+    readOnly,
+    writeback,
+    logicalBlockSize: sector.logical,
+    physicalBlockSize: sector.physical,
+    range,
+    direct,
+    serial,
+    io,
+    queueSize,
+    workers,
+    poolSize,
+    dispatch,
+  };
+}
+
+/**
+ * Checks a parsed spec against its backing file (see `describeFile`) and
+ * returns the machine's disk configuration. Never creates or changes the file.
+ */
+export function diskConfig(spec: SlotSpec): VmDiskConfig {
+  const backend = describeFile(spec.path, {
+    readOnly: spec.readOnly,
+    range: spec.range,
+    logicalBlockSize: spec.logicalBlockSize,
+    physicalBlockSize: spec.physicalBlockSize,
+    io: spec.io,
+    direct: spec.direct,
+  });
+  const device: BlkDeviceOptions = {
+    backend,
+    writeback: spec.writeback,
+    optionString: spec.optionString,
+    serial: spec.serial,
+    logicalBlockSize: spec.logicalBlockSize,
+    physicalBlockSize: spec.physicalBlockSize,
+    queueSize: spec.queueSize,
+    engine: workerEngine({
+      workers: spec.workers,
+      poolSize: spec.poolSize,
+      dispatch: spec.dispatch,
+    }),
+  };
+  return { slot: spec.slot, func: spec.func, device };
+}
+
+/**
+ * Checks a whole command line's specs together: no slot used twice, and no
+ * file opened writable by one slot and used by another.
+ */
+export function checkSlots(specs: readonly SlotSpec[], configs: readonly VmDiskConfig[]): void {
+  const slots = new Map<string, string>();
+  const files = new Map<string, { spec: string; writable: boolean }>();
+  specs.forEach((spec, i) => {
+    const where = `${spec.slot}:${spec.func}`;
+    const text = `${where},${EMULATION},${spec.optionString}`;
+    if (slots.has(where)) {
+      throw new VirtioBlkError(
+        "INVALID_CONFIG",
+        `-s ${text}: slot ${where} is already used by -s ${slots.get(where)}`,
+      );
+    }
+    slots.set(where, text);
+    const backend = configs[i].device.backend;
+    if (backend.kind !== "file") return;
+    // The same file under another name (symlink, hard link) is the same file.
+    const { dev, ino } = statSync(backend.path);
+    const identity = `${dev}:${ino}`;
+    const other = files.get(identity);
+    const writable = !backend.readOnly;
+    if (other && (other.writable || writable)) {
+      throw new VirtioBlkError(
+        "INVALID_CONFIG",
+        `-s ${text}: ${backend.path} is already used by -s ${other.spec}${
+          other.writable ? " (opened writable)" : ""
+        }; a file opened writable can back only one slot`,
+      );
+    }
+    files.set(identity, { spec: text, writable: writable || (other?.writable ?? false) });
+  });
+}

@@ -1,0 +1,244 @@
+/**
+ * Durability of acknowledged writes, two ways:
+ * (a) the process running the device is SIGKILLed in the middle of a write
+ *     stream, many times; every write the guest saw acknowledged is in the
+ *     file afterwards (nothing acknowledged was still held in user space);
+ * (b) the order contract, on a recording backend under the real blockif
+ *     server code: in write-through the fdatasync covering a write returns
+ *     before the write's status is published; in write-back a FLUSH's status
+ *     is published only after an fdatasync that started after every write it
+ *     covers had completed.
+ */
+
+import assert from "node:assert/strict";
+import type { BlockBackend } from "../../src/backend/backend.ts";
+import { describeFile } from "../../src/backend/file_spec.ts";
+import { NodeFsBackend } from "../../src/backend/node_fs_backend.ts";
+import type { EngineContext, RequestEngine } from "../../src/blk/engine.ts";
+import { RequestPool } from "../../src/blockif/request_pool.ts";
+import { BlockifServer } from "../../src/blockif/server.ts";
+import { createVirtioBlkPci } from "../../src/blk/pci_function.ts";
+import { GuestAllocator } from "../../src/guest/allocator.ts";
+import { DirectRegisters, InterruptLine } from "../../src/guest/io.ts";
+import { VirtioBlkDriver } from "../../src/guest/virtio_blk_driver.ts";
+import { SharedGuestMemory } from "../../src/memory/shared_memory.ts";
+import { QueueWord } from "../../src/virtio/queue_state.ts";
+import { SplitQueue } from "../../src/virtio/split_queue.ts";
+import { STREAM_BLOCK, streamBlock } from "../helpers/stream_block.ts";
+
+const child = new URL("../helpers/kill_child.ts", import.meta.url);
+const IMAGE_BYTES = 1 << 20;
+const KILLS_PER_MODE = 5;
+
+for (const mode of ["writethru", "writeback"] as const) {
+  Deno.test(`SIGKILL mid-stream (${mode}): every acknowledged write is in the file`, async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      for (let kill = 0; kill < KILLS_PER_MODE; kill++) {
+        const image = `${dir}/disk-${kill}.img`;
+        await Deno.writeFile(image, new Uint8Array(IMAGE_BYTES));
+        const acked = await runAndKill(image, mode, 150 + kill * 120);
+        assert.ok(acked.size > 0, "the guest acknowledged nothing before the kill");
+        const file = await Deno.readFile(image);
+        for (const [index, round] of acked) {
+          const block = file.subarray(index * STREAM_BLOCK, (index + 1) * STREAM_BLOCK);
+          const view = new DataView(block.buffer, block.byteOffset);
+          const heldRound = view.getUint32(4, true);
+          assert.equal(
+            view.getUint32(0, true),
+            index,
+            `block ${index} lost its write (kill ${kill})`,
+          );
+          assert.ok(
+            heldRound >= round,
+            `block ${index}: acknowledged round ${round}, file has ${heldRound}`,
+          );
+          assert.deepEqual(block, streamBlock(index, heldRound), `block ${index} is torn`);
+        }
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+/** Runs the child until `delayMs` after its first acknowledgement, kills it, and returns index → latest acked round. */
+async function runAndKill(
+  image: string,
+  mode: string,
+  delayMs: number,
+): Promise<Map<number, number>> {
+  const process = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", child.pathname, image, mode],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const acked = new Map<number, number>();
+  let killer: ReturnType<typeof setTimeout> | undefined;
+  const decoder = new TextDecoder();
+  let pending = "";
+  for await (const chunk of process.stdout) {
+    pending += decoder.decode(chunk, { stream: true });
+    const lines = pending.split("\n");
+    pending = lines.pop()!;
+    for (const line of lines) {
+      const [word, index, round] = line.split(" ");
+      if (word !== "ack") continue;
+      acked.set(Number(index), Math.max(Number(round), acked.get(Number(index)) ?? 0));
+    }
+    killer ??= setTimeout(() => process.kill("SIGKILL"), delayMs);
+  }
+  const status = await process.status;
+  clearTimeout(killer);
+  const stderr = new TextDecoder().decode(await new Response(process.stderr).arrayBuffer());
+  assert.equal(status.signal, "SIGKILL", `the child ended on its own: ${stderr}`);
+  return acked;
+}
+
+// ---------------------------------------------------------------------------
+// (b) The order contract.
+
+interface Event {
+  op: "write" | "flush";
+  /** Used elements published when the call started and when it returned. */
+  publishedAtStart: number;
+  publishedAtEnd: number;
+}
+
+/** A real file backend that records each write and flush against the used ring's progress. */
+class RecordingBackend implements BlockBackend {
+  readonly events: Event[] = [];
+  constructor(readonly inner: BlockBackend, readonly published: () => number) {}
+  get size() {
+    return this.inner.size;
+  }
+  get readOnly() {
+    return this.inner.readOnly;
+  }
+  read(offset: number, bytes: Uint8Array, at: number, length: number) {
+    this.inner.read(offset, bytes, at, length);
+  }
+  write(offset: number, bytes: Uint8Array, at: number, length: number) {
+    this.#record("write", () => this.inner.write(offset, bytes, at, length));
+  }
+  flush() {
+    this.#record("flush", () => this.inner.flush());
+  }
+  close() {
+    this.inner.close();
+  }
+  #record(op: Event["op"], call: () => void) {
+    const publishedAtStart = this.published();
+    call();
+    this.events.push({ op, publishedAtStart, publishedAtEnd: this.published() });
+  }
+}
+
+/** The blockif server (drain + workers' path), run on this thread at each kick. */
+class InThreadBlockif implements RequestEngine {
+  readonly #server: BlockifServer;
+  constructor(context: EngineContext, backend: BlockBackend) {
+    const queues = context.queues.map((state) => new SplitQueue(context.memory, state));
+    this.#server = new BlockifServer({
+      memory: context.memory,
+      queues,
+      pool: new RequestPool({ elements: 8, segMax: context.limits.segMax }),
+      state: context.state,
+      interrupts: context.interrupts,
+      backend,
+      readOnly: context.readOnly,
+      limits: context.limits,
+      serial: context.serial,
+      dispatch: "device",
+      maxChain: Math.max(context.queues[0].maxQueueSize, context.limits.segMax + 2),
+    });
+  }
+  ready() {
+    return Promise.resolve();
+  }
+  notify(index: number) {
+    this.#server.drain(index);
+    while (this.#server.runOne());
+  }
+  doorbell(): never {
+    throw new Error("not used in-thread");
+  }
+  quiesce() {}
+  close() {
+    return Promise.resolve();
+  }
+}
+
+async function orderRig(writeback: boolean) {
+  const dir = await Deno.makeTempDir();
+  const image = `${dir}/disk.img`;
+  await Deno.writeFile(image, new Uint8Array(IMAGE_BYTES));
+  const memory = SharedGuestMemory.allocate(8 << 20);
+  let recorder!: RecordingBackend;
+  const disk = createVirtioBlkPci(memory, {
+    backend: describeFile(image),
+    writeback,
+    engine: (context) => {
+      const published = () => Atomics.load(context.queues[0].words, QueueWord.NEXT_USED);
+      recorder = new RecordingBackend(new NodeFsBackend(describeFile(image)), published);
+      return new InThreadBlockif(context, recorder);
+    },
+  });
+  const driver = VirtioBlkDriver.init({
+    memory,
+    registers: new DirectRegisters(disk.pci),
+    interrupt: new InterruptLine(disk.transport.buffer),
+    allocator: new GuestAllocator(0x1000, memory.size),
+  });
+  return {
+    driver,
+    recorder,
+    published: () => Atomics.load(disk.device.queueState.words, QueueWord.NEXT_USED),
+    async close() {
+      recorder.close();
+      await disk.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+Deno.test("write-through: the fdatasync covering a write returns before its status is published", async () => {
+  const rig = await orderRig(false);
+  try {
+    for (let i = 0; i < 4; i++) {
+      const before = rig.published();
+      rig.recorder.events.length = 0;
+      rig.driver.writeSync(i * 8, new Uint8Array(4096).fill(i + 1));
+      const [write, flush] = rig.recorder.events;
+      assert.deepEqual(rig.recorder.events.map((e) => e.op), ["write", "flush"]);
+      assert.equal(write.publishedAtEnd, before, "published before the data was written");
+      assert.equal(flush.publishedAtEnd, before, "published before fdatasync returned");
+      assert.equal(rig.published(), before + 1, "completed once stable");
+    }
+  } finally {
+    await rig.close();
+  }
+});
+
+Deno.test("write-back: writes complete unsynced; a FLUSH is answered only after an fdatasync that started after them", async () => {
+  const rig = await orderRig(true);
+  try {
+    assert.equal(rig.driver.writeback, true);
+    const before = rig.published();
+    rig.driver.writeSync(0, new Uint8Array(4096).fill(1));
+    rig.driver.writeSync(8, new Uint8Array(4096).fill(2));
+    assert.deepEqual(rig.recorder.events.map((e) => e.op), ["write", "write"], "no sync per write");
+    rig.driver.flushSync();
+    const flush = rig.recorder.events[2];
+    assert.equal(flush.op, "flush");
+    assert.equal(
+      flush.publishedAtStart,
+      before + 2,
+      "fdatasync started before the covered writes completed",
+    );
+    assert.equal(flush.publishedAtEnd, before + 2, "FLUSH answered before its fdatasync returned");
+    assert.equal(rig.published(), before + 3);
+  } finally {
+    await rig.close();
+  }
+});
