@@ -13,7 +13,7 @@
  * @module
  */
 
-import { type BlkDeviceOptions } from "../blk/device.ts";
+import type { BlkDeviceOptions } from "../blk/device.ts";
 import { createVirtioBlkPci, type VirtioBlkPci } from "../blk/pci_function.ts";
 import { workerEngine } from "../blockif/worker_engine.ts";
 import { VirtioBlkError } from "../errors.ts";
