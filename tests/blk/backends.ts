@@ -22,8 +22,8 @@ export type BackendCall =
 export class WindowBackend implements BlockBackend {
   readonly readOnly = false;
   readonly calls: BackendCall[] = [];
-  /** Called at the start of every read and write, before any byte moves. */
-  onTransfer: (call: BackendCall) => void = () => {};
+  /** Called at the start of every call, before any byte moves. */
+  onCall: (call: BackendCall) => void = () => {};
 
   /**
    * @param medium the whole medium (e.g. a file's bytes)
@@ -35,7 +35,7 @@ export class WindowBackend implements BlockBackend {
   read(offset: number, bytes: Uint8Array, at: number, length: number): void {
     const call = { op: "read", offset, length } as const;
     this.calls.push(call);
-    this.onTransfer(call);
+    this.onCall(call);
     const from = this.base + offset;
     bytes.set(this.medium.subarray(from, from + length), at);
   }
@@ -43,12 +43,14 @@ export class WindowBackend implements BlockBackend {
   write(offset: number, bytes: Uint8Array, at: number, length: number): void {
     const call = { op: "write", offset, length } as const;
     this.calls.push(call);
-    this.onTransfer(call);
+    this.onCall(call);
     this.medium.set(bytes.subarray(at, at + length), this.base + offset);
   }
 
   flush(): void {
-    this.calls.push({ op: "flush" });
+    const call = { op: "flush" } as const;
+    this.calls.push(call);
+    this.onCall(call);
   }
 
   close(): void {}

@@ -836,7 +836,9 @@ Deno.test("§6 class 11: the device acts on its copy of the header and descripto
         engine: (ctx) => new InlineEngine(ctx, window = new WindowBackend(medium, 0, 1 << 20)),
       },
     });
-    window!.onTransfer = () => duringIo(g);
+    window!.onCall = (call) => {
+      if (call.op !== "flush") duringIo(g);
+    };
     return { g, medium, window: window! };
   };
 
