@@ -149,6 +149,7 @@ export class LoopDevice implements Disposable {
     for (let waited = 0; !exists(partition) && waited < 2000; waited += 10) {
       Atomics.wait(pause, 0, 0, 10);
     }
+    if (!exists(partition)) throw new Error(`${partition} did not appear after partx --add`);
     return partition;
   }
 
@@ -191,6 +192,27 @@ export function loopDevicesUnavailable(): string | undefined {
   const file = dir.file("probe.img", 64 * KiB);
   const reason = unavailable(() => new LoopDevice(file));
   return reason === undefined ? undefined : `losetup failed: ${reason}`;
+}
+
+/** Why partition devices of a loop device cannot be used here, or `undefined`. */
+export function partitionsUnavailable(): string | undefined {
+  const loop = loopDevicesUnavailable();
+  if (loop !== undefined) return loop;
+  using dir = new TempDir();
+  const disk = new Uint8Array(2 * MiB);
+  writeMbr(disk, 2048, 2048);
+  const file = dir.file("probe.img", disk);
+  const reason = unavailable(() => {
+    const device = new LoopDevice(file);
+    try {
+      device.addPartitions(1);
+    } catch (error) {
+      device[Symbol.dispose]();
+      throw error;
+    }
+    return device;
+  });
+  return reason === undefined ? undefined : `partition devices failed: ${reason}`;
 }
 
 /** Why tmpfs cannot be mounted here, or `undefined`. */
