@@ -82,17 +82,19 @@ export class Waker {
 /**
  * Waits until one of `fds` is readable or hung up, without blocking this
  * thread (poll runs on Deno's blocking pool). Returns the index of the first
- * fd with events.
+ * fd with events, or -1 when `timeoutMs` passed first.
  *
  * @param set a poll set built for the fds (reused across calls; keep it alive)
+ * @param timeoutMs how long to wait (default: for ever)
  */
-export async function waitReadable(set: PollSet): Promise<number> {
+export async function waitReadable(set: PollSet, timeoutMs = -1): Promise<number> {
   for (;;) {
     set.clear();
     // errno of a nonblocking call is another thread's: a negative result is
     // retried (EINTR is the only failure poll can have on valid arguments).
-    const ready = await libc().poll(set.bytes, BigInt(set.count), -1);
-    if (ready <= 0) continue;
+    const ready = await libc().poll(set.bytes, BigInt(set.count), timeoutMs);
+    if (ready === 0) return -1;
+    if (ready < 0) continue;
     for (let i = 0; i < set.count; i++) {
       if (set.revents(i) !== 0) return i;
     }

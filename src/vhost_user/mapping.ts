@@ -1,0 +1,58 @@
+/**
+ * Shared mappings of the front-end's memory files (mmap/munmap through
+ * libc), and anonymous memory files for tests and tools.
+ *
+ * @module
+ */
+
+import { check, closeFd, cString, lastErrno, libc, OsError, Sys } from "./libc.ts";
+
+/** One `mmap(MAP_SHARED)` of a file, from file offset 0. */
+export interface Mapping {
+  /** Host address of the mapping's first byte. */
+  readonly address: bigint;
+  /** Bytes mapped. */
+  readonly length: number;
+}
+
+/**
+ * Maps `length` bytes of `fd` from offset 0, shared and read-write. The fd
+ * may be closed afterwards: the mapping keeps the file alive.
+ *
+ * @throws OsError when mmap fails (EACCES, ENODEV, ENOMEM…)
+ */
+export function mapShared(fd: number, length: number): Mapping {
+  const pointer = libc().mmap(
+    null,
+    BigInt(length),
+    Sys.PROT_READ | Sys.PROT_WRITE,
+    Sys.MAP_SHARED,
+    fd,
+    0n,
+  );
+  const address = BigInt(Deno.UnsafePointer.value(pointer));
+  // MAP_FAILED is (void *) -1.
+  if (pointer === null || address === 0xffff_ffff_ffff_ffffn || address < 0n) {
+    throw new OsError("mmap", lastErrno());
+  }
+  return { address, length };
+}
+
+/** Unmaps a {@linkcode Mapping} (once nothing can touch it any more). */
+export function unmap(mapping: Mapping): void {
+  check(
+    "munmap",
+    libc().munmap(Deno.UnsafePointer.create(mapping.address), BigInt(mapping.length)),
+  );
+}
+
+/** Creates an anonymous memory file of `size` bytes (memfd_create + ftruncate). */
+export function createMemoryFile(name: string, size: number): number {
+  const fd = check("memfd_create", libc().memfd_create(cString(name), Sys.MFD_CLOEXEC));
+  if (libc().ftruncate(fd, BigInt(size)) < 0) {
+    const errno = lastErrno();
+    closeFd(fd);
+    throw new OsError("ftruncate", errno);
+  }
+  return fd;
+}

@@ -1,0 +1,613 @@
+/**
+ * One vhost-user-blk connection: the back end's side of the protocol as
+ * QEMU 7.2 speaks it (reference vhost-user.md §4–§10), from the first
+ * GET_FEATURES to end of file.
+ *
+ * Device lifetime. The guest memory arrives only at the first ring start
+ * (§7.3), after QEMU has read the features and the config space, and a
+ * `VirtioBlkDevice` is built over one fixed guest memory. So the session
+ * builds a device over an empty memory at connect (it answers GET_FEATURES
+ * and GET_CONFIG), and builds a new one each time the memory table changes
+ * (SET_MEM_TABLE, ADD_MEM_REG, REM_MEM_REG): stop the ring if it runs,
+ * `await device.close()`, build the new device over the new table, carry
+ * over the negotiated features and the write-cache byte, restart the ring
+ * where it stopped. Regions that left the table are unmapped only after the
+ * device that used them is closed. A ring stop (GET_VRING_BASE) keeps the
+ * mappings: QEMU sends ADD_MEM_REG once per connection (§7.3, pitfall 10).
+ *
+ * Interrupts. The device's interrupt handle names two stable fds per
+ * session (call, err), so threads that hold the handle never see a number
+ * change; each SET_VRING_CALL/ERR is `dup3`ed onto them (see
+ * {@linkcode StableEventFd}).
+ *
+ * End. End of file is the only end signal (§9.3): the session then stops
+ * the ring, closes the device, unmaps everything and closes every fd. A
+ * malformed or unknown request never ends the session (QEMU would not
+ * reconnect, pitfall 14): it is refused with a failing ack when the
+ * front-end asked for one, and logged.
+ *
+ * @module
+ */
+
+import { type BlkDeviceOptions, VirtioBlkDevice } from "../blk/device.ts";
+import { BlkConfig } from "../blk/spec.ts";
+import type { MappedGuestMemory } from "../memory/mapped_memory.ts";
+import { AvailRing, descriptorTableSize, UsedRing } from "../virtio/ring_layout.ts";
+import { isValidQueueSize, RingFeature } from "../virtio/spec.ts";
+import { StableEventFd } from "./eventfd.ts";
+import { EventFdInterruptSink } from "./interrupts.ts";
+import { KickWatcher } from "./kick_watcher.ts";
+import { closeFd } from "./libc.ts";
+import { mapRegion, RegionTable, type TableRegion, unmapRegion } from "./memory_table.ts";
+import {
+  decodeConfig,
+  decodeMemoryTable,
+  decodeSingleRegion,
+  decodeU64,
+  decodeVringAddress,
+  decodeVringState,
+  encodeConfig,
+  encodeU64,
+  encodeVringState,
+  HeaderFlag,
+  type Message,
+  ProtocolFeature,
+  receiveMessage,
+  REPLY_FLAGS,
+  Request,
+  sendMessage,
+  VHOST_USER_F_PROTOCOL_FEATURES,
+  type VringAddresses,
+  VringFd,
+} from "./messages.ts";
+import type { UnixConnection } from "./unix_socket.ts";
+
+function bit(n: number): bigint {
+  return 1n << BigInt(n);
+}
+
+/** Protocol features this back end offers (§5.2): what QEMU needs, and one queue reported. */
+export const OFFERED_PROTOCOL_FEATURES = bit(ProtocolFeature.MQ) |
+  bit(ProtocolFeature.REPLY_ACK) | bit(ProtocolFeature.CONFIG) |
+  bit(ProtocolFeature.CONFIGURE_MEM_SLOTS);
+
+/** GET_MAX_MEM_SLOTS answer: regions one connection may add (qsd says the same). */
+export const MAX_MEMORY_SLOTS = 32;
+
+/** virtio-blk has one request queue here (MQ reports 1). */
+const QUEUE_COUNT = 1;
+
+/** What a session needs. */
+export interface SessionOptions {
+  /** The device each memory table gets. */
+  readonly device: BlkDeviceOptions;
+  /** Where the session reports what it refused or what failed. */
+  readonly log: (message: string) => void;
+}
+
+/** The negotiated state of the one vring. */
+interface Vring {
+  /** SET_VRING_NUM. */
+  num: number;
+  /** SET_VRING_BASE, or where the ring stopped. */
+  base: number;
+  addresses: VringAddresses | undefined;
+  kick: KickWatcher | undefined;
+  /** SET_VRING_ENABLE. */
+  enabled: boolean;
+  /** The device's queue is active on this ring. */
+  running: boolean;
+}
+
+/** A handler's answer: a reply payload (always sent), or success for REPLY_ACK. */
+type Outcome = Uint8Array | boolean;
+
+/** One connection of a vhost-user-blk front-end. */
+export class VhostUserBlkSession {
+  readonly #connection: UnixConnection;
+  readonly #options: SessionOptions;
+  readonly #call = new StableEventFd();
+  readonly #err = new StableEventFd();
+  readonly #sink: EventFdInterruptSink;
+  #table: RegionTable = new RegionTable();
+  #memory: MappedGuestMemory;
+  #device: VirtioBlkDevice;
+  #protocolFeatures = 0n;
+  #features: bigint | undefined;
+  #writeback: boolean | undefined;
+  #refusals = 0;
+  readonly #ring: Vring = {
+    num: 0,
+    base: 0,
+    addresses: undefined,
+    kick: undefined,
+    enabled: false,
+    running: false,
+  };
+
+  /**
+   * Starts a session on an accepted connection (owned by the session from
+   * now on) with a device over no memory yet.
+   *
+   * @throws VirtioBlkError when the device cannot be built (a bad option or file)
+   */
+  constructor(connection: UnixConnection, options: SessionOptions) {
+    this.#connection = connection;
+    this.#options = options;
+    this.#sink = new EventFdInterruptSink(this.#interruptHandle());
+    this.#memory = this.#table.guestMemory();
+    try {
+      this.#device = this.#createDevice(this.#memory);
+    } catch (error) {
+      this.#call.close();
+      this.#err.close();
+      throw error;
+    }
+  }
+
+  /** The device serving the connection now (it changes with the memory table). */
+  get device(): VirtioBlkDevice {
+    return this.#device;
+  }
+
+  /** Protocol features the front-end set (a subset of the offered ones). */
+  get protocolFeatures(): bigint {
+    return this.#protocolFeatures;
+  }
+
+  /** The guest memory regions mapped now. */
+  get regions(): readonly TableRegion[] {
+    return this.#table.regions;
+  }
+
+  /**
+   * Serves requests until end of file (or {@linkcode close}), then releases
+   * everything the connection held. Never rejects.
+   */
+  async run(): Promise<void> {
+    try {
+      for (;;) {
+        const message = await receiveMessage(this.#connection);
+        if (message === null) break;
+        await this.#dispatch(message);
+      }
+    } catch (error) {
+      this.#options.log(`vhost-user: connection failed: ${describe(error)}`);
+    } finally {
+      await this.#teardown();
+    }
+  }
+
+  /** Ends the session as if the front-end had closed the connection. */
+  close(): void {
+    this.#connection.shutdown();
+  }
+
+  // ---------------------------------------------------------------------------
+
+  async #dispatch(message: Message): Promise<void> {
+    let outcome: Outcome;
+    const refusals = this.#refusals;
+    try {
+      outcome = message.truncated
+        ? this.#refuse(message, "file descriptors were lost (MSG_CTRUNC)")
+        : await this.#handle(message);
+      if (outcome === false && this.#refusals === refusals) {
+        this.#refuse(message, "malformed payload or a vring index other than 0");
+      }
+    } catch (error) {
+      outcome = this.#refuse(message, describe(error));
+    } finally {
+      // Whatever a handler did not take is not ours to keep.
+      message.fds.splice(0).forEach(closeFd);
+    }
+    if (outcome instanceof Uint8Array) {
+      sendMessage(this.#connection, message.request, REPLY_FLAGS, outcome);
+    } else if (message.flags & HeaderFlag.NEED_REPLY) {
+      // REPLY_ACK (§5, pitfall 5): u64 0 is success.
+      sendMessage(this.#connection, message.request, REPLY_FLAGS, encodeU64(outcome ? 0n : 1n));
+    }
+  }
+
+  #refuse(message: Message, why: string): false {
+    this.#refusals++;
+    this.#options.log(`vhost-user: request ${message.request} refused: ${why}`);
+    return false;
+  }
+
+  async #handle(message: Message): Promise<Outcome> {
+    const { payload } = message;
+    switch (message.request) {
+      case Request.GET_FEATURES:
+        return encodeU64(this.#offeredFeatures());
+      case Request.SET_FEATURES:
+        return this.#setFeatures(decodeU64(payload));
+      case Request.GET_PROTOCOL_FEATURES:
+        return encodeU64(OFFERED_PROTOCOL_FEATURES);
+      case Request.SET_PROTOCOL_FEATURES: {
+        const value = decodeU64(payload);
+        if (value === undefined) return false;
+        this.#protocolFeatures = value & OFFERED_PROTOCOL_FEATURES;
+        return true;
+      }
+      case Request.GET_QUEUE_NUM:
+        return encodeU64(BigInt(QUEUE_COUNT));
+      case Request.GET_MAX_MEM_SLOTS:
+        return encodeU64(BigInt(MAX_MEMORY_SLOTS));
+      case Request.SET_OWNER:
+        return true;
+      case Request.RESET_OWNER:
+        await this.#stopRing();
+        this.#features = undefined;
+        return true;
+      case Request.SET_MEM_TABLE:
+        return await this.#setMemTable(message);
+      case Request.ADD_MEM_REG:
+        return await this.#addRegion(message);
+      case Request.REM_MEM_REG:
+        return await this.#removeRegion(message);
+      case Request.SET_VRING_NUM:
+        return this.#setVringNum(decodeVringState(payload));
+      case Request.SET_VRING_ADDR:
+        return this.#setVringAddr(decodeVringAddress(payload));
+      case Request.SET_VRING_BASE: {
+        const state = decodeVringState(payload);
+        if (!this.#validRing(state?.index)) return false;
+        this.#ring.base = state!.num & 0xffff;
+        return true;
+      }
+      case Request.GET_VRING_BASE: {
+        const state = decodeVringState(payload);
+        const index = state?.index ?? 0;
+        // Always answered (§4.1): the "stop ring" message.
+        const base = this.#validRing(index) ? await this.#stopRing() : 0;
+        return encodeVringState(index, base);
+      }
+      case Request.SET_VRING_KICK:
+        return await this.#setVringKick(message);
+      case Request.SET_VRING_CALL:
+        return this.#setVringNotifier(message, this.#call);
+      case Request.SET_VRING_ERR:
+        return this.#setVringNotifier(message, this.#err);
+      case Request.SET_VRING_ENABLE:
+        return this.#setVringEnable(decodeVringState(payload));
+      case Request.GET_CONFIG:
+        return this.#getConfig(message);
+      case Request.SET_CONFIG:
+        return this.#setConfig(message);
+      case Request.SET_BACKEND_REQ_FD:
+        // Not offered (BACKEND_REQ): the socket is closed unused.
+        return true;
+      default:
+        return this.#refuse(message, "not supported by this back end");
+    }
+  }
+
+  // ---- features --------------------------------------------------------------
+
+  #offeredFeatures(): bigint {
+    return this.#device.offeredFeatures | bit(RingFeature.VERSION_1) |
+      bit(VHOST_USER_F_PROTOCOL_FEATURES);
+  }
+
+  /**
+   * SET_FEATURES: comes twice per ring start (pitfall 4), with bit 30 from
+   * QEMU itself, and without VERSION_1 from a legacy guest (§10) — accepted:
+   * on x86 a legacy guest's rings and requests read the same.
+   */
+  #setFeatures(value: bigint | undefined): boolean {
+    if (value === undefined) return false;
+    const unknown = value & ~this.#offeredFeatures();
+    if (unknown !== 0n) {
+      this.#options.log(
+        `vhost-user: SET_FEATURES ignores bits not offered: 0x${unknown.toString(16)}`,
+      );
+    }
+    this.#features = value & this.#offeredFeatures();
+    this.#device.ackFeatures(this.#features);
+    return true;
+  }
+
+  /** Whether rings wait for SET_VRING_ENABLE (bit 30 negotiated, §9.1). */
+  #ringsStartDisabled(): boolean {
+    return this.#features !== undefined &&
+      (this.#features & bit(VHOST_USER_F_PROTOCOL_FEATURES)) !== 0n;
+  }
+
+  // ---- config space ----------------------------------------------------------
+
+  /** GET_CONFIG: the bytes of our virtio_blk_config (§8); size 0 when out of range. */
+  #getConfig(message: Message): Uint8Array {
+    const access = decodeConfig(message.payload);
+    if (access === undefined) {
+      this.#refuse(message, "malformed GET_CONFIG");
+      return encodeConfig({ offset: 0, size: 0, flags: 0, data: new Uint8Array(0) });
+    }
+    const { offset, size, flags } = access;
+    if (offset + size > this.#device.configSize) {
+      this.#refuse(message, `config bytes [${offset}, +${size}) beyond ${this.#device.configSize}`);
+      return encodeConfig({ offset, size: 0, flags, data: new Uint8Array(0) });
+    }
+    const data = new Uint8Array(size);
+    for (let i = 0; i < size; i++) data[i] = this.#device.readConfig(offset + i, 1);
+    return encodeConfig({ offset, size, flags, data });
+  }
+
+  /** SET_CONFIG: the guest toggling `writeback` (§8); other fields are read-only. */
+  #setConfig(message: Message): boolean {
+    const access = decodeConfig(message.payload);
+    if (access === undefined) return this.#refuse(message, "malformed SET_CONFIG");
+    const { offset, size, data } = access;
+    if (offset + size > this.#device.configSize) {
+      return this.#refuse(message, `config bytes [${offset}, +${size}) beyond the config space`);
+    }
+    for (let i = 0; i < size; i++) this.#device.writeConfig(offset + i, 1, data[i]);
+    if (offset <= BlkConfig.WRITEBACK && BlkConfig.WRITEBACK < offset + size) {
+      this.#writeback = this.#device.state.wce;
+    }
+    return true;
+  }
+
+  // ---- memory ----------------------------------------------------------------
+
+  /** SET_MEM_TABLE: the whole table, one fd per region (pitfall 7); replaces the old one. */
+  async #setMemTable(message: Message): Promise<boolean> {
+    const descriptions = decodeMemoryTable(message.payload);
+    if (descriptions === undefined) return this.#refuse(message, "malformed memory table");
+    if (message.fds.length !== descriptions.length) {
+      return this.#refuse(
+        message,
+        `${descriptions.length} regions came with ${message.fds.length} fds`,
+      );
+    }
+    const fds = message.fds.splice(0);
+    const mapped: TableRegion[] = [];
+    let table: RegionTable;
+    try {
+      descriptions.forEach((description, i) => mapped.push(mapRegion(description, fds[i])));
+      table = new RegionTable(mapped);
+    } catch (error) {
+      fds.slice(mapped.length + 1).forEach(closeFd);
+      mapped.forEach(unmapRegion);
+      throw error;
+    }
+    await this.#replaceMemory(table, this.#table.regions);
+    return true;
+  }
+
+  /** ADD_MEM_REG: one more region and its fd. */
+  async #addRegion(message: Message): Promise<boolean> {
+    const description = decodeSingleRegion(message.payload);
+    if (description === undefined) return this.#refuse(message, "malformed region");
+    if (message.fds.length !== 1) {
+      return this.#refuse(message, `a region came with ${message.fds.length} fds`);
+    }
+    if (this.#table.regions.length >= MAX_MEMORY_SLOTS) {
+      return this.#refuse(message, `more than ${MAX_MEMORY_SLOTS} regions`);
+    }
+    const region = mapRegion(description, message.fds.splice(0)[0]);
+    let table: RegionTable;
+    try {
+      table = this.#table.with(region);
+    } catch (error) {
+      unmapRegion(region);
+      throw error;
+    }
+    await this.#replaceMemory(table, []);
+    return true;
+  }
+
+  /** REM_MEM_REG: the region with that guest address, size and user address leaves. */
+  async #removeRegion(message: Message): Promise<boolean> {
+    const description = decodeSingleRegion(message.payload);
+    if (description === undefined) return this.#refuse(message, "malformed region");
+    const region = this.#table.find(description);
+    if (region === undefined) return this.#refuse(message, "no such region");
+    await this.#replaceMemory(this.#table.without(region), [region]);
+    return true;
+  }
+
+  /**
+   * Moves the device to a new table: stop the ring if it runs, close the
+   * device, build a new one over `table`, then unmap `removed` (nothing
+   * can touch them any more) and restart the ring where it stopped.
+   */
+  async #replaceMemory(table: RegionTable, removed: readonly TableRegion[]): Promise<void> {
+    const ring = this.#ring;
+    const wasRunning = ring.running;
+    if (wasRunning) {
+      ring.base = this.#device.disableQueue(0);
+      ring.running = false;
+    }
+    await this.#device.close();
+    this.#memory.detach();
+    const kept = new Set(table.regions);
+    removed.filter((region) => !kept.has(region)).forEach(unmapRegion);
+    this.#table = table;
+    this.#memory = table.guestMemory();
+    this.#device = this.#createDevice(this.#memory);
+    await this.#device.ready();
+    if (wasRunning) this.#startRing();
+  }
+
+  #createDevice(memory: MappedGuestMemory): VirtioBlkDevice {
+    const device = new VirtioBlkDevice(memory, this.#options.device, {
+      sink: this.#sink,
+      handle: this.#interruptHandle(),
+    });
+    if (this.#features !== undefined) device.ackFeatures(this.#features);
+    if (this.#writeback !== undefined) {
+      device.writeConfig(BlkConfig.WRITEBACK, 1, this.#writeback ? 1 : 0);
+    }
+    return device;
+  }
+
+  #interruptHandle() {
+    return { kind: "eventfd", call: [this.#call.fd], err: [this.#err.fd] } as const;
+  }
+
+  // ---- the vring -------------------------------------------------------------
+
+  #validRing(index: number | undefined): boolean {
+    return index !== undefined && index < QUEUE_COUNT;
+  }
+
+  #setVringNum(state: { index: number; num: number } | undefined): boolean {
+    if (!this.#validRing(state?.index)) return false;
+    const { num } = state!;
+    if (!isValidQueueSize(num) || num > this.#device.queueSize) {
+      this.#options.log(
+        `vhost-user: queue size ${num} refused: the back end takes powers of two up to ` +
+          `${this.#device.queueSize} (set queueSize, or QEMU's queue-size)`,
+      );
+      return false;
+    }
+    this.#ring.num = num;
+    return true;
+  }
+
+  #setVringAddr(addresses: VringAddresses | undefined): boolean {
+    if (!this.#validRing(addresses?.index)) return false;
+    this.#ring.addresses = addresses;
+    this.#startRing();
+    return true;
+  }
+
+  async #setVringKick(message: Message): Promise<boolean> {
+    const value = decodeU64(message.payload);
+    if (value === undefined || !this.#validRing(Number(value & BigInt(VringFd.INDEX_MASK)))) {
+      return this.#refuse(message, "malformed SET_VRING_KICK");
+    }
+    if ((value & BigInt(VringFd.NO_FD)) !== 0n || message.fds.length !== 1) {
+      return this.#refuse(message, "polling a ring without a kick fd is not supported");
+    }
+    const ring = this.#ring;
+    await ring.kick?.stop();
+    ring.kick = new KickWatcher(
+      message.fds.splice(0)[0],
+      () => this.#kicked(),
+      (error) => this.#options.log(`vhost-user: kick fd failed: ${describe(error)}`),
+    );
+    this.#startRing();
+    return true;
+  }
+
+  /** SET_VRING_CALL / SET_VRING_ERR: accepted at any time (pitfall 2). */
+  #setVringNotifier(message: Message, target: StableEventFd): boolean {
+    const value = decodeU64(message.payload);
+    if (value === undefined || !this.#validRing(Number(value & BigInt(VringFd.INDEX_MASK)))) {
+      return this.#refuse(message, "malformed vring fd message");
+    }
+    const noFd = (value & BigInt(VringFd.NO_FD)) !== 0n;
+    if (!noFd && message.fds.length !== 1) {
+      return this.#refuse(message, `expected one fd, got ${message.fds.length}`);
+    }
+    target.replace(noFd ? undefined : message.fds.splice(0)[0]);
+    return true;
+  }
+
+  #setVringEnable(state: { index: number; num: number } | undefined): boolean {
+    if (!this.#validRing(state?.index)) return false;
+    this.#ring.enabled = state!.num === 1;
+    if (this.#ring.enabled) {
+      this.#startRing();
+      // Kicks that came while disabled were ignored: look at the ring now.
+      if (this.#ring.running) this.#device.notify(0);
+    }
+    return true;
+  }
+
+  #kicked(): void {
+    const ring = this.#ring;
+    if (ring.running && (ring.enabled || !this.#ringsStartDisabled())) this.#device.notify(0);
+  }
+
+  /**
+   * Activates the device's queue once the ring is fully described: size,
+   * addresses inside guest memory, a kick fd, and enabled when bit 30 was
+   * negotiated (§9.1). Ring addresses are user addresses (§7.2).
+   */
+  #startRing(): void {
+    const ring = this.#ring;
+    const addresses = ring.addresses;
+    if (ring.running || ring.kick === undefined || addresses === undefined || ring.num === 0) {
+      return;
+    }
+    if (this.#ringsStartDisabled() && !ring.enabled) return;
+    const size = ring.num;
+    const desc = this.#table.userToGuest(addresses.desc, descriptorTableSize(size));
+    const avail = this.#table.userToGuest(addresses.avail, AvailRing.size(size));
+    const used = this.#table.userToGuest(addresses.used, UsedRing.size(size));
+    if (desc === undefined || avail === undefined || used === undefined) {
+      this.#options.log("vhost-user: ring addresses are outside the guest memory");
+      this.#sink.needsReset(0);
+      return;
+    }
+    // The device resumes publishing at the ring's own used.idx (as libvhost-user).
+    const usedRegion = this.#memory.regionFor(used, UsedRing.size(size));
+    const usedIdx = usedRegion === undefined
+      ? 0
+      : Atomics.load(usedRegion.u16, (used - usedRegion.gpa + UsedRing.IDX) >>> 1);
+    const features = Number((this.#features ?? 0n) & 0xffff_ffffn);
+    const ok = this.#device.queue(0).activate({
+      size,
+      desc,
+      avail,
+      used,
+      features,
+      maxChain: this.#device.maxChain,
+      nextAvail: ring.base,
+      nextUsed: usedIdx,
+    });
+    if (!ok) {
+      this.#options.log("vhost-user: the ring's parts are misaligned or outside guest memory");
+      this.#sink.needsReset(0);
+      return;
+    }
+    ring.running = true;
+    this.#device.notify(0);
+  }
+
+  /**
+   * GET_VRING_BASE: stops the ring (its kick fd is closed) and returns the
+   * next available index it would have taken (§9.2). Memory stays mapped.
+   */
+  async #stopRing(): Promise<number> {
+    const ring = this.#ring;
+    const kick = ring.kick;
+    ring.kick = undefined;
+    await kick?.stop();
+    if (ring.running) {
+      ring.base = this.#device.disableQueue(0);
+      ring.running = false;
+    }
+    ring.enabled = false;
+    return ring.base;
+  }
+
+  async #teardown(): Promise<void> {
+    const log = this.#options.log;
+    await this.#stopRing().catch((error) =>
+      log(`vhost-user: stopping the ring: ${describe(error)}`)
+    );
+    await this.#device.close().catch((error) =>
+      log(`vhost-user: closing the device: ${describe(error)}`)
+    );
+    this.#memory.detach();
+    for (const region of this.#table.regions) {
+      try {
+        unmapRegion(region);
+      } catch (error) {
+        log(`vhost-user: unmapping guest memory: ${describe(error)}`);
+      }
+    }
+    this.#table = new RegionTable();
+    this.#call.close();
+    this.#err.close();
+    this.#connection.close();
+  }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

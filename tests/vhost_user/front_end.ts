@@ -1,0 +1,355 @@
+/**
+ * A fake vhost-user front-end for protocol tests: it connects to the back
+ * end's socket and sends the messages QEMU 7.2 sends (reference
+ * vhost-user.md §6), with a memfd as guest memory, its own eventfds for
+ * kick/call/err, and a guest-side split ring to put virtio-blk requests on.
+ * Everything goes through the project's own FFI modules, the same ones the
+ * back end uses.
+ */
+
+import assert from "node:assert/strict";
+import { RequestHeader, RequestType } from "../../src/blk/spec.ts";
+import {
+  createEventFd,
+  drainEventFd,
+  signalEventFd,
+  waitReadable,
+} from "../../src/vhost_user/eventfd.ts";
+import { closeFd } from "../../src/vhost_user/libc.ts";
+import { createMemoryFile, type Mapping, mapShared, unmap } from "../../src/vhost_user/mapping.ts";
+import {
+  decodeU64,
+  decodeVringState,
+  encodeMemoryTable,
+  encodeSingleRegion,
+  encodeU64,
+  encodeVringAddress,
+  encodeVringState,
+  HeaderFlag,
+  type Message,
+  receiveMessage,
+  type RegionDescription,
+  REPLY_FLAGS,
+  Request,
+  sendMessage,
+} from "../../src/vhost_user/messages.ts";
+import { PollSet } from "../../src/vhost_user/sys_structs.ts";
+import { connectUnix, type UnixConnection } from "../../src/vhost_user/unix_socket.ts";
+import { AvailRing, descriptorTableSize, UsedRing } from "../../src/virtio/ring_layout.ts";
+import { DescriptorFlag } from "../../src/virtio/spec.ts";
+
+/** Feature sets QEMU sent (reference §5.1). */
+export const QemuFeatures = {
+  SEABIOS_MODERN: 0x1_4000_0046n,
+  LINUX_MODERN: 0x1_7000_6e46n,
+  SEABIOS_LEGACY: 0x4000_0000n,
+  LINUX_LEGACY: 0x7000_6e46n,
+} as const;
+
+/** Where the fake puts things in its guest memory. */
+const RING_SIZE = 128;
+const DATA_AREA = 0x4_0000;
+
+/** One request's result. */
+export interface Completion {
+  readonly status: number;
+  readonly usedLength: number;
+  readonly id: number;
+}
+
+/** Options of {@linkcode FakeFrontEnd.connect}. */
+export interface FakeOptions {
+  /** Guest memory size (default 1 MiB). */
+  memoryBytes?: number;
+  /** The front-end's "user address" of guest memory (QEMU's mmap address). */
+  userBase?: bigint;
+}
+
+/** A front-end speaking vhost-user to a back end over a socket. */
+export class FakeFrontEnd {
+  readonly connection: UnixConnection;
+  readonly memoryBytes: number;
+  readonly userBase: bigint;
+  readonly memfd: number;
+  readonly mapping: Mapping;
+  /** The guest memory as the fake front-end sees it (GPA 0 is index 0). */
+  readonly view: DataView;
+  readonly bytes: Uint8Array;
+  kick = -1;
+  call = -1;
+  err = -1;
+  /** Where the ring sits (GPA); change before startRing to move it. */
+  ringBase = 0x1_0000;
+  #nextAvail = 0;
+  #lastUsed = 0;
+  #nextDescriptor = 0;
+
+  private constructor(connection: UnixConnection, options: FakeOptions) {
+    this.connection = connection;
+    this.memoryBytes = options.memoryBytes ?? 1 << 20;
+    this.userBase = options.userBase ?? 0x7f3a_0000_0000n;
+    this.memfd = createMemoryFile("fake-guest-ram", this.memoryBytes);
+    this.mapping = mapShared(this.memfd, this.memoryBytes);
+    const buffer = Deno.UnsafePointerView.getArrayBuffer(
+      Deno.UnsafePointer.create(this.mapping.address)!,
+      this.memoryBytes,
+    );
+    this.view = new DataView(buffer);
+    this.bytes = new Uint8Array(buffer);
+  }
+
+  /** Connects to a back end listening on `path`. */
+  static connect(path: string, options: FakeOptions = {}): FakeFrontEnd {
+    return new FakeFrontEnd(connectUnix(path), options);
+  }
+
+  // ---- messages ---------------------------------------------------------------
+
+  /** Sends a request; `needReply` sets NEED_REPLY (flags 0x9). */
+  send(
+    request: number,
+    payload?: Uint8Array,
+    options: { fds?: number[]; needReply?: boolean } = {},
+  ): void {
+    const flags = HeaderFlag.VERSION | (options.needReply ? HeaderFlag.NEED_REPLY : 0);
+    sendMessage(this.connection, request, flags, payload, options.fds ?? []);
+  }
+
+  /** Reads the back end's next message, which must be a reply to `request`. */
+  async reply(request: number): Promise<Message> {
+    const message = await receiveMessage(this.connection);
+    assert.ok(message !== null, `no reply to request ${request}: the back end closed`);
+    assert.equal(message.request, request, "a reply repeats the request number");
+    assert.equal(message.flags, REPLY_FLAGS, "reply flags are 0x5");
+    return message;
+  }
+
+  /** Sends a request that always gets a u64 reply, and returns the value. */
+  async getU64(request: number): Promise<bigint> {
+    this.send(request);
+    const value = decodeU64((await this.reply(request)).payload);
+    assert.ok(value !== undefined, "a u64 reply has size 8");
+    return value;
+  }
+
+  /** Sends a request with NEED_REPLY and returns the ack (0 = success). */
+  async acked(request: number, payload?: Uint8Array, fds: number[] = []): Promise<bigint> {
+    this.send(request, payload, { fds, needReply: true });
+    const value = decodeU64((await this.reply(request)).payload);
+    assert.ok(value !== undefined, "an ack is a u64");
+    return value;
+  }
+
+  /** QEMU's connect sequence (§6 #1–#16): features, protocol features, owner, call, err. */
+  async handshake(protocolFeatures?: bigint): Promise<{ features: bigint; protocol: bigint }> {
+    const features = await this.getU64(Request.GET_FEATURES);
+    const offered = await this.getU64(Request.GET_PROTOCOL_FEATURES);
+    const protocol = protocolFeatures ?? offered;
+    this.send(Request.SET_PROTOCOL_FEATURES, encodeU64(protocol));
+    if (protocol & 1n) assert.equal(await this.getU64(Request.GET_QUEUE_NUM), 1n);
+    if (protocol & (1n << 15n)) await this.getU64(Request.GET_MAX_MEM_SLOTS);
+    this.send(Request.SET_OWNER);
+    assert.equal(await this.getU64(Request.GET_FEATURES), features);
+    this.setCall();
+    this.err = createEventFd({ nonblocking: true });
+    this.send(Request.SET_VRING_ERR, encodeU64(0n), { fds: [this.err] });
+    return { features, protocol };
+  }
+
+  /** Sends a fresh call eventfd (SET_VRING_CALL); returns the old one, still open. */
+  setCall(): number {
+    const old = this.call;
+    this.call = createEventFd({ nonblocking: true });
+    this.send(Request.SET_VRING_CALL, encodeU64(0n), { fds: [this.call] });
+    return old;
+  }
+
+  /** The one region of guest memory (GPA 0). */
+  region(): RegionDescription {
+    return {
+      gpa: 0n,
+      size: BigInt(this.memoryBytes),
+      userAddress: this.userBase,
+      mmapOffset: 0n,
+    };
+  }
+
+  /** The user address of a GPA (the front-end's mapping of guest memory). */
+  user(gpa: number): bigint {
+    return this.userBase + BigInt(gpa);
+  }
+
+  /**
+   * A ring start as QEMU does it (§6 #19–#28): features twice around a new
+   * call fd, the memory message `memory` if any, num, base, addresses, a
+   * kick fd signalled once, enable.
+   */
+  async startRing(options: {
+    features: bigint;
+    memory?: "add" | "table" | "none";
+    acked?: boolean;
+    base?: number;
+    /** A descriptor table GPA other than the ring's (to test bad addresses). */
+    desc?: number;
+  }): Promise<void> {
+    this.send(Request.SET_FEATURES, encodeU64(options.features));
+    this.setCall();
+    this.send(Request.SET_FEATURES, encodeU64(options.features));
+    const memory = options.memory ?? "none";
+    if (memory !== "none") {
+      const request = memory === "add" ? Request.ADD_MEM_REG : Request.SET_MEM_TABLE;
+      const payload = memory === "add"
+        ? encodeSingleRegion(this.region())
+        : encodeMemoryTable([this.region()]);
+      if (options.acked ?? true) {
+        assert.equal(await this.acked(request, payload, [this.memfd]), 0n, "memory acked");
+      } else this.send(request, payload, { fds: [this.memfd] });
+    }
+    this.#resetRing();
+    this.send(Request.SET_VRING_NUM, encodeVringState(0, RING_SIZE));
+    this.send(Request.SET_VRING_BASE, encodeVringState(0, options.base ?? 0));
+    const { desc, avail, used } = this.ringAddresses();
+    this.send(
+      Request.SET_VRING_ADDR,
+      encodeVringAddress({
+        index: 0,
+        flags: 0,
+        desc: this.user(options.desc ?? desc),
+        used: this.user(used),
+        avail: this.user(avail),
+        log: BigInt(used),
+      }),
+    );
+    if (this.kick >= 0) closeFd(this.kick);
+    this.kick = createEventFd({ nonblocking: true });
+    signalEventFd(this.kick);
+    this.send(Request.SET_VRING_KICK, encodeU64(0n), { fds: [this.kick] });
+    this.send(Request.SET_VRING_ENABLE, encodeVringState(0, 1));
+  }
+
+  /** A ring stop (§9.2): disable, then GET_VRING_BASE; returns the reported base. */
+  async stopRing(): Promise<number> {
+    this.send(Request.SET_VRING_ENABLE, encodeVringState(0, 0));
+    this.send(Request.GET_VRING_BASE, encodeVringState(0, 0));
+    const state = decodeVringState((await this.reply(Request.GET_VRING_BASE)).payload);
+    assert.ok(state !== undefined);
+    assert.equal(state.index, 0);
+    return state.num;
+  }
+
+  // ---- the guest's ring ------------------------------------------------------
+
+  /** GPAs of the ring parts: modern layout (used 4-aligned right after avail). */
+  ringAddresses(): { desc: number; avail: number; used: number } {
+    const desc = this.ringBase;
+    const avail = desc + descriptorTableSize(RING_SIZE);
+    const used = (avail + AvailRing.size(RING_SIZE) + 3) & ~3;
+    return { desc, avail, used };
+  }
+
+  #resetRing(): void {
+    const { desc, used } = this.ringAddresses();
+    this.bytes.fill(0, desc, used + UsedRing.size(RING_SIZE));
+    this.#nextAvail = 0;
+    this.#lastUsed = 0;
+    this.#nextDescriptor = 0;
+  }
+
+  #descriptor(address: number, length: number, flags: number): number {
+    const index = this.#nextDescriptor;
+    this.#nextDescriptor = (index + 1) % RING_SIZE;
+    const at = this.ringAddresses().desc + 16 * index;
+    this.view.setBigUint64(at, BigInt(address), true);
+    this.view.setUint32(at + 8, length, true);
+    this.view.setUint16(at + 12, flags, true);
+    this.view.setUint16(at + 14, flags & DescriptorFlag.NEXT ? (index + 1) % RING_SIZE : 0, true);
+    return index;
+  }
+
+  /**
+   * Puts a virtio-blk request on the ring (not kicked): header, optional
+   * data buffer, status byte. Returns where the data and status are.
+   */
+  post(type: number, sector: number, data?: { gpa: number; length: number }): {
+    head: number;
+    status: number;
+  } {
+    const slot = DATA_AREA + 64 * (this.#nextAvail % 256);
+    const header = slot, status = slot + 32;
+    this.view.setUint32(header + RequestHeader.TYPE, type, true);
+    this.view.setUint32(header + RequestHeader.IOPRIO, 0, true);
+    this.view.setBigUint64(header + RequestHeader.SECTOR, BigInt(sector), true);
+    this.bytes[status] = 0xee;
+    const head = this.#descriptor(header, 16, DescriptorFlag.NEXT);
+    if (data) {
+      const write = type === RequestType.IN || type === RequestType.GET_ID;
+      this.#descriptor(
+        data.gpa,
+        data.length,
+        DescriptorFlag.NEXT | (write ? DescriptorFlag.WRITE : 0),
+      );
+    }
+    this.#descriptor(status, 1, DescriptorFlag.WRITE);
+    const { avail } = this.ringAddresses();
+    this.view.setUint16(avail + AvailRing.RING + 2 * (this.#nextAvail % RING_SIZE), head, true);
+    this.#nextAvail = (this.#nextAvail + 1) & 0xffff;
+    this.view.setUint16(avail + AvailRing.IDX, this.#nextAvail, true);
+    return { head, status };
+  }
+
+  /** Signals the kick eventfd. */
+  kickRing(): void {
+    signalEventFd(this.kick);
+  }
+
+  /** Waits for an interrupt on `fd` (default: the current call fd); false on timeout. */
+  async interrupted(fd = this.call, timeoutMs = 5000): Promise<boolean> {
+    const ready = await waitReadable(new PollSet([fd]), timeoutMs);
+    if (ready !== 0) return false;
+    return drainEventFd(fd) > 0;
+  }
+
+  /** The used elements published since the last call. */
+  takeUsed(): { id: number; len: number }[] {
+    const { used } = this.ringAddresses();
+    const idx = this.view.getUint16(used + UsedRing.IDX, true);
+    const out = [];
+    while (this.#lastUsed !== idx) {
+      const at = used + UsedRing.RING + UsedRing.ELEMENT_SIZE * (this.#lastUsed % RING_SIZE);
+      out.push({
+        id: this.view.getUint32(at + UsedRing.ELEMENT_ID, true),
+        len: this.view.getUint32(at + UsedRing.ELEMENT_LEN, true),
+      });
+      this.#lastUsed = (this.#lastUsed + 1) & 0xffff;
+    }
+    // As Linux does with EVENT_IDX: interrupt me at the next used element.
+    const { avail } = this.ringAddresses();
+    this.view.setUint16(avail + AvailRing.usedEvent(RING_SIZE), this.#lastUsed, true);
+    return out;
+  }
+
+  /** Posts one request, kicks, waits for its interrupt, returns its status. */
+  async request(
+    type: number,
+    sector: number,
+    data?: { gpa: number; length: number },
+  ): Promise<Completion> {
+    const { head, status } = this.post(type, sector, data);
+    this.kickRing();
+    assert.ok(await this.interrupted(), "the back end interrupts after completing");
+    const used = this.takeUsed();
+    assert.equal(used.length, 1, "one used element");
+    assert.equal(used[0].id, head);
+    return { status: this.bytes[status], usedLength: used[0].len, id: used[0].id };
+  }
+
+  /** Closes the connection (the back end sees EOF) and releases the fake's resources. */
+  close(): void {
+    this.connection.close();
+    for (const fd of [this.kick, this.call, this.err, this.memfd]) closeFd(fd);
+    unmap(this.mapping);
+  }
+}
+
+/** A data buffer area of the fake guest (GPA), away from ring and headers. */
+export const DATA_BUFFER = 0x8_0000;

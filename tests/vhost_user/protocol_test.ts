@@ -1,0 +1,347 @@
+/**
+ * The vhost-user-blk back end against a fake front-end that sends what
+ * QEMU 7.2 sends (reference vhost-user.md §6–§10), over a real Unix socket
+ * with real fds.
+ */
+
+import assert from "node:assert/strict";
+import { MemoryBackend } from "../../src/backend/memory_backend.ts";
+import { BlkFeature, RequestStatus, RequestType } from "../../src/blk/spec.ts";
+import { closeFd } from "../../src/vhost_user/libc.ts";
+import {
+  decodeConfig,
+  encodeConfig,
+  ProtocolFeature,
+  Request,
+  VHOST_USER_F_PROTOCOL_FEATURES,
+} from "../../src/vhost_user/messages.ts";
+import {
+  serveVhostUserBlk,
+  VHOST_USER_SEG_MAX,
+  type VhostUserBlkServer,
+} from "../../src/vhost_user/server.ts";
+import { MAX_MEMORY_SLOTS } from "../../src/vhost_user/session.ts";
+import { RingFeature } from "../../src/virtio/spec.ts";
+import { pattern } from "../helpers/harness.ts";
+import { DATA_BUFFER, FakeFrontEnd, QemuFeatures } from "./front_end.ts";
+
+const DISK_BYTES = 4 << 20;
+
+function bit(n: number): bigint {
+  return 1n << BigInt(n);
+}
+
+interface Fixture {
+  server: VhostUserBlkServer;
+  disk: Uint8Array;
+  path: string;
+  logs: string[];
+  dir: string;
+}
+
+async function withServer(
+  body: (f: Fixture) => Promise<void>,
+  options: { readOnly?: boolean; writeback?: boolean } = {},
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "vhost-user-test-" });
+  const path = `${dir}/blk.sock`;
+  const backend = MemoryBackend.create(DISK_BYTES, { readOnly: options.readOnly });
+  const logs: string[] = [];
+  const server = serveVhostUserBlk({
+    socketPath: path,
+    device: { backend, writeback: options.writeback, serial: "vhost-test" },
+    log: (message) => logs.push(message),
+  });
+  try {
+    await body({ server, disk: new Uint8Array(backend.buffer), path, logs, dir });
+  } finally {
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Waits until `condition` holds (the back end runs on the same event loop). */
+async function eventually(condition: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  assert.fail(`timed out waiting for: ${what}`);
+}
+
+Deno.test("vhost-user: QEMU's connect handshake gets the features, one queue and the config bytes", async () => {
+  await withServer(async ({ server }) => {
+    const fe = FakeFrontEnd.connect(server.socketPath);
+    try {
+      const { features, protocol } = await fe.handshake();
+      // §5: bit 30 and VERSION_1 always; the device's own bits as the device offers them.
+      assert.ok(features & bit(VHOST_USER_F_PROTOCOL_FEATURES));
+      assert.ok(features & bit(RingFeature.VERSION_1));
+      for (
+        const b of [
+          BlkFeature.SEG_MAX,
+          BlkFeature.BLK_SIZE,
+          BlkFeature.FLUSH,
+          BlkFeature.CONFIG_WCE,
+        ]
+      ) {
+        assert.ok(features & bit(b), `feature ${b} offered`);
+      }
+      assert.equal(features & bit(BlkFeature.RO), 0n, "a writable disk does not offer RO");
+      // §5.2: CONFIG is mandatory; REPLY_ACK, MQ and CONFIGURE_MEM_SLOTS are offered.
+      for (const b of [ProtocolFeature.CONFIG, ProtocolFeature.REPLY_ACK, ProtocolFeature.MQ]) {
+        assert.ok(protocol & bit(b), `protocol feature ${b} offered`);
+      }
+      assert.ok(protocol & bit(ProtocolFeature.CONFIGURE_MEM_SLOTS));
+      assert.equal(await fe.getU64(Request.GET_MAX_MEM_SLOTS), BigInt(MAX_MEMORY_SLOTS));
+
+      // #17/#18: GET_CONFIG offset 0 size 57, the reply echoes offset/size/flags.
+      fe.send(
+        Request.GET_CONFIG,
+        encodeConfig({ offset: 0, size: 57, flags: 0, data: new Uint8Array(57) }),
+      );
+      const reply = decodeConfig((await fe.reply(Request.GET_CONFIG)).payload);
+      assert.ok(reply !== undefined);
+      assert.equal(reply.offset, 0);
+      assert.equal(reply.size, 57);
+      const expected = new Uint8Array(57);
+      const v = new DataView(expected.buffer);
+      v.setBigUint64(0, BigInt(DISK_BYTES / 512), true); // capacity
+      v.setUint32(12, VHOST_USER_SEG_MAX, true); // seg_max
+      v.setUint32(20, 512, true); // blk_size
+      v.setUint16(26, 1, true); // min_io_size
+      v.setUint32(28, 1, true); // opt_io_size
+      v.setUint16(34, 1, true); // num_queues
+      assert.deepEqual(reply.data, expected);
+    } finally {
+      fe.close();
+    }
+  });
+});
+
+Deno.test("vhost-user: a modern ring start with ADD_MEM_REG serves writes and reads, and GET_VRING_BASE reports the position", async () => {
+  await withServer(async ({ server, disk }) => {
+    const fe = FakeFrontEnd.connect(server.socketPath);
+    try {
+      await fe.handshake();
+      await fe.startRing({ features: QemuFeatures.LINUX_MODERN, memory: "add" });
+      const data = pattern(4096, 7);
+      fe.bytes.set(data, DATA_BUFFER);
+      const write = await fe.request(RequestType.OUT, 16, { gpa: DATA_BUFFER, length: 4096 });
+      assert.equal(write.status, RequestStatus.OK);
+      assert.deepEqual(disk.subarray(16 * 512, 16 * 512 + 4096), data);
+
+      fe.bytes.fill(0, DATA_BUFFER, DATA_BUFFER + 4096);
+      const read = await fe.request(RequestType.IN, 16, { gpa: DATA_BUFFER, length: 4096 });
+      assert.equal(read.status, RequestStatus.OK);
+      assert.equal(read.usedLength, 4096 + 1);
+      assert.deepEqual(fe.bytes.subarray(DATA_BUFFER, DATA_BUFFER + 4096), data);
+
+      assert.equal(await fe.stopRing(), 2, "two requests taken");
+
+      // A second start (Linux after SeaBIOS): new ring, base 0, no memory message (§7.3).
+      fe.ringBase = 0x2_0000;
+      await fe.startRing({ features: QemuFeatures.LINUX_MODERN });
+      const again = await fe.request(RequestType.IN, 16, { gpa: DATA_BUFFER, length: 512 });
+      assert.equal(again.status, RequestStatus.OK);
+      assert.equal(await fe.stopRing(), 1);
+    } finally {
+      fe.close();
+    }
+  });
+});
+
+Deno.test("vhost-user: a legacy guest's SET_FEATURES without VERSION_1 is accepted (SeaBIOS and Linux)", async () => {
+  await withServer(async ({ server, disk }) => {
+    const fe = FakeFrontEnd.connect(server.socketPath);
+    try {
+      await fe.handshake();
+      // SeaBIOS: only bit 30 (§10).
+      await fe.startRing({ features: QemuFeatures.SEABIOS_LEGACY, memory: "add" });
+      const first = await fe.request(RequestType.IN, 0, { gpa: DATA_BUFFER, length: 512 });
+      assert.equal(first.status, RequestStatus.OK);
+      assert.equal(await fe.stopRing(), 1);
+      // Linux legacy: the modern set minus VERSION_1.
+      fe.ringBase = 0x3_0000;
+      await fe.startRing({ features: QemuFeatures.LINUX_LEGACY });
+      fe.bytes.fill(0x5a, DATA_BUFFER, DATA_BUFFER + 1024);
+      const write = await fe.request(RequestType.OUT, 2, { gpa: DATA_BUFFER, length: 1024 });
+      assert.equal(write.status, RequestStatus.OK);
+      assert.ok(disk.subarray(1024, 2048).every((b) => b === 0x5a));
+      assert.equal(await fe.stopRing(), 1);
+    } finally {
+      fe.close();
+    }
+  });
+});
+
+Deno.test("vhost-user: without CONFIGURE_MEM_SLOTS, SET_MEM_TABLE at every start replaces the table", async () => {
+  await withServer(async ({ server }) => {
+    const fe = FakeFrontEnd.connect(server.socketPath);
+    try {
+      // The CONFIG + REPLY_ACK run of §5.2 (mask 0x208).
+      await fe.handshake(bit(ProtocolFeature.CONFIG) | bit(ProtocolFeature.REPLY_ACK));
+      for (let start = 0; start < 3; start++) {
+        fe.ringBase = 0x1_0000 * (start + 1);
+        await fe.startRing({ features: QemuFeatures.LINUX_MODERN, memory: "table" });
+        const done = await fe.request(RequestType.IN, start, { gpa: DATA_BUFFER, length: 512 });
+        assert.equal(done.status, RequestStatus.OK);
+        assert.equal(server.session?.regions.length, 1, "one region mapped, not one per start");
+        assert.equal(await fe.stopRing(), 1);
+      }
+      // CONFIG only (mask 0x200): SET_MEM_TABLE without NEED_REPLY.
+    } finally {
+      fe.close();
+    }
+  });
+});
+
+Deno.test("vhost-user: SET_VRING_CALL replaces the call fd; interrupts go to the new one only", async () => {
+  await withServer(async ({ server }) => {
+    const fe = FakeFrontEnd.connect(server.socketPath);
+    try {
+      await fe.handshake();
+      await fe.startRing({ features: QemuFeatures.LINUX_MODERN, memory: "add" });
+      assert.equal(
+        (await fe.request(RequestType.IN, 0, { gpa: DATA_BUFFER, length: 512 })).status,
+        RequestStatus.OK,
+      );
+      const old = fe.setCall();
+      // Kicks and messages travel on different fds: a reply orders them.
+      await fe.getU64(Request.GET_FEATURES);
+      try {
+        const done = await fe.request(RequestType.IN, 1, { gpa: DATA_BUFFER, length: 512 });
+        assert.equal(done.status, RequestStatus.OK);
+        assert.equal(await fe.interrupted(old, 50), false, "the replaced call fd stays quiet");
+      } finally {
+        closeFd(old);
+      }
+    } finally {
+      fe.close();
+    }
+  });
+});
+
+Deno.test("vhost-user: SET_CONFIG toggles the write cache; GET_CONFIG shows it and it survives a new memory table", async () => {
+  await withServer(async ({ server }) => {
+    const fe = FakeFrontEnd.connect(server.socketPath);
+    const writeback = async () => {
+      fe.send(
+        Request.GET_CONFIG,
+        encodeConfig({ offset: 0, size: 57, flags: 0, data: new Uint8Array(57) }),
+      );
+      return decodeConfig((await fe.reply(Request.GET_CONFIG)).payload)!.data[32];
+    };
+    try {
+      await fe.handshake();
+      assert.equal(await writeback(), 0, "write-through by default");
+      await fe.startRing({ features: QemuFeatures.LINUX_MODERN, memory: "table" });
+      // §8: flags 0x9, offset 32, size 1, payload 0x01.
+      const ack = await fe.acked(
+        Request.SET_CONFIG,
+        encodeConfig({ offset: 32, size: 1, flags: 0, data: new Uint8Array([1]) }),
+      );
+      assert.equal(ack, 0n);
+      assert.equal(await writeback(), 1);
+      assert.equal(server.session?.device.state.writeCache, true, "FLUSH negotiated: write-back");
+      await fe.stopRing();
+      await fe.startRing({ features: QemuFeatures.LINUX_MODERN, memory: "table" });
+      assert.equal(await writeback(), 1, "the device built for the new table keeps it");
+    } finally {
+      fe.close();
+    }
+  });
+});
+
+Deno.test("vhost-user: unknown and malformed requests are refused with a failing ack and the session goes on", async () => {
+  await withServer(async ({ server, logs }) => {
+    const fe = FakeFrontEnd.connect(server.socketPath);
+    try {
+      await fe.handshake();
+      assert.notEqual(await fe.acked(Request.RESET_DEVICE), 0n, "not offered, refused");
+      assert.notEqual(await fe.acked(Request.SET_FEATURES, new Uint8Array(3)), 0n);
+      // A queue size above the back end's maximum is refused, not clamped.
+      assert.notEqual(
+        await fe.acked(Request.SET_VRING_NUM, new Uint8Array([0, 0, 0, 0, 0, 0x80, 0, 0])),
+        0n,
+      );
+      assert.ok(logs.length >= 3, "each refusal is logged");
+      assert.equal((await fe.getU64(Request.GET_FEATURES)) !== 0n, true, "still serving");
+    } finally {
+      fe.close();
+    }
+  });
+});
+
+Deno.test("vhost-user: ring addresses outside guest memory signal the err fd", async () => {
+  await withServer(async ({ server, logs }) => {
+    const fe = FakeFrontEnd.connect(server.socketPath);
+    try {
+      await fe.handshake();
+      // The descriptor table 16 bytes before the end of guest memory: it does not fit.
+      await fe.startRing({
+        features: QemuFeatures.LINUX_MODERN,
+        memory: "add",
+        desc: fe.memoryBytes - 16,
+      });
+      assert.ok(await fe.interrupted(fe.err), "err fd signalled");
+      assert.ok(logs.some((line) => line.includes("outside the guest memory")));
+      assert.equal(await fe.stopRing(), 0, "never started");
+      // A correct start afterwards works.
+      await fe.startRing({ features: QemuFeatures.LINUX_MODERN });
+      const done = await fe.request(RequestType.IN, 0, { gpa: DATA_BUFFER, length: 512 });
+      assert.equal(done.status, RequestStatus.OK);
+    } finally {
+      fe.close();
+    }
+  });
+});
+
+Deno.test("vhost-user: end of file drops the mappings and the next connection is served", async () => {
+  await withServer(async ({ server }) => {
+    const first = FakeFrontEnd.connect(server.socketPath);
+    await first.handshake();
+    await first.startRing({ features: QemuFeatures.LINUX_MODERN, memory: "add" });
+    const data = pattern(512, 3);
+    first.bytes.set(data, DATA_BUFFER);
+    await first.request(RequestType.OUT, 5, { gpa: DATA_BUFFER, length: 512 });
+    const session = server.session!;
+    assert.equal(session.regions.length, 1);
+    // QEMU killed: no stop message, just EOF.
+    first.close();
+    await eventually(() => server.session === undefined, "the session ends at EOF");
+    assert.equal(session.regions.length, 0, "mappings dropped");
+
+    const second = FakeFrontEnd.connect(server.socketPath);
+    try {
+      await second.handshake();
+      await second.startRing({ features: QemuFeatures.LINUX_MODERN, memory: "add" });
+      const read = await second.request(RequestType.IN, 5, { gpa: DATA_BUFFER, length: 512 });
+      assert.equal(read.status, RequestStatus.OK);
+      assert.deepEqual(second.bytes.subarray(DATA_BUFFER, DATA_BUFFER + 512), data);
+      assert.equal(server.connections, 2);
+    } finally {
+      second.close();
+    }
+  });
+});
+
+Deno.test("vhost-user: a read-only disk offers RO and fails writes", async () => {
+  await withServer(async ({ server, disk }) => {
+    const fe = FakeFrontEnd.connect(server.socketPath);
+    try {
+      const { features } = await fe.handshake();
+      assert.ok(features & bit(BlkFeature.RO));
+      await fe.startRing({
+        features: QemuFeatures.LINUX_MODERN | bit(BlkFeature.RO),
+        memory: "add",
+      });
+      fe.bytes.fill(1, DATA_BUFFER, DATA_BUFFER + 512);
+      const write = await fe.request(RequestType.OUT, 0, { gpa: DATA_BUFFER, length: 512 });
+      assert.equal(write.status, RequestStatus.IOERR);
+      assert.ok(disk.every((b) => b === 0), "the disk is unchanged");
+    } finally {
+      fe.close();
+    }
+  }, { readOnly: true });
+});
