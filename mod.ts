@@ -62,5 +62,15 @@ export {
   VirtioBlkDriver,
 } from "./src/guest/virtio_blk_driver.ts";
 
+// The device model and its command line
+export { VirtualMachine, type VmConfig, type VmDiskConfig } from "./src/dm/vm.ts";
+export { checkSlots, diskConfig, parseSlotSpec, type SlotSpec } from "./src/dm/slot_spec.ts";
+export { main } from "./src/cli/main.ts";
+
 // Errors
 export { type ErrorCode, VirtioBlkError } from "./src/errors.ts";
+
+if (import.meta.main) {
+  const { runCli } = await import("./src/cli/run.ts");
+  await runCli();
+}

@@ -24,8 +24,9 @@ export interface ParentChannel {
 }
 
 /**
- * The URL of module `name` next to `importMetaUrl`, with the same extension:
- * `.ts` when running the sources, `.js` in the compiled npm package.
+ * The URL of module `name` (a path relative to `importMetaUrl`, without
+ * extension) with the same extension as the calling module: `.ts` when
+ * running the sources, `.js` in the compiled npm package.
  */
 export function siblingModule(importMetaUrl: string, name: string): URL {
   const extension = new URL(importMetaUrl).pathname.endsWith(".ts") ? ".ts" : ".js";

@@ -1,0 +1,152 @@
+/**
+ * The device model's command line, in ACRN's style:
+ *
+ *     deno run -A mod.ts -s 9,virtio-blk,test.img -s 10,virtio-blk,other.img,ro
+ *
+ * builds the machine (PCI bus, one virtio-blk function per `-s`, 8 blockif
+ * workers each), launches the built-in guest in a vCPU Worker, runs its job
+ * (`lsblk` by default) and prints what the guest printed. Bad input is one
+ * line on stderr and exit status 2, and no file is created, truncated or
+ * changed.
+ *
+ * @module
+ */
+
+import { closeSync, existsSync, ftruncateSync, mkdtempSync, openSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { VirtioBlkError } from "../errors.ts";
+import { checkSlots, diskConfig, parseSlotSpec, type SlotSpec } from "../dm/slot_spec.ts";
+import { DEFAULT_MEMORY_BYTES, VirtualMachine } from "../dm/vm.ts";
+import { parseSize } from "../guest/jobs/units.ts";
+import type { UosJob, UosResult } from "../guest/uos.ts";
+import { siblingModule } from "../runtime/thread.ts";
+import { usage } from "./usage.ts";
+
+/** The program's name in messages. */
+export const PROGRAM = "virtio-blk-dm";
+
+/** Exit status for bad input (options, files). */
+export const EXIT_USAGE = 2;
+/** Exit status when the machine or its guest failed. */
+export const EXIT_FAILURE = 1;
+
+/** Where the CLI writes; the process's stdout and stderr by default. */
+export interface Console {
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+/** Size of the temporary image used when no `-s` is given. */
+export const DEFAULT_IMAGE_BYTES = 64 << 20;
+
+const OPTIONS = {
+  slot: { type: "string", short: "s", multiple: true },
+  memory: { type: "string", short: "m" },
+  job: { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/**
+ * Runs the command line `args` (without the program name) and returns the
+ * exit status.
+ */
+export async function main(args: readonly string[], console: Console): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...args],
+      options: OPTIONS,
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (error) {
+    console.stderr(`${PROGRAM}: ${(error as Error).message} (see --help)\n`);
+    return EXIT_USAGE;
+  }
+  const { values } = parsed;
+  if (values.help) {
+    console.stdout(usage());
+    return 0;
+  }
+
+  let temporary: string | undefined;
+  try {
+    const job = parseJob(values);
+    const memoryBytes = parseMemory(values.memory);
+    let specs: SlotSpec[] = (values.slot ?? []).map(parseSlotSpec);
+    if (specs.length === 0) {
+      temporary = mkdtempSync(join(tmpdir(), `${PROGRAM}-`));
+      const image = join(temporary, "disk.img");
+      createSparseImage(image, DEFAULT_IMAGE_BYTES);
+      console.stderr(
+        `${PROGRAM}: no -s given: using a temporary ${
+          DEFAULT_IMAGE_BYTES >> 20
+        } MiB image ${image} ` +
+          `(removed on exit)\n`,
+      );
+      specs = [parseSlotSpec(`9,virtio-blk,${image}`)];
+    }
+    const configs = specs.map(diskConfig);
+    checkSlots(specs, configs);
+
+    const vm = await VirtualMachine.create({ memoryBytes, disks: configs });
+    try {
+      const result = await vm.runVcpu(
+        siblingModule(import.meta.url, "../guest/uos_worker"),
+        job,
+        (
+          stream,
+          text,
+        ) => (stream === "stdout" ? console.stdout(text + "\n") : console.stderr(text)),
+      ) as UosResult;
+      return result.exitCode;
+    } finally {
+      await vm.close();
+    }
+  } catch (error) {
+    if (
+      error instanceof VirtioBlkError &&
+      (error.code === "INVALID_CONFIG" || error.code === "BAD_BACKING_FILE")
+    ) {
+      console.stderr(`${PROGRAM}: ${error.message}\n`);
+      return EXIT_USAGE;
+    }
+    console.stderr(`${PROGRAM}: ${error instanceof Error ? error.message : String(error)}\n`);
+    return EXIT_FAILURE;
+  } finally {
+    if (temporary !== undefined) rmSync(temporary, { recursive: true, force: true });
+  }
+}
+
+function parseJob(values: { job?: string; json?: boolean }): UosJob {
+  const kind = values.job ?? "lsblk";
+  switch (kind) {
+    case "lsblk":
+      return { kind, json: values.json ?? false };
+    default:
+      throw new VirtioBlkError("INVALID_CONFIG", `unknown job "${kind}" (lsblk)`);
+  }
+}
+
+function parseMemory(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_MEMORY_BYTES;
+  const bytes = parseSize(text);
+  if (bytes === undefined || bytes < 16 << 20 || bytes > 4 * 1024 ** 3) {
+    throw new VirtioBlkError("INVALID_CONFIG", `--memory ${text}: expected a size from 16M to 4G`);
+  }
+  return bytes;
+}
+
+/** Creates a sparse file of `bytes` (refusing to touch an existing one). */
+function createSparseImage(path: string, bytes: number): void {
+  if (existsSync(path)) throw new VirtioBlkError("INVALID_CONFIG", `${path} already exists`);
+  const fd = openSync(path, "wx");
+  try {
+    ftruncateSync(fd, bytes);
+  } finally {
+    closeSync(fd);
+  }
+}

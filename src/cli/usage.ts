@@ -1,0 +1,46 @@
+/**
+ * The `--help` text.
+ *
+ * @module
+ */
+
+/** Usage, options and examples. */
+export function usage(): string {
+  return `Usage: deno run -A mod.ts [options] -s <slot>[:<func>],virtio-blk,<file>[,<option>…] …
+
+A virtio-blk device model: plugs one legacy virtio-blk PCI function per -s into
+a machine, launches the built-in guest (UOS) in a vCPU Worker, which finds the
+disks as vda, vdb, … in slot order and runs a job on them.
+
+Options:
+  -s, --slot SPEC      add a virtio-blk function (repeatable); without any, a
+                       temporary 64 MiB image is created, used and removed
+  -m, --memory SIZE    guest memory (default 256M)
+      --job lsblk      what the guest does (default lsblk: list the disks)
+      --json           print the job's result as JSON
+  -h, --help           this text
+
+Device options (after the file, comma-separated, as in ACRN):
+  writethru            a write completes once it is on stable storage (default)
+  writeback            writes may complete from the cache; FLUSH makes them stable
+  ro                   read-only: opened read-only, VIRTIO_BLK_F_RO offered
+  sectorsize=L[/P]     logical[/physical] block size, powers of two, L >= 512
+  range=START/SIZE     expose only this window of the file, in logical sectors
+  nocache              open with O_DIRECT (needs io=node-fs)
+  serial=TEXT          GET_ID serial, at most 20 characters (default: derived
+                       from the options, as ACRN does)
+  queue_size=N         virtqueue size, a power of two (default 64)
+  workers=N            blockif worker threads (default 8)
+  pool_size=N          blockif request elements (default 64)
+  dispatch=worker|device
+                       who drains the ring: a woken worker (default) or the
+                       device model thread (ACRN's way)
+  io=fsfile|node-fs    file I/O through Deno.FsFile or positional node:fs
+
+Examples:
+  deno run -A mod.ts
+  deno run -A mod.ts -s 9,virtio-blk,test.img
+  deno run -A mod.ts -s 9,virtio-blk,test.img,writeback -s 10,virtio-blk,b.img,ro --json
+  deno run -A mod.ts -s 9,virtio-blk,/dev/sdb1,sectorsize=4096 -s 10,virtio-blk,big.img,range=2048/204800
+`;
+}

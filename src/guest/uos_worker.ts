@@ -1,0 +1,25 @@
+/**
+ * Entry point of the built-in guest's vCPU Worker: boots on the machine the
+ * device model built, runs the job it was given and reports back. Output
+ * goes to the device model as messages; port I/O goes through the mailbox.
+ *
+ * @module
+ */
+
+import type { VcpuInit, VcpuMessage } from "../dm/vm.ts";
+import { parentChannel } from "../runtime/thread.ts";
+import { bootGuest } from "./boot.ts";
+import { runJob, type UosJob } from "./uos.ts";
+
+const parent = await parentChannel();
+parent.onMessage((message) => {
+  const { init, job } = message as { init: VcpuInit; job: UosJob };
+  const post = (reply: VcpuMessage) => parent.postMessage(reply);
+  try {
+    const guest = bootGuest(init, { indirect: true });
+    const result = runJob(guest, job, (text) => post({ type: "stdout", text }));
+    post({ type: "done", result });
+  } catch (error) {
+    post({ type: "error", message: error instanceof Error ? error.message : String(error) });
+  }
+});
