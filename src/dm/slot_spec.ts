@@ -90,12 +90,16 @@ export function parseSlotSpec(spec: string): SlotSpec {
   }
   const [where, emulation, path, ...options] = fields;
 
-  const location = /^(?:(\d+):)?(\d+)(?::(\d+))?$/.exec(where);
-  if (!location) throw invalid(spec, `bad slot "${where}": expected <slot>[:<func>]`);
-  const [, bus, slotText, funcText] = location;
-  if (bus !== undefined && Number(bus) !== 0) {
-    throw invalid(spec, `bus ${bus} does not exist; only bus 0 does`);
+  // <slot>, <slot>:<func> or <bus>:<slot>:<func>, as ACRN accepts.
+  const parts = where.split(":");
+  if (parts.length > 3 || parts.some((part) => !/^\d+$/.test(part))) {
+    throw invalid(spec, `bad slot "${where}": expected <slot>[:<func>]`);
   }
+  if (parts.length === 3) {
+    const bus = parts.shift()!;
+    if (Number(bus) !== 0) throw invalid(spec, `bus ${bus} does not exist; only bus 0 does`);
+  }
+  const [slotText, funcText] = parts;
   const slot = parseInteger(spec, "slot", slotText, 0, MAX_SLOTS - 1);
   const func = funcText === undefined
     ? 0

@@ -1,0 +1,87 @@
+/**
+ * The command line end to end, as a user runs it: real images made by real
+ * tools, the real `deno run mod.ts` process, the built-in guest in its vCPU
+ * Worker.
+ */
+
+import assert from "node:assert/strict";
+
+const mod = new URL("../../mod.ts", import.meta.url).pathname;
+
+async function run(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const output = await new Deno.Command(Deno.execPath(), { args: ["run", "-A", mod, ...args] })
+    .output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+async function tool(command: string, ...args: string[]): Promise<string> {
+  const output = await new Deno.Command(command, { args }).output();
+  if (!output.success) {
+    throw new Error(`${command} ${args.join(" ")}: ${new TextDecoder().decode(output.stderr)}`);
+  }
+  return new TextDecoder().decode(output.stdout);
+}
+
+Deno.test("an image made by mkfs.ext4 -L is reported as ext4 with that label and blkid's UUID", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const image = `${dir}/test.img`;
+    await tool("dd", "if=/dev/zero", `of=${image}`, "bs=1M", "count=32", "status=none");
+    await tool("mkfs.ext4", "-q", "-L", "walkthrough", image);
+    const blkid = Object.fromEntries(
+      (await tool("blkid", "-p", "-o", "export", image)).trim().split("\n").map((line) =>
+        line.split("=", 2)
+      ),
+    );
+    const { code, stdout, stderr } = await run("-s", `9,virtio-blk,${image}`, "--json");
+    assert.equal(code, 0, stderr);
+    const [disk] = JSON.parse(stdout).blockdevices;
+    assert.equal(disk.name, "vda");
+    assert.equal(disk.fstype, blkid.TYPE);
+    assert.equal(disk.label, "walkthrough");
+    assert.equal(disk.uuid, blkid.UUID);
+    const table = await run("-s", `9,virtio-blk,${image}`);
+    assert.match(table.stdout, new RegExp(`vda .* ext4 LABEL="walkthrough" UUID=${blkid.UUID}`));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("two slots come out as vda, vdb in slot order whatever the order on the command line", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/small.img`, new Uint8Array(1 << 20));
+    await Deno.writeFile(`${dir}/large.img`, new Uint8Array(3 << 20));
+    const { code, stdout, stderr } = await run(
+      "-s",
+      `12,virtio-blk,${dir}/small.img,ro`,
+      "-s",
+      `7,virtio-blk,${dir}/large.img,writeback`,
+      "--json",
+    );
+    assert.equal(code, 0, stderr);
+    const disks = JSON.parse(stdout).blockdevices.map((
+      d: Record<string, unknown>,
+    ) => [d.name, d.slot, d.size, d.ro, d.cache]);
+    assert.deepEqual(disks, [
+      ["vda", "7", 3 << 20, false, "write-back"],
+      ["vdb", "12", 1 << 20, true, "write-through"],
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("with no -s the guest runs on a temporary image, says so, and removes it", async () => {
+  const { code, stdout, stderr } = await run();
+  assert.equal(code, 0, stderr);
+  const image = /using a temporary 64 MiB image (\S+) \(removed on exit\)/.exec(stderr)?.[1];
+  assert.ok(image, stderr);
+  assert.match(stdout, /^vda +9 +64M /m);
+  await assert.rejects(Deno.stat(image!), Deno.errors.NotFound);
+});

@@ -1,0 +1,88 @@
+import assert from "node:assert/strict";
+import { diskConfig, parseSlotSpec } from "../../src/dm/slot_spec.ts";
+import { defaultSerial } from "../../src/blk/serial.ts";
+
+Deno.test("a bare slot: function 0, write-through, 512-byte sectors, the whole file", () => {
+  assert.deepEqual(parseSlotSpec("9,virtio-blk,disk.img"), {
+    slot: 9,
+    func: 0,
+    path: "disk.img",
+    optionString: "disk.img",
+    readOnly: false,
+    writeback: false,
+    logicalBlockSize: 512,
+    physicalBlockSize: 512,
+    range: undefined,
+    direct: false,
+    serial: undefined,
+    io: undefined,
+    queueSize: undefined,
+    workers: undefined,
+    poolSize: undefined,
+    dispatch: undefined,
+  });
+});
+
+Deno.test("slot:func and bus:slot:func (bus 0 only)", () => {
+  assert.deepEqual(
+    [parseSlotSpec("9:3,virtio-blk,a").slot, parseSlotSpec("9:3,virtio-blk,a").func],
+    [9, 3],
+  );
+  assert.deepEqual([
+    parseSlotSpec("0:7:1,virtio-blk,a").slot,
+    parseSlotSpec("0:7:1,virtio-blk,a").func,
+  ], [7, 1]);
+});
+
+Deno.test("writethru/writeback: the last one given wins", () => {
+  assert.equal(parseSlotSpec("9,virtio-blk,a,writeback").writeback, true);
+  assert.equal(parseSlotSpec("9,virtio-blk,a,writeback,writethru").writeback, false);
+  assert.equal(parseSlotSpec("9,virtio-blk,a,writethru,writeback").writeback, true);
+});
+
+Deno.test("every option is parsed into its typed field", () => {
+  const spec = parseSlotSpec(
+    "4,virtio-blk,/dev/sdb1,ro,sectorsize=4096,range=16/1024,nocache,serial=DISK-7,queue_size=128," +
+      "workers=2,pool_size=32,dispatch=device,io=node-fs",
+  );
+  assert.equal(spec.readOnly, true);
+  assert.deepEqual([spec.logicalBlockSize, spec.physicalBlockSize], [4096, 4096]);
+  assert.deepEqual(spec.range, { start: 16, size: 1024 });
+  assert.equal(spec.direct, true);
+  assert.equal(spec.serial, "DISK-7");
+  assert.deepEqual([spec.queueSize, spec.workers, spec.poolSize], [128, 2, 32]);
+  assert.equal(spec.dispatch, "device");
+  assert.equal(spec.io, "node-fs");
+  assert.equal(parseSlotSpec("4,virtio-blk,a,sectorsize=512/4096").physicalBlockSize, 4096);
+});
+
+Deno.test("a spec becomes a device configuration once its file checks out", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/d.img`, new Uint8Array(1 << 20));
+    const config = diskConfig(
+      parseSlotSpec(`5:1,virtio-blk,${dir}/d.img,writeback,range=8/64,sectorsize=4096`),
+    );
+    assert.deepEqual([config.slot, config.func], [5, 1]);
+    assert.equal(config.device.writeback, true);
+    assert.equal(config.device.logicalBlockSize, 4096);
+    assert.deepEqual(
+      { ...config.device.backend },
+      {
+        kind: "file",
+        path: `${dir}/d.img`,
+        offset: 8 * 4096,
+        size: 64 * 4096,
+        readOnly: false,
+        io: "fsfile",
+        direct: false,
+      },
+    );
+    // ACRN derives the serial from the option string after "virtio-blk,".
+    assert.equal(config.device.optionString, `${dir}/d.img,writeback,range=8/64,sectorsize=4096`);
+    assert.equal(defaultSerial("test.img").length, 20);
+    assert.match(defaultSerial("test.img"), /^ACRN--[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}$/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
