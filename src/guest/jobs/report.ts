@@ -1,0 +1,202 @@
+/**
+ * How a load's result reads: a block like fio's normal output
+ * (`write: IOPS=45.2k, BW=176MiB/s (185MB/s)(64.0MiB/362msec)`, latency
+ * min/max/avg/stdev and p50/p90/p99/p99.9 per direction, verification and
+ * errors), a JSON form shaped like fio's `--output-format=json` per-job
+ * fields, and a one-line progress text.
+ *
+ * @module
+ */
+
+import type { DirectionResult, LoadProgress, LoadResult } from "./load.ts";
+import type { LatencySummary } from "./latency.ts";
+import { formatBinary, formatCount, formatDecimal } from "./units.ts";
+
+/** Mismatches and errors listed in the human report (the JSON form has up to 32). */
+const SHOWN_FAILURES = 8;
+
+const STATUS_NAMES: Record<number, string> = { 1: "IOERR", 2: "UNSUPP" };
+
+/** Picks the unit the bulk of the values read best in (by p99, so one outlier does not decide). */
+function latencyUnit(summary: LatencySummary): { name: string; ns: number } {
+  const p99 = summary.percentilesNs["99"] ?? summary.maxNs;
+  if (p99 < 10_000) return { name: "nsec", ns: 1 };
+  if (p99 < 10_000_000) return { name: "usec", ns: 1000 };
+  return { name: "msec", ns: 1_000_000 };
+}
+
+function round(value: number, decimals: number): string {
+  return value.toFixed(decimals);
+}
+
+function directionLines(label: string, d: DirectionResult): string[] {
+  const lines = [
+    `  ${label}: IOPS=${formatCount(d.iops)}, BW=${formatBinary(d.bandwidth)}/s ` +
+    `(${formatDecimal(d.bandwidth)}/s)(${formatBinary(d.bytes)}/${Math.round(d.runtimeMs)}msec)` +
+    (d.errors > 0 ? `, errors=${d.errors}` : ""),
+  ];
+  const lat = d.latency;
+  if (lat.count > 0) {
+    const unit = latencyUnit(lat);
+    const v = (ns: number) => ns / unit.ns;
+    lines.push(
+      `    lat (${unit.name}): min=${round(v(lat.minNs), 0)}, max=${round(v(lat.maxNs), 0)}, ` +
+        `avg=${round(v(lat.meanNs), 2)}, stdev=${round(v(lat.stdevNs), 2)}`,
+    );
+    const cells = Object.entries(lat.percentilesNs).map(([p, ns]) =>
+      `${Number(p).toFixed(2)}th=[${round(v(ns), 0).padStart(5)}]`
+    );
+    lines.push(`    lat percentiles (${unit.name}): ${cells.join(", ")}`);
+  }
+  return lines;
+}
+
+function hex(address: number): string {
+  return "0x" + address.toString(16);
+}
+
+/**
+ * The human result block.
+ *
+ * @param result what {@linkcode runLoad} returned
+ * @param name the disk's name, for the first line (`vda`)
+ */
+export function formatLoadReport(result: LoadResult, name = "load"): string {
+  const { plan } = result;
+  const o = plan.options;
+  const depth = plan.depth === o.iodepth
+    ? `${o.iodepth}`
+    : `${o.iodepth} (${plan.depth} in flight)`;
+  const mix = o.rw === "rw" || o.rw === "randrw" ? `, rwmixread=${o.rwmixread}` : "";
+  const runtime = o.runtimeMs === null ? "" : `, runtime=${o.runtimeMs / 1000}s` +
+    (o.timeBased ? " (time based)" : "");
+  const lines = [
+    `${name}: rw=${o.rw}${mix}, bs=${formatBinary(o.bs)}, iodepth=${depth}, ` +
+    `region=${
+      formatBinary(plan.size)
+    }@${plan.offset}${runtime}, seed=${o.seed}, verify=${o.verify}`,
+  ];
+  if (result.read.ios + result.read.errors > 0) lines.push(...directionLines("read", result.read));
+  if (result.write.ios + result.write.errors > 0) {
+    lines.push(...directionLines("write", result.write));
+  }
+  if (result.flushed) lines.push("  flush: done (end_fsync)");
+  const verify = result.verify;
+  if (verify !== null) {
+    if (verify.phase !== null) lines.push(...directionLines("verify read", verify.phase));
+    const unverified = verify.unverifiedReads > 0
+      ? `, ${verify.unverifiedReads} reads of blocks not yet written (not checked)`
+      : "";
+    lines.push(
+      `  verify: ${verify.checked} blocks checked, ${verify.mismatches} mismatches${unverified}`,
+    );
+    for (const f of verify.failures.slice(0, SHOWN_FAILURES)) {
+      let detail = f.reason;
+      if (f.foundAddress !== f.address) detail += `; header says address ${hex(f.foundAddress)}`;
+      if (f.expectedGeneration !== 0 && f.foundGeneration !== f.expectedGeneration) {
+        detail += `; generation ${f.foundGeneration}, expected ${f.expectedGeneration}`;
+      }
+      lines.push(`    mismatch at ${hex(f.address)} (byte ${f.address}, ${f.phase}): ${detail}`);
+    }
+    const shown = Math.min(verify.failures.length, SHOWN_FAILURES);
+    if (verify.mismatches > shown) {
+      lines.push(`    … and ${verify.mismatches - shown} more`);
+    }
+  }
+  if (result.errorCount > 0) {
+    lines.push(`  errors: ${result.errorCount} failed requests`);
+    for (const e of result.errors.slice(0, SHOWN_FAILURES)) {
+      const status = `${e.status} (${STATUS_NAMES[e.status] ?? "unknown"})`;
+      lines.push(`    ${e.direction} at ${hex(e.address)}: status ${status}`);
+    }
+  }
+  if (result.stoppedBy === "error") {
+    lines.push("  stopped at the first failed request (--continue_on_error goes on)");
+  } else if (result.stoppedBy === "aborted") {
+    lines.push("  stopped: aborted");
+  }
+  for (const note of result.notes) lines.push(`  note: ${note}`);
+  return lines.join("\n");
+}
+
+function directionJson(d: DirectionResult): Record<string, unknown> {
+  const lat = d.latency;
+  const percentile: Record<string, number> = {};
+  for (const [p, ns] of Object.entries(lat.percentilesNs)) {
+    percentile[Number(p).toFixed(6)] = ns;
+  }
+  return {
+    io_bytes: d.bytes,
+    bw_bytes: Math.round(d.bandwidth),
+    iops: d.iops,
+    runtime: Math.round(d.runtimeMs),
+    total_ios: d.ios,
+    errors: d.errors,
+    lat_ns: {
+      min: lat.minNs,
+      max: lat.maxNs,
+      mean: lat.meanNs,
+      stdev: lat.stdevNs,
+      N: lat.count,
+      percentile,
+    },
+  };
+}
+
+/** The JSON form: fio-like per-direction fields (`io_bytes`, `iops`, `lat_ns.percentile`, …). */
+export function loadResultJson(result: LoadResult, name = "load"): Record<string, unknown> {
+  const { plan } = result;
+  const o = plan.options;
+  const verify = result.verify;
+  return {
+    jobname: name,
+    options: {
+      rw: o.rw,
+      rwmixread: o.rwmixread,
+      bs: o.bs,
+      iodepth: o.iodepth,
+      runtime_ms: o.runtimeMs,
+      time_based: o.timeBased,
+      seed: o.seed,
+      verify: o.verify,
+      end_fsync: o.endFsync,
+      continue_on_error: o.continueOnError,
+    },
+    region: { offset: plan.offset, size: plan.size, blocks: plan.blocks },
+    depth: plan.depth,
+    stopped_by: result.stoppedBy,
+    read: directionJson(result.read),
+    write: directionJson(result.write),
+    verify: verify === null ? null : {
+      method: verify.method,
+      checked: verify.checked,
+      mismatches: verify.mismatches,
+      unverified_reads: verify.unverifiedReads,
+      failures: verify.failures.map((f) => ({
+        phase: f.phase,
+        address: f.address,
+        reason: f.reason,
+        found_address: f.foundAddress,
+        found_generation: f.foundGeneration,
+        expected_generation: f.expectedGeneration,
+      })),
+      read: verify.phase === null ? null : directionJson(verify.phase),
+    },
+    errors: { count: result.errorCount, first: result.errors },
+    flushed: result.flushed,
+    notes: result.notes,
+  };
+}
+
+/** One progress line for a terminal: `[run 45%] read 12.3k IOPS 48.0MiB/s, write 0 IOPS, 1.2s`. */
+export function formatProgress(p: LoadProgress): string {
+  const seconds = p.elapsedMs / 1000;
+  const rate = (ios: number, bytes: number) =>
+    seconds > 0
+      ? `${formatCount(ios / seconds)} IOPS ${formatBinary(bytes / seconds)}/s`
+      : "0 IOPS";
+  const problems = (p.errors > 0 ? `, ${p.errors} errors` : "") +
+    (p.mismatches > 0 ? `, ${p.mismatches} mismatches` : "");
+  return `[${p.phase} ${Math.floor(p.fraction * 100)}%] read ${rate(p.read.ios, p.read.bytes)}, ` +
+    `write ${rate(p.write.ios, p.write.bytes)}, ${seconds.toFixed(1)}s${problems}`;
+}
