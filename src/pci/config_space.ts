@@ -106,7 +106,7 @@ export class PciConfigSpace {
 
   /** Current base port of I/O BAR `index` (0 when unassigned). */
   barBase(index: number): number {
-    return this.#view.getUint32(PciConfig.BAR0 + 4 * index, true) & ~3;
+    return (this.#view.getUint32(PciConfig.BAR0 + 4 * index, true) & ~3) >>> 0;
   }
 
   /** Whether the function decodes I/O space (command bit 0). */
@@ -140,6 +140,15 @@ export class PciConfigSpace {
   /** Writes `size` bytes at `offset`; read-only bits keep their value. */
   write(offset: number, size: number, value: number): void {
     if (!validAccess(offset, size)) return;
+    if (offset >= PciConfig.BAR0 && offset < PciConfig.BAR0 + 4 * BAR_COUNT) {
+      // One BAR update per access, so a dword write is one move, not four.
+      const index = (offset - PciConfig.BAR0) >>> 2;
+      const shift = 8 * ((offset - PciConfig.BAR0) & 3);
+      const mask = (size === 4 ? 0xffff_ffff : ((1 << (8 * size)) - 1) << shift) >>> 0;
+      const current = this.#view.getUint32(PciConfig.BAR0 + 4 * index, true);
+      this.#writeBar(index, ((current & ~mask) | ((value << shift) & mask)) >>> 0);
+      return;
+    }
     for (let i = 0; i < size; i++) this.#writeByte(offset + i, (value >>> (8 * i)) & 0xff);
   }
 
@@ -155,14 +164,7 @@ export class PciConfigSpace {
       v.setUint8(offset, byte);
       return;
     }
-    if (offset >= PciConfig.BAR0 && offset < PciConfig.BAR0 + 4 * BAR_COUNT) {
-      const index = (offset - PciConfig.BAR0) >>> 2;
-      const shift = 8 * ((offset - PciConfig.BAR0) & 3);
-      const current = v.getUint32(PciConfig.BAR0 + 4 * index, true);
-      const merged = (current & ~(0xff << shift)) | (byte << shift);
-      this.#writeBar(index, merged >>> 0);
-    }
-    // Everything else in the header is read-only here.
+    // Everything else in the header (BARs aside, see write) is read-only here.
   }
 
   /** BAR write: keeps only the address bits the BAR's size allows (the sizing protocol). */
@@ -173,7 +175,7 @@ export class PciConfigSpace {
     const before = this.#view.getUint32(at, true);
     const next = ((value & ~(bar.size - 1) & 0xffff_fffc) | 1) >>> 0;
     this.#view.setUint32(at, next, true);
-    if (next !== before) this.onBarMoved(index, next & ~3);
+    if (next !== before) this.onBarMoved(index, (next & ~3) >>> 0);
   }
 }
 
