@@ -10,6 +10,7 @@ import { RequestType } from "../../src/blk/spec.ts";
 import type { VcpuInit, VcpuMessage } from "../../src/dm/vm.ts";
 import { parentChannel } from "../../src/runtime/thread.ts";
 import { STREAM_BLOCK, streamBlock } from "./stream_block.ts";
+import { fillByte } from "./fill_pattern.ts";
 import type { IoSize } from "../../src/dm/io_mailbox.ts";
 
 export type TestJob =
@@ -24,7 +25,11 @@ export type TestJob =
     maxSectors: number;
     seed: number;
   }
-  | { kind: "write-stream"; disk: number; depth: number; flush: boolean };
+  | { kind: "write-stream"; disk: number; depth: number; flush: boolean }
+  | { kind: "info" }
+  | { kind: "write-all"; disk: number; chunk: number; seed: number }
+  | { kind: "read-all"; disk: number; chunk: number }
+  | { kind: "reset-in-flight"; disk: number; requests: number; bytes: number };
 
 export type Access =
   | { op: "config-read"; slot: number; func: number; offset: number; size: IoSize }
@@ -66,6 +71,14 @@ function run(init: VcpuInit, job: TestJob): unknown {
     }
     case "stress":
       return stress(guest, job);
+    case "info":
+      return guest.disks.map((d) => ({ name: d.name, ...d.driver.info }));
+    case "write-all":
+      return writeAll(guest, job);
+    case "read-all":
+      return readAll(guest, job);
+    case "reset-in-flight":
+      return resetInFlight(guest, job);
     case "write-stream":
       return writeStream(
         guest,
@@ -240,4 +253,78 @@ function writeStream(
       report(covered.join("\n"));
     }
   }
+}
+
+/** Writes the whole disk in `chunk`-byte requests; returns how many succeeded and failed. */
+function writeAll(guest: GuestMachine, job: Extract<TestJob, { kind: "write-all" }>) {
+  const { driver } = guest.disks[job.disk];
+  const size = driver.info.capacity * 512;
+  const data = new Uint8Array(job.chunk);
+  let ok = 0, failed = 0;
+  for (let offset = 0; offset < size; offset += job.chunk) {
+    for (let i = 0; i < job.chunk; i++) data[i] = fillByte(offset + i, job.seed);
+    try {
+      driver.writeSync(offset / 512, data);
+      ok++;
+    } catch {
+      failed++;
+    }
+  }
+  try {
+    driver.flushSync();
+  } catch {
+    failed++;
+  }
+  return { ok, failed };
+}
+
+/** Reads the whole disk in `chunk`-byte requests. */
+function readAll(guest: GuestMachine, job: Extract<TestJob, { kind: "read-all" }>): Uint8Array {
+  const { driver } = guest.disks[job.disk];
+  const size = driver.info.capacity * 512;
+  const all = new Uint8Array(size);
+  for (let offset = 0; offset < size; offset += job.chunk) {
+    all.set(driver.readSync(offset / 512, Math.min(job.chunk, size - offset)), offset);
+  }
+  return all;
+}
+
+/**
+ * Submits `requests` large reads, kicks, and resets the device (STATUS = 0,
+ * served synchronously by the device model) as soon as the first one has
+ * completed, while others are being read. Once the reset has returned,
+ * guest memory must not change any more (bug class 15).
+ */
+function resetInFlight(guest: GuestMachine, job: Extract<TestJob, { kind: "reset-in-flight" }>) {
+  const { driver } = guest.disks[job.disk];
+  const bytes = new Uint8Array(guest.memory.buffer);
+  const buffers: number[] = [];
+  let completed = 0;
+  for (let i = 0; i < job.requests; i++) {
+    const at = guest.allocator.alloc(job.bytes, 4096);
+    buffers.push(at);
+    bytes.fill(0xab, at, at + job.bytes);
+    const sector = (i * job.bytes / 512) % (driver.info.capacity - job.bytes / 512);
+    driver.submit(
+      RequestType.IN,
+      sector,
+      { count: 1, address: [at], length: [job.bytes] },
+      () => completed++,
+    );
+  }
+  driver.kick();
+  // Reset once the device is busy: the first completion shows workers are reading.
+  while (completed === 0) {
+    if (driver.reap() === 0) driver.waitSync(10_000);
+  }
+  driver.resetDevice();
+  // A read fills its whole buffer, so a few sampled bytes per buffer show any
+  // write after the reset; sampling keeps the snapshot instant.
+  const samples = (at: number) =>
+    [bytes[at], bytes[at + job.bytes / 2], bytes[at + job.bytes - 1]].join();
+  const afterReset = buffers.map(samples);
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
+  const changedAfterReset = buffers.filter((at, i) => samples(at) !== afterReset[i]).length;
+  const unread = afterReset.filter((sample) => sample === "171,171,171").length;
+  return { reaped: completed, unreadAtReset: unread, changedAfterReset };
 }

@@ -1,0 +1,181 @@
+/**
+ * ACRN's device options through the whole stack (file backend, blockif
+ * workers, a guest in its vCPU Worker): ro, range=, sectorsize=, a full
+ * file system, and reset or close with requests in flight.
+ */
+
+import assert from "node:assert/strict";
+import { diskConfig, parseSlotSpec } from "../../src/dm/slot_spec.ts";
+import { VirtualMachine } from "../../src/dm/vm.ts";
+import { BlkFeature } from "../../src/blk/spec.ts";
+import { hasFeature } from "../../src/virtio/spec.ts";
+import { fillByte } from "../helpers/fill_pattern.ts";
+
+const guestProgram = new URL("../helpers/test_guest.ts", import.meta.url);
+
+async function withVm<T>(specs: string[], body: (vm: VirtualMachine) => Promise<T>): Promise<T> {
+  const vm = await VirtualMachine.create({
+    memoryBytes: 64 << 20,
+    disks: specs.map((spec) => diskConfig(parseSlotSpec(spec))),
+  });
+  try {
+    return await body(vm);
+  } finally {
+    await vm.close();
+  }
+}
+
+Deno.test("ro: the guest sees RO, every write fails, the file's bytes and mtime are unchanged", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const image = `${dir}/ro.img`;
+    await Deno.writeFile(image, new Uint8Array(256 << 10).fill(0x3c));
+    const before = await Deno.stat(image);
+    await withVm([`6,virtio-blk,${image},ro`], async (vm) => {
+      const [info] = await vm.runVcpu(guestProgram, { kind: "info" }) as {
+        readOnly: boolean;
+        features: number;
+      }[];
+      assert.equal(info.readOnly, true);
+      assert.ok(hasFeature(info.features, BlkFeature.RO));
+      const result = await vm.runVcpu(guestProgram, {
+        kind: "write-all",
+        disk: 0,
+        chunk: 4096,
+        seed: 1,
+      });
+      assert.deepEqual(result, { ok: 0, failed: 64 }, "64 writes failed, the flush succeeded");
+    });
+    assert.deepEqual(await Deno.readFile(image), new Uint8Array(256 << 10).fill(0x3c));
+    assert.equal((await Deno.stat(image)).mtime!.getTime(), before.mtime!.getTime());
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("range=: the guest sees exactly the window; bytes outside it never change", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const image = `${dir}/range.img`;
+    const original = new Uint8Array(1 << 20).map((_, i) => (i * 7) & 0xff);
+    await Deno.writeFile(image, original);
+    // 4096-byte logical sectors: the window is bytes [8 * 4096, 72 * 4096).
+    const start = 8 * 4096, end = 72 * 4096;
+    await withVm([`6,virtio-blk,${image},sectorsize=4096,range=8/64`], async (vm) => {
+      const seen = await vm.runVcpu(guestProgram, {
+        kind: "read-all",
+        disk: 0,
+        chunk: 65536,
+      }) as Uint8Array;
+      assert.deepEqual(seen, original.subarray(start, end), "reads see the window, and only it");
+      const result = await vm.runVcpu(guestProgram, {
+        kind: "write-all",
+        disk: 0,
+        chunk: 8192,
+        seed: 5,
+      });
+      assert.deepEqual(result, { ok: 32, failed: 0 });
+    });
+    const after = await Deno.readFile(image);
+    assert.deepEqual(after.subarray(0, start), original.subarray(0, start));
+    assert.deepEqual(after.subarray(end), original.subarray(end));
+    for (let i = start; i < end; i++) {
+      if (after[i] !== fillByte(i - start, 5)) {
+        assert.fail(`byte ${i} of the window was not written`);
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("sectorsize=: blk_size and physical_block_exp as the guest reads them", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/a.img`, new Uint8Array(1 << 20));
+    await Deno.writeFile(`${dir}/b.img`, new Uint8Array(1 << 20));
+    await withVm([
+      `6,virtio-blk,${dir}/a.img,sectorsize=512/4096`,
+      `7,virtio-blk,${dir}/b.img,sectorsize=4096`,
+    ], async (vm) => {
+      const info = await vm.runVcpu(guestProgram, { kind: "info" }) as Record<string, number>[];
+      assert.deepEqual(info.map((d) => [d.logicalBlockSize, d.physicalBlockSize, d.capacity]), [
+        [512, 4096, 2048],
+        [4096, 4096, 2048],
+      ]);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a full file system: the failing write gets IOERR and the device keeps serving", async (t) => {
+  const dir = await Deno.makeTempDir();
+  const mounted = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir],
+  }).output();
+  if (!mounted.success) {
+    t.step({ name: "needs root to mount a tmpfs", ignore: true, fn() {} });
+    await Deno.remove(dir);
+    return;
+  }
+  try {
+    // A sparse 2 MiB image on a 1 MiB file system: writes run out of space halfway.
+    const image = `${dir}/sparse.img`;
+    const file = await Deno.open(image, { write: true, create: true });
+    await file.truncate(2 << 20);
+    file.close();
+    await withVm([`6,virtio-blk,${image}`], async (vm) => {
+      const result = await vm.runVcpu(guestProgram, {
+        kind: "write-all",
+        disk: 0,
+        chunk: 65536,
+        seed: 2,
+      }) as {
+        ok: number;
+        failed: number;
+      };
+      assert.ok(result.failed > 0 && result.ok > 0, JSON.stringify(result));
+      // Blocks that exist can still be read and rewritten.
+      const read = await vm.runVcpu(guestProgram, {
+        kind: "roundtrip",
+        disk: 0,
+        sector: 0,
+        bytes: [1, 2, 3, ...new Array(509).fill(9)],
+      });
+      assert.deepEqual((read as number[]).slice(0, 3), [1, 2, 3]);
+    });
+  } finally {
+    await new Deno.Command("umount", { args: [dir] }).output();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("reset with requests in flight: once the reset returns, guest memory never changes again", async () => {
+  // O_DIRECT reads from the working disk are slow enough to be caught in
+  // flight; /tmp may be a tmpfs without O_DIRECT, so the image lives here.
+  const dir = await Deno.makeTempDir({
+    dir: new URL("../..", import.meta.url).pathname,
+    prefix: ".tmp-reset-",
+  });
+  try {
+    const image = `${dir}/big.img`;
+    await Deno.writeFile(image, new Uint8Array(64 << 20).fill(0x11));
+    await withVm([`6,virtio-blk,${image},nocache`], async (vm) => {
+      let caughtInFlight = 0;
+      for (let round = 0; round < 4; round++) {
+        const result = await vm.runVcpu(guestProgram, {
+          kind: "reset-in-flight",
+          disk: 0,
+          requests: 48,
+          bytes: 1 << 20,
+        }) as { reaped: number; unreadAtReset: number; changedAfterReset: number };
+        assert.equal(result.changedAfterReset, 0, `round ${round}: ${JSON.stringify(result)}`);
+        if (result.unreadAtReset > 0) caughtInFlight++;
+      }
+      assert.ok(caughtInFlight > 0, "no reset ever caught requests in flight");
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
