@@ -9,7 +9,9 @@
  *   plus incompat RECOVER);
  * - ext4: at least one feature ext3 does not know (extents, 64bit, flex_bg,
  *   huge_file, metadata_csum, …); `ext4dev` when the TEST_FILESYS flag is set.
- * With metadata_csum the superblock's own CRC-32C must match, as blkid checks.
+ * With metadata_csum the superblock's own CRC-32C is checked; a mismatch is
+ * reported (`checksum: "bad"` and a note), not hidden: blkid 2.38 still
+ * reports such a filesystem, while the kernel refuses to mount it.
  *
  * Layout and feature bits: the kernel's Documentation/filesystems/ext4
  * ("The Super Block"); feature names as e2fsprogs' dumpe2fs prints them.
@@ -103,9 +105,15 @@ export interface ExtFilesystem {
   readonly blocksCount: number;
   /** blocksCount × blockSize. */
   readonly size: number;
+  /**
+   * The superblock's own CRC-32C (metadata_csum): "ok", "bad" (damaged; the
+   * kernel would not mount it, e2fsprogs complains, blkid 2.38 still reports
+   * it), or "none" without metadata_csum.
+   */
+  readonly checksum: "ok" | "bad" | "none";
   /** Feature names in dumpe2fs order (compat, incompat, ro_compat; by bit). */
   readonly features: readonly string[];
-  /** Oddities (the filesystem is larger than its device). */
+  /** Oddities (a bad checksum, the filesystem larger than its device). */
   readonly notes: readonly string[];
 }
 
@@ -208,15 +216,19 @@ export function probeExt(source: ByteSource): ExtFilesystem | Unrecognised {
   if (type === undefined) return unrecognised("ext feature set matches no ext type");
   const logBlockSize = view.getUint32(Superblock.LOG_BLOCK_SIZE, true);
   if (logBlockSize > MAX_LOG_BLOCK_SIZE) return unrecognised(`block size 2^${10 + logBlockSize}`);
+  const notes: string[] = [];
+  let checksum: ExtFilesystem["checksum"] = "none";
   if (roCompat & ExtFeature.RO_COMPAT_METADATA_CSUM) {
-    if (sb[Superblock.CHECKSUM_TYPE] !== CHECKSUM_CRC32C) {
-      return unrecognised(`unknown superblock checksum type ${sb[Superblock.CHECKSUM_TYPE]}`);
-    }
     // The kernel's ext4_superblock_csum is crc32c_le(~0, …) without the final
     // inversion, i.e. the bitwise NOT of the standard CRC-32C.
     const expected = ~crc32c(sb, 0, Superblock.CHECKSUM) >>> 0;
-    if (view.getUint32(Superblock.CHECKSUM, true) !== expected) {
-      return unrecognised("superblock checksum mismatch");
+    const type = sb[Superblock.CHECKSUM_TYPE];
+    checksum = type === CHECKSUM_CRC32C && view.getUint32(Superblock.CHECKSUM, true) === expected
+      ? "ok"
+      : "bad";
+    if (type !== CHECKSUM_CRC32C) notes.push(`unknown superblock checksum type ${type}`);
+    else if (checksum === "bad") {
+      notes.push("superblock checksum mismatch: the superblock is damaged");
     }
   }
   const blockSize = 1024 * 2 ** logBlockSize;
@@ -230,7 +242,6 @@ export function probeExt(source: ByteSource): ExtFilesystem | Unrecognised {
     Superblock.VOLUME_NAME + Superblock.VOLUME_NAME_BYTES,
   );
   const labelEnd = labelBytes.indexOf(0);
-  const notes: string[] = [];
   const size = blocksCount * blockSize;
   if (size > source.size) notes.push(`filesystem (${size} bytes) is larger than its device`);
   return {
@@ -248,6 +259,7 @@ export function probeExt(source: ByteSource): ExtFilesystem | Unrecognised {
     blockSize,
     blocksCount,
     size,
+    checksum,
     features: extFeatureNames(compat, incompat, roCompat),
     notes,
   };

@@ -123,7 +123,8 @@ export function tableTypeName(table: MbrTable | GptTable): string {
 /** One line about a filesystem: `ext4 LABEL="data" UUID=…`. */
 export function describeFilesystem(fs: ExtFilesystem): string {
   const label = fs.label === "" ? "" : ` LABEL=${JSON.stringify(fs.label)}`;
-  return `${fs.type}${label} UUID=${fs.uuid}`;
+  const damaged = fs.checksum === "bad" ? " (superblock checksum mismatch)" : "";
+  return `${fs.type}${label} UUID=${fs.uuid}${damaged}`;
 }
 
 /** One line about a disk: its table and partition count, its filesystem, or "no signature". */
