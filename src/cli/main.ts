@@ -19,6 +19,7 @@ import { parseArgs } from "node:util";
 import { VirtioBlkError } from "../errors.ts";
 import { checkSlots, diskConfig, parseSlotSpec, type SlotSpec } from "../dm/slot_spec.ts";
 import { DEFAULT_MEMORY_BYTES, VirtualMachine } from "../dm/vm.ts";
+import { LOAD_OPTION_DEFINITIONS, parseLoadOptions } from "../guest/jobs/load_options.ts";
 import { parseSize } from "../guest/jobs/units.ts";
 import type { UosJob, UosResult } from "../guest/uos.ts";
 import { siblingModule } from "../runtime/thread.ts";
@@ -36,6 +37,8 @@ export const EXIT_FAILURE = 1;
 export interface Console {
   stdout(text: string): void;
   stderr(text: string): void;
+  /** Whether stderr is a terminal (progress lines are shown only then). */
+  readonly stderrIsTerminal?: boolean;
 }
 
 /** Size of the temporary image used when no `-s` is given. */
@@ -46,7 +49,9 @@ const OPTIONS = {
   memory: { type: "string", short: "m" },
   job: { type: "string" },
   json: { type: "boolean" },
+  disk: { type: "string" },
   help: { type: "boolean", short: "h" },
+  ...LOAD_OPTION_DEFINITIONS,
 } as const;
 
 /**
@@ -74,7 +79,7 @@ export async function main(args: readonly string[], console: Console): Promise<n
 
   let temporary: string | undefined;
   try {
-    const job = parseJob(values);
+    const job = parseJob(values, console.stderrIsTerminal ?? false);
     const memoryBytes = parseMemory(values.memory);
     let specs: SlotSpec[] = (values.slot ?? []).map(parseSlotSpec);
     if (specs.length === 0) {
@@ -121,13 +126,33 @@ export async function main(args: readonly string[], console: Console): Promise<n
   }
 }
 
-function parseJob(values: { job?: string; json?: boolean }): UosJob {
+function parseJob(
+  values: Readonly<Record<string, unknown>> & { job?: string; json?: boolean; disk?: string },
+  progress: boolean,
+): UosJob {
   const kind = values.job ?? "lsblk";
+  const loadOptionGiven = Object.keys(LOAD_OPTION_DEFINITIONS).some((name) =>
+    values[name] !== undefined
+  );
   switch (kind) {
     case "lsblk":
+      if (loadOptionGiven || values.disk !== undefined) {
+        throw new VirtioBlkError(
+          "INVALID_CONFIG",
+          "load options (--rw, --bs, --disk, …) need --job load",
+        );
+      }
       return { kind, json: values.json ?? false };
+    case "load":
+      return {
+        kind,
+        disk: values.disk ?? "vda",
+        options: parseLoadOptions(values),
+        json: values.json ?? false,
+        progress,
+      };
     default:
-      throw new VirtioBlkError("INVALID_CONFIG", `unknown job "${kind}" (lsblk)`);
+      throw new VirtioBlkError("INVALID_CONFIG", `unknown job "${kind}" (lsblk or load)`);
   }
 }
 

@@ -4,6 +4,17 @@
  * @module
  */
 
+import { LOAD_OPTION_HELP } from "../guest/jobs/load_options.ts";
+
+function loadHelp(): string {
+  return LOAD_OPTION_HELP.map(({ name, value, description }) => {
+    const option = `      --${name}${value ? ` ${value}` : ""}`;
+    return option.length < 23
+      ? `${option.padEnd(23)}${description}`
+      : `${option}\n${" ".repeat(23)}${description}`;
+  }).join("\n");
+}
+
 /** Usage, options and examples. */
 export function usage(): string {
   return `Usage: deno run -A mod.ts [options] -s <slot>[:<func>],virtio-blk,<file>[,<option>…] …
@@ -16,9 +27,14 @@ Options:
   -s, --slot SPEC      add a virtio-blk function (repeatable); without any, a
                        temporary 64 MiB image is created, used and removed
   -m, --memory SIZE    guest memory (default 256M)
-      --job lsblk      what the guest does (default lsblk: list the disks)
+      --job lsblk|load what the guest does: lsblk lists the disks (default);
+                       load runs a fio-like load on one disk
       --json           print the job's result as JSON
   -h, --help           this text
+
+Load options (with --job load; fio's names and meanings):
+      --disk NAME      the disk to load (default vda)
+${loadHelp()}
 
 Device options (after the file, comma-separated, as in ACRN):
   writethru            a write completes once it is on stable storage (default)
@@ -42,5 +58,6 @@ Examples:
   deno run -A mod.ts -s 9,virtio-blk,test.img
   deno run -A mod.ts -s 9,virtio-blk,test.img,writeback -s 10,virtio-blk,b.img,ro --json
   deno run -A mod.ts -s 9,virtio-blk,/dev/sdb1,sectorsize=4096 -s 10,virtio-blk,big.img,range=2048/204800
+  deno run -A mod.ts -s 9,virtio-blk,test.img --job load --rw=randwrite --bs=4k --iodepth=32 --verify=crc32c
 `;
 }

@@ -64,7 +64,8 @@ export interface VcpuInit {
 export type VcpuMessage =
   | { readonly type: "stdout" | "stderr"; readonly text: string }
   | { readonly type: "done"; readonly result: unknown }
-  | { readonly type: "error"; readonly message: string };
+  /** The guest failed; `usage` when it was the user's request that could not be done. */
+  | { readonly type: "error"; readonly message: string; readonly usage?: boolean };
 
 /** A disk as plugged into the machine. */
 export interface VmDisk {
@@ -172,8 +173,13 @@ export class VirtualMachine {
         thread!.onMessage((raw) => {
           const message = raw as VcpuMessage;
           if (message.type === "done") resolve(message.result);
-          else if (message.type === "error") reject(new Error(message.message));
-          else output(message.type, message.text);
+          else if (message.type === "error") {
+            reject(
+              message.usage
+                ? new VirtioBlkError("INVALID_CONFIG", message.message)
+                : new Error(`guest: ${message.message}`),
+            );
+          } else output(message.type, message.text);
         });
         thread!.onError((error) =>
           reject(error instanceof Error ? error : new Error(String(error)))

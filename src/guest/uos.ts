@@ -6,19 +6,45 @@
  * @module
  */
 
+import { VirtioBlkError } from "../errors.ts";
 import type { GuestMachine } from "./boot.ts";
+import { runLoad } from "./jobs/load.ts";
+import type { LoadOptions } from "./jobs/load_options.ts";
+import { formatLoadReport, formatProgress, loadResultJson } from "./jobs/report.ts";
 import { collectLsblk, formatLsblkTable, lsblkJson } from "./jobs/lsblk.ts";
 
 /** What the guest is asked to do. */
-export type UosJob = { readonly kind: "lsblk"; readonly json: boolean };
+export type UosJob =
+  | { readonly kind: "lsblk"; readonly json: boolean }
+  | {
+    readonly kind: "load";
+    /** The disk to load (vda, vdb, …). */
+    readonly disk: string;
+    readonly options: LoadOptions;
+    readonly json: boolean;
+    /** Report progress lines (the CLI asks when stderr is a terminal). */
+    readonly progress: boolean;
+  };
 
 /** What a job reports: 0 when it went as expected. */
 export interface UosResult {
   readonly exitCode: number;
 }
 
-/** Runs `job` on the booted guest, writing its output through `print`. */
-export function runJob(guest: GuestMachine, job: UosJob, print: (text: string) => void): UosResult {
+/** Where a job's output goes. */
+export interface JobOutput {
+  /** The job's result (stdout). */
+  print(text: string): void;
+  /** Progress (stderr), a line that replaces the previous one. */
+  progress(text: string): void;
+}
+
+/**
+ * Runs `job` on the booted guest. Exit code 0 when it went as expected;
+ * 1 when a load saw failed requests or verification mismatches.
+ */
+export function runJob(guest: GuestMachine, job: UosJob, output: JobOutput): UosResult {
+  const print = (text: string) => output.print(text);
   switch (job.kind) {
     case "lsblk": {
       const rows = collectLsblk(guest.disks.map((disk) => ({
@@ -28,6 +54,27 @@ export function runJob(guest: GuestMachine, job: UosJob, print: (text: string) =
       })));
       print(job.json ? JSON.stringify(lsblkJson(rows), null, 2) : formatLsblkTable(rows));
       return { exitCode: 0 };
+    }
+    case "load": {
+      const disk = guest.disks.find((d) => d.name === job.disk);
+      if (disk === undefined) {
+        const names = guest.disks.map((d) => d.name).join(", ") || "none";
+        throw new VirtioBlkError(
+          "INVALID_CONFIG",
+          `--disk ${job.disk}: the guest has no such disk (${names})`,
+        );
+      }
+      const result = runLoad(
+        { driver: disk.driver, memory: guest.memory, allocator: guest.allocator },
+        job.options,
+        job.progress ? { onProgress: (p) => output.progress(formatProgress(p)) } : {},
+      );
+      print(
+        job.json
+          ? JSON.stringify(loadResultJson(result, disk.name), null, 2)
+          : formatLoadReport(result, disk.name),
+      );
+      return { exitCode: result.errorCount > 0 || (result.verify?.mismatches ?? 0) > 0 ? 1 : 0 };
     }
   }
 }

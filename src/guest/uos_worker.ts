@@ -7,6 +7,7 @@
  */
 
 import type { VcpuInit, VcpuMessage } from "../dm/vm.ts";
+import { VirtioBlkError } from "../errors.ts";
 import { parentChannel } from "../runtime/thread.ts";
 import { bootGuest } from "./boot.ts";
 import { runJob, type UosJob } from "./uos.ts";
@@ -17,9 +18,13 @@ parent.onMessage((message) => {
   const post = (reply: VcpuMessage) => parent.postMessage(reply);
   try {
     const guest = bootGuest(init, { indirect: true });
-    const result = runJob(guest, job, (text) => post({ type: "stdout", text }));
+    const result = runJob(guest, job, {
+      print: (text) => post({ type: "stdout", text }),
+      progress: (text) => post({ type: "stderr", text: `\r${text}\x1b[K` }),
+    });
     post({ type: "done", result });
   } catch (error) {
-    post({ type: "error", message: error instanceof Error ? error.message : String(error) });
+    const usage = error instanceof VirtioBlkError && error.code === "INVALID_CONFIG";
+    post({ type: "error", message: error instanceof Error ? error.message : String(error), usage });
   }
 });

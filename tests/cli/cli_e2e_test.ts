@@ -85,3 +85,79 @@ Deno.test("with no -s the guest runs on a temporary image, says so, and removes 
   assert.match(stdout, /^vda +9 +64M /m);
   await assert.rejects(Deno.stat(image!), Deno.errors.NotFound);
 });
+
+Deno.test("a verified load leaves the image with exactly the bytes it wrote (checked from the host)", async () => {
+  const { expectedBlock } = await import("../../src/guest/jobs/verify.ts");
+  const dir = await Deno.makeTempDir();
+  try {
+    const image = `${dir}/load.img`;
+    await Deno.writeFile(image, new Uint8Array(8 << 20));
+    const { code, stdout, stderr } = await run(
+      "-s",
+      `9,virtio-blk,${image},writeback`,
+      "--job",
+      "load",
+      "--rw=randwrite",
+      "--bs=64k",
+      "--iodepth=16",
+      "--verify=crc32c",
+      "--seed=3",
+      "--json",
+    );
+    assert.equal(code, 0, stderr);
+    const result = JSON.parse(stdout);
+    assert.equal(result.verify.mismatches, 0);
+    assert.equal(result.write.total_ios, 128);
+    const bytes = await Deno.readFile(image);
+    for (let address = 0; address < bytes.length; address += 65536) {
+      assert.deepEqual(
+        bytes.subarray(address, address + 65536),
+        expectedBlock(address, 3, 1, 65536),
+        `block at ${address}`,
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ro and range= hold through the whole stack under a load", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const original = new Uint8Array(4 << 20).map((_, i) => (i * 31) & 0xff);
+    await Deno.writeFile(`${dir}/ro.img`, original);
+    await Deno.writeFile(`${dir}/window.img`, original);
+    const ro = await run(
+      "-s",
+      `9,virtio-blk,${dir}/ro.img,ro`,
+      "--job",
+      "load",
+      "--rw=write",
+      "--bs=64k",
+      "--continue_on_error",
+      "--json",
+    );
+    assert.equal(ro.code, 1, "failed writes make the load fail");
+    assert.equal(JSON.parse(ro.stdout).write.errors, 64);
+    assert.deepEqual(await Deno.readFile(`${dir}/ro.img`), original);
+
+    // The window is sectors [2048, 4096): bytes [1 MiB, 2 MiB).
+    const windowed = await run(
+      "-s",
+      `9,virtio-blk,${dir}/window.img,range=2048/2048`,
+      "--job",
+      "load",
+      "--rw=write",
+      "--bs=64k",
+      "--json",
+    );
+    assert.equal(windowed.code, 0, windowed.stderr);
+    assert.equal(JSON.parse(windowed.stdout).write.total_ios, 16);
+    const after = await Deno.readFile(`${dir}/window.img`);
+    assert.deepEqual(after.subarray(0, 1 << 20), original.subarray(0, 1 << 20));
+    assert.deepEqual(after.subarray(2 << 20), original.subarray(2 << 20));
+    assert.notDeepEqual(after.subarray(1 << 20, 2 << 20), original.subarray(1 << 20, 2 << 20));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
