@@ -39,12 +39,18 @@ export { SharedGuestMemory } from "./src/memory/shared_memory.ts";
 export type { BackendSpec, BlockBackend } from "./src/backend/backend.ts";
 export { MemoryBackend } from "./src/backend/memory_backend.ts";
 export { openBackend } from "./src/backend/open_backend.ts";
+export { describeFile, type FileOptions } from "./src/backend/file_spec.ts";
 
 // The virtio-blk device and its PCI function
 export { type BlkDeviceOptions, DEFAULT_QUEUE_SIZE, VirtioBlkDevice } from "./src/blk/device.ts";
 export { createVirtioBlkPci, type VirtioBlkPci } from "./src/blk/pci_function.ts";
 export type { EngineContext, EngineFactory, RequestEngine } from "./src/blk/engine.ts";
 export { InlineEngine } from "./src/blk/inline_engine.ts";
+export {
+  WorkerEngine,
+  workerEngine,
+  type WorkerEngineOptions,
+} from "./src/blockif/worker_engine.ts";
 export { BlkFeature, RequestStatus, RequestType } from "./src/blk/spec.ts";
 export { LegacyRegister, LegacyVirtioPci } from "./src/virtio/legacy_pci.ts";
 export { TransportState } from "./src/virtio/transport_state.ts";
