@@ -1,0 +1,51 @@
+/**
+ * Property: whatever descriptor tables, indirect tables and available rings
+ * a guest writes, the device never throws, never hangs, returns exactly the
+ * chains the queue rules allow (each head one that was made available),
+ * breaks the queue exactly when they say so, and writes nothing outside the
+ * device-writable buffers of the chains it returned and the used ring.
+ * See `ring_fuzz.ts` for the model.
+ */
+
+import assert from "node:assert/strict";
+import type { FuzzStats } from "./ring_fuzz.ts";
+
+/** Enough for a few hundred cases on a slow CI machine; a hang is far longer. */
+const TIMEOUT_MS = 60_000;
+const RUNS = 300;
+
+Deno.test("property: random rings and tables never make the device throw, hang or write out of bounds", async () => {
+  const worker = new Worker(new URL("./ring_fuzz_worker.ts", import.meta.url).href, {
+    type: "module",
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const result = await new Promise<
+      { ok: boolean; message?: string; timedOut?: boolean; stats?: FuzzStats }
+    >(
+      (resolve) => {
+        worker.onmessage = (event) => resolve(event.data);
+        worker.onerror = (event) => {
+          event.preventDefault();
+          resolve({ ok: false, message: `worker error: ${event.message}` });
+        };
+        timer = setTimeout(() => resolve({ ok: false, timedOut: true }), TIMEOUT_MS);
+        worker.postMessage({ numRuns: RUNS });
+      },
+    );
+    assert.ok(!result.timedOut, `no answer within ${TIMEOUT_MS} ms: the device hangs`);
+    assert.ok(result.ok, result.message);
+    // The generator reaches every kind of outcome (so the property is not vacuous).
+    const { returned, faults } = result.stats!;
+    for (const outcome of ["OK", "IOERR", "none"]) {
+      assert.ok(
+        (returned[outcome] ?? 0) > 0,
+        `some chains answered ${outcome}: ${JSON.stringify(returned)}`,
+      );
+    }
+    assert.ok(Object.keys(faults).length >= 5, `several kinds of fault: ${JSON.stringify(faults)}`);
+  } finally {
+    clearTimeout(timer);
+    worker.terminate();
+  }
+});
