@@ -8,7 +8,7 @@
 
 import { VirtioBlkError } from "../errors.ts";
 import type { GuestMachine } from "./boot.ts";
-import { runLoad } from "./jobs/load.ts";
+import { type LoadResult, runLoad } from "./jobs/load.ts";
 import type { LoadOptions } from "./jobs/load_options.ts";
 import { formatLoadReport, formatProgress, loadResultJson } from "./jobs/report.ts";
 import { collectLsblk, formatLsblkTable, lsblkJson } from "./jobs/lsblk.ts";
@@ -29,6 +29,8 @@ export type UosJob =
 /** What a job reports: 0 when it went as expected. */
 export interface UosResult {
   readonly exitCode: number;
+  /** A load job's figures, for callers that use them rather than the printed report. */
+  readonly load?: LoadResult;
 }
 
 /** Where a job's output goes. */
@@ -74,7 +76,8 @@ export function runJob(guest: GuestMachine, job: UosJob, output: JobOutput): Uos
           ? JSON.stringify(loadResultJson(result, disk.name), null, 2)
           : formatLoadReport(result, disk.name),
       );
-      return { exitCode: result.errorCount > 0 || (result.verify?.mismatches ?? 0) > 0 ? 1 : 0 };
+      const failed = result.errorCount > 0 || (result.verify?.mismatches ?? 0) > 0;
+      return { exitCode: failed ? 1 : 0, load: result };
     }
   }
 }
