@@ -27,6 +27,8 @@
  * @module
  */
 
+import { isMainModule } from "./src/runtime/main_module.ts";
+
 // Guest memory
 export {
   type GuestMemory,
@@ -76,7 +78,8 @@ export { main } from "./src/cli/main.ts";
 // Errors
 export { type ErrorCode, VirtioBlkError } from "./src/errors.ts";
 
-if (import.meta.main) {
+// `deno run mod.ts …` and `node mod.js …` (the npm package) start the command line.
+if (isMainModule(import.meta)) {
   const { runCli } = await import("./src/cli/run.ts");
   await runCli();
 }
