@@ -299,6 +299,12 @@ export class VirtioBlkDriver {
       throw new RangeError(`${count} segments exceed the device's seg_max ${this.info.segMax}`);
     }
     const total = count + 2;
+    if (!this.#useIndirect && total > this.#size) {
+      // It would wait for ring space that can never be free.
+      throw new RangeError(
+        `${count} segments need ${total} descriptors; the ring has ${this.#size}`,
+      );
+    }
     if (!this.hasRoom(count)) return -1;
     const dataFlags = type === RequestType.IN || type === RequestType.GET_ID
       ? DescriptorFlag.WRITE
