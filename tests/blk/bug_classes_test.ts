@@ -798,9 +798,18 @@ Deno.test("§6 class 10: every chain popped in a kick is returned, with a status
     data: pattern(SECTOR, 12),
   });
   const unaligned = g.request({ type: RequestType.OUT, data: 100 });
+  // GET_ID into 8 + 4 bytes: the serial is cut at 12, nothing written past the buffers.
+  const idParts = [g.alloc(8, 0x77), g.alloc(4, 0x77)];
+  const idStatus = statusByte(g);
+  const shortId = chain(g, [
+    { addr: header(g, RequestType.GET_ID), len: 16 },
+    { addr: idParts[0], len: 8, write: true },
+    { addr: idParts[1], len: 4, write: true },
+    { addr: idStatus, len: 1, write: true },
+  ]);
   const noStatus = chain(g, [{ addr: header(g, RequestType.FLUSH), len: 16 }]);
   const all = [write, read, flush, legacyFlush, getId, unknown, discard, barrierWrite, unaligned];
-  const k = kick(g, ...all.map((r) => r.head), noStatus);
+  const k = kick(g, ...all.map((r) => r.head), shortId, noStatus);
   expectAnswered(g, k, [
     statusOnly(write, OK),
     { head: read.head, len: 2 * SECTOR + 1, status: { at: read.status, value: OK } },
@@ -811,15 +820,21 @@ Deno.test("§6 class 10: every chain popped in a kick is returned, with a status
     statusOnly(discard, UNSUPP),
     statusOnly(barrierWrite, OK),
     statusOnly(unaligned, IOERR),
+    { head: shortId, len: 13, status: { at: idStatus, value: OK } },
     { head: noStatus, len: 0 },
   ], [
     ...read.writable,
     { start: getId.data, length: 20 },
+    { start: idParts[0], length: 8 },
+    { start: idParts[1], length: 4 },
   ]);
+  const serial = g.disk.device.serial;
+  assert.deepEqual(g.readBytes(idParts[0], 8), serial.subarray(0, 8));
+  assert.deepEqual(g.readBytes(idParts[1], 4), serial.subarray(8, 12));
   assert.deepEqual(g.readBytes(read.data, 2 * SECTOR), pattern(2 * SECTOR, 11));
   assert.deepEqual(g.readBytes(getId.data, 20), g.disk.device.serial);
   assert.deepEqual(g.medium.subarray(2 * SECTOR, 3 * SECTOR), pattern(SECTOR, 12));
-  assert.equal(g.usedIdx, all.length + 1);
+  assert.equal(g.usedIdx, all.length + 2);
   await g.close();
 });
 
