@@ -14,6 +14,7 @@ import {
   blkid,
   imageSource,
   makeImage,
+  mkfsInside,
   run,
   sfdisk,
   sfdiskJson,
@@ -238,29 +239,11 @@ Deno.test("probe: filesystems inside partitions are found, as blkid finds them a
   const gpt = makeImage(dir.file("gpt.img"), 16 * MiB);
   const gptTable = await sfdisk(gpt, GPT_SCRIPT);
   const root = gptTable.partitions[0];
-  await run("mkfs.ext4", [
-    "-q",
-    "-F",
-    "-E",
-    `offset=${root.start * 512}`,
-    "-L",
-    "rootfs",
-    gpt,
-    `${root.size / 2}k`,
-  ]);
+  await mkfsInside("mkfs.ext4", gpt, root, "rootfs");
   const mbr = makeImage(dir.file("mbr.img"), 16 * MiB);
   const mbrTable = await sfdisk(mbr, MBR_SCRIPT);
   const logical = mbrTable.partitions.find((p) => p.node.endsWith("5"))!;
-  await run("mkfs.ext2", [
-    "-q",
-    "-F",
-    "-E",
-    `offset=${logical.start * 512}`,
-    "-L",
-    "logical5",
-    mbr,
-    `${logical.size / 2}k`,
-  ]);
+  await mkfsInside("mkfs.ext2", mbr, logical, "logical5");
 
   for (
     const [image, start, index, label, type] of [

@@ -112,6 +112,17 @@ export async function sfdiskJson(path: string): Promise<SfdiskTable> {
   return JSON.parse(decoder.decode(output.stdout)).partitiontable;
 }
 
+/** Makes a filesystem inside one partition of an image (start and size in 512-byte sectors). */
+export async function mkfsInside(
+  mkfs: string,
+  image: string,
+  partition: { start: number; size: number },
+  label: string,
+): Promise<void> {
+  const sectors = ["-q", "-F", "-E", `offset=${partition.start * 512}`, "-L", label];
+  await run(mkfs, [...sectors, image, `${partition.size / 2}k`]);
+}
+
 /** A temporary directory removed on dispose. */
 export class TempDir implements Disposable {
   readonly path = Deno.makeTempDirSync({ prefix: "guest-test-" });

@@ -110,7 +110,9 @@ export function planLoad(options: LoadOptions, disk: LoadDisk): LoadPlan {
   }
   if (blocks > MAX_BLOCKS) invalid(`the region holds ${blocks} blocks; at most 2^32 are supported`);
   if (blocks * bs !== size) {
-    notes.push(`region rounded down to ${blocks} blocks of ${formatBinary(bs)}`);
+    notes.push(
+      `region rounded down to ${blocks} block${blocks === 1 ? "" : "s"} of ${formatBinary(bs)}`,
+    );
   }
   const perRequest = disk.indirect ? 1 : 3;
   const ringDepth = Math.max(1, Math.floor(disk.queueSize / perRequest));

@@ -77,7 +77,8 @@ export function formatCount(value: number): string {
     scaled /= 1000;
     i++;
   }
-  return (scaled < 100 ? scaled.toFixed(1) : String(Math.round(scaled))) + suffixes[i];
+  const oneDecimal = scaled.toFixed(1);
+  return (Number(oneDecimal) < 100 ? oneDecimal : String(Math.round(scaled))) + suffixes[i];
 }
 
 /**
@@ -101,8 +102,11 @@ function scaled(value: number, base: number, units: readonly string[]): string {
     v /= base;
     i++;
   }
-  const digits = i === 0 || v >= 100 || Number.isInteger(v) ? 0 : v >= 10 ? 1 : 2;
-  return v.toFixed(digits) + units[i];
+  // Three significant digits, judged after rounding (9.999 is "10.0", not "10.00").
+  let text = v.toFixed(i === 0 || Number.isInteger(v) ? 0 : 2);
+  if (Number(text) >= 10 && text.includes(".")) text = v.toFixed(1);
+  if (Number(text) >= 100 && text.includes(".")) text = v.toFixed(0);
+  return text + units[i];
 }
 
 /**
