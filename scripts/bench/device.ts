@@ -1,0 +1,151 @@
+/**
+ * The device under test: a `VirtualMachine` with one virtio-blk disk on the
+ * benchmark file, configured from an ACRN-style slot spec, and the built-in
+ * guest's fio-like `load` job in the vCPU Worker. The full path is measured:
+ * guest driver → avail ring → notify → pool → workers → file → used ring →
+ * interrupt. The machine is built once per case and reused every round.
+ *
+ * Process CPU time is taken between the load's first and last progress
+ * report (posted when its run phase starts and ends), so the vCPU thread's
+ * start-up and the guest's boot are not charged to the requests.
+ *
+ * @module
+ */
+
+import { diskConfig, parseSlotSpec } from "../../src/dm/slot_spec.ts";
+import { VirtualMachine } from "../../src/dm/vm.ts";
+import { DEFAULT_WORKERS } from "../../src/blockif/worker_engine.ts";
+import { VirtioBlkError } from "../../src/errors.ts";
+import { parseLoadOptions } from "../../src/guest/jobs/load_options.ts";
+import type { UosJob, UosResult } from "../../src/guest/uos.ts";
+import { type BenchCase, isWrite } from "./cases.ts";
+import { type Measurement, measurementOf } from "./measurement.ts";
+import { markUsage, usageBetween, type UsageMark } from "./proc_stats.ts";
+
+const UOS_WORKER = new URL("../../src/guest/uos_worker.ts", import.meta.url);
+
+/** The slot the benchmark's disk sits in (as in the README's examples). */
+const SLOT = 9;
+
+/** Device settings under test: extra `-s` options (`workers=2,dispatch=device`). */
+export interface DeviceVariant {
+  /** The options as given ("" for the defaults). */
+  readonly options: string;
+  /** `device` or `device workers=2,…`. */
+  readonly label: string;
+  /** Worker threads these options give (ACRN's 8 unless `workers=` says otherwise). */
+  readonly workers: number;
+}
+
+/** Options a case decides, which a variant may not set. */
+const CASE_OPTIONS = ["writeback", "writethru", "ro"];
+
+/**
+ * Checks a variant's options with the slot-spec parser and returns the
+ * variant. Throws a `VirtioBlkError` for an option the parser refuses or
+ * one the case decides (the cache mode, `ro`).
+ *
+ * @example
+ * ```ts
+ * deviceVariant("workers=2,dispatch=device").workers; // 2
+ * ```
+ */
+export function deviceVariant(options: string): DeviceVariant {
+  const trimmed = options.trim();
+  for (const option of trimmed === "" ? [] : trimmed.split(",")) {
+    if (CASE_OPTIONS.includes(option.split("=")[0])) {
+      throw new VirtioBlkError(
+        "INVALID_CONFIG",
+        `--device ${options}: ${option} is set by each case, not by a device variant`,
+      );
+    }
+  }
+  const spec = parseSlotSpec(`${SLOT},virtio-blk,bench.img${trimmed === "" ? "" : "," + trimmed}`);
+  return {
+    options: trimmed,
+    label: trimmed === "" ? "device" : `device ${trimmed}`,
+    workers: spec.workers ?? DEFAULT_WORKERS,
+  };
+}
+
+/** A machine with the benchmark disk, for the cases of one cache mode. */
+export class DeviceRig {
+  readonly variant: DeviceVariant;
+  readonly writeback: boolean;
+  readonly #vm: VirtualMachine;
+  readonly #cores: number;
+
+  private constructor(
+    vm: VirtualMachine,
+    variant: DeviceVariant,
+    writeback: boolean,
+    cores: number,
+  ) {
+    this.#vm = vm;
+    this.variant = variant;
+    this.writeback = writeback;
+    this.#cores = cores;
+  }
+
+  /** Builds the machine: disk `path` in slot 9 with the cache mode and the variant's options. */
+  static async create(
+    path: string,
+    variant: DeviceVariant,
+    writeback: boolean,
+    cores: number,
+  ): Promise<DeviceRig> {
+    const options = [writeback ? "writeback" : "writethru", variant.options].filter((o) =>
+      o !== ""
+    );
+    const disk = diskConfig(parseSlotSpec(`${SLOT},virtio-blk,${path},${options.join(",")}`));
+    const vm = await VirtualMachine.create({ disks: [disk] });
+    return new DeviceRig(vm, variant, writeback, cores);
+  }
+
+  /** Runs `benchCase` through the guest for `seconds` and measures it. */
+  async measure(benchCase: BenchCase, seconds: number): Promise<Measurement> {
+    if (benchCase.writeback !== this.writeback) {
+      throw new Error(
+        `${benchCase.name} needs a ${benchCase.writeback ? "write-back" : "write-through"} rig`,
+      );
+    }
+    const options = parseLoadOptions({
+      rw: benchCase.rw,
+      bs: String(benchCase.bs),
+      iodepth: String(benchCase.iodepth),
+      runtime: `${Math.max(1, Math.round(seconds * 1000))}ms`,
+      time_based: true,
+    });
+    const job: UosJob = { kind: "load", disk: "vda", options, json: false, progress: true };
+    let first: UsageMark | undefined;
+    let last: UsageMark | undefined;
+    const result = await this.#vm.runVcpu(UOS_WORKER, job, (stream) => {
+      if (stream !== "stderr") return;
+      last = markUsage();
+      first ??= last;
+    }) as UosResult;
+    const load = result.load;
+    if (load === undefined || first === undefined || last === undefined) {
+      throw new Error("the guest's load job returned no result");
+    }
+    const direction = isWrite(benchCase) ? load.write : load.read;
+    const usage = usageBetween(first, last);
+    return measurementOf({
+      ios: direction.ios,
+      bytes: direction.bytes,
+      errors: load.errorCount,
+      seconds: direction.runtimeMs / 1000,
+      p50Ns: direction.latency.percentilesNs["50"],
+      p99Ns: direction.latency.percentilesNs["99"],
+      cpuSeconds: usage.cpuSeconds,
+      machineBusySeconds: usage.machineBusySeconds,
+      windowSeconds: usage.wallSeconds,
+      cores: this.#cores,
+    });
+  }
+
+  /** Stops the machine's workers. */
+  close(): Promise<void> {
+    return this.#vm.close();
+  }
+}

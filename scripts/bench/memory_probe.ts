@@ -1,0 +1,91 @@
+/**
+ * Resident memory of a process running the device model, measured in a
+ * process of its own (so nothing the benchmark did before counts): VmRSS
+ * before any device exists, with N virtio-blk devices built and idle, and
+ * after a short 4 KiB random-read load on each. {@linkcode probeMemory}
+ * runs it; run directly it prints one JSON line:
+ *
+ *     deno run -A --v8-flags=--expose-gc scripts/bench/memory_probe.ts <file> <disks> <seconds>
+ *
+ * @module
+ */
+
+import { diskConfig, parseSlotSpec } from "../../src/dm/slot_spec.ts";
+import { VirtualMachine } from "../../src/dm/vm.ts";
+import { parseLoadOptions } from "../../src/guest/jobs/load_options.ts";
+import { diskName } from "../../src/guest/boot.ts";
+import { residentBytes } from "./proc_stats.ts";
+import type { MemoryProbe } from "./results.ts";
+
+const UOS_WORKER = new URL("../../src/guest/uos_worker.ts", import.meta.url);
+
+/** RSS after a full garbage collection when the runtime exposes one. */
+function settledRss(): number {
+  (globalThis as { gc?: () => void }).gc?.();
+  return residentBytes();
+}
+
+/** Runs the probe in this process. */
+async function probeHere(path: string, disks: number, seconds: number): Promise<MemoryProbe> {
+  const bareBytes = settledRss();
+  // Read-only: one file backs every disk, and a load only reads.
+  const configs = Array.from(
+    { length: disks },
+    (_, i) => diskConfig(parseSlotSpec(`${9 + i},virtio-blk,${path},ro`)),
+  );
+  const vm = await VirtualMachine.create({ disks: configs });
+  try {
+    const idleBytes = settledRss();
+    const options = parseLoadOptions({
+      rw: "randread",
+      bs: "4k",
+      iodepth: "32",
+      runtime: `${Math.round(seconds * 1000)}ms`,
+      time_based: true,
+    });
+    for (let i = 0; i < disks; i++) {
+      await vm.runVcpu(UOS_WORKER, {
+        kind: "load",
+        disk: diskName(i),
+        options,
+        json: false,
+        progress: false,
+      });
+    }
+    return { disks, bareBytes, idleBytes, loadedBytes: settledRss() };
+  } finally {
+    await vm.close();
+  }
+}
+
+/** Runs the probe in a new process and returns what it measured. */
+export async function probeMemory(
+  path: string,
+  disks: number,
+  seconds: number,
+): Promise<MemoryProbe> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--v8-flags=--expose-gc",
+      new URL(import.meta.url).pathname,
+      path,
+      String(disks),
+      String(seconds),
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(output.stdout).trim();
+  if (!output.success) {
+    const error = new TextDecoder().decode(output.stderr).trim().split("\n")[0];
+    throw new Error(`memory probe (${disks} disks) failed: ${error}`);
+  }
+  return JSON.parse(text.split("\n").at(-1)!) as MemoryProbe;
+}
+
+if (import.meta.main) {
+  const [path, disks, seconds] = Deno.args;
+  console.log(JSON.stringify(await probeHere(path, Number(disks), Number(seconds))));
+}
