@@ -5,6 +5,10 @@
  */
 
 import { LOAD_OPTION_HELP } from "../guest/jobs/load_options.ts";
+import { isDeno } from "../runtime/is_deno.ts";
+
+/** How the user runs this program: the sources on Deno, or the npm package's bin on Node. */
+const COMMAND = isDeno() ? "deno run -A mod.ts" : "virtio-blk-dm";
 
 function loadHelp(): string {
   return LOAD_OPTION_HELP.map(({ name, value, description }) => {
@@ -17,7 +21,7 @@ function loadHelp(): string {
 
 /** Usage, options and examples. */
 export function usage(): string {
-  return `Usage: deno run -A mod.ts [options] -s <slot>[:<func>],virtio-blk,<file>[,<option>…] …
+  return `Usage: ${COMMAND} [options] -s <slot>[:<func>],virtio-blk,<file>[,<option>…] …
 
 A virtio-blk device model: plugs one legacy virtio-blk PCI function per -s into
 a machine, launches the built-in guest (UOS) in a vCPU Worker, which finds the
@@ -54,10 +58,10 @@ Device options (after the file, comma-separated, as in ACRN):
   io=fsfile|node-fs    file I/O through Deno.FsFile or positional node:fs
 
 Examples:
-  deno run -A mod.ts
-  deno run -A mod.ts -s 9,virtio-blk,test.img
-  deno run -A mod.ts -s 9,virtio-blk,test.img,writeback -s 10,virtio-blk,b.img,ro --json
-  deno run -A mod.ts -s 9,virtio-blk,/dev/sdb1,sectorsize=4096 -s 10,virtio-blk,big.img,range=2048/204800
-  deno run -A mod.ts -s 9,virtio-blk,test.img --job load --rw=randwrite --bs=4k --iodepth=32 --verify=crc32c
+  ${COMMAND}
+  ${COMMAND} -s 9,virtio-blk,test.img
+  ${COMMAND} -s 9,virtio-blk,test.img,writeback -s 10,virtio-blk,b.img,ro --json
+  ${COMMAND} -s 9,virtio-blk,/dev/sdb1,sectorsize=4096 -s 10,virtio-blk,big.img,range=2048/204800
+  ${COMMAND} -s 9,virtio-blk,test.img --job load --rw=randwrite --bs=4k --iodepth=32 --verify=crc32c
 `;
 }
