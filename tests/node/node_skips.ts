@@ -1,0 +1,73 @@
+/**
+ * What the Node test run leaves out, and why: only what is Deno's by
+ * nature. Every skip is visible — a skipped file is listed with its reason
+ * by `run.ts`, a skipped test shows its reason in the report — and nothing
+ * else about the tests changes between the runtimes.
+ *
+ * @module
+ */
+
+/** A rule: files (paths relative to the checkout, `tests/…_test.ts`) or test names, and why. */
+export interface SkipRule {
+  readonly pattern: RegExp;
+  readonly reason: string;
+}
+
+/** Test files that are not run on Node at all. */
+export const SKIPPED_FILES: readonly SkipRule[] = [
+  {
+    // All of vhost-user but its wire format (messages_test.ts: plain bytes, runs on Node).
+    pattern: /^tests\/vhost_user\/(?!messages_test\.ts$)/,
+    reason: "vhost-user needs Deno's FFI (fd passing, mmap, eventfds); on Node its entry " +
+      "throws UNSUPPORTED, which tests/node/package_on_node.ts checks",
+  },
+  {
+    pattern: /^tests\/readme_test\.ts$/,
+    reason: "runs the README's TypeScript example with `deno run`; the consumer check runs " +
+      "the same example as an .mjs file against the installed package",
+  },
+  {
+    pattern: /^tests\/blk\/ring_fuzz_test\.ts$/,
+    reason: "starts its fuzzer in a Web Worker (the global Worker), which Node 20 does not have",
+  },
+];
+
+const DENO_IO_DEFAULT = 'asserts what io "fsfile" does on Deno, where it is the default; on ' +
+  "Node it is refused and node-fs is the default (tests/node/package_on_node.ts checks both)";
+
+/** Tests (by compiled file and name) that are skipped on Node. */
+export const SKIPPED_TESTS: readonly (SkipRule & { readonly file: RegExp })[] = [
+  {
+    file: /tests\/backend\/[^/]*_test\.js$/,
+    pattern: /(^|: )fsfile: /,
+    reason: "the Deno.FsFile backend is Deno only (on Node, io=fsfile is refused with " +
+      "INVALID_CONFIG, and the same tests run for node-fs)",
+  },
+  {
+    file: /tests\/backend\/block_device_test\.js$/,
+    pattern: /its size comes from seeking to the end/,
+    reason: "seekDeviceSize seeks a Deno.FsFile (Deno only); the node-fs block-device tests " +
+      "cover the probing Node uses",
+  },
+  {
+    file: /tests\/backend\/file_spec_test\.js$/,
+    pattern:
+      /^describeFile: (a regular file becomes a whole-file|ro, io and nocache are carried|an io that cannot do what is asked)/,
+    reason: DENO_IO_DEFAULT,
+  },
+  {
+    file: /tests\/dm\/slot_spec_test\.js$/,
+    pattern: /^a spec becomes a device configuration once its file checks out/,
+    reason: DENO_IO_DEFAULT,
+  },
+];
+
+/** Why `file` (a path relative to the checkout) is not run on Node, or undefined. */
+export function skippedFileReason(file: string): string | undefined {
+  return SKIPPED_FILES.find((rule) => rule.pattern.test(file))?.reason;
+}
+
+/** Why test `name` of the compiled test file `file` is skipped on Node, or undefined. */
+export function nodeSkipReason(file: string, name: string): string | undefined {
+  return SKIPPED_TESTS.find((rule) => rule.file.test(file) && rule.pattern.test(name))?.reason;
+}
