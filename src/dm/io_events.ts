@@ -1,11 +1,18 @@
 /**
- * Registered I/O events (the counterpart of KVM's ioeventfd): a table in a
+ * Registered I/O events: the port accesses a vCPU completes by itself,
+ * without a round trip through the device model's mailbox. A table in a
  * SharedArrayBuffer that the device model fills and every vCPU thread reads
- * on each port write. A write that matches an entry (port, size and, if set,
- * the value) rings that entry's doorbell instead of going through the
- * mailbox, so a virtio QUEUE_NOTIFY wakes the queue's server directly.
- * Entry `i` rings doorbell `i` of the list the vCPU was started with. This
- * module owns the table's layout.
+ * on each port access; entry `i` acts on target `i` of the list the vCPU was
+ * started with (a word of some SharedArrayBuffer). Two kinds:
+ *
+ * - `DOORBELL`: a write (port, size and, if set, the value) rings the target
+ *   word — KVM's ioeventfd, used for virtio's QUEUE_NOTIFY, so a kick wakes
+ *   the queue's server directly.
+ * - `READ_CLEAR`: a read returns the target word and clears it atomically —
+ *   the legacy ISR register, whose only effect is exactly that (virtio 1.2
+ *   §4.1.4.5), so acknowledging an interrupt costs no round trip.
+ *
+ * This module owns the table's layout.
  *
  * @module
  */
@@ -15,10 +22,23 @@ export const IoEventWord = {
   /** Port, or -1 when the entry is not armed. */
   PORT: 0,
   SIZE: 1,
-  /** Value the write must carry (datamatch), or -1 for any. */
+  /** Value a DOORBELL write must carry (datamatch), or -1 for any. */
   VALUE: 2,
+  /** {@linkcode IoEventKind}. */
+  KIND: 3,
   COUNT: 4,
 } as const;
+
+/** What an armed entry does. */
+export const IoEventKind = {
+  /** A write rings the target word (add one, notify one waiter). */
+  DOORBELL: 1,
+  /** A read returns the target word and sets it to 0. */
+  READ_CLEAR: 2,
+} as const;
+
+/** One of {@linkcode IoEventKind}'s values. */
+export type IoEventKindCode = typeof IoEventKind[keyof typeof IoEventKind];
 
 const UNARMED = -1;
 const ANY_VALUE = -1;
@@ -28,9 +48,7 @@ export class IoEventTable {
   readonly #words: Int32Array;
   readonly entries: number;
 
-  /**
-   * @param buffer an existing table to view
-   */
+  /** @param buffer an existing table to view */
   constructor(buffer: SharedArrayBuffer) {
     this.#words = new Int32Array(buffer);
     this.entries = this.#words.length / IoEventWord.COUNT;
@@ -47,26 +65,37 @@ export class IoEventTable {
     return this.#words.buffer as SharedArrayBuffer;
   }
 
-  /** Arms entry `i` for writes of `size` bytes to `port` (carrying `value`, if given). */
-  arm(i: number, port: number, size: number, value?: number): void {
+  /** Arms entry `i` for accesses of `size` bytes at `port` (writes carrying `value`, if given). */
+  arm(i: number, kind: IoEventKindCode, port: number, size: number, value?: number): void {
     const at = i * IoEventWord.COUNT;
     Atomics.store(this.#words, at + IoEventWord.PORT, UNARMED);
     Atomics.store(this.#words, at + IoEventWord.SIZE, size);
     Atomics.store(this.#words, at + IoEventWord.VALUE, value ?? ANY_VALUE);
+    Atomics.store(this.#words, at + IoEventWord.KIND, kind);
     Atomics.store(this.#words, at + IoEventWord.PORT, port);
   }
 
-  /** Disarms entry `i`: its writes go through the mailbox again. */
+  /** Disarms entry `i`: its accesses go through the mailbox again. */
   disarm(i: number): void {
     Atomics.store(this.#words, i * IoEventWord.COUNT + IoEventWord.PORT, UNARMED);
   }
 
-  /** The entry a write matches, or -1. */
-  match(port: number, size: number, value: number): number {
+  /** The DOORBELL entry a write matches, or -1. */
+  matchWrite(port: number, size: number, value: number): number {
+    return this.#match(IoEventKind.DOORBELL, port, size, value);
+  }
+
+  /** The READ_CLEAR entry a read matches, or -1. */
+  matchRead(port: number, size: number): number {
+    return this.#match(IoEventKind.READ_CLEAR, port, size, ANY_VALUE);
+  }
+
+  #match(kind: number, port: number, size: number, value: number): number {
     const w = this.#words;
     for (let i = 0, at = 0; i < this.entries; i++, at += IoEventWord.COUNT) {
       if (Atomics.load(w, at + IoEventWord.PORT) !== port) continue;
       if (Atomics.load(w, at + IoEventWord.SIZE) !== size) continue;
+      if (Atomics.load(w, at + IoEventWord.KIND) !== kind) continue;
       const match = Atomics.load(w, at + IoEventWord.VALUE);
       if (match === ANY_VALUE || match === value) return i;
     }

@@ -6,14 +6,14 @@
  * and completes the slot. This module owns the mailbox buffer's layout and
  * both ends.
  *
- * Writes that match a registered I/O event (see `io_events.ts`) never reach
- * the mailbox: the vCPU rings the event's doorbell and continues, like KVM's
- * ioeventfd for virtio's QUEUE_NOTIFY.
+ * Accesses that match a registered I/O event (see `io_events.ts`) never
+ * reach the mailbox: a QUEUE_NOTIFY write rings the queue's doorbell (KVM's
+ * ioeventfd), an ISR read takes and clears the ISR word, and the vCPU goes on.
  *
  * @module
  */
 
-import { Doorbell, type DoorbellHandle } from "../virtio/doorbell.ts";
+import type { DoorbellHandle } from "../virtio/doorbell.ts";
 import { IoEventTable } from "./io_events.ts";
 
 /** Header words. */
@@ -59,39 +59,54 @@ function slotBase(vcpu: number): number {
   return MailboxWord.COUNT + vcpu * SlotWord.COUNT;
 }
 
+/** Registered I/O events and the words their entries act on (see `io_events.ts`). */
+export interface IoEvents {
+  readonly table: SharedArrayBuffer;
+  /** Entry `i`'s word. */
+  readonly targets: readonly DoorbellHandle[];
+}
+
+const SIZE_MASK = [0, 0xff, 0xffff, 0, 0xffff_ffff];
+
 /** The vCPU's end: port I/O instructions of one vCPU thread. */
 export class PortIo {
   readonly #words: Int32Array;
   readonly #base: number;
   readonly #events: IoEventTable | undefined;
-  readonly #doorbells: Doorbell[];
+  readonly #targets: { words: Int32Array; index: number }[];
 
   /**
    * @param mailbox the mailbox buffer
    * @param vcpu this vCPU's slot
-   * @param events registered I/O events and the doorbells they ring (none: every write posts)
+   * @param events registered I/O events (none: every access posts)
    */
-  constructor(
-    mailbox: SharedArrayBuffer,
-    vcpu: number,
-    events?: { table: SharedArrayBuffer; doorbells: readonly DoorbellHandle[] },
-  ) {
+  constructor(mailbox: SharedArrayBuffer, vcpu: number, events?: IoEvents) {
     this.#words = new Int32Array(mailbox);
     this.#base = slotBase(vcpu);
     this.#events = events && new IoEventTable(events.table);
-    this.#doorbells = (events?.doorbells ?? []).map((handle) => new Doorbell(handle));
+    this.#targets = (events?.targets ?? []).map((t) => ({
+      words: new Int32Array(t.buffer),
+      index: t.index,
+    }));
   }
 
   /** `in` of `size` bytes from `port`. */
   read(port: number, size: IoSize): number {
+    const event = this.#events?.matchRead(port, size) ?? -1;
+    if (event >= 0) {
+      const target = this.#targets[event];
+      return (Atomics.exchange(target.words, target.index, 0) & SIZE_MASK[size]) >>> 0;
+    }
     return this.#post(IoDirection.IN, port, size, 0);
   }
 
   /** `out` of `size` bytes of `value` to `port`. */
   write(port: number, size: IoSize, value: number): void {
-    const event = this.#events?.match(port, size, value) ?? -1;
+    const event = this.#events?.matchWrite(port, size, value) ?? -1;
     if (event >= 0) {
-      this.#doorbells[event].ring();
+      const target = this.#targets[event];
+      Atomics.add(target.words, target.index, 1);
+      Atomics.notify(target.words, target.index, 1);
       return;
     }
     this.#post(IoDirection.OUT, port, size, value);

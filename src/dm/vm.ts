@@ -20,15 +20,17 @@ import { VirtioBlkError } from "../errors.ts";
 import type { GuestMemoryHandle } from "../memory/guest_memory.ts";
 import { SharedGuestMemory } from "../memory/shared_memory.ts";
 import { startThread, type Thread } from "../runtime/thread.ts";
-import type { DoorbellHandle } from "../virtio/doorbell.ts";
 import { LegacyRegister } from "../virtio/legacy_pci.ts";
-import type { InterruptLineHandle } from "../virtio/transport_state.ts";
-import { IoEventTable } from "./io_events.ts";
-import { createMailbox, MailboxServer } from "./io_mailbox.ts";
+import { type InterruptLineHandle, TransportWord } from "../virtio/transport_state.ts";
+import { IoEventKind, IoEventTable } from "./io_events.ts";
+import { createMailbox, type IoEvents, MailboxServer } from "./io_mailbox.ts";
 import { PciBus } from "./pci_bus.ts";
 
 /** Default guest memory: room for rings and 64 in-flight 1 MiB buffers. */
 export const DEFAULT_MEMORY_BYTES = 256 << 20;
+/** I/O events per disk: QUEUE_NOTIFY and ISR. */
+const EVENTS_PER_DISK = 2;
+
 /** Guest-physical memory below this is left to the guest's own use (like low memory). */
 export const GUEST_RAM_START = 0x10_0000;
 
@@ -51,10 +53,7 @@ export interface VcpuInit {
   readonly vcpu: number;
   readonly memory: GuestMemoryHandle;
   readonly mailbox: SharedArrayBuffer;
-  readonly ioEvents: {
-    readonly table: SharedArrayBuffer;
-    readonly doorbells: readonly DoorbellHandle[];
-  };
+  readonly ioEvents: IoEvents;
   readonly irq: InterruptLineHandle;
   /** Guest-physical range the guest may allocate from. */
   readonly ram: { readonly start: number; readonly end: number };
@@ -86,7 +85,7 @@ export class VirtualMachine {
 
   private constructor(config: VmConfig) {
     this.memory = SharedGuestMemory.allocate(config.memoryBytes ?? DEFAULT_MEMORY_BYTES);
-    this.#ioEvents = IoEventTable.create(config.disks.length);
+    this.#ioEvents = IoEventTable.create(EVENTS_PER_DISK * config.disks.length);
     const disks: VmDisk[] = [];
     try {
       for (const disk of config.disks) {
@@ -104,11 +103,11 @@ export class VirtualMachine {
     this.disks = disks;
     disks.forEach((disk, i) => {
       this.bus.attach(disk.slot, disk.func, disk.function.pci);
-      this.#armNotify(i);
+      this.#armEvents(i);
     });
     this.bus.onIoBarMoved = (slot, func) => {
       const i = disks.findIndex((d) => d.slot === slot && d.func === func);
-      if (i >= 0) this.#armNotify(i);
+      if (i >= 0) this.#armEvents(i);
     };
     this.#server = new MailboxServer(
       this.#mailbox,
@@ -148,7 +147,10 @@ export class VirtualMachine {
       mailbox: this.#mailbox,
       ioEvents: {
         table: this.#ioEvents.buffer,
-        doorbells: this.disks.map((disk) => disk.function.device.doorbell(0)),
+        targets: this.disks.flatMap((disk) => [
+          disk.function.device.doorbell(0),
+          { buffer: disk.function.transport.buffer, index: TransportWord.ISR },
+        ]),
       },
       irq: this.#irq,
       ram: { start: GUEST_RAM_START, end: this.memory.size },
@@ -199,11 +201,21 @@ export class VirtualMachine {
     await Promise.all(this.disks.map((disk) => disk.function.close()));
   }
 
-  /** QUEUE_NOTIFY of queue 0, written as 16 bits, rings the disk's doorbell (ioeventfd). */
-  #armNotify(i: number): void {
+  /**
+   * Arms disk `i`'s I/O events at its BAR0: a 16-bit QUEUE_NOTIFY of queue 0
+   * rings the disk's doorbell (ioeventfd), and a byte read of ISR takes and
+   * clears the ISR word on the vCPU itself.
+   */
+  #armEvents(i: number): void {
     const disk = this.disks[i];
     const base = this.bus.ioBase(disk.slot, disk.func);
-    if (base === undefined || base >= 0x10000) this.#ioEvents.disarm(i);
-    else this.#ioEvents.arm(i, base + LegacyRegister.QUEUE_NOTIFY, 2, 0);
+    const notify = EVENTS_PER_DISK * i, isr = notify + 1;
+    if (base === undefined || base >= 0x10000) {
+      this.#ioEvents.disarm(notify);
+      this.#ioEvents.disarm(isr);
+      return;
+    }
+    this.#ioEvents.arm(notify, IoEventKind.DOORBELL, base + LegacyRegister.QUEUE_NOTIFY, 2, 0);
+    this.#ioEvents.arm(isr, IoEventKind.READ_CLEAR, base + LegacyRegister.ISR, 1);
   }
 }
