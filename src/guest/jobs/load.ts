@@ -7,6 +7,9 @@
  * from other threads, and in-process, where the device completes each
  * request inside `kick()` and `waitSync` returns at once. Each in-flight
  * slot owns a preallocated guest buffer; the steady state allocates nothing.
+ * A request carries its data in that one buffer: seg_max counts segments
+ * and is at least 1, and the driver does not negotiate SIZE_MAX, so no
+ * device limit asks for a request to be split.
  *
  * Phases: the run (sequential or permuted blocks, reads/writes by the mix,
  * until the region is covered or the runtime passes), an optional flush
