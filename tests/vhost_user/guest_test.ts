@@ -10,7 +10,7 @@ import { describeFile } from "../../src/backend/file_spec.ts";
 import type { BlkDeviceOptions } from "../../src/blk/device.ts";
 import { workerEngine } from "../../src/blockif/worker_engine.ts";
 import { serveVhostUserBlk, type VhostUserBlkServer } from "../../src/vhost_user/server.ts";
-import { bootGuest, qemuInstalled, result, run, sha256 } from "./guest.ts";
+import { bootGuest, qemuInstalled, result, run, sha256 } from "../../scripts/guest/run_guest.ts";
 
 const MiB = 1 << 20;
 

@@ -1,13 +1,15 @@
 /**
- * Runs the project's test guest (scripts/guest/) under QEMU from a test:
- * builds the kernel and initramfs once per machine into a cache directory,
- * boots it with the given disks, and parses the '@@RESULT key=value …'
- * lines the guest scripts print.
+ * Runs the project's test guest (this folder) under QEMU from Deno, for the
+ * guest tests and the guest benchmark: builds the kernel and initramfs once
+ * per machine into a cache directory, boots it with the given disks, and
+ * parses the '@@RESULT key=value …' lines the guest scripts print.
+ *
+ * @module
  */
 
 import assert from "node:assert/strict";
 
-const SCRIPTS = new URL("../../scripts/guest/", import.meta.url).pathname;
+const SCRIPTS = new URL("./", import.meta.url).pathname;
 
 /** Where the kernel and initramfs are cached (built at test time, not shipped). */
 export const GUEST_WORK = Deno.env.get("VIRTIO_BLK_GUEST_WORK") ??

@@ -1,0 +1,148 @@
+/**
+ * The guest benchmark of issue 7: the same fio jobs inside a Linux guest
+ * (4 KiB random read at QD1 and QD32, 4 KiB random write at QD32, 1 MiB
+ * sequential read and write at QD8) on one image, served by
+ *   (a) our vhost-user-blk back end (this process): the blockif worker
+ *       engine or the in-process one, through the page cache or O_DIRECT
+ *       (`-nocache`, as qsd's and QEMU's cache.direct=on here),
+ *   (b) qemu-storage-daemon's vhost-user-blk export,
+ *   (c) QEMU's built-in virtio-blk,
+ * all modern guests, in one run, printed as a table with ratios.
+ *
+ *     deno run -A scripts/bench_guest.ts [--runtime 10] [--rounds 1] [--size-mib 512]
+ *         [--ours worker,inline,worker-nocache,inline-nocache] [--jobs rr4k_qd1,rr4k_qd32,rw4k_qd32,sr1m_qd8,sw1m_qd8]
+ *
+ * TCG guests on a 2-core machine are noisy (runs differ by tens of per cent):
+ * compare within one run, and use --rounds to see the spread.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { describeFile } from "../src/backend/file_spec.ts";
+import type { EngineFactory } from "../src/blk/engine.ts";
+import { InlineEngine } from "../src/blk/inline_engine.ts";
+import { workerEngine } from "../src/blockif/worker_engine.ts";
+import { serveVhostUserBlk } from "../src/vhost_user/server.ts";
+import { bootGuest, type Result } from "./guest/run_guest.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    runtime: { type: "string", default: "10" },
+    rounds: { type: "string", default: "1" },
+    "size-mib": { type: "string", default: "512" },
+    ours: { type: "string", default: "worker,worker-nocache" },
+    jobs: { type: "string", default: "rr4k_qd1,rr4k_qd32,rw4k_qd32,sr1m_qd8,sw1m_qd8" },
+  },
+});
+
+/** Our back end's variants: engine, and O_DIRECT (`nocache`) like qsd's cache.direct=on. */
+const VARIANTS: Record<string, { engine: EngineFactory; direct: boolean }> = {
+  worker: { engine: workerEngine(), direct: false },
+  inline: { engine: (context) => new InlineEngine(context), direct: false },
+  "worker-nocache": { engine: workerEngine(), direct: true },
+  "inline-nocache": { engine: (context) => new InlineEngine(context), direct: true },
+};
+
+const oursVariants = values.ours.split(",").filter((name) => name in VARIANTS);
+const configs = [...oursVariants.map((name) => `ours-${name}`), "qsd", "builtin"];
+const dir = await Deno.makeTempDir({ prefix: "bench-guest-" });
+const image = `${dir}/bench.img`;
+const sizeMiB = Number(values["size-mib"]);
+
+console.log(`creating ${image} (${sizeMiB} MiB of random data)`);
+{
+  const file = await Deno.open(image, { create: true, write: true, truncate: true });
+  const chunk = new Uint8Array(1 << 20);
+  for (let i = 0; i < sizeMiB; i++) {
+    for (let at = 0; at < chunk.length; at += 65536) {
+      crypto.getRandomValues(chunk.subarray(at, at + 65536));
+    }
+    await file.write(chunk);
+  }
+  file.close();
+}
+
+/** iops and MiB/s per config, per job, per round. */
+const rows = new Map<string, Map<string, Result[]>>();
+
+async function runConfig(config: string): Promise<Result[]> {
+  const env = { RUNTIME: values.runtime, JOBS: values.jobs, TAG: config };
+  if (!config.startsWith("ours-")) {
+    const kind = config === "qsd" ? "qsd" : "builtin";
+    const boot = await bootGuest({
+      disks: [`${kind}:${image}`],
+      run: ["bench.sh"],
+      env,
+      timeoutSeconds: 900,
+    });
+    if (boot.rc !== 0) throw new Error(`${config} failed:\n${boot.output}`);
+    return boot.results;
+  }
+  const socket = `${dir}/ours.sock`;
+  const variant = VARIANTS[config.slice("ours-".length)];
+  const server = serveVhostUserBlk({
+    socketPath: socket,
+    device: { backend: describeFile(image, { direct: variant.direct }), engine: variant.engine },
+  });
+  try {
+    const boot = await bootGuest({
+      disks: [`vhost:${socket}`],
+      run: ["bench.sh"],
+      env,
+      timeoutSeconds: 900,
+    });
+    if (boot.rc !== 0) throw new Error(`${config} failed:\n${boot.output}`);
+    return boot.results;
+  } finally {
+    await server.close();
+  }
+}
+
+try {
+  for (let round = 1; round <= Number(values.rounds); round++) {
+    for (const config of configs) {
+      const started = performance.now();
+      const results = await runConfig(config);
+      console.log(
+        `round ${round} ${config}: ${((performance.now() - started) / 1000).toFixed(1)} s, ` +
+          results.filter((r) => r.job).map((r) => `${r.job}=${r.iops}`).join(" "),
+      );
+      for (const r of results.filter((r) => r.job && r.iops)) {
+        const byConfig = rows.get(r.job) ?? new Map<string, Result[]>();
+        rows.set(r.job, byConfig);
+        byConfig.set(config, [...(byConfig.get(config) ?? []), r]);
+      }
+    }
+  }
+} finally {
+  await Deno.remove(dir, { recursive: true });
+}
+
+function mean(results: Result[] | undefined, key: string): number {
+  if (!results || results.length === 0) return NaN;
+  return results.reduce((sum, r) => sum + Number(r[key]), 0) / results.length;
+}
+
+const metric = (job: string) => job.startsWith("s") ? "bw_MiBs" : "iops";
+const unit = (job: string) => job.startsWith("s") ? "MiB/s" : "IOPS";
+const header = ["job", "unit", ...configs];
+for (const variant of oursVariants) header.push(`ours-${variant}/qsd`, `ours-${variant}/builtin`);
+console.log(
+  `\nguest fio, modern guests, TCG, runtime ${values.runtime} s, mean of ${values.rounds} round(s)\n`,
+);
+console.log(`| ${header.join(" | ")} |`);
+console.log(`|${header.map(() => "---").join("|")}|`);
+for (const [job, byConfig] of rows) {
+  const key = metric(job);
+  const cells = [job, unit(job), ...configs.map((c) => mean(byConfig.get(c), key).toFixed(0))];
+  for (const variant of oursVariants) {
+    const ours = mean(byConfig.get(`ours-${variant}`), key);
+    cells.push(
+      (ours / mean(byConfig.get("qsd"), key)).toFixed(2),
+      (ours / mean(byConfig.get("builtin"), key)).toFixed(2),
+    );
+  }
+  console.log(`| ${cells.join(" | ")} |`);
+}
