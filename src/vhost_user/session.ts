@@ -35,7 +35,7 @@ import type { MappedGuestMemory } from "../memory/mapped_memory.ts";
 import { AvailRing, descriptorTableSize, UsedRing } from "../virtio/ring_layout.ts";
 import { isValidQueueSize, RingFeature } from "../virtio/spec.ts";
 import { StableEventFd } from "./eventfd.ts";
-import { EventFdInterruptSink } from "./interrupts.ts";
+import { type EventFdInterruptHandle, EventFdInterruptSink } from "./interrupts.ts";
 import { KickWatcher } from "./kick_watcher.ts";
 import { closeFd } from "./libc.ts";
 import { mapRegion, RegionTable, type TableRegion, unmapRegion } from "./memory_table.ts";
@@ -73,6 +73,9 @@ export const OFFERED_PROTOCOL_FEATURES = bit(ProtocolFeature.MQ) |
 
 /** GET_MAX_MEM_SLOTS answer: regions one connection may add (qsd says the same). */
 export const MAX_MEMORY_SLOTS = 32;
+
+/** How long a ring stop waits for requests in flight to complete. */
+const STOP_SETTLE_MS = 5000;
 
 /** virtio-blk has one request queue here (MQ reports 1). */
 const QUEUE_COUNT = 1;
@@ -442,8 +445,8 @@ export class VhostUserBlkSession {
     return device;
   }
 
-  #interruptHandle() {
-    return { kind: "eventfd", call: [this.#call.fd], err: [this.#err.fd] } as const;
+  #interruptHandle(): EventFdInterruptHandle {
+    return { kind: "eventfd", call: [this.#call.fd], err: [this.#err.fd] };
   }
 
   // ---- the vring -------------------------------------------------------------
@@ -578,11 +581,27 @@ export class VhostUserBlkSession {
     ring.kick = undefined;
     await kick?.stop();
     if (ring.running) {
+      await this.#settle();
       ring.base = this.#device.disableQueue(0);
       ring.running = false;
     }
     ring.enabled = false;
     return ring.base;
+  }
+
+  /**
+   * Lets requests already taken off the ring complete before the queue is
+   * disabled (which abandons what is still in flight): QEMU restarts a
+   * stopped ring at the base we report (`stop`/`cont`), so a request counted
+   * as taken but never completed would hang the guest. Bounded, because a
+   * medium can hang.
+   */
+  async #settle(): Promise<void> {
+    const queue = this.#device.queue(0);
+    const deadline = Date.now() + STOP_SETTLE_MS;
+    while (queue.inFlight > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
   }
 
   async #teardown(): Promise<void> {

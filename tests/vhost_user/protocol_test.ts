@@ -6,7 +6,9 @@
 
 import assert from "node:assert/strict";
 import { MemoryBackend } from "../../src/backend/memory_backend.ts";
+import type { EngineFactory } from "../../src/blk/engine.ts";
 import { BlkFeature, RequestStatus, RequestType } from "../../src/blk/spec.ts";
+import { workerEngine } from "../../src/blockif/worker_engine.ts";
 import { closeFd } from "../../src/vhost_user/libc.ts";
 import {
   decodeConfig,
@@ -41,7 +43,7 @@ interface Fixture {
 
 async function withServer(
   body: (f: Fixture) => Promise<void>,
-  options: { readOnly?: boolean; writeback?: boolean } = {},
+  options: { readOnly?: boolean; writeback?: boolean; engine?: EngineFactory } = {},
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "vhost-user-test-" });
   const path = `${dir}/blk.sock`;
@@ -49,7 +51,7 @@ async function withServer(
   const logs: string[] = [];
   const server = serveVhostUserBlk({
     socketPath: path,
-    device: { backend, writeback: options.writeback, serial: "vhost-test" },
+    device: { backend, writeback: options.writeback, serial: "vhost-test", engine: options.engine },
     log: (message) => logs.push(message),
   });
   try {
@@ -344,4 +346,28 @@ Deno.test("vhost-user: a read-only disk offers RO and fails writes", async () =>
       fe.close();
     }
   }, { readOnly: true });
+});
+
+Deno.test("vhost-user (worker engine): a ring stop lets requests in flight complete, so the reported base loses none", async () => {
+  await withServer(async ({ server }) => {
+    const fe = FakeFrontEnd.connect(server.socketPath);
+    try {
+      await fe.handshake();
+      await fe.startRing({ features: QemuFeatures.LINUX_MODERN, memory: "add" });
+      const heads: { head: number; status: number }[] = [];
+      for (let i = 0; i < 32; i++) {
+        heads.push(fe.post(RequestType.IN, 8 * i, { gpa: DATA_BUFFER + 4096 * i, length: 4096 }));
+      }
+      fe.kickRing();
+      const base = await fe.stopRing();
+      const used = fe.takeUsed();
+      assert.equal(used.length, base, "every request taken off the ring was completed");
+      for (const { id } of used) {
+        const request = heads.find((h) => h.head === id)!;
+        assert.equal(fe.bytes[request.status], RequestStatus.OK);
+      }
+    } finally {
+      fe.close();
+    }
+  }, { engine: workerEngine({ workers: 2 }) });
 });
