@@ -163,8 +163,12 @@ export class VirtioBlkDevice implements VirtioDevice {
 
   ackFeatures(features: bigint): void {
     this.#acked = features & this.offeredFeatures;
+    const flush = (this.#acked & bit(BlkFeature.FLUSH)) !== 0n;
+    const configWce = (this.#acked & bit(BlkFeature.CONFIG_WCE)) !== 0n;
+    // §5.2.5.1: CONFIG_WCE without FLUSH negotiated: the device initializes writeback to 0.
+    const wce = configWce && !flush ? false : this.state.wce;
     // Without FLUSH the driver cannot ask for stability: stay write-through (§5.2.6.2).
-    this.state.set(this.state.wce, (this.#acked & bit(BlkFeature.FLUSH)) !== 0n);
+    this.state.set(wce, flush);
   }
 
   readConfig(offset: number, size: number): number {
