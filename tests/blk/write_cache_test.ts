@@ -117,6 +117,22 @@ Deno.test("writeback is the only writable config field", async () => {
   await g.close();
 });
 
+Deno.test("CONFIG_WCE without FLUSH negotiated: writeback starts at 0 even on a writeback device", async () => {
+  // virtio 1.2 §5.2.5.1: "the device MUST initialize writeback to 0".
+  const { g, medium } = recordedGuest({
+    device: { writeback: true },
+    features: ~featureBit(BlkFeature.FLUSH),
+  });
+  assert.ok(g.read(LegacyRegister.GUEST_FEATURES, 4) & featureBit(BlkFeature.CONFIG_WCE));
+  assert.equal(g.read(WRITEBACK, 1), 0);
+  assert.deepEqual(run(g, medium, write(7)).at(-1), flushCall);
+  // The same device with FLUSH negotiated starts in write-back, as configured.
+  g.init();
+  assert.equal(g.read(WRITEBACK, 1), 1);
+  assert.deepEqual(run(g, medium, write(7)), [{ op: "write", offset: 7 * SECTOR, length: SECTOR }]);
+  await g.close();
+});
+
 Deno.test("without FLUSH negotiated the device stays write-through, whatever writeback says", async () => {
   const { g, medium } = recordedGuest({ features: ~featureBit(BlkFeature.FLUSH) });
   assert.equal(g.read(LegacyRegister.GUEST_FEATURES, 4) & featureBit(BlkFeature.FLUSH), 0);
