@@ -53,6 +53,10 @@ export const PoolWord = {
   COMPLETED: 19,
   /** Requests the medium failed (statistics). */
   MEDIUM_ERRORS: 20,
+  /** Mutex word: held by the one worker that polls for work instead of sleeping. */
+  POLLER: 21,
+  /** Threads waiting in quiesce(); finish() notifies SETTLED only when non-zero. */
+  QUIESCING: 22,
   /** Header size in words. */
   COUNT: 24,
 } as const;

@@ -206,7 +206,7 @@ export class RequestPool {
     const released = this.#unblock();
     unlock(w, PoolWord.LOCK);
     Atomics.add(w, PoolWord.SETTLED, 1);
-    Atomics.notify(w, PoolWord.SETTLED);
+    if (Atomics.load(w, PoolWord.QUIESCING) > 0) Atomics.notify(w, PoolWord.SETTLED);
     return released;
   }
 

@@ -35,6 +35,8 @@ import type { GuestMemory } from "../memory/guest_memory.ts";
 import { DescriptorChain } from "../virtio/descriptor_chain.ts";
 import { Pop, QueueFault, type SplitQueue } from "../virtio/split_queue.ts";
 import type { InterruptSink } from "../virtio/transport_state.ts";
+import { AdaptivePoll } from "../sync/adaptive_poll.ts";
+import { tryLock, unlock } from "../sync/mutex.ts";
 import { ElementState, PoolWord } from "./pool_layout.ts";
 import type { RequestPool } from "./request_pool.ts";
 
@@ -56,6 +58,8 @@ export interface ServerParts {
   readonly dispatch: Dispatch;
   /** Most descriptors in one chain. */
   readonly maxChain: number;
+  /** Adaptive polling cap of an idle worker, in nanoseconds (0: never poll). */
+  readonly pollMaxNs: number;
 }
 
 /** The notify and worker paths of one thread. */
@@ -66,10 +70,17 @@ export class BlockifServer {
   readonly #scratch: BlkRequest;
   readonly #execution: ExecutionContext | undefined;
   readonly #stats: ExecutionStats = { mediumErrors: 0 };
+  readonly #poll: AdaptivePoll;
+  /** WAKE as it was when this worker last looked for work (read by #workArrived). */
+  #seen = 0;
+  readonly #workArrived = (): boolean =>
+    Atomics.load(this.#words, PoolWord.WAKE) !== this.#seen || this.#parts.pool.runnableCount > 0 ||
+    (this.#parts.dispatch === "worker" && this.#parts.pool.freeCount > 0 && this.#anyAvailable());
 
   constructor(parts: ServerParts) {
     this.#parts = parts;
     this.#words = parts.pool.words;
+    this.#poll = new AdaptivePoll(parts.pollMaxNs);
     this.#chain = new DescriptorChain(parts.maxChain);
     this.#scratch = new BlkRequest(parts.limits.segMax);
     this.#execution = parts.backend && {
@@ -171,7 +182,8 @@ export class BlockifServer {
 
   /**
    * A worker's life: run what is runnable, drain when the ring has chains
-   * (worker dispatch), otherwise sleep on WAKE; until the pool is closing.
+   * (worker dispatch), otherwise poll for a while (one worker at a time, for
+   * an adaptive window) and then sleep on WAKE; until the pool is closing.
    */
   loop(): void {
     const { pool, queues, dispatch } = this.#parts;
@@ -180,10 +192,24 @@ export class BlockifServer {
       const seen = Atomics.load(words, PoolWord.WAKE);
       if (this.runOne()) continue;
       if (dispatch === "worker" && pool.freeCount > 0 && this.#drainAny(queues)) continue;
+      if (this.#poll.windowNs > 0 && tryLock(words, PoolWord.POLLER)) {
+        this.#seen = seen;
+        const arrived = this.#poll.spin(this.#workArrived);
+        unlock(words, PoolWord.POLLER);
+        if (arrived) continue;
+      }
       Atomics.add(words, PoolWord.IDLE, 1);
+      const asleep = performance.now();
       Atomics.wait(words, PoolWord.WAKE, seen);
+      this.#poll.slept((performance.now() - asleep) * 1e6);
       Atomics.sub(words, PoolWord.IDLE, 1);
     }
+  }
+
+  #anyAvailable(): boolean {
+    const queues = this.#parts.queues;
+    for (let i = 0; i < queues.length; i++) if (queues[i].hasAvailable) return true;
+    return false;
   }
 
   #drainAny(queues: readonly SplitQueue[]): boolean {

@@ -30,7 +30,15 @@ export interface WorkerEngineOptions {
   readonly poolSize?: number;
   /** `"worker"` (default): a woken worker drains the ring; `"device"`: the device thread does. */
   readonly dispatch?: Dispatch;
+  /**
+   * Longest adaptive polling window of an idle worker, in microseconds
+   * (QEMU's poll-max-ns); 0 turns polling off. Default {@linkcode DEFAULT_POLL_US}.
+   */
+  readonly pollUs?: number;
 }
+
+/** Default polling window cap (QEMU's iothread default is 32 µs). */
+export const DEFAULT_POLL_US = 32;
 
 /** How long close() waits for workers to leave their loop before terminating them. */
 const CLOSE_GRACE_MS = 5000;
@@ -66,6 +74,10 @@ export class WorkerEngine implements RequestEngine {
       );
     }
     this.#dispatch = options.dispatch ?? "worker";
+    const pollUs = options.pollUs ?? DEFAULT_POLL_US;
+    if (!Number.isFinite(pollUs) || pollUs < 0 || pollUs > 1_000_000) {
+      throw new VirtioBlkError("INVALID_CONFIG", `poll window ${pollUs} µs must be 0 to 1000000`);
+    }
     this.pool = new RequestPool({ elements, segMax: context.limits.segMax });
     this.#queues = context.queues.map((state) => new SplitQueue(context.memory, state));
     const maxChain = Math.max(
@@ -84,6 +96,7 @@ export class WorkerEngine implements RequestEngine {
         serial: context.serial,
         dispatch: "device",
         maxChain,
+        pollMaxNs: 0,
       });
       this.#watchKicks();
     }
@@ -99,6 +112,7 @@ export class WorkerEngine implements RequestEngine {
       serial: context.serial,
       dispatch: this.#dispatch,
       maxChain,
+      pollMaxNs: pollUs * 1000,
     };
     const starts: Promise<void>[] = [];
     const url = siblingModule(import.meta.url, "worker");
@@ -158,10 +172,15 @@ export class WorkerEngine implements RequestEngine {
   quiesce(index: number): void {
     const words = this.pool.words;
     this.pool.abandon(index, this.#queues[index].generation);
-    for (;;) {
-      const settled = Atomics.load(words, PoolWord.SETTLED);
-      if (this.pool.busyCount === 0) return;
-      Atomics.wait(words, PoolWord.SETTLED, settled, QUIESCE_POLL_MS);
+    Atomics.add(words, PoolWord.QUIESCING, 1);
+    try {
+      for (;;) {
+        const settled = Atomics.load(words, PoolWord.SETTLED);
+        if (this.pool.busyCount === 0) return;
+        Atomics.wait(words, PoolWord.SETTLED, settled, QUIESCE_POLL_MS);
+      }
+    } finally {
+      Atomics.sub(words, PoolWord.QUIESCING, 1);
     }
   }
 

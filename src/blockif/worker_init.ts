@@ -36,6 +36,8 @@ export interface WorkerInit {
   readonly serial: Uint8Array;
   readonly dispatch: Dispatch;
   readonly maxChain: number;
+  /** Adaptive polling cap of an idle worker, in nanoseconds (0: never poll). */
+  readonly pollMaxNs: number;
 }
 
 /** Messages a worker posts to the engine. */
@@ -78,5 +80,6 @@ export function openServerParts(init: WorkerInit): ServerParts {
     serial: init.serial,
     dispatch: init.dispatch,
     maxChain: init.maxChain,
+    pollMaxNs: init.pollMaxNs,
   };
 }

@@ -151,6 +151,7 @@ class InThreadBlockif implements RequestEngine {
       serial: context.serial,
       dispatch: "device",
       maxChain: Math.max(context.queues[0].maxQueueSize, context.limits.segMax + 2),
+      pollMaxNs: 0,
     });
   }
   ready() {
