@@ -36,11 +36,11 @@ export const LegacyRegister = {
   CONFIG: 20,
 } as const;
 
-const ALL_ONES = [0, 0xff, 0xffff, 0, 0xffff_ffff];
 const LOW_32 = 0xffff_ffffn;
 
+/** What a read of a bad register gives: all ones of its width (sizes 0, 3, 8, … read 32 ones). */
 function allOnes(size: number): number {
-  return ALL_ONES[size] ?? 0xffff_ffff;
+  return size === 1 ? 0xff : size === 2 ? 0xffff : 0xffff_ffff;
 }
 
 function barSizeFor(configSize: number): number {
