@@ -177,6 +177,12 @@ Deno.test("offsets inside, between and beyond the registers read all ones and ne
       assert.equal(g.read(offset, size), ONES[size], `read(${offset}, ${size})`);
     }
   }
+  // Widths no port access has read as 32 ones, like the device config and the PCI header.
+  for (const offset of [R.HOST_FEATURES, R.QUEUE_NUM, R.STATUS, R.ISR, R.CONFIG, 1]) {
+    for (const size of [0, 3, 8]) {
+      assert.equal(g.disk.pci.ioRead(offset, size), ONES[4], `read(${offset}, ${size})`);
+    }
+  }
   const before = g.snapshot();
   const status = g.status;
   const wild = [-1, -4, barSize, barSize - 1, barSize - 3, 1e9, 0.5, NaN, Infinity];
