@@ -16,6 +16,9 @@ WORK=${WORK:-${TMPDIR:-/tmp}/virtio-blk-guest}
 OUT=${OUT:-$WORK/out}
 KROOT=$WORK/kernel
 mkdir -p "$WORK" "$OUT"
+# One build at a time per WORK (test runs in parallel processes share the cache).
+exec 9>"$WORK/.build.lock"
+flock 9
 
 need() {
   for b in "$@"; do
@@ -23,7 +26,7 @@ need() {
       echo "missing $b: apt-get install -y busybox-static fio e2fsprogs kmod cpio xz-utils" >&2; exit 1; }
   done
 }
-need busybox fio mkfs.ext4 e2fsck modprobe depmod cpio gzip ldd dpkg-deb apt-get
+need busybox fio mkfs.ext4 e2fsck modprobe depmod cpio gzip ldd dpkg-deb apt-get flock
 busybox --list | grep -x insmod >/dev/null || { echo "busybox has no insmod: install busybox-static" >&2; exit 1; }
 
 # ---- 1. kernel: apt-get download + dpkg-deb -x (nothing is installed into /boot) ----
