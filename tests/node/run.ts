@@ -4,9 +4,10 @@
  *     deno run -A tests/node/run.ts [--no-build] [tests/some_test.ts …]
  *
  * 1. builds the package (`scripts/build_npm.ts`) unless `--no-build`;
- * 2. compiles every file under `tests/` with the same compiler into the
- *    package directory (`npm/dist/tests/`, outside the package's `files`),
- *    so the tests import the very modules the package ships;
+ * 2. compiles every file under `tests/` (and what they import outside the
+ *    package, e.g. `scripts/`) with the same compiler into the package
+ *    directory (`npm/dist/tests/`, outside the package's `files`), so the
+ *    tests import the very modules the package ships;
  * 3. runs the test files (all `*_test.ts` except the Deno-only ones in
  *    `node_skips.ts`, plus `tests/node/*_on_node.ts`) with
  *    `node --import deno_shim.js --test`;
@@ -31,10 +32,12 @@ const chosen = Deno.args.filter((arg) => !arg.startsWith("--")).map((arg) =>
 
 if (!flags.includes("--no-build")) buildPackage();
 const tests = sourceFiles(`${ROOT}tests`);
+// The package's own modules are already there; the tests and whatever else
+// they import (scripts/…) join them, outside the package's `files`.
 compile({
   entries: tests,
   declarations: false,
-  emits: (source) => source.startsWith(`${ROOT}tests/`),
+  emits: (source) => !source.startsWith(`${ROOT}src/`) && source !== `${ROOT}mod.ts`,
 });
 
 const candidates = tests.map((file) => relative(ROOT, file)).filter((file) =>
