@@ -8,7 +8,6 @@
 
 import { parse, View } from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
-import { machineLine } from "./machine.ts";
 import type { BenchResults } from "./results.ts";
 
 /** One plotted point. */
@@ -40,12 +39,20 @@ export function chartSpec(results: BenchResults): TopLevelSpec {
     scale: { type: "log", base: 2 },
     axis: { values: [...sweep.depths], format: "d" },
   } as const;
-  const color = { field: "series", type: "nominal", title: null } as const;
+  // Legend in the sweep's order: device variants, raw, fio.
+  const color = {
+    field: "series",
+    type: "nominal",
+    title: null,
+    scale: { domain: sweep.series.map((series) => series.label) },
+  } as const;
+  const m = results.machine;
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     title: {
       text: "4 KiB random read: IOPS against queue depth",
-      subtitle: `${machineLine(results.machine)}; ${results.machine.date.slice(0, 10)}`,
+      subtitle: `${m.cpuModel}, ${m.cores} cores; Deno ${m.runtime.deno}; ${m.fio ?? "no fio"}; ` +
+        `${m.date.slice(0, 10)}; medians and [min–max] of ${results.settings.rounds} rounds`,
     },
     width: 560,
     height: 340,
@@ -58,7 +65,8 @@ export function chartSpec(results: BenchResults): TopLevelSpec {
           y: {
             field: "iops",
             type: "quantitative",
-            title: "IOPS (median)",
+            title: "IOPS (log scale)",
+            scale: { type: "log" },
             axis: { format: "~s" },
           },
           color,
@@ -66,7 +74,12 @@ export function chartSpec(results: BenchResults): TopLevelSpec {
       },
       {
         mark: { type: "rule" },
-        encoding: { x, y: { field: "min", type: "quantitative" }, y2: { field: "max" }, color },
+        encoding: {
+          x,
+          y: { field: "min", type: "quantitative", scale: { type: "log" } },
+          y2: { field: "max" },
+          color,
+        },
       },
     ],
     config: { font: "sans-serif" },
