@@ -201,31 +201,39 @@ export function threadCounts(
 }
 
 function baselineSubjects(context: RunContext, benchCase: BenchCase, threads: number[]): Subject[] {
-  const subjects: Subject[] = [];
   const { pool, path, size, cores } = context;
+  const count = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  const kinds: {
+    kind: SubjectKind;
+    id: (t: number) => string;
+    label: (t: number) => string;
+    measure: (t: number, seconds: number) => Promise<Measurement>;
+  }[] = [];
   if (pool !== null) {
-    for (const t of threads) {
-      subjects.push({
-        id: `raw-${t}t`,
-        kind: "raw",
-        label: `raw ${t} thread${t === 1 ? "" : "s"}`,
-        threads: t,
-        measure: (seconds) => pool.measure(benchCase, t, seconds),
-      });
-    }
+    kinds.push({
+      kind: "raw",
+      id: (t) => `raw-${t}t`,
+      label: (t) => `raw ${count(t, "thread")}`,
+      measure: (t, seconds) => pool.measure(benchCase, t, seconds),
+    });
   }
   if (context.fio) {
-    for (const t of threads) {
-      subjects.push({
-        id: `fio-${t}j`,
-        kind: "fio",
-        label: `fio ${t} job${t === 1 ? "" : "s"}`,
-        threads: t,
-        measure: (seconds) => runFio(path, size, benchCase, t, seconds, cores),
-      });
-    }
+    kinds.push({
+      kind: "fio",
+      id: (t) => `fio-${t}j`,
+      label: (t) => `fio ${count(t, "job")}`,
+      measure: (t, seconds) => runFio(path, size, benchCase, t, seconds, cores),
+    });
   }
-  return subjects;
+  return kinds.flatMap((k) =>
+    threads.map((t) => ({
+      id: k.id(t),
+      kind: k.kind,
+      label: k.label(t),
+      threads: t,
+      measure: (seconds: number) => k.measure(t, seconds),
+    }))
+  );
 }
 
 function deviceSubject(rig: DeviceRig, benchCase: BenchCase): Subject {
