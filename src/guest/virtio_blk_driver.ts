@@ -40,6 +40,7 @@ import { needEvent } from "../virtio/split_queue.ts";
 import { DESCRIPTOR_SIZE } from "../virtio/spec.ts";
 import type { SharedGuestMemory } from "../memory/shared_memory.ts";
 import { ISR_CONFIG } from "../virtio/transport_state.ts";
+import { AdaptivePoll } from "../sync/adaptive_poll.ts";
 import type { GuestAllocator } from "./allocator.ts";
 import type { InterruptLine, RegisterAccess } from "./io.ts";
 
@@ -87,6 +88,12 @@ export interface DriverOptions {
   readonly eventIdx?: boolean;
   /** Read (and so acknowledge) the ISR after each interrupt, as INTx drivers must (default true). */
   readonly readIsr?: boolean;
+  /**
+   * Poll the used ring for up to this many microseconds (an adaptive window,
+   * see `src/sync/adaptive_poll.ts`) before sleeping until an interrupt, like
+   * a polled block queue; 0 (default) always sleeps.
+   */
+  readonly pollUs?: number;
 }
 
 /** The device's configuration as the driver read it. */
@@ -168,12 +175,15 @@ export class VirtioBlkDriver {
   #outstanding = 0;
   readonly #callbacks: (CompletionHandler | undefined)[];
   #needsReset = false;
+  #poll: AdaptivePoll;
+  readonly #completionsReady = (): boolean => this.hasCompletions || this.#needsReset;
 
   private constructor(options: DriverOptions) {
     this.#registers = options.registers;
     this.#interrupt = options.interrupt;
     this.#allocator = options.allocator;
     this.#readIsr = options.readIsr ?? true;
+    this.#poll = new AdaptivePoll((options.pollUs ?? 0) * 1000);
     this.#memory = options.memory;
     const buffer = options.memory.buffer;
     this.#bytes = new Uint8Array(buffer);
@@ -456,11 +466,24 @@ export class VirtioBlkDriver {
     const deadline = performance.now() + timeoutMs;
     for (;;) {
       const seen = this.#interrupt.count;
-      if (this.hasCompletions || this.#needsReset) return true;
-      const left = deadline - performance.now();
+      if (this.#completionsReady()) return true;
+      if (this.#poll.spin(this.#completionsReady)) return true;
+      const asleep = performance.now();
+      const left = deadline - asleep;
       if (left <= 0) return false;
-      if (this.#interrupt.waitSync(seen, left)) this.#acknowledge();
+      const woken = this.#interrupt.waitSync(seen, left);
+      this.#poll.slept((performance.now() - asleep) * 1e6);
+      if (woken) this.#acknowledge();
     }
+  }
+
+  /** The polling cap of {@linkcode waitSync} in microseconds (0: always sleep). */
+  get pollUs(): number {
+    return this.#poll.maxNs / 1000;
+  }
+
+  set pollUs(us: number) {
+    this.#poll = new AdaptivePoll(us * 1000);
   }
 
   /** Like {@linkcode waitSync} without blocking the thread. */

@@ -51,6 +51,8 @@ export interface LoadOptions {
   readonly endFsync: boolean;
   /** Count failed requests and go on, instead of stopping at the first. */
   readonly continueOnError: boolean;
+  /** Poll for completions before sleeping on the interrupt (fio `hipri`: polled I/O). */
+  readonly hipri: boolean;
 }
 
 /** The options a load has when nothing is given (fio's defaults where fio has one). */
@@ -67,6 +69,7 @@ export const DEFAULT_LOAD_OPTIONS: LoadOptions = {
   verify: "none",
   endFsync: false,
   continueOnError: false,
+  hipri: false,
 };
 
 /** Option definitions for `node:util` `parseArgs` (`options: { ...LOAD_OPTION_DEFINITIONS }`). */
@@ -83,6 +86,7 @@ export const LOAD_OPTION_DEFINITIONS = {
   verify: { type: "string" },
   end_fsync: { type: "boolean" },
   continue_on_error: { type: "boolean" },
+  hipri: { type: "boolean" },
 } as const;
 
 /** Name of a load option on the command line. */
@@ -106,6 +110,7 @@ export const LOAD_OPTION_HELP: readonly {
   { name: "verify", value: "crc32c|none", description: "self-checking blocks (default none)" },
   { name: "end_fsync", value: "", description: "flush the write cache after the writes" },
   { name: "continue_on_error", value: "", description: "count failed requests and go on" },
+  { name: "hipri", value: "", description: "poll for completions before sleeping (polled I/O)" },
 ];
 
 /** Largest `bs`: 256 MiB (a request's data must fit one descriptor and guest memory). */
@@ -240,6 +245,7 @@ export function parseLoadOptions(values: Readonly<Record<string, unknown>>): Loa
     seed,
     verify,
     endFsync: flag(values, "end_fsync"),
+    hipri: flag(values, "hipri"),
     continueOnError: flag(values, "continue_on_error"),
   };
 }

@@ -161,6 +161,7 @@ export function loadResultJson(result: LoadResult, name = "load"): Record<string
       verify: o.verify,
       end_fsync: o.endFsync,
       continue_on_error: o.continueOnError,
+      hipri: o.hipri,
     },
     region: { offset: plan.offset, size: plan.size, blocks: plan.blocks },
     depth: plan.depth,
