@@ -2,8 +2,9 @@
  * Resident memory of a process running the device model, measured in a
  * process of its own (so nothing the benchmark did before counts): VmRSS
  * before any device exists, with N virtio-blk devices built and idle, and
- * after a short 4 KiB random-read load on each. {@linkcode probeMemory}
- * runs it; run directly it prints one JSON line:
+ * after a short 4 KiB random-read load on each; and the CPU time the idle
+ * devices use once the load is over (polling must stop when idle).
+ * {@linkcode probeMemory} runs it; run directly it prints one JSON line:
  *
  *     deno run -A --v8-flags=--expose-gc scripts/bench/memory_probe.ts <file> <disks> <seconds>
  *
@@ -14,10 +15,16 @@ import { diskConfig, parseSlotSpec } from "../../src/dm/slot_spec.ts";
 import { VirtualMachine } from "../../src/dm/vm.ts";
 import { parseLoadOptions } from "../../src/guest/jobs/load_options.ts";
 import { diskName } from "../../src/guest/boot.ts";
-import { residentBytes } from "./proc_stats.ts";
+import { processCpuSeconds, residentBytes } from "./proc_stats.ts";
 import type { MemoryProbe } from "./results.ts";
 
 const UOS_WORKER = new URL("../../src/guest/uos_worker.ts", import.meta.url);
+
+/** How long the idle CPU time is measured, after a pause that lets any polling end. */
+const IDLE_PAUSE_MS = 200;
+const IDLE_MEASURE_MS = 1000;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** RSS after a full garbage collection when the runtime exposes one. */
 function settledRss(): number {
@@ -52,7 +59,12 @@ async function probeHere(path: string, disks: number, seconds: number): Promise<
         progress: false,
       });
     }
-    return { disks, bareBytes, idleBytes, loadedBytes: settledRss() };
+    const loadedBytes = settledRss();
+    await sleep(IDLE_PAUSE_MS);
+    const before = processCpuSeconds();
+    await sleep(IDLE_MEASURE_MS);
+    const idleCpuPercent = ((processCpuSeconds() - before) / (IDLE_MEASURE_MS / 1000)) * 100;
+    return { disks, bareBytes, idleBytes, loadedBytes, idleCpuPercent };
   } finally {
     await vm.close();
   }

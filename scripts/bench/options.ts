@@ -74,7 +74,8 @@ warmed file, and prints one table of medians and [min–max] spreads.
   --no-baseline        skip the raw baseline
   --no-fio             skip fio
   --memory, --no-memory
-                       resident memory with 1 and 4 devices (default: on, off with --case)
+                       resident memory and idle CPU with 1 and 4 devices (default: on,
+                       off with --case)
   --memory-seconds T   the memory probe's load per disk (default ${d.memorySeconds})
   --chart              also sweep 4 KiB random reads over queue depths and write
                        <out-dir>/randread_iops_vs_qd.svg

@@ -69,7 +69,8 @@ export function memoryLines(memory: readonly MemoryProbe[] | null): string[] {
   if (memory === null || memory.length === 0) return [];
   const lines = memory.map((m) =>
     `${m.disks} device${m.disks === 1 ? "" : "s"}: ${mib(m.idleBytes)} idle, ` +
-    `${mib(m.loadedBytes)} after a short load on each (${mib(m.bareBytes)} before any device)`
+    `${mib(m.loadedBytes)} after a short load on each (${mib(m.bareBytes)} before any device); ` +
+    `idle afterwards ${m.idleCpuPercent.toFixed(1)} % of a core`
   );
   const one = memory.find((m) => m.disks === 1);
   const more = memory.find((m) => m.disks > 1);
@@ -90,7 +91,9 @@ export function renderTextReport(results: BenchResults): string {
     "",
     ...TABLE_NOTES.map((note) => `- ${note}`),
     noiseLine(results),
-    ...(memory.length > 0 ? ["Resident memory (VmRSS):", ...memory.map((l) => `  ${l}`)] : []),
+    ...(memory.length > 0
+      ? ["Resident memory (VmRSS) and idle CPU:", ...memory.map((l) => `  ${l}`)]
+      : []),
   ].join("\n");
 }
 
@@ -113,7 +116,12 @@ export function renderMarkdownReport(results: BenchResults, chartFile?: string):
     `- ${noiseLine(results)}`,
   ];
   if (memory.length > 0) {
-    sections.push("", "## Resident memory (VmRSS)", "", ...memory.map((l) => `- ${l}`));
+    sections.push(
+      "",
+      "## Resident memory (VmRSS) and idle CPU",
+      "",
+      ...memory.map((l) => `- ${l}`),
+    );
   }
   if (chartFile !== undefined) {
     sections.push(

@@ -73,7 +73,7 @@ export interface SweepResult {
   }[];
 }
 
-/** Resident memory of a process with some devices (memory_probe.ts). */
+/** Resident memory and idle CPU of a process with some devices (memory_probe.ts). */
 export interface MemoryProbe {
   readonly disks: number;
   /** Before any device was built. */
@@ -82,6 +82,8 @@ export interface MemoryProbe {
   readonly idleBytes: number;
   /** After a short load on each disk. */
   readonly loadedBytes: number;
+  /** CPU time the process used while the devices sat idle after the load, in % of one core. */
+  readonly idleCpuPercent: number;
 }
 
 /** A whole run. */

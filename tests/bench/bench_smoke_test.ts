@@ -80,7 +80,9 @@ Deno.test("every case runs through the device, the raw baseline and fio, and the
       assert.deepEqual(series.points.map((p) => p.iodepth), [1, 4], series.id);
     }
     assert.deepEqual(results.memory?.map((m) => m.disks), [1, 4]);
-    for (const m of results.memory!) assert.ok(m.idleBytes > 0 && m.loadedBytes > 0);
+    for (const m of results.memory!) {
+      assert.ok(m.idleBytes > 0 && m.loadedBytes > 0 && m.idleCpuPercent >= 0);
+    }
 
     const text = renderTextReport(results);
     for (const c of CASES) assert.match(text, new RegExp(`^${c.name} `, "m"));
