@@ -53,7 +53,12 @@ function run(words: Int32Array, job: BaselineJob): FromBaselineWorker {
   const write = job.rw === "write" || job.rw === "randwrite";
   const sequential = job.rw === "read" || job.rw === "write";
   const buffer = new Uint8Array(new SharedArrayBuffer(bs));
-  if (write) crypto.getRandomValues(buffer.subarray(0, Math.min(bs, 65536)));
+  if (write) {
+    // Non-zero data to write; getRandomValues may refuse a view of shared memory.
+    const pattern = new Uint8Array(Math.min(bs, 65536));
+    crypto.getRandomValues(pattern);
+    for (let at = 0; at < bs; at += pattern.length) buffer.set(pattern.subarray(0, bs - at), at);
+  }
   const random = new Random(job.seed);
   const latency = new LatencyCounts();
   const sampleMask = job.sampleEvery - 1; // a power of two
