@@ -263,7 +263,10 @@ async function measureRounds(
       measured[i].push(m);
       context.log(
         `[${where}, round ${round + 1}/${rounds}] ${subjects[i].label}: ` +
-          `${Math.round(m.iops)} IOPS, p50 ${m.p50Us.toFixed(1)} µs` +
+          `${Math.round(m.iops)} IOPS, p50 ${m.p50Us.toFixed(1)} µs, ` +
+          `${m.cpuSecondsPerMillion.toFixed(2)} CPU s/M req (others used ${
+            m.othersBusyPercent.toFixed(0)
+          } % of the machine)` +
           (m.errors > 0 ? `, ${m.errors} ERRORS` : ""),
       );
     }
