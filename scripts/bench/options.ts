@@ -69,7 +69,8 @@ warmed file, and prints one table of medians and [min–max] spreads.
   --rounds N           measurements per subject and case (default ${d.rounds})
   --seconds T          length of one measurement: 1.5, 500ms (default ${d.seconds})
   --device OPTS        a device variant: extra -s options such as workers=2,dispatch=device
-                       (repeatable: each variant is measured and compared; default: the defaults)
+                       (repeatable: each variant is measured and compared; --device= is the
+                       defaults, which is also what runs when no --device is given)
   --threads LIST       raw baseline and fio thread counts (default ${d.threads.join(",")})
   --no-baseline        skip the raw baseline
   --no-fio             skip fio
@@ -89,7 +90,7 @@ warmed file, and prints one table of medians and [min–max] spreads.
 
 Examples:
   deno task bench --case randread-qd32 --rounds 3
-  deno task bench --case randread-qd1 --device workers=8 --device workers=2 --no-fio
+  deno task bench --case randread-qd1 --device= --device workers=2 --no-fio   (defaults vs 2 workers)
   deno task bench --chart --markdown --json tmp/bench/results.json
 `;
 }
