@@ -95,13 +95,17 @@ export class InlineEngine implements RequestEngine {
     const { memory, limits, interrupts } = this.#context;
     do {
       if (!queue.beginDrain()) break;
-      while (queue.pop(this.#chain) === Pop.CHAIN) {
-        const generation = queue.generation;
-        parseRequest(this.#chain, memory, limits, this.#request);
-        const status = executeRequest(this.#request, this.#execution);
-        completeRequest(queue, index, memory, this.#request, status, generation, interrupts);
+      try {
+        while (queue.pop(this.#chain) === Pop.CHAIN) {
+          const generation = queue.generation;
+          parseRequest(this.#chain, memory, limits, this.#request);
+          const status = executeRequest(this.#request, this.#execution);
+          completeRequest(queue, index, memory, this.#request, status, generation, interrupts);
+        }
+      } finally {
+        // Never leave AVAIL_LOCK held: the next kick would block this thread for good.
+        queue.endDrain();
       }
-      queue.endDrain();
     } while (queue.hasAvailable && !this.#closed);
     if (queue.fault !== QueueFault.NONE) interrupts.needsReset(index);
   }

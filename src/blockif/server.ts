@@ -108,37 +108,41 @@ export class BlockifServer {
       if (!queue.beginDrain(false)) break;
       let starved = false;
       let runnable = 0;
-      for (;;) {
-        if (pool.freeCount === 0) {
-          // Announce the shortage first, then look again: either a finishing
-          // worker sees STARVED, or this thread sees its freed element.
-          Atomics.store(this.#words, PoolWord.STARVED, 1);
+      try {
+        for (;;) {
           if (pool.freeCount === 0) {
-            starved = true;
-            break;
+            // Announce the shortage first, then look again: either a finishing
+            // worker sees STARVED, or this thread sees its freed element.
+            Atomics.store(this.#words, PoolWord.STARVED, 1);
+            if (pool.freeCount === 0) {
+              starved = true;
+              break;
+            }
           }
+          if (queue.pop(chain) !== Pop.CHAIN) break;
+          const generation = queue.generation;
+          parseRequest(chain, memory, limits, scratch);
+          const state = pool.enqueue(scratch, index, generation);
+          if (state < 0) {
+            // Cannot happen while one thread drains a pool; never drop the chain.
+            completeRequest(
+              queue,
+              index,
+              memory,
+              scratch,
+              RequestStatus.IOERR,
+              generation,
+              interrupts,
+            );
+            continue;
+          }
+          queued++;
+          if (state === ElementState.PENDING) runnable++;
         }
-        if (queue.pop(chain) !== Pop.CHAIN) break;
-        const generation = queue.generation;
-        parseRequest(chain, memory, limits, scratch);
-        const state = pool.enqueue(scratch, index, generation);
-        if (state < 0) {
-          // Cannot happen while one thread drains a pool; never drop the chain.
-          completeRequest(
-            queue,
-            index,
-            memory,
-            scratch,
-            RequestStatus.IOERR,
-            generation,
-            interrupts,
-          );
-          continue;
-        }
-        queued++;
-        if (state === ElementState.PENDING) runnable++;
+      } finally {
+        // Never leave AVAIL_LOCK held, whatever happened.
+        queue.endDrain();
       }
-      queue.endDrain();
       // A draining worker runs one request itself; wake others for the rest.
       this.#wake(this.#parts.dispatch === "worker" ? runnable - 1 : runnable);
       if (starved ? pool.freeCount === 0 : !queue.hasAvailable) break;

@@ -165,7 +165,9 @@ export class LegacyVirtioPci {
       case LegacyRegister.STATUS:
         if (size !== 1) return;
         if ((value & 0xff) === 0) this.reset();
-        else this.#transport.status = value & 0xff;
+        // DEVICE_NEEDS_RESET is the device's to set and only a reset clears it (§2.1.2).
+        else {this.#transport.status = (value & 0xff) |
+            (this.#transport.status & DeviceStatus.DEVICE_NEEDS_RESET);}
         return;
     }
   }
@@ -182,6 +184,8 @@ export class LegacyVirtioPci {
     const index = this.#queueSelect;
     const device = this.#device;
     if (index >= device.queueCount) return;
+    // A device that needs a reset stays broken until one, as in QEMU: a new ring does not revive it.
+    if (this.#transport.status & DeviceStatus.DEVICE_NEEDS_RESET) return;
     if (this.#pfn[index] !== 0) {
       device.disableQueue(index);
       this.#pfn[index] = 0;

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { BlkConfig, BlkFeature } from "../../src/blk/spec.ts";
 import { LegacyRegister } from "../../src/virtio/legacy_pci.ts";
+import { QueueFault } from "../../src/virtio/split_queue.ts";
 import { legacyRingSize } from "../../src/virtio/ring_layout.ts";
 import { DeviceStatus, featureBit, RingFeature } from "../../src/virtio/spec.ts";
 import { ISR_CONFIG, ISR_QUEUE } from "../../src/virtio/transport_state.ts";
@@ -199,5 +200,24 @@ Deno.test("offsets inside, between and beyond the registers read all ones and ne
   assert.deepEqual(g.changes(before), []);
   assert.equal(g.status, status);
   assert.equal(g.queue.ready, true);
+  await g.close();
+});
+
+Deno.test("a broken device stays broken until reset: STATUS writes keep NEEDS_RESET, a new ring is refused", async () => {
+  const g = RawGuest.create();
+  const running = DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.DRIVER_OK;
+  g.availIdx = 200; // more than N ahead: the queue is broken
+  g.notify();
+  assert.equal(g.status, running | DeviceStatus.DEVICE_NEEDS_RESET);
+  g.write(R.STATUS, 1, running);
+  assert.equal(g.status, running | DeviceStatus.DEVICE_NEEDS_RESET, "the driver cannot clear it");
+  const pfn = g.read(R.QUEUE_PFN, 4);
+  g.write(R.QUEUE_PFN, 4, 0);
+  g.write(R.QUEUE_PFN, 4, pfn);
+  assert.equal(g.queue.fault, QueueFault.AVAIL_INDEX_TOO_FAR, "no fresh ring while NEEDS_RESET");
+  assert.equal(g.read(R.QUEUE_PFN, 4), pfn, "the PFN write was ignored");
+  g.write(R.STATUS, 1, 0);
+  assert.equal(g.status, 0);
+  assert.equal(g.queue.fault, 0);
   await g.close();
 });
