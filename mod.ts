@@ -45,7 +45,7 @@ export { describeFile, type FileOptions } from "./src/backend/file_spec.ts";
 
 // The virtio-blk device and its PCI function
 export { type BlkDeviceOptions, DEFAULT_QUEUE_SIZE, VirtioBlkDevice } from "./src/blk/device.ts";
-export { createVirtioBlkPci, type VirtioBlkPci } from "./src/blk/pci_function.ts";
+export { BLK_PCI_CLASS, createVirtioBlkPci, type VirtioBlkPci } from "./src/dm/virtio_blk_pci.ts";
 export type { EngineContext, EngineFactory, RequestEngine } from "./src/blk/engine.ts";
 export { InlineEngine } from "./src/blk/inline_engine.ts";
 export {

@@ -14,7 +14,7 @@
  */
 
 import type { BlkDeviceOptions } from "../blk/device.ts";
-import { createVirtioBlkPci, type VirtioBlkPci } from "../blk/pci_function.ts";
+import { createVirtioBlkPci, type VirtioBlkPci } from "./virtio_blk_pci.ts";
 import { workerEngine } from "../blockif/worker_engine.ts";
 import { VirtioBlkError } from "../errors.ts";
 import type { GuestMemoryHandle } from "../memory/guest_memory.ts";

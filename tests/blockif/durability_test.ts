@@ -17,7 +17,7 @@ import { NodeFsBackend } from "../../src/backend/node_fs_backend.ts";
 import type { EngineContext, RequestEngine } from "../../src/blk/engine.ts";
 import { RequestPool } from "../../src/blockif/request_pool.ts";
 import { BlockifServer } from "../../src/blockif/server.ts";
-import { createVirtioBlkPci } from "../../src/blk/pci_function.ts";
+import { createVirtioBlkPci } from "../../src/dm/virtio_blk_pci.ts";
 import { GuestAllocator } from "../../src/guest/allocator.ts";
 import { DirectRegisters, InterruptLine } from "../../src/guest/io.ts";
 import { VirtioBlkDriver } from "../../src/guest/virtio_blk_driver.ts";

@@ -5,7 +5,8 @@
 
 import { MemoryBackend } from "../../src/backend/memory_backend.ts";
 import type { BlkDeviceOptions } from "../../src/blk/device.ts";
-import { createVirtioBlkPci, type VirtioBlkPci } from "../../src/blk/pci_function.ts";
+import { createVirtioBlkPci, type VirtioBlkPci } from "../../src/dm/virtio_blk_pci.ts";
+import { InlineEngine } from "../../src/blk/inline_engine.ts";
 import { GuestAllocator } from "../../src/guest/allocator.ts";
 import { DirectRegisters, InterruptLine } from "../../src/guest/io.ts";
 import { type DriverOptions, VirtioBlkDriver } from "../../src/guest/virtio_blk_driver.ts";
@@ -38,7 +39,12 @@ export function harness(options: HarnessOptions = {}): Harness {
   const backend = MemoryBackend.create(options.diskBytes ?? 1 * MiB, {
     readOnly: options.readOnly,
   });
-  const disk = createVirtioBlkPci(memory, { backend, ...options.device });
+  // In-process by default: each kick is served before kick() returns.
+  const disk = createVirtioBlkPci(memory, {
+    backend,
+    engine: (context) => new InlineEngine(context),
+    ...options.device,
+  });
   const allocator = new GuestAllocator(0x1000, memory.size);
   const driver = VirtioBlkDriver.init({
     memory,

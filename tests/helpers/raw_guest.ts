@@ -14,7 +14,8 @@
 import assert from "node:assert/strict";
 import { MemoryBackend } from "../../src/backend/memory_backend.ts";
 import type { BlkDeviceOptions } from "../../src/blk/device.ts";
-import { createVirtioBlkPci, type VirtioBlkPci } from "../../src/blk/pci_function.ts";
+import { createVirtioBlkPci, type VirtioBlkPci } from "../../src/dm/virtio_blk_pci.ts";
+import { InlineEngine } from "../../src/blk/inline_engine.ts";
 import { REQUEST_HEADER_SIZE, RequestHeader } from "../../src/blk/spec.ts";
 import { GuestAllocator } from "../../src/guest/allocator.ts";
 import { SharedGuestMemory } from "../../src/memory/shared_memory.ts";
@@ -370,7 +371,11 @@ export class RawGuest extends GuestRing {
     const backend = MemoryBackend.create(options.diskBytes ?? 1 << 20, {
       readOnly: options.readOnly,
     });
-    const disk = createVirtioBlkPci(memory, { backend, ...options.device });
+    const disk = createVirtioBlkPci(memory, {
+      backend,
+      engine: (context) => new InlineEngine(context),
+      ...options.device,
+    });
     const guest = new RawGuest(
       memory,
       disk,

@@ -6,13 +6,17 @@
 
 import assert from "node:assert/strict";
 import { MemoryBackend } from "../../src/backend/memory_backend.ts";
-import { createVirtioBlkPci } from "../../src/blk/pci_function.ts";
+import { InlineEngine } from "../../src/blk/inline_engine.ts";
+import { createVirtioBlkPci } from "../../src/dm/virtio_blk_pci.ts";
 import { SharedGuestMemory } from "../../src/memory/shared_memory.ts";
 import { PciCommand, PciConfig, PciConfigSpace } from "../../src/pci/config_space.ts";
 
 function blkFunction() {
   const memory = SharedGuestMemory.allocate(1 << 16);
-  return createVirtioBlkPci(memory, { backend: MemoryBackend.create(1 << 16) });
+  return createVirtioBlkPci(memory, {
+    backend: MemoryBackend.create(1 << 16),
+    engine: (context) => new InlineEngine(context),
+  });
 }
 
 function plain(bars: ({ size: number } | undefined)[] = [{ size: 32 }]): PciConfigSpace {
