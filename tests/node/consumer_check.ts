@@ -20,6 +20,7 @@
  * @module
  */
 
+import { existsSync } from "node:fs";
 import { buildPackage, PACKAGE_DIR, ROOT, ts } from "../../scripts/build_npm.ts";
 
 interface Check {
@@ -234,12 +235,3 @@ try {
 }
 console.log(`consumer: ${passed} passed, ${failed} failed`);
 Deno.exit(failed > 0 ? 1 : 0);
-
-function existsSync(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}

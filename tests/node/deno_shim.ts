@@ -339,14 +339,6 @@ function translate(command: string, args: readonly string[]): [string, string[]]
   return [process.execPath, ["--import", SHIM_URL, js, ...args.slice(at + 1)]];
 }
 
-function spawnOptions(options: CommandOptions, stdio: StdioOptions) {
-  return {
-    cwd: options.cwd === undefined ? undefined : path(options.cwd),
-    env: options.clearEnv ? { ...options.env } : { ...process.env, ...options.env },
-    stdio,
-  };
-}
-
 class ShimChildProcess {
   readonly pid: number | undefined;
   readonly status: Promise<CommandStatus>;
@@ -414,39 +406,33 @@ class Command {
     this.#options = options;
   }
 
-  spawn(): ShimChildProcess {
+  /** Node's spawn options, with Deno's defaults: everything inherited for spawn(), output piped otherwise. */
+  #spawnOptions(forOutput: boolean) {
     const o = this.#options;
     const stdio = [
-      nodeStdio(o.stdin, "inherit"),
-      nodeStdio(o.stdout, "inherit"),
-      nodeStdio(o.stderr, "inherit"),
+      nodeStdio(o.stdin, forOutput ? "null" : "inherit"),
+      nodeStdio(o.stdout, forOutput ? "piped" : "inherit"),
+      nodeStdio(o.stderr, forOutput ? "piped" : "inherit"),
     ] as StdioOptions;
-    return new ShimChildProcess(
-      spawn(this.#command, this.#args, spawnOptions(o, stdio)),
-    );
+    return {
+      cwd: o.cwd === undefined ? undefined : path(o.cwd),
+      env: o.clearEnv ? { ...o.env } : { ...process.env, ...o.env },
+      stdio,
+    };
+  }
+
+  spawn(): ShimChildProcess {
+    return new ShimChildProcess(spawn(this.#command, this.#args, this.#spawnOptions(false)));
   }
 
   output(): Promise<CommandOutput> {
-    const o = this.#options;
-    const stdio = [
-      nodeStdio(o.stdin, "null"),
-      nodeStdio(o.stdout, "piped"),
-      nodeStdio(o.stderr, "piped"),
-    ] as StdioOptions;
-    return new ShimChildProcess(
-      spawn(this.#command, this.#args, spawnOptions(o, stdio)),
-    ).output();
+    return new ShimChildProcess(spawn(this.#command, this.#args, this.#spawnOptions(true)))
+      .output();
   }
 
   outputSync(): CommandOutput {
-    const o = this.#options;
-    const stdio = [
-      nodeStdio(o.stdin, "null"),
-      nodeStdio(o.stdout, "piped"),
-      nodeStdio(o.stderr, "piped"),
-    ] as StdioOptions;
     const result = spawnSync(this.#command, this.#args, {
-      ...spawnOptions(o, stdio),
+      ...this.#spawnOptions(true),
       maxBuffer: 1 << 30,
     });
     if (result.error) throw translated(result.error);
