@@ -122,6 +122,13 @@ export interface Completion {
 /** Called for each reaped request: its token (head index), status and used length. */
 export type CompletionHandler = (token: number, status: number, usedLength: number) => void;
 
+/**
+ * An operation written once for both kinds of waiting: it yields when it
+ * must wait for the device and is resumed with whether the wait succeeded
+ * (false: timed out).
+ */
+type Steps<T> = Generator<void, T, boolean>;
+
 /** Data buffers of a request, in guest memory. */
 export interface Buffers {
   readonly count: number;
@@ -505,33 +512,82 @@ export class VirtioBlkDriver {
     buffers: Buffers = NO_BUFFERS,
     timeoutMs = 10_000,
   ): Completion {
-    let result: Completion | undefined;
-    const done: CompletionHandler = (_, status, usedLength) => (result = { status, usedLength });
-    while (this.submit(type, sector, buffers, done) < 0) {
-      if (!this.waitSync(timeoutMs)) throw new DeviceFault("timed out waiting for ring space");
-      this.reap();
-    }
-    this.kick();
-    while (result === undefined) {
-      this.reap();
-      if (result !== undefined) break;
-      if (this.#needsReset) throw new DeviceFault("device needs reset");
-      if (!this.waitSync(timeoutMs)) throw new DeviceFault("timed out waiting for a completion");
-    }
-    return result;
+    return this.#blocking(this.#execute(type, sector, buffers), timeoutMs);
   }
 
   /** Submits one request, kicks, and resolves when it completes. */
-  async execute(
+  execute(
     type: number,
     sector: number,
     buffers: Buffers = NO_BUFFERS,
     timeoutMs = 10_000,
   ): Promise<Completion> {
+    return this.#waiting(this.#execute(type, sector, buffers), timeoutMs);
+  }
+
+  /** Reads `length` bytes (a multiple of 512) at `sector`. */
+  read(sector: number, length: number): Promise<Uint8Array> {
+    return this.#waiting(this.#read(sector, length));
+  }
+
+  /** Writes `data` (a multiple of 512 bytes) at `sector`. */
+  write(sector: number, data: Uint8Array): Promise<void> {
+    return this.#waiting(this.#write(sector, data));
+  }
+
+  /** Asks the device to make every completed write stable. */
+  flush(): Promise<void> {
+    return this.#waiting(this.#flush());
+  }
+
+  /** The device serial (GET_ID). */
+  getId(): Promise<string> {
+    return this.#waiting(this.#getId());
+  }
+
+  /** {@linkcode read}, blocking (for Workers). */
+  readSync(sector: number, length: number): Uint8Array {
+    return this.#blocking(this.#read(sector, length));
+  }
+
+  /** {@linkcode write}, blocking (for Workers). */
+  writeSync(sector: number, data: Uint8Array): void {
+    this.#blocking(this.#write(sector, data));
+  }
+
+  /** {@linkcode flush}, blocking (for Workers). */
+  flushSync(): void {
+    this.#blocking(this.#flush());
+  }
+
+  /** {@linkcode getId}, blocking (for Workers). */
+  getIdSync(): string {
+    return this.#blocking(this.#getId());
+  }
+
+  // Each operation is written once, as steps that yield whenever they must
+  // wait for the device; #blocking and #waiting drive the steps with waitSync
+  // (Workers) or wait (any thread).
+
+  /** Runs `steps`, blocking the thread at each wait. */
+  #blocking<T>(steps: Steps<T>, timeoutMs = 10_000): T {
+    let step = steps.next();
+    while (!step.done) step = steps.next(this.waitSync(timeoutMs));
+    return step.value;
+  }
+
+  /** Runs `steps`, awaiting at each wait. */
+  async #waiting<T>(steps: Steps<T>, timeoutMs = 10_000): Promise<T> {
+    let step = steps.next();
+    while (!step.done) step = steps.next(await this.wait(timeoutMs));
+    return step.value;
+  }
+
+  *#execute(type: number, sector: number, buffers: Buffers): Steps<Completion> {
     let result: Completion | undefined;
     const done: CompletionHandler = (_, status, usedLength) => (result = { status, usedLength });
     while (this.submit(type, sector, buffers, done) < 0) {
-      if (!await this.wait(timeoutMs)) throw new DeviceFault("timed out waiting for ring space");
+      if (!(yield)) throw new DeviceFault("timed out waiting for ring space");
       this.reap();
     }
     this.kick();
@@ -539,85 +595,49 @@ export class VirtioBlkDriver {
       this.reap();
       if (result !== undefined) break;
       if (this.#needsReset) throw new DeviceFault("device needs reset");
-      if (!await this.wait(timeoutMs)) throw new DeviceFault("timed out waiting for a completion");
+      if (!(yield)) throw new DeviceFault("timed out waiting for a completion");
     }
     return result;
   }
 
-  /** Reads `length` bytes (a multiple of 512) at `sector`. */
-  async read(sector: number, length: number): Promise<Uint8Array> {
-    return await this.#withBuffer(length, async (buffers) => {
-      check("read", await this.execute(RequestType.IN, sector, buffers));
-      return this.#copyOut(buffers, length);
-    });
-  }
-
-  /** Writes `data` (a multiple of 512 bytes) at `sector`. */
-  async write(sector: number, data: Uint8Array): Promise<void> {
-    await this.#withBuffer(data.length, async (buffers) => {
-      this.#bytes.set(data, this.#offset(buffers.address[0]));
-      check("write", await this.execute(RequestType.OUT, sector, buffers));
-    });
-  }
-
-  /** Asks the device to make every completed write stable. */
-  async flush(): Promise<void> {
-    check("flush", await this.execute(RequestType.FLUSH, 0));
-  }
-
-  /** The device serial (GET_ID). */
-  async getId(): Promise<string> {
-    return await this.#withBuffer(ID_BYTES, async (buffers) => {
-      check("get-id", await this.execute(RequestType.GET_ID, 0, buffers));
-      return decodeSerial(this.#copyOut(buffers, ID_BYTES));
-    });
-  }
-
-  /** {@linkcode read}, blocking (for Workers). */
-  readSync(sector: number, length: number): Uint8Array {
-    return this.#withBuffer(length, (buffers) => {
-      check("read", this.executeSync(RequestType.IN, sector, buffers));
-      return this.#copyOut(buffers, length);
-    });
-  }
-
-  /** {@linkcode write}, blocking (for Workers). */
-  writeSync(sector: number, data: Uint8Array): void {
-    this.#withBuffer(data.length, (buffers) => {
-      this.#bytes.set(data, this.#offset(buffers.address[0]));
-      check("write", this.executeSync(RequestType.OUT, sector, buffers));
-    });
-  }
-
-  /** {@linkcode flush}, blocking (for Workers). */
-  flushSync(): void {
-    check("flush", this.executeSync(RequestType.FLUSH, 0));
-  }
-
-  /** {@linkcode getId}, blocking (for Workers). */
-  getIdSync(): string {
-    return this.#withBuffer(ID_BYTES, (buffers) => {
-      check("get-id", this.executeSync(RequestType.GET_ID, 0, buffers));
-      return decodeSerial(this.#copyOut(buffers, ID_BYTES));
-    });
-  }
-
-  /** Runs `body` with a bounce buffer of `length` bytes in guest memory (0 = none). */
-  #withBuffer<T>(length: number, body: (buffers: Buffers) => T): T {
-    if (length === 0) return body(NO_BUFFERS);
-    const address = this.#allocator.alloc(length, 512);
-    let result: T;
+  *#read(sector: number, length: number): Steps<Uint8Array> {
+    const buffers = this.#bounce(length);
     try {
-      result = body({ count: 1, address: [address], length: [length] });
-    } catch (error) {
-      this.#allocator.free(address);
-      throw error;
+      check("read", yield* this.#execute(RequestType.IN, sector, buffers));
+      return this.#copyOut(buffers, length);
+    } finally {
+      this.#allocator.free(buffers.address[0]);
     }
-    if (result instanceof Promise) {
-      return result.finally(() => this.#allocator.free(address)) as T;
+  }
+
+  *#write(sector: number, data: Uint8Array): Steps<void> {
+    const buffers = this.#bounce(data.length);
+    try {
+      this.#bytes.set(data, this.#offset(buffers.address[0]));
+      check("write", yield* this.#execute(RequestType.OUT, sector, buffers));
+    } finally {
+      this.#allocator.free(buffers.address[0]);
     }
-    this.#allocator.free(address);
-    return result;
+  }
+
+  *#flush(): Steps<void> {
+    check("flush", yield* this.#execute(RequestType.FLUSH, 0, NO_BUFFERS));
+  }
+
+  *#getId(): Steps<string> {
+    const buffers = this.#bounce(ID_BYTES);
+    try {
+      check("get-id", yield* this.#execute(RequestType.GET_ID, 0, buffers));
+      return decodeSerial(this.#copyOut(buffers, ID_BYTES));
+    } finally {
+      this.#allocator.free(buffers.address[0]);
+    }
+  }
+
+  /** A bounce buffer of `length` bytes in guest memory; the caller frees it. */
+  #bounce(length: number): Buffers {
+    if (length <= 0) throw new RangeError(`a transfer of ${length} bytes`);
+    return { count: 1, address: [this.#allocator.alloc(length, 512)], length: [length] };
   }
 
   #copyOut(buffers: Buffers, length: number): Uint8Array {
