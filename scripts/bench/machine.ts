@@ -59,3 +59,43 @@ export function machineLine(machine: MachineDescription): string {
     `Deno ${machine.runtime.deno} (V8 ${machine.runtime.v8}), ` +
     (machine.fio ?? "fio not installed");
 }
+
+/** Which code was measured: the commit, and files changed since it (the benchmark runs the work tree). */
+export interface SourceDescription {
+  readonly commit: string;
+  /** Tracked files under src/, scripts/ or mod.ts that differ from the commit. */
+  readonly modified: readonly string[];
+}
+
+async function git(...args: string[]): Promise<string | null> {
+  try {
+    const root = new URL("../../", import.meta.url).pathname;
+    const { success, stdout } = await new Deno.Command("git", {
+      args: ["-C", root, ...args],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return success ? new TextDecoder().decode(stdout) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The commit and the locally changed source files, or null outside a git checkout. */
+export async function describeSource(): Promise<SourceDescription | null> {
+  const commit = await git("rev-parse", "--short=12", "HEAD");
+  if (commit === null) return null;
+  const status = await git(
+    "status",
+    "--porcelain",
+    "--untracked-files=no",
+    "--",
+    "src",
+    "scripts",
+    "mod.ts",
+  );
+  const modified = (status ?? "").split("\n").filter((line) => line.length > 3).map((line) =>
+    line.slice(3)
+  );
+  return { commit: commit.trim(), modified };
+}

@@ -18,6 +18,16 @@ function mib(bytes: number): string {
   return `${(bytes / MIB).toFixed(1)} MiB`;
 }
 
+/** Which code ran: `Code: commit 0123abcd4567 (with local changes to src/x.ts)`. */
+export function sourceLine(results: BenchResults): string {
+  const source = results.source;
+  if (source === null || source === undefined) return "Code: not a git checkout";
+  const changes = source.modified.length === 0
+    ? ""
+    : ` with uncommitted changes to ${source.modified.join(", ")}`;
+  return `Code: commit ${source.commit}${changes}`;
+}
+
 /** Lines about what ran, before the table. */
 export function headerLines(results: BenchResults): string[] {
   const { machine, file, settings } = results;
@@ -28,6 +38,7 @@ export function headerLines(results: BenchResults): string[] {
     `${results.loadAverageAfter.join(" ")} after; the run took ${
       Math.round(results.durationSeconds)
     } s`,
+    sourceLine(results),
     `File: ${file.path}, ${file.size / MIB} MiB on ${file.fileSystem.type} ` +
     `(${file.fileSystem.device}), page cache warmed`,
     `Each subject ran ${settings.rounds} round(s) of ${settings.seconds} s per case, taking turns; ` +

@@ -8,7 +8,7 @@
 
 import type { BenchFile } from "./bench_file.ts";
 import type { BenchCase } from "./cases.ts";
-import type { MachineDescription } from "./machine.ts";
+import type { MachineDescription, SourceDescription } from "./machine.ts";
 import type { Measurement, Summary } from "./measurement.ts";
 
 /** Who was measured. */
@@ -90,6 +90,8 @@ export interface MemoryProbe {
 export interface BenchResults {
   readonly schema: 1;
   readonly machine: MachineDescription;
+  /** The code measured (null outside a git checkout). */
+  readonly source: SourceDescription | null;
   /** Load average when the run ended. */
   readonly loadAverageAfter: readonly number[];
   readonly settings: {

@@ -17,7 +17,7 @@ import { type BenchCase, randomReadAt, selectCases } from "./cases.ts";
 import { compareDevices, matchingThreads } from "./comparisons.ts";
 import { DeviceRig, type DeviceVariant, deviceVariant } from "./device.ts";
 import { fioVersion, runFio } from "./fio.ts";
-import { describeMachine } from "./machine.ts";
+import { describeMachine, describeSource } from "./machine.ts";
 import { type Measurement, summarize } from "./measurement.ts";
 import { probeMemory } from "./memory_probe.ts";
 import type {
@@ -101,6 +101,7 @@ export async function runBenchmark(
 
   const fio = options.fio ? await fioVersion() : null;
   const machine = describeMachine(fio);
+  const source = await describeSource();
   const file = prepareBenchFile(options.file, options.size, log);
   log(
     `${file.path}: ${
@@ -137,6 +138,7 @@ export async function runBenchmark(
     return {
       schema: 1,
       machine,
+      source,
       loadAverageAfter: loadavg().map((x) => Math.round(x * 100) / 100),
       settings: {
         rounds: options.rounds,

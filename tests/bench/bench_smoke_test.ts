@@ -88,6 +88,7 @@ Deno.test("every case runs through the device, the raw baseline and fio, and the
     for (const c of CASES) assert.match(text, new RegExp(`^${c.name} `, "m"));
     assert.match(text, /Resident memory/);
     assert.match(text, /Noise: /);
+    assert.match(text, /^Code: (commit [0-9a-f]{12}|not a git checkout)/m);
 
     // The CLI renders saved results: JSON in, markdown page and chart out.
     const saved = join(dir, "results.json");
