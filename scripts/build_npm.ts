@@ -237,7 +237,7 @@ export function packageJson(config: DenoConfig): Record<string, unknown> {
       "./package.json": "./package.json",
     },
     bin: { [PROGRAM]: `./${BIN_PATH}` },
-    files: ["mod.js", "mod.d.ts", "src/", "bin/", "README.md"],
+    files: ["mod.js", "mod.d.ts", "src/", "bin/", "README.md", "LICENSE"],
     engines: { node: NODE_ENGINE },
     keywords: ["virtio", "virtio-blk", "block-device", "acrn", "device-model", "vhost-user"],
   };
@@ -272,6 +272,7 @@ function writePackage(config: DenoConfig): Record<string, unknown> {
   const manifest = packageJson(config);
   Deno.writeTextFileSync(`${PACKAGE_DIR}package.json`, JSON.stringify(manifest, null, 2) + "\n");
   Deno.writeTextFileSync(`${PACKAGE_DIR}README.md`, Deno.readTextFileSync(`${ROOT}docs/node.md`));
+  Deno.copyFileSync(`${ROOT}LICENSE`, `${PACKAGE_DIR}LICENSE`);
   Deno.mkdirSync(`${PACKAGE_DIR}bin`, { recursive: true });
   Deno.writeTextFileSync(`${PACKAGE_DIR}${BIN_PATH}`, BIN_SOURCE, { mode: 0o755 });
   return manifest;
