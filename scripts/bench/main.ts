@@ -38,7 +38,21 @@ export async function writeOutputs(
     const chart = outputs.chart ? relative(dirname(page), chartPath) : undefined;
     write(page, renderMarkdownReport(results, chart));
   }
+  await formatFiles(written.filter((path) => /\.(md|json|svg)$/.test(path)));
   return written;
+}
+
+/** Lays out written markdown, JSON and SVG as `deno fmt` does, so the repository's check passes. */
+async function formatFiles(paths: readonly string[]): Promise<void> {
+  if (paths.length === 0) return;
+  const { success, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["fmt", "--quiet", ...paths],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!success) {
+    throw new Error(`deno fmt ${paths.join(" ")}: ${new TextDecoder().decode(stderr).trim()}`);
+  }
 }
 
 /** Runs the command line; returns the exit status (2 for bad options). */

@@ -117,7 +117,8 @@ export function renderMarkdownReport(results: BenchResults, chartFile?: string):
   const sections = [
     "# Benchmark results",
     "",
-    "Written by `deno task bench --markdown` (scripts/bench/); re-run it to update this page.",
+    "Written by `deno task bench --chart --markdown --json docs/bench/results.json` " +
+    "(scripts/bench/); run it again to update this page, the chart and the figures.",
     "",
     ...headerLines(results).map((line) => `- ${line}`),
     "",
