@@ -10,7 +10,8 @@
  * all modern guests, in one run, printed as a table with ratios.
  *
  *     deno run -A scripts/bench_guest.ts [--runtime 10] [--rounds 1] [--size-mib 512]
- *         [--ours worker,inline,worker-nocache,inline-nocache] [--jobs rr4k_qd1,rr4k_qd32,rw4k_qd32,sr1m_qd8,sw1m_qd8]
+ *         [--ours worker,worker-nocache,inline,inline-nocache,worker-writeback,inline-writeback]
+ *         [--jobs rr4k_qd1,rr4k_qd32,rw4k_qd32,sr1m_qd8,sw1m_qd8]
  *
  * TCG guests on a 2-core machine are noisy (runs differ by tens of per cent):
  * compare within one run, and use --rounds to see the spread.
@@ -37,12 +38,19 @@ const { values } = parseArgs({
   },
 });
 
-/** Our back end's variants: engine, and O_DIRECT (`nocache`) like qsd's cache.direct=on. */
-const VARIANTS: Record<string, { engine: EngineFactory; direct: boolean }> = {
-  worker: { engine: workerEngine(), direct: false },
-  inline: { engine: (context) => new InlineEngine(context), direct: false },
+/**
+ * Our back end's variants: the engine; O_DIRECT (`nocache`) as qsd's and QEMU's
+ * cache.direct=on here; write-back, which like qsd (O_DIRECT, no flush per
+ * write) completes a write before it is synced.
+ */
+const VARIANTS: Record<string, { engine: EngineFactory; direct?: boolean; writeback?: boolean }> = {
+  worker: { engine: workerEngine() },
+  inline: { engine: (context) => new InlineEngine(context) },
   "worker-nocache": { engine: workerEngine(), direct: true },
   "inline-nocache": { engine: (context) => new InlineEngine(context), direct: true },
+  // Write-back: a write completes without fdatasync (the guest flushes when it needs to).
+  "worker-writeback": { engine: workerEngine(), writeback: true },
+  "inline-writeback": { engine: (context) => new InlineEngine(context), writeback: true },
 };
 
 const oursVariants = values.ours.split(",").filter((name) => name in VARIANTS);
@@ -84,7 +92,11 @@ async function runConfig(config: string): Promise<Result[]> {
   const variant = VARIANTS[config.slice("ours-".length)];
   const server = serveVhostUserBlk({
     socketPath: socket,
-    device: { backend: describeFile(image, { direct: variant.direct }), engine: variant.engine },
+    device: {
+      backend: describeFile(image, { direct: variant.direct }),
+      engine: variant.engine,
+      writeback: variant.writeback,
+    },
   });
   try {
     const boot = await bootGuest({
