@@ -11,7 +11,7 @@
  * wins), `ro`, `sectorsize=<logical>[/<physical>]`, `range=<start>/<size>`
  * (logical sectors), `nocache` (O_DIRECT). Extensions of this project:
  * `serial=<text>` (GET_ID, at most 20 characters), `queue_size=<n>`,
- * `workers=<n>`, `pool_size=<n>`, `dispatch=worker|device`,
+ * `workers=<n>`, `pool_size=<n>`, `dispatch=worker|device`, `poll_us=<n>`,
  * `io=fsfile|node-fs`.
  *
  * @module
@@ -50,6 +50,7 @@ export interface SlotSpec {
   readonly workers?: number;
   readonly poolSize?: number;
   readonly dispatch?: Dispatch;
+  readonly pollUs?: number;
 }
 
 /** The only emulation this device model provides. */
@@ -122,6 +123,7 @@ export function parseSlotSpec(spec: string): SlotSpec {
   let workers: number | undefined;
   let poolSize: number | undefined;
   let dispatch: Dispatch | undefined;
+  let pollUs: number | undefined;
 
   for (const option of options) {
     const equals = option.indexOf("=");
@@ -201,6 +203,9 @@ export function parseSlotSpec(spec: string): SlotSpec {
       case "pool_size":
         poolSize = parseInteger(spec, "pool_size", needValue(), 1, 65536);
         break;
+      case "poll_us":
+        pollUs = parseInteger(spec, "poll_us", needValue(), 0, 1_000_000);
+        break;
       case "dispatch":
         if (value !== "worker" && value !== "device") {
           throw invalid(spec, `dispatch must be worker or device, not "${value}"`);
@@ -231,6 +236,7 @@ export function parseSlotSpec(spec: string): SlotSpec {
     workers,
     poolSize,
     dispatch,
+    pollUs,
   };
 }
 

@@ -20,6 +20,7 @@ Deno.test("a bare slot: function 0, write-through, 512-byte sectors, the whole f
     workers: undefined,
     poolSize: undefined,
     dispatch: undefined,
+    pollUs: undefined,
   });
 });
 
@@ -43,7 +44,7 @@ Deno.test("writethru/writeback: the last one given wins", () => {
 Deno.test("every option is parsed into its typed field", () => {
   const spec = parseSlotSpec(
     "4,virtio-blk,/dev/sdb1,ro,sectorsize=4096,range=16/1024,nocache,serial=DISK-7,queue_size=128," +
-      "workers=2,pool_size=32,dispatch=device,io=node-fs",
+      "workers=2,pool_size=32,dispatch=device,io=node-fs,poll_us=0",
   );
   assert.equal(spec.readOnly, true);
   assert.deepEqual([spec.logicalBlockSize, spec.physicalBlockSize], [4096, 4096]);
@@ -53,6 +54,7 @@ Deno.test("every option is parsed into its typed field", () => {
   assert.deepEqual([spec.queueSize, spec.workers, spec.poolSize], [128, 2, 32]);
   assert.equal(spec.dispatch, "device");
   assert.equal(spec.io, "node-fs");
+  assert.equal(spec.pollUs, 0);
   assert.equal(parseSlotSpec("4,virtio-blk,a,sectorsize=512/4096").physicalBlockSize, 4096);
 });
 
