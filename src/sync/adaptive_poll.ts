@@ -16,6 +16,9 @@
 /** First non-zero window, as QEMU's poll_grow starting point (4 µs). */
 export const POLL_START_NS = 4000;
 
+/** How many times {@linkcode AdaptivePoll.spin} checks for work between two clock reads. */
+const CHECKS_PER_CLOCK_READ = 16;
+
 /** One thread's polling window. Not shared: each thread keeps its own. */
 export class AdaptivePoll {
   /** Current window in nanoseconds (0: go straight to sleep). */
@@ -32,7 +35,8 @@ export class AdaptivePoll {
     if (this.windowNs === 0) return false;
     const deadline = performance.now() + this.windowNs / 1e6;
     do {
-      if (ready()) return true;
+      // Reading the clock costs more than a look at shared memory: look often, read it rarely.
+      for (let i = 0; i < CHECKS_PER_CLOCK_READ; i++) if (ready()) return true;
     } while (performance.now() < deadline);
     return ready();
   }
