@@ -70,6 +70,16 @@ export {
   VirtioBlkDriver,
 } from "./src/guest/virtio_blk_driver.ts";
 
+// vhost-user-blk (Deno only: FFI)
+export {
+  serveVhostUserBlk,
+  VHOST_USER_MAX_QUEUE_SIZE,
+  VHOST_USER_SEG_MAX,
+  type VhostUserBlkOptions,
+  type VhostUserBlkServer,
+} from "./src/vhost_user/server.ts";
+export { MappedGuestMemory } from "./src/memory/mapped_memory.ts";
+
 // The device model and its command line
 export { VirtualMachine, type VmConfig, type VmDiskConfig } from "./src/dm/vm.ts";
 export { checkSlots, diskConfig, parseSlotSpec, type SlotSpec } from "./src/dm/slot_spec.ts";

@@ -15,6 +15,7 @@
 import { closeSync, existsSync, ftruncateSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import process from "node:process";
 import { parseArgs } from "node:util";
 import { VirtioBlkError } from "../errors.ts";
 import { checkSlots, diskConfig, parseSlotSpec, type SlotSpec } from "../dm/slot_spec.ts";
@@ -50,6 +51,7 @@ const OPTIONS = {
   job: { type: "string" },
   json: { type: "boolean" },
   disk: { type: "string" },
+  "vhost-user": { type: "string" },
   help: { type: "boolean", short: "h" },
   ...LOAD_OPTION_DEFINITIONS,
 } as const;
@@ -79,6 +81,9 @@ export async function main(args: readonly string[], console: Console): Promise<n
 
   let temporary: string | undefined;
   try {
+    if (values["vhost-user"] !== undefined) {
+      return await serveOverVhostUser(values["vhost-user"], values, console);
+    }
     const job = parseJob(values, console.stderrIsTerminal ?? false);
     const memoryBytes = parseMemory(values.memory);
     let specs: SlotSpec[] = (values.slot ?? []).map(parseSlotSpec);
@@ -112,18 +117,74 @@ export async function main(args: readonly string[], console: Console): Promise<n
       await vm.close();
     }
   } catch (error) {
-    if (
-      error instanceof VirtioBlkError &&
-      (error.code === "INVALID_CONFIG" || error.code === "BAD_BACKING_FILE")
-    ) {
-      console.stderr(`${PROGRAM}: ${error.message}\n`);
-      return EXIT_USAGE;
-    }
     console.stderr(`${PROGRAM}: ${error instanceof Error ? error.message : String(error)}\n`);
-    return EXIT_FAILURE;
+    return isUsageError(error) ? EXIT_USAGE : EXIT_FAILURE;
   } finally {
     if (temporary !== undefined) rmSync(temporary, { recursive: true, force: true });
   }
+}
+
+/** Errors that are the user's input: bad options or files, or a mode this runtime lacks. */
+function isUsageError(error: unknown): boolean {
+  return error instanceof VirtioBlkError &&
+    (error.code === "INVALID_CONFIG" || error.code === "BAD_BACKING_FILE" ||
+      error.code === "UNSUPPORTED");
+}
+
+/**
+ * `--vhost-user SOCKET -s …`: serves the one device over vhost-user-blk to
+ * a VMM (QEMU) instead of booting the built-in guest, until SIGINT or
+ * SIGTERM. The slot number is the user's to choose in QEMU's command line.
+ */
+async function serveOverVhostUser(
+  socketPath: string,
+  values: Readonly<Record<string, unknown>> & { slot?: string[]; job?: string; memory?: string },
+  console: Console,
+): Promise<number> {
+  const slots = values.slot ?? [];
+  if (slots.length !== 1) {
+    throw new VirtioBlkError(
+      "INVALID_CONFIG",
+      `--vhost-user serves one device: give exactly one -s (got ${slots.length})`,
+    );
+  }
+  const guestOnly = ["job", "json", "disk", "memory", ...Object.keys(LOAD_OPTION_DEFINITIONS)];
+  const given = guestOnly.find((name) => values[name] !== undefined);
+  if (given !== undefined) {
+    throw new VirtioBlkError(
+      "INVALID_CONFIG",
+      `--${given} is for the built-in guest; with --vhost-user the guest is QEMU's`,
+    );
+  }
+  const spec = parseSlotSpec(slots[0]);
+  const { device } = diskConfig(spec);
+  const { serveVhostUserBlk } = await import("../vhost_user/server.ts");
+  const stop = new AbortController();
+  const server = serveVhostUserBlk({
+    socketPath,
+    device,
+    signal: stop.signal,
+    log: (message) => console.stderr(`${PROGRAM}: ${message}\n`),
+  });
+  console.stderr(
+    `${PROGRAM}: serving ${spec.path} over vhost-user-blk on ${server.socketPath}; connect QEMU with ` +
+      `-chardev socket,id=vu,path=${server.socketPath} -device vhost-user-blk-pci,chardev=vu ` +
+      `(guest RAM: -object memory-backend-memfd,id=mem,size=…,share=on -machine memory-backend=mem); ` +
+      `Ctrl-C stops\n`,
+  );
+  const onSignal = () => stop.abort();
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    await server.closed;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+  console.stderr(
+    `${PROGRAM}: vhost-user server stopped after ${server.connections} connection(s)\n`,
+  );
+  return 0;
 }
 
 function parseJob(

@@ -34,6 +34,10 @@ Options:
       --job lsblk|load what the guest does: lsblk lists the disks (default);
                        load runs a fio-like load on one disk
       --json           print the job's result as JSON
+      --vhost-user SOCKET
+                       serve the one -s device over vhost-user-blk on SOCKET to
+                       a VMM such as QEMU, instead of booting the built-in guest
+                       (Deno only, needs --allow-ffi; see docs/vhost_user.md)
   -h, --help           this text
 
 Load options (with --job load; fio's names and meanings):
@@ -65,5 +69,6 @@ Examples:
   ${COMMAND} -s 9,virtio-blk,test.img,writeback -s 10,virtio-blk,b.img,ro --json
   ${COMMAND} -s 9,virtio-blk,/dev/sdb1,sectorsize=4096 -s 10,virtio-blk,big.img,range=2048/204800
   ${COMMAND} -s 9,virtio-blk,test.img --job load --rw=randwrite --bs=4k --iodepth=32 --verify=crc32c
+  ${COMMAND} --vhost-user /tmp/vblk.sock -s 9,virtio-blk,test.img,writeback
 `;
 }
