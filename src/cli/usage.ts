@@ -60,7 +60,7 @@ Device options (after the file, comma-separated, as in ACRN):
                        who drains the ring: a woken worker (default) or the
                        device model thread (ACRN's way)
   poll_us=N            longest adaptive polling window of an idle worker, in
-                       microseconds (default 32; 0: workers always sleep)
+                       microseconds (default 0: workers sleep at once)
   io=fsfile|node-fs    file I/O through Deno.FsFile or positional node:fs
 
 Examples:
