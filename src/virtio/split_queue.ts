@@ -120,6 +120,12 @@ export class SplitQueue {
   // The avail.idx read at the start of the current drain pass.
   #availSnapshot = 0;
 
+  // The descriptor #readDescriptor copied last.
+  #descriptorAddress = 0;
+  #descriptorLength = 0;
+  #descriptorFlags = 0;
+  #descriptorNext = 0;
+
   /**
    * @param memory the guest memory the ring lives in
    * @param state the queue's shared state
@@ -431,6 +437,30 @@ export class SplitQueue {
     Atomics.store(used.u16, at, enable ? 0 : USED_F_NO_NOTIFY);
   }
 
+  /**
+   * Copies the descriptor at byte `at` of `region` into the #descriptor*
+   * fields: one read of each guest field. The descriptor table is 16-byte
+   * aligned (checked at activation); an indirect table need not be, so an
+   * unaligned one is read byte by byte.
+   */
+  #readDescriptor(region: MemoryRegion, at: number): void {
+    if ((at & 3) === 0) {
+      const word = at >>> 2;
+      const u32 = region.u32;
+      this.#descriptorAddress = joinU64(u32[word], u32[word + 1]);
+      this.#descriptorLength = u32[word + 2];
+      const flagsAndNext = u32[word + 3];
+      this.#descriptorFlags = flagsAndNext & U16_MASK;
+      this.#descriptorNext = flagsAndNext >>> 16;
+      return;
+    }
+    const bytes = region.bytes;
+    this.#descriptorAddress = joinU64(readU32(bytes, at + Descriptor.ADDR), readU32(bytes, at + 4));
+    this.#descriptorLength = readU32(bytes, at + Descriptor.LEN);
+    this.#descriptorFlags = readU16(bytes, at + Descriptor.FLAGS);
+    this.#descriptorNext = readU16(bytes, at + Descriptor.NEXT);
+  }
+
   /** Walks the chain at `head`, copying each descriptor once (§2.7.5.3). */
   #walk(head: number, chain: DescriptorChain): QueueFaultCode {
     const size = this.#size;
@@ -440,13 +470,11 @@ export class SplitQueue {
     let index = head;
     for (let visited = 0;; visited++) {
       if (visited >= size) return QueueFault.CHAIN_TOO_LONG;
-      const at = this.#descOffset + DESCRIPTOR_SIZE * index;
-      const word = at >>> 2;
-      const address = joinU64(desc.u32[word], desc.u32[word + 1]);
-      const length = desc.u32[word + 2];
-      const flagsAndNext = desc.u32[word + 3];
-      const flags = flagsAndNext & U16_MASK;
-      const next = flagsAndNext >>> 16;
+      this.#readDescriptor(desc, this.#descOffset + DESCRIPTOR_SIZE * index);
+      const address = this.#descriptorAddress;
+      const length = this.#descriptorLength;
+      const flags = this.#descriptorFlags;
+      const next = this.#descriptorNext;
       if (flags & DescriptorFlag.INDIRECT) {
         if (!this.#indirect) return QueueFault.INDIRECT_NOT_NEGOTIATED;
         if (flags & DescriptorFlag.NEXT) return QueueFault.INDIRECT_WITH_NEXT;
@@ -476,15 +504,14 @@ export class SplitQueue {
     const table = this.#memory.regionFor(tableAddress, tableLength);
     if (table === undefined) return QueueFault.INDIRECT_OUTSIDE_MEMORY;
     const base = tableAddress - table.gpa;
-    const bytes = table.bytes;
     let index = 0;
     for (let visited = 0;; visited++) {
       if (visited >= entries) return QueueFault.CHAIN_TOO_LONG;
-      const at = base + DESCRIPTOR_SIZE * index;
-      const address = joinU64(readU32(bytes, at + Descriptor.ADDR), readU32(bytes, at + 4));
-      const length = readU32(bytes, at + Descriptor.LEN);
-      const flags = readU16(bytes, at + Descriptor.FLAGS);
-      const next = readU16(bytes, at + Descriptor.NEXT);
+      this.#readDescriptor(table, base + DESCRIPTOR_SIZE * index);
+      const address = this.#descriptorAddress;
+      const length = this.#descriptorLength;
+      const flags = this.#descriptorFlags;
+      const next = this.#descriptorNext;
       if (flags & DescriptorFlag.INDIRECT) return QueueFault.INDIRECT_NESTED;
       if (chain.count >= maxChain) return QueueFault.CHAIN_TOO_LONG;
       chain.push(address, length, (flags & DescriptorFlag.WRITE) !== 0);
