@@ -35,7 +35,12 @@ export interface DeviceVariant {
   readonly label: string;
   /** Worker threads these options give (ACRN's 8 unless `workers=` says otherwise). */
   readonly workers: number;
+  /** The guest polls for completions (`hipri`, fio's polled I/O) instead of sleeping on interrupts. */
+  readonly hipri: boolean;
 }
+
+/** A variant option that goes to the guest's load rather than to the device. */
+const GUEST_POLLING = "hipri";
 
 /** Options a case decides, which a variant may not set. */
 const CASE_OPTIONS = ["writeback", "writethru", "ro"];
@@ -52,7 +57,9 @@ const CASE_OPTIONS = ["writeback", "writethru", "ro"];
  */
 export function deviceVariant(options: string): DeviceVariant {
   const trimmed = options.trim();
-  for (const option of trimmed === "" ? [] : trimmed.split(",")) {
+  const all = trimmed === "" ? [] : trimmed.split(",");
+  const deviceOptions = all.filter((option) => option !== GUEST_POLLING).join(",");
+  for (const option of all) {
     if (CASE_OPTIONS.includes(option.split("=")[0])) {
       throw new VirtioBlkError(
         "INVALID_CONFIG",
@@ -60,11 +67,14 @@ export function deviceVariant(options: string): DeviceVariant {
       );
     }
   }
-  const spec = parseSlotSpec(`${SLOT},virtio-blk,bench.img${trimmed === "" ? "" : "," + trimmed}`);
+  const spec = parseSlotSpec(
+    `${SLOT},virtio-blk,bench.img${deviceOptions === "" ? "" : "," + deviceOptions}`,
+  );
   return {
-    options: trimmed,
+    options: deviceOptions,
     label: trimmed === "" ? "device" : `device ${trimmed}`,
     workers: spec.workers ?? DEFAULT_WORKERS,
+    hipri: all.includes(GUEST_POLLING),
   };
 }
 
@@ -115,6 +125,7 @@ export class DeviceRig {
       iodepth: String(benchCase.iodepth),
       runtime: `${Math.max(1, Math.round(seconds * 1000))}ms`,
       time_based: true,
+      hipri: this.variant.hipri,
     });
     const job: UosJob = { kind: "load", disk: "vda", options, json: false, progress: true };
     let first: UsageMark | undefined;

@@ -68,7 +68,8 @@ warmed file, and prints one table of medians and [min–max] spreads.
   --case NAME          run only this case (repeatable): ${CASES.map((c) => c.name).join(", ")}
   --rounds N           measurements per subject and case (default ${d.rounds})
   --seconds T          length of one measurement: 1.5, 500ms (default ${d.seconds})
-  --device OPTS        a device variant: extra -s options such as workers=2,dispatch=device
+  --device OPTS        a device variant: extra -s options such as workers=2,dispatch=device,
+                       and hipri for a guest that polls for completions (fio's polled I/O)
                        (repeatable: each variant is measured and compared; --device= is the
                        defaults, which is also what runs when no --device is given)
   --threads LIST       raw baseline and fio thread counts (default ${d.threads.join(",")})
