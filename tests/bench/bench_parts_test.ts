@@ -76,11 +76,19 @@ Deno.test("baseline thread counts: one thread at QD1, else the configured ones a
 });
 
 Deno.test("device variants take engine options and refuse what each case sets", () => {
-  assert.deepEqual(deviceVariant(""), { options: "", label: "device", workers: 8 });
+  assert.deepEqual(deviceVariant(""), { options: "", label: "device", workers: 8, hipri: false });
   assert.deepEqual(deviceVariant("workers=2,dispatch=device"), {
     options: "workers=2,dispatch=device",
     label: "device workers=2,dispatch=device",
     workers: 2,
+    hipri: false,
+  });
+  // hipri goes to the guest's load, not to the device's options.
+  assert.deepEqual(deviceVariant("workers=2,hipri"), {
+    options: "workers=2",
+    label: "device workers=2,hipri",
+    workers: 2,
+    hipri: true,
   });
   for (const bad of ["writeback", "ro", "pool_size=0", "turbo"]) {
     assert.throws(() => deviceVariant(bad), VirtioBlkError, bad);
