@@ -143,6 +143,7 @@ export class VirtioBlkDevice implements VirtioDevice {
       backend: options.backend,
       readOnly: this.readOnly,
       limits: { capacity: this.capacity, segMax },
+      maxChain: this.maxChain,
       serial: this.serial,
     });
   }

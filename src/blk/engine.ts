@@ -28,6 +28,8 @@ export interface EngineContext {
   readonly backend: BackendSpec;
   readonly readOnly: boolean;
   readonly limits: RequestLimits;
+  /** Most descriptors one chain may have (sizes every DescriptorChain). */
+  readonly maxChain: number;
   /** The 20 GET_ID bytes. */
   readonly serial: Uint8Array;
 }

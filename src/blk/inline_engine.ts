@@ -45,11 +45,7 @@ export class InlineEngine implements RequestEngine {
       state: context.state,
       serial: context.serial,
     };
-    const capacity = Math.max(
-      ...context.queues.map((q) => q.maxQueueSize),
-      context.limits.segMax + 2,
-    );
-    this.#chain = new DescriptorChain(capacity);
+    this.#chain = new DescriptorChain(context.maxChain);
     this.#request = new BlkRequest(context.limits.segMax);
     const words = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT * this.#queues.length);
     this.#doorbells = this.#queues.map((_, index) => ({ buffer: words, index }));

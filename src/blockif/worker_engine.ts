@@ -86,10 +86,7 @@ export class WorkerEngine implements RequestEngine {
     }
     this.pool = new RequestPool({ elements, segMax: context.limits.segMax });
     this.#queues = context.queues.map((state) => new SplitQueue(context.memory, state));
-    const maxChain = Math.max(
-      ...context.queues.map((q) => q.maxQueueSize),
-      context.limits.segMax + 2,
-    );
+    const maxChain = context.maxChain;
     if (this.#dispatch === "device") {
       this.#deviceServer = new BlockifServer({
         memory: context.memory,

@@ -150,7 +150,7 @@ class InThreadBlockif implements RequestEngine {
       limits: context.limits,
       serial: context.serial,
       dispatch: "device",
-      maxChain: Math.max(context.queues[0].maxQueueSize, context.limits.segMax + 2),
+      maxChain: context.maxChain,
       pollMaxNs: 0,
     });
   }
