@@ -143,7 +143,8 @@ export async function runBenchmark(
       settings: {
         rounds: options.rounds,
         seconds: options.seconds,
-        variants: variants.map((v) => v.options),
+        // As given (device options and hipri), so the page says what ran.
+        variants: options.variants.map((v) => v.trim()),
         threads: options.threads,
       },
       file,
