@@ -4,6 +4,7 @@
  * cannot attach one).
  */
 
+import { isDeno } from "../../src/runtime/is_deno.ts";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { probeDeviceSize, seekDeviceSize } from "../../src/backend/block_device.ts";
@@ -41,7 +42,8 @@ test("its size comes from seeking to the end (stat says 0), or from probing", ()
   using dir = new TempDir();
   using loop = new LoopDevice(dir.file("disk.img", DEVICE_BYTES));
   assert.equal(fs.statSync(loop.path).size, 0, "stat gives no size for a block device");
-  assert.equal(seekDeviceSize(loop.path), DEVICE_BYTES);
+  // Seeking needs a Deno.FsFile; Node sizes devices by probing (below).
+  if (isDeno()) assert.equal(seekDeviceSize(loop.path), DEVICE_BYTES);
   const fd = fs.openSync(loop.path, fs.constants.O_RDONLY);
   try {
     assert.equal(probeDeviceSize(fd), DEVICE_BYTES);

@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import { siblingModule, startThread } from "../../src/runtime/thread.ts";
 import type { FuzzStats } from "./ring_fuzz.ts";
 
 /** Enough for a few hundred cases on a slow CI machine; a hang is far longer. */
@@ -15,20 +16,15 @@ const TIMEOUT_MS = 60_000;
 const RUNS = 300;
 
 Deno.test("property: random rings and tables never make the device throw, hang or write out of bounds", async () => {
-  const worker = new Worker(new URL("./ring_fuzz_worker.ts", import.meta.url).href, {
-    type: "module",
-  });
+  const worker = await startThread(siblingModule(import.meta.url, "ring_fuzz_worker"), "ring-fuzz");
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     const result = await new Promise<
       { ok: boolean; message?: string; timedOut?: boolean; stats?: FuzzStats }
     >(
       (resolve) => {
-        worker.onmessage = (event) => resolve(event.data);
-        worker.onerror = (event) => {
-          event.preventDefault();
-          resolve({ ok: false, message: `worker error: ${event.message}` });
-        };
+        worker.onMessage((message) => resolve(message as { ok: boolean }));
+        worker.onError((error) => resolve({ ok: false, message: `worker error: ${error}` }));
         timer = setTimeout(() => resolve({ ok: false, timedOut: true }), TIMEOUT_MS);
         worker.postMessage({ numRuns: RUNS });
       },
@@ -46,6 +42,6 @@ Deno.test("property: random rings and tables never make the device throw, hang o
     assert.ok(Object.keys(faults).length >= 5, `several kinds of fault: ${JSON.stringify(faults)}`);
   } finally {
     clearTimeout(timer);
-    worker.terminate();
+    await worker.terminate();
   }
 });

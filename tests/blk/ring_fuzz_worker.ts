@@ -5,24 +5,20 @@
  */
 
 import fc from "fast-check";
+import { parentChannel } from "../../src/runtime/thread.ts";
 import { checkCase, fuzzCase, newStats } from "./ring_fuzz.ts";
 
-/** The worker's global scope, as much of it as this file uses. */
-const scope = self as unknown as {
-  onmessage: (event: MessageEvent<{ numRuns: number; seed?: number }>) => void;
-  postMessage(message: unknown): void;
-};
-
-scope.onmessage = async (event) => {
-  const { numRuns, seed } = event.data;
+const parent = await parentChannel();
+parent.onMessage(async (message) => {
+  const { numRuns, seed } = message as { numRuns: number; seed?: number };
   try {
     const stats = newStats();
     await fc.assert(fc.asyncProperty(fuzzCase, (c) => checkCase(c, stats)), { numRuns, seed });
-    scope.postMessage({ ok: true, stats });
+    parent.postMessage({ ok: true, stats });
   } catch (error) {
-    scope.postMessage({
+    parent.postMessage({
       ok: false,
       message: error instanceof Error ? error.message : String(error),
     });
   }
-};
+});

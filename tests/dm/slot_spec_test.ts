@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { diskConfig, parseSlotSpec } from "../../src/dm/slot_spec.ts";
 import { defaultSerial } from "../../src/blk/serial.ts";
+import { isDeno } from "../../src/runtime/is_deno.ts";
 
 Deno.test("a bare slot: function 0, write-through, 512-byte sectors, the whole file", () => {
   assert.deepEqual(parseSlotSpec("9,virtio-blk,disk.img"), {
@@ -76,7 +77,7 @@ Deno.test("a spec becomes a device configuration once its file checks out", asyn
         offset: 8 * 4096,
         size: 64 * 4096,
         readOnly: false,
-        io: "fsfile",
+        io: isDeno() ? "fsfile" : "node-fs",
         direct: false,
       },
     );

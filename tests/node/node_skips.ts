@@ -31,14 +31,7 @@ export const SKIPPED_FILES: readonly SkipRule[] = [
     reason: "runs the benchmark, a Deno tool (`deno task bench`, reporting Deno.version), " +
       "which is not part of the npm package; its pure parts run (bench_parts_test.ts)",
   },
-  {
-    pattern: /^tests\/blk\/ring_fuzz_test\.ts$/,
-    reason: "starts its fuzzer in a Web Worker (the global Worker), which Node 20 does not have",
-  },
 ];
-
-const DENO_IO_DEFAULT = 'asserts what io "fsfile" does on Deno, where it is the default; on ' +
-  "Node it is refused and node-fs is the default (tests/node/package_on_node.ts checks both)";
 
 /** Tests (by compiled file and name) that are skipped on Node. */
 export const SKIPPED_TESTS: readonly (SkipRule & { readonly file: RegExp })[] = [
@@ -47,23 +40,6 @@ export const SKIPPED_TESTS: readonly (SkipRule & { readonly file: RegExp })[] = 
     pattern: /(^|: )fsfile: /,
     reason: "the Deno.FsFile backend is Deno only (on Node, io=fsfile is refused with " +
       "INVALID_CONFIG, and the same tests run for node-fs)",
-  },
-  {
-    file: /tests\/backend\/block_device_test\.js$/,
-    pattern: /its size comes from seeking to the end/,
-    reason: "seekDeviceSize seeks a Deno.FsFile (Deno only); the node-fs block-device tests " +
-      "cover the probing Node uses",
-  },
-  {
-    file: /tests\/backend\/file_spec_test\.js$/,
-    pattern:
-      /^describeFile: (a regular file becomes a whole-file|ro, io and nocache are carried|an io that cannot do what is asked)/,
-    reason: DENO_IO_DEFAULT,
-  },
-  {
-    file: /tests\/dm\/slot_spec_test\.js$/,
-    pattern: /^a spec becomes a device configuration once its file checks out/,
-    reason: DENO_IO_DEFAULT,
   },
 ];
 
