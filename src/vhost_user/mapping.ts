@@ -6,6 +6,7 @@
  */
 
 import { check, closeFd, cString, lastErrno, libc, OsError, Sys } from "./libc.ts";
+import { regularFileSize, statBuffer } from "./sys_structs.ts";
 
 /** One `mmap(MAP_SHARED)` of a file, from file offset 0. */
 export interface Mapping {
@@ -36,6 +37,18 @@ export function mapShared(fd: number, length: number): Mapping {
     throw new OsError("mmap", lastErrno());
   }
   return { address, length };
+}
+
+/**
+ * The size of `fd`'s file when it is a regular file (a memfd, a file on
+ * tmpfs or hugetlbfs), else undefined (a device has no meaningful st_size).
+ *
+ * @throws OsError when fstat fails
+ */
+export function fileSize(fd: number): number | undefined {
+  const stat = statBuffer();
+  check("fstat", libc().fstat(fd, stat));
+  return regularFileSize(stat);
 }
 
 /** Unmaps a {@linkcode Mapping} (once nothing can touch it any more). */

@@ -17,7 +17,7 @@
 
 import { MappedGuestMemory } from "../memory/mapped_memory.ts";
 import { closeFd } from "./libc.ts";
-import { type Mapping, mapShared, unmap } from "./mapping.ts";
+import { fileSize, type Mapping, mapShared, unmap } from "./mapping.ts";
 import type { RegionDescription } from "./messages.ts";
 
 /** One mapped region of guest memory. */
@@ -64,6 +64,15 @@ export function mapRegion(description: RegionDescription, fd: number): TableRegi
     }
     if (mmapOffset % 4 !== 0) {
       throw new RegionError(`region at GPA ${gpa} has an unaligned mmap offset ${mmapOffset}`);
+    }
+    // A page of a shared mapping past the end of its file raises SIGBUS when
+    // touched, which would kill the whole back end: the file must cover the region.
+    const available = fileSize(fd);
+    if (available !== undefined && mmapOffset + size > available) {
+      throw new RegionError(
+        `region at GPA ${gpa} reaches past the end of its file: it needs ` +
+          `${mmapOffset + size} bytes, the file has ${available}`,
+      );
     }
     const mapping = mapShared(fd, mmapOffset + size);
     return { gpa, size, userAddress, mmapOffset, mapping };

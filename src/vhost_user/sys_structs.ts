@@ -31,6 +31,13 @@ const Msghdr = {
 /** struct cmsghdr: size_t cmsg_len; int cmsg_level; int cmsg_type; then data, 8-aligned. */
 const Cmsghdr = { LEN: 0, LEVEL: 8, TYPE: 12, DATA: 16 } as const;
 
+/** struct stat (x86-64): st_mode and st_size are the fields read here. */
+const Stat = { MODE: 24, SIZE: 48, LENGTH: 144 } as const;
+
+/** st_mode's file type bits, and the type of a regular file (memfd, tmpfs, hugetlbfs). */
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+
 /** struct pollfd: int fd; short events; short revents. */
 const Pollfd = { FD: 0, EVENTS: 4, REVENTS: 6, SIZE: 8 } as const;
 
@@ -66,6 +73,18 @@ export function sockaddrUn(path: string): { bytes: Uint8Array<ArrayBuffer>; leng
   new DataView(bytes.buffer).setUint16(SockaddrUn.FAMILY, Sys.AF_UNIX, true);
   bytes.set(encoded, SockaddrUn.PATH);
   return { bytes, length: SockaddrUn.PATH + encoded.length + 1 };
+}
+
+/** A buffer for fstat to fill. */
+export function statBuffer(): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(Stat.LENGTH);
+}
+
+/** The size of the file an fstat-filled buffer describes, or undefined when it is not a regular file. */
+export function regularFileSize(stat: Uint8Array<ArrayBuffer>): number | undefined {
+  const view = new DataView(stat.buffer, stat.byteOffset, stat.byteLength);
+  if ((view.getUint32(Stat.MODE, true) & S_IFMT) !== S_IFREG) return undefined;
+  return Number(view.getBigInt64(Stat.SIZE, true));
 }
 
 /**

@@ -10,9 +10,12 @@ import type { EngineFactory } from "../../src/blk/engine.ts";
 import { BlkFeature, RequestStatus, RequestType } from "../../src/blk/spec.ts";
 import { workerEngine } from "../../src/blockif/worker_engine.ts";
 import { closeFd } from "../../src/vhost_user/libc.ts";
+import { createMemoryFile } from "../../src/vhost_user/mapping.ts";
 import {
   decodeConfig,
   encodeConfig,
+  encodeMemoryTable,
+  encodeSingleRegion,
   ProtocolFeature,
   Request,
   VHOST_USER_F_PROTOCOL_FEATURES,
@@ -370,4 +373,40 @@ Deno.test("vhost-user (worker engine): a ring stop lets requests in flight compl
       fe.close();
     }
   }, { engine: workerEngine({ workers: 2 }) });
+});
+
+Deno.test("vhost-user: a region reaching past the end of its memory file is refused (touching it would raise SIGBUS)", async () => {
+  await withServer(async ({ server, logs }) => {
+    const fe = FakeFrontEnd.connect(server.socketPath);
+    const short = createMemoryFile("short-guest-ram", 64 << 10);
+    try {
+      await fe.handshake();
+      const tooLong = { ...fe.region(), size: 1n << 20n };
+      assert.notEqual(
+        await fe.acked(Request.ADD_MEM_REG, encodeSingleRegion(tooLong), [short]),
+        0n,
+        "ADD_MEM_REG refused",
+      );
+      assert.notEqual(
+        await fe.acked(Request.SET_MEM_TABLE, encodeMemoryTable([tooLong]), [short]),
+        0n,
+        "SET_MEM_TABLE refused",
+      );
+      const pastEnd = { ...fe.region(), size: 60n << 10n, mmapOffset: 8n << 10n };
+      assert.notEqual(
+        await fe.acked(Request.ADD_MEM_REG, encodeSingleRegion(pastEnd), [short]),
+        0n,
+        "mmap offset + size beyond the file refused",
+      );
+      assert.equal(server.session!.regions.length, 0, "nothing was mapped");
+      assert.ok(logs.some((line) => line.includes("past the end of its file")));
+      // A region its file covers is served as usual.
+      await fe.startRing({ features: QemuFeatures.LINUX_MODERN, memory: "add" });
+      const done = await fe.request(RequestType.IN, 0, { gpa: DATA_BUFFER, length: 512 });
+      assert.equal(done.status, RequestStatus.OK);
+    } finally {
+      closeFd(short);
+      fe.close();
+    }
+  });
 });
