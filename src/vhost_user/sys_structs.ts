@@ -1,7 +1,8 @@
 /**
- * The C structures the socket and poll calls take, laid out by hand in byte
- * buffers (x86-64 Linux, glibc): `struct sockaddr_un`, `struct iovec`,
- * `struct msghdr`, `struct cmsghdr` with SCM_RIGHTS, and `struct pollfd`.
+ * The C structures the socket, poll and fstat calls take, laid out by hand
+ * in byte buffers (x86-64 Linux, glibc): `struct sockaddr_un`, `struct
+ * iovec`, `struct msghdr`, `struct cmsghdr` with SCM_RIGHTS, `struct pollfd`
+ * and `struct stat`.
  * This module owns every offset and size of them; nothing else builds or
  * reads these structures.
  *
