@@ -411,14 +411,17 @@ export class VhostUserBlkSession {
   }
 
   /**
-   * Moves the device to a new table: stop the ring if it runs, close the
-   * device, build a new one over `table`, then unmap `removed` (nothing
-   * can touch them any more) and restart the ring where it stopped.
+   * Moves the device to a new table: stop the ring if it runs (once the
+   * requests it took have completed), close the device, build a new one
+   * over `table`, then unmap `removed` (nothing can touch them any more)
+   * and restart the ring where it stopped.
    */
   async #replaceMemory(table: RegionTable, removed: readonly TableRegion[]): Promise<void> {
     const ring = this.#ring;
     const wasRunning = ring.running;
     if (wasRunning) {
+      // The ring restarts where it stopped, so what it took must complete first.
+      await this.#settle();
       ring.base = this.#device.disableQueue(0);
       ring.running = false;
     }

@@ -410,3 +410,37 @@ Deno.test("vhost-user: a region reaching past the end of its memory file is refu
     }
   });
 });
+
+Deno.test("vhost-user (worker engine): a memory table change while requests are in flight loses none of them", async () => {
+  await withServer(async ({ server }) => {
+    const fe = FakeFrontEnd.connect(server.socketPath, { memoryBytes: 8 << 20 });
+    const extra = createMemoryFile("hotplugged-guest-ram", 1 << 20);
+    try {
+      await fe.handshake();
+      await fe.startRing({ features: QemuFeatures.LINUX_MODERN, memory: "add" });
+      // Whole-disk reads, so that one worker is still busy when the new region arrives.
+      const requests = 40;
+      for (let i = 0; i < requests; i++) {
+        fe.post(RequestType.IN, 0, { gpa: DATA_BUFFER, length: DISK_BYTES });
+      }
+      fe.kickRing();
+      const queue = server.session!.device.queue(0);
+      await eventually(() => queue.inFlight > 0, "the device takes requests off the ring");
+      // Memory hot-plug (or any change of QEMU's RAM layout) while the ring runs.
+      const region = {
+        gpa: 16n << 20n,
+        size: 1n << 20n,
+        userAddress: fe.userBase + (16n << 20n),
+        mmapOffset: 0n,
+      };
+      assert.equal(await fe.acked(Request.ADD_MEM_REG, encodeSingleRegion(region), [extra]), 0n);
+      const base = await fe.stopRing();
+      assert.equal(base, requests, "every request was taken off the ring");
+      const used = fe.takeUsed();
+      assert.equal(used.length, requests, "every request taken off the ring was completed");
+    } finally {
+      closeFd(extra);
+      fe.close();
+    }
+  }, { engine: workerEngine({ workers: 1 }) });
+});
