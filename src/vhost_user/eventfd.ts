@@ -122,7 +122,8 @@ export class StableEventFd {
 
   /**
    * Points the stable number at `received` (and closes `received`), or at a
-   * fresh private eventfd when `received` is undefined.
+   * fresh private eventfd when `received` is undefined, and makes it
+   * nonblocking.
    */
   replace(received: number | undefined): void {
     if (this.#closed) {
@@ -135,6 +136,10 @@ export class StableEventFd {
     } finally {
       closeFd(source);
     }
+    // The front-end's file may be blocking: a signal it cannot take now is
+    // dropped rather than stalling the thread that completes requests.
+    const flags = check("fcntl", libc().fcntl(this.fd, Sys.F_GETFL, 0));
+    check("fcntl", libc().fcntl(this.fd, Sys.F_SETFL, flags | Sys.O_NONBLOCK));
   }
 
   /** Closes the stable number (once no thread can signal it any more). */
