@@ -593,14 +593,16 @@ export class VhostUserBlkSession {
   }
 
   /**
-   * Lets requests already taken off the ring complete before the queue is
-   * disabled (which abandons what is still in flight): QEMU restarts a
-   * stopped ring at the base we report (`stop`/`cont`), so a request counted
-   * as taken but never completed would hang the guest. Bounded, because a
-   * medium can hang.
+   * Stops taking requests off the ring and lets those already taken
+   * complete before the queue is disabled (which abandons what is still in
+   * flight): QEMU restarts a stopped ring at the base we report
+   * (`stop`/`cont`), so a request counted as taken but never completed
+   * would hang the guest. Bounded, because a medium can hang.
    */
   async #settle(): Promise<void> {
     const queue = this.#device.queue(0);
+    // Without the pause a worker could take one more between the last look and the disable.
+    queue.pause();
     const deadline = Date.now() + STOP_SETTLE_MS;
     while (queue.inFlight > 0 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 1));

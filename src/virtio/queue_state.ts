@@ -45,8 +45,14 @@ export const QueueWord = {
   IN_FLIGHT: 17,
   /** Most descriptors one chain may have (direct and indirect together). */
   MAX_CHAIN: 18,
+  /**
+   * 1 while no chain may be taken off the available ring although the
+   * queue is ready (a ring stop waiting for the chains taken to complete);
+   * cleared by activation and disable.
+   */
+  PAUSED: 19,
   /** First of N words: 1 while that head index is in flight. */
-  HEADS: 19,
+  HEADS: 20,
 } as const;
 
 /** Int32 words needed for a queue of at most `maxQueueSize` entries. */

@@ -201,6 +201,20 @@ export class SplitQueue {
     return nextAvail;
   }
 
+  /**
+   * Stops taking chains off the available ring until the next activation or
+   * disable, without abandoning any: chains already taken still complete
+   * (watch {@linkcode inFlight}). Waits for a drain pass in progress on
+   * another thread to finish, so every chain taken is counted in flight
+   * when this returns.
+   */
+  pause(): void {
+    const w = this.#words;
+    lock(w, QueueWord.AVAIL_LOCK);
+    Atomics.store(w, QueueWord.PAUSED, 1);
+    unlock(w, QueueWord.AVAIL_LOCK);
+  }
+
   #clearProgress(): void {
     const w = this.#words;
     Atomics.store(w, QueueWord.NEXT_AVAIL, 0);
@@ -209,6 +223,7 @@ export class SplitQueue {
     Atomics.store(w, QueueWord.SIGNALLED_VALID, 0);
     Atomics.store(w, QueueWord.BROKEN, QueueFault.NONE);
     Atomics.store(w, QueueWord.IN_FLIGHT, 0);
+    Atomics.store(w, QueueWord.PAUSED, 0);
     for (let i = 0; i < this.#maxQueueSize; i++) Atomics.store(w, QueueWord.HEADS + i, 0);
   }
 
@@ -237,6 +252,10 @@ export class SplitQueue {
     return Atomics.load(this.#words, QueueWord.IN_FLIGHT);
   }
 
+  get #paused(): boolean {
+    return Atomics.load(this.#words, QueueWord.PAUSED) === 1;
+  }
+
   // ---------------------------------------------------------------------------
   // Available side: one drainer at a time.
 
@@ -244,8 +263,8 @@ export class SplitQueue {
    * Starts a drain pass: takes AVAIL_LOCK (waiting for it when `wait`,
    * else giving up at once if another thread drains), reads avail.idx once,
    * and asks the driver not to notify while the device drains. Returns false,
-   * holding no lock, when the lock was busy, or the queue is not ready or is
-   * broken; a corrupted avail.idx breaks the queue here.
+   * holding no lock, when the lock was busy, or the queue is not ready, is
+   * paused or is broken; a corrupted avail.idx breaks the queue here.
    *
    * A thread that gives up because another one drains needs no retry: the
    * drainer looks at the ring again after {@linkcode endDrain} (see
@@ -254,7 +273,7 @@ export class SplitQueue {
   beginDrain(wait = true): boolean {
     if (wait) lock(this.#words, QueueWord.AVAIL_LOCK);
     else if (!tryLock(this.#words, QueueWord.AVAIL_LOCK)) return false;
-    if (!this.#refresh() || this.fault !== QueueFault.NONE) {
+    if (!this.#refresh() || this.fault !== QueueFault.NONE || this.#paused) {
       unlock(this.#words, QueueWord.AVAIL_LOCK);
       return false;
     }
@@ -276,7 +295,7 @@ export class SplitQueue {
    * the lock (and was ignored by a thread that could not take it) is served.
    */
   get hasAvailable(): boolean {
-    if (!this.#refresh() || this.fault !== QueueFault.NONE) return false;
+    if (!this.#refresh() || this.fault !== QueueFault.NONE || this.#paused) return false;
     return this.#readAvailIdx() !== (Atomics.load(this.#words, QueueWord.NEXT_AVAIL) & U16_MASK);
   }
 

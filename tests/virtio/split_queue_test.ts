@@ -295,6 +295,24 @@ Deno.test("disable reports where the device stopped; activate resumes from there
   assert.deepEqual(s.ring.used(5), { id: 0, len: 1 });
 });
 
+Deno.test("pause: nothing more is taken, what was taken still completes; activate and disable end it", () => {
+  const s = setup();
+  s.ring.setDesc(0, { addr: DATA, len: 1, flags: WRITE });
+  s.ring.setDesc(1, { addr: DATA, len: 1, flags: WRITE });
+  s.ring.offer(0);
+  assert.deepEqual(drain(s), { heads: [0], fault: QueueFault.NONE });
+  s.ring.offer(1);
+  s.queue.pause();
+  assert.equal(s.queue.hasAvailable, false, "a paused queue offers nothing to drain");
+  assert.equal(s.queue.beginDrain(), false);
+  assert.equal(s.queue.inFlight, 1);
+  assert.equal(publish(s, 0, 1), true, "the chain taken before the pause completes");
+  assert.equal(s.queue.inFlight, 0);
+  assert.equal(s.queue.disable(), 1, "the chain offered during the pause was not taken");
+  assert.equal(s.queue.activate({ ...s.config, nextAvail: 1, nextUsed: 1 }), true);
+  assert.deepEqual(drain(s), { heads: [1], fault: QueueFault.NONE });
+});
+
 Deno.test("notifications: NO_NOTIFY while draining without EVENT_IDX; avail_event with it", () => {
   const plain = setup();
   plain.ring.setDesc(0, { addr: DATA, len: 1, flags: WRITE });
