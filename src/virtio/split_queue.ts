@@ -409,9 +409,12 @@ export class SplitQueue {
     const w = this.#words;
     const generation = Atomics.load(w, QueueWord.GENERATION);
     if (generation === this.#generation) return this.#desc !== undefined;
-    this.#generation = generation;
     this.#desc = this.#avail = this.#used = undefined;
+    // Not ready is not cached: activate() bumps GENERATION before it sets
+    // READY, so a view that looks in between must look again, or it would
+    // ignore the queue for the whole generation.
     if (Atomics.load(w, QueueWord.READY) !== 1) return false;
+    this.#generation = generation;
     const size = Atomics.load(w, QueueWord.SIZE);
     const features = Atomics.load(w, QueueWord.FEATURES);
     const desc = loadAddress(w, QueueWord.DESC_LOW);
