@@ -182,6 +182,8 @@ export class VirtioBlkDriver {
   #outstanding = 0;
   readonly #callbacks: (CompletionHandler | undefined)[];
   #needsReset = false;
+  /** The interrupt count the ISR was last read at. */
+  #acknowledged = 0;
   #poll: AdaptivePoll;
   readonly #completionsReady = (): boolean => this.hasCompletions || this.#needsReset;
 
@@ -472,15 +474,14 @@ export class VirtioBlkDriver {
   waitSync(timeoutMs = Infinity): boolean {
     const deadline = performance.now() + timeoutMs;
     for (;;) {
-      const seen = this.#interrupt.count;
+      const seen = this.#acknowledge();
       if (this.#completionsReady()) return true;
       if (this.#poll.spin(this.#completionsReady)) return true;
       const asleep = performance.now();
       const left = deadline - asleep;
       if (left <= 0) return false;
-      const woken = this.#interrupt.waitSync(seen, left);
+      this.#interrupt.waitSync(seen, left);
       this.#poll.slept((performance.now() - asleep) * 1e6);
-      if (woken) this.#acknowledge();
     }
   }
 
@@ -497,11 +498,11 @@ export class VirtioBlkDriver {
   async wait(timeoutMs = Infinity): Promise<boolean> {
     const deadline = performance.now() + timeoutMs;
     for (;;) {
-      const seen = this.#interrupt.count;
+      const seen = this.#acknowledge();
       if (this.hasCompletions || this.#needsReset) return true;
       const left = deadline - performance.now();
       if (left <= 0) return false;
-      if (await this.#interrupt.wait(seen, left)) this.#acknowledge();
+      await this.#interrupt.wait(seen, left);
     }
   }
 
@@ -685,15 +686,24 @@ export class VirtioBlkDriver {
     }
   }
 
-  /** Legacy INTx: read the ISR to de-assert the line and learn of config changes. */
-  #acknowledge(): void {
-    if (!this.#readIsr) return;
+  /**
+   * Legacy INTx: read the ISR to de-assert the line and learn of config
+   * changes, once per interrupt counted since the last read, however it
+   * came: also one raised before the driver waited (an in-process device
+   * serves a kick before kick() returns). Returns the interrupt count, to
+   * wait for it to change.
+   */
+  #acknowledge(): number {
+    const count = this.#interrupt.count;
+    if (count === this.#acknowledged || !this.#readIsr) return count;
+    this.#acknowledged = count;
     const isr = this.#registers.read(LegacyRegister.ISR, 1);
     if (isr & ISR_CONFIG) {
       if (this.#registers.read(LegacyRegister.STATUS, 1) & DeviceStatus.DEVICE_NEEDS_RESET) {
         this.#needsReset = true;
       }
     }
+    return count;
   }
 
   #fail(): void {

@@ -1,0 +1,67 @@
+/**
+ * The driver's waits and the device's "needs reset": a DEVICE_NEEDS_RESET
+ * configuration interrupt counts whenever it came, also when it came before
+ * the driver started waiting (an in-process device serves a kick, and may
+ * break the queue, before kick() returns).
+ */
+
+import assert from "node:assert/strict";
+import { RequestType } from "../../src/blk/spec.ts";
+import { LegacyRegister } from "../../src/virtio/legacy_pci.ts";
+import { AvailRing, LEGACY_PFN_SHIFT, legacyRingAddresses } from "../../src/virtio/ring_layout.ts";
+import { DeviceStatus } from "../../src/virtio/spec.ts";
+import { type Harness, harness } from "../helpers/harness.ts";
+
+/** Submits a request, then moves avail.idx more than a ring ahead (virtio 1.2 §2.7.13.3) and kicks. */
+function breakQueueOnKick(h: Harness): void {
+  h.driver.submit(RequestType.FLUSH, 0);
+  const ring = h.disk.pci.ioRead(LegacyRegister.QUEUE_PFN, 4) * 2 ** LEGACY_PFN_SHIFT;
+  const idx = legacyRingAddresses(ring, h.driver.queueSize).avail + AvailRing.IDX;
+  const region = h.memory.regionFor(idx, 2)!;
+  const at = (idx - region.gpa) >>> 1;
+  Atomics.store(region.u16, at, (Atomics.load(region.u16, at) + 2 * h.driver.queueSize) & 0xffff);
+  h.driver.kick();
+  assert.ok(h.driver.deviceStatus & DeviceStatus.DEVICE_NEEDS_RESET, "the device broke the queue");
+}
+
+Deno.test("driver: waitSync returns at once for a needs-reset interrupt raised before it was called", async () => {
+  const h = harness();
+  try {
+    breakQueueOnKick(h);
+    const started = performance.now();
+    assert.equal(h.driver.waitSync(2_000), true, "the wait sees the device needs a reset");
+    assert.ok(performance.now() - started < 1_000, "without waiting for the timeout");
+    assert.equal(h.driver.needsReset, true);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("driver: wait resolves at once for a needs-reset interrupt raised before it was called", async () => {
+  const h = harness();
+  // A pending Atomics.waitAsync alone does not keep Deno's event loop alive.
+  const alive = setTimeout(() => {}, 5_000);
+  try {
+    breakQueueOnKick(h);
+    const started = performance.now();
+    assert.equal(await h.driver.wait(2_000), true, "the wait sees the device needs a reset");
+    assert.ok(performance.now() - started < 1_000, "without waiting for the timeout");
+    assert.equal(h.driver.needsReset, true);
+  } finally {
+    clearTimeout(alive);
+    await h.close();
+  }
+});
+
+Deno.test("driver: a request whose kick breaks the queue fails as 'needs reset', not as a timeout", async () => {
+  const h = harness();
+  const alive = setTimeout(() => {}, 5_000);
+  try {
+    breakQueueOnKick(h);
+    // The next request (it never reaches the broken queue).
+    await assert.rejects(h.driver.execute(RequestType.FLUSH, 0, undefined, 2_000), /needs reset/);
+  } finally {
+    clearTimeout(alive);
+    await h.close();
+  }
+});
