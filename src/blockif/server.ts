@@ -147,8 +147,23 @@ export class BlockifServer {
       this.#wake(this.#parts.dispatch === "worker" ? runnable - 1 : runnable);
       if (starved ? pool.freeCount === 0 : !queue.hasAvailable) break;
     }
-    if (queue.fault !== QueueFault.NONE) interrupts.needsReset(index);
+    if (queue.fault !== QueueFault.NONE) this.#reportBroken(queue, index);
     return queued;
+  }
+
+  /**
+   * Tells the driver the device needs a reset, if queue `index` is still
+   * broken. Only a reset clears the fault, under USED_LOCK (disable): looking
+   * again under that lock keeps a stale report from landing on the device
+   * after the guest reset it (it would then refuse the guest's new ring).
+   */
+  #reportBroken(queue: SplitQueue, index: number): void {
+    queue.lockUsed();
+    try {
+      if (queue.fault !== QueueFault.NONE) this.#parts.interrupts.needsReset(index);
+    } finally {
+      queue.unlockUsed();
+    }
   }
 
   /**
