@@ -207,8 +207,11 @@ export class BlockifServer {
   loop(): void {
     const { pool, queues, dispatch } = this.#parts;
     const words = this.#words;
-    while (Atomics.load(words, PoolWord.CLOSING) === 0) {
+    for (;;) {
+      // WAKE before CLOSING: close() sets CLOSING, then bumps WAKE, so a
+      // close this look misses makes the sleep below return at once.
       const seen = Atomics.load(words, PoolWord.WAKE);
+      if (Atomics.load(words, PoolWord.CLOSING) !== 0) return;
       if (this.runOne()) continue;
       if (dispatch === "worker" && pool.freeCount > 0 && this.#drainAny(queues)) continue;
       if (this.#poll.windowNs > 0 && tryLock(words, PoolWord.POLLER)) {

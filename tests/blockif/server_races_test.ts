@@ -1,18 +1,27 @@
 /**
- * A worker that found the queue broken reports "needs reset" while the
- * guest may be resetting the device on its vCPU. The report must land
- * before the reset (which clears it), never after: a stale DEVICE_NEEDS_RESET
- * on the reset device makes it refuse the guest's new ring.
+ * Races between a blockif worker and the threads that reset the device or
+ * close the engine, each forced in one thread: the blockif server runs on
+ * the test's thread, driven as a worker would be, and the other thread's
+ * action is made to happen at the exact moment the race is about.
  *
- * The blockif server runs on this thread, driven as a worker would be; the
- * guest's reset is modelled in the interrupt sink at the moment the worker
- * reports: it runs then, unless the worker holds a queue lock the reset
- * needs, in which case it runs as soon as the worker is done.
+ * - A worker that found the queue broken reports "needs reset" while the
+ *   guest may be resetting the device on its vCPU. The report must land
+ *   before the reset (which clears it), never after: a stale
+ *   DEVICE_NEEDS_RESET on the reset device makes it refuse the guest's new
+ *   ring. The reset is modelled in the interrupt sink at the moment of the
+ *   report: it runs then, unless the worker holds a queue lock the reset
+ *   needs, in which case it runs as soon as the worker is done.
+ * - A worker that looks for work while the engine closes must leave its
+ *   loop, not go to sleep (close() would wait for it until its grace
+ *   period ends and then terminate it).
  */
 
 import assert from "node:assert/strict";
 import type { EngineContext, RequestEngine } from "../../src/blk/engine.ts";
 import { InlineEngine } from "../../src/blk/inline_engine.ts";
+import type { BlockBackend } from "../../src/backend/backend.ts";
+import { openBackend } from "../../src/backend/open_backend.ts";
+import { PoolWord } from "../../src/blockif/pool_layout.ts";
 import { RequestPool } from "../../src/blockif/request_pool.ts";
 import { BlockifServer } from "../../src/blockif/server.ts";
 import { RequestType } from "../../src/blk/spec.ts";
@@ -26,7 +35,9 @@ import { RawGuest } from "../helpers/raw_guest.ts";
 /** Serves kicks in-process; `worker` is a blockif server the test drives as a worker thread. */
 class Rig implements RequestEngine {
   readonly worker: BlockifServer;
+  readonly pool: RequestPool;
   readonly #inline: InlineEngine;
+  readonly #backend: BlockBackend;
   /** The guest's reset, run at the worker's report (set once the guest exists). */
   resetByGuest: () => void = () => {};
   /** The reset waited for the worker to release a queue lock. */
@@ -46,12 +57,15 @@ class Rig implements RequestEngine {
         sink.needsReset(index);
       },
     };
+    this.pool = new RequestPool({ elements: 4, segMax: context.limits.segMax });
+    this.#backend = openBackend(context.backend);
     this.worker = new BlockifServer({
       memory: context.memory,
       queues: context.queues.map((state) => new SplitQueue(context.memory, state)),
-      pool: new RequestPool({ elements: 4, segMax: context.limits.segMax }),
+      pool: this.pool,
       state: context.state,
       interrupts: racing,
+      backend: this.#backend,
       readOnly: context.readOnly,
       limits: context.limits,
       serial: context.serial,
@@ -71,6 +85,7 @@ class Rig implements RequestEngine {
   }
   quiesce() {}
   close() {
+    this.#backend.close();
     return this.#inline.close();
   }
 }
@@ -92,4 +107,40 @@ Deno.test("a worker's 'needs reset' never lands on the device after the guest re
   } finally {
     await guest.disk.close();
   }
+});
+
+Deno.test("a worker that looks for work while the engine closes leaves its loop instead of sleeping", async () => {
+  let rig!: Rig;
+  const guest = RawGuest.create({ device: { engine: (context) => (rig = new Rig(context)) } });
+  const words = rig.pool.words;
+  const { load, wait } = Atomics;
+  let closed = false;
+  const wakeWaits: string[] = [];
+  // WorkerEngine.close() on the engine's thread, right after the worker read CLOSING.
+  Atomics.load = ((array: Int32Array, index: number) => {
+    const value = load(array, index);
+    if (array === words && index === PoolWord.CLOSING && !closed) {
+      closed = true;
+      Atomics.store(words, PoolWord.CLOSING, 1);
+      Atomics.add(words, PoolWord.WAKE, 1);
+      Atomics.notify(words, PoolWord.WAKE);
+    }
+    return value;
+  }) as typeof Atomics.load;
+  // A sleep on WAKE after the close would last for ever: bound it, and note how it ended.
+  Atomics.wait = ((array: Int32Array, index: number, value: number, timeout?: number) => {
+    if (array !== words || index !== PoolWord.WAKE) return wait(array, index, value, timeout);
+    const result = wait(array, index, value, 1_000);
+    wakeWaits.push(result);
+    return result;
+  }) as typeof Atomics.wait;
+  try {
+    rig.worker.loop();
+  } finally {
+    Atomics.load = load;
+    Atomics.wait = wait;
+    await guest.disk.close();
+  }
+  assert.ok(closed, "the engine closed while the worker looked for work");
+  assert.ok(!wakeWaits.includes("timed-out"), `the worker slept through the close: ${wakeWaits}`);
 });
