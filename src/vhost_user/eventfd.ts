@@ -36,6 +36,12 @@ export function oneBuffer(): Uint8Array<ArrayBuffer> {
   return bytes;
 }
 
+/** Sets O_NONBLOCK on `fd` (a front-end's eventfd may come blocking). */
+export function setNonBlocking(fd: number): void {
+  const flags = check("fcntl", libc().fcntl(fd, Sys.F_GETFL, 0));
+  check("fcntl", libc().fcntl(fd, Sys.F_SETFL, flags | Sys.O_NONBLOCK));
+}
+
 /**
  * Reads and resets the counter of an eventfd that poll reported readable.
  * Returns the count, or 0 when nothing was there (EAGAIN).
@@ -138,8 +144,7 @@ export class StableEventFd {
     }
     // The front-end's file may be blocking: a signal it cannot take now is
     // dropped rather than stalling the thread that completes requests.
-    const flags = check("fcntl", libc().fcntl(this.fd, Sys.F_GETFL, 0));
-    check("fcntl", libc().fcntl(this.fd, Sys.F_SETFL, flags | Sys.O_NONBLOCK));
+    setNonBlocking(this.fd);
   }
 
   /** Closes the stable number (once no thread can signal it any more). */

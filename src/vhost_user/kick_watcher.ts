@@ -7,7 +7,7 @@
  * @module
  */
 
-import { drainEventFd, waitReadable, Waker } from "./eventfd.ts";
+import { drainEventFd, setNonBlocking, waitReadable, Waker } from "./eventfd.ts";
 import { closeFd } from "./libc.ts";
 import { PollSet } from "./sys_structs.ts";
 
@@ -29,6 +29,9 @@ export class KickWatcher {
    */
   constructor(fd: number, onKick: () => void, onError: (error: unknown) => void) {
     this.#fd = fd;
+    // Another reader (the front-end itself) may empty the counter between
+    // poll and read: a blocking read would then stall the device model.
+    setNonBlocking(fd);
     this.#onKick = onKick;
     this.#onError = onError;
     this.#poll = new PollSet([fd, this.#waker.fd]);

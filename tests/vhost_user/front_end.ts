@@ -191,6 +191,8 @@ export class FakeFrontEnd {
     base?: number;
     /** A descriptor table GPA other than the ring's (to test bad addresses). */
     desc?: number;
+    /** Hand over a blocking kick eventfd (QEMU's are nonblocking). */
+    blockingKick?: boolean;
   }): Promise<void> {
     this.send(Request.SET_FEATURES, encodeU64(options.features));
     this.setCall();
@@ -221,7 +223,7 @@ export class FakeFrontEnd {
       }),
     );
     if (this.kick >= 0) closeFd(this.kick);
-    this.kick = createEventFd({ nonblocking: true });
+    this.kick = createEventFd({ nonblocking: !options.blockingKick });
     signalEventFd(this.kick);
     this.send(Request.SET_VRING_KICK, encodeU64(0n), { fds: [this.kick] });
     this.send(Request.SET_VRING_ENABLE, encodeVringState(0, 1));

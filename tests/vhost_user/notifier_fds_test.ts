@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { RequestType } from "../../src/blk/spec.ts";
 import { createEventFd, signalEventFd } from "../../src/vhost_user/eventfd.ts";
-import { closeFd } from "../../src/vhost_user/libc.ts";
+import { closeFd, libc, Sys } from "../../src/vhost_user/libc.ts";
 import { encodeU64, encodeVringState, Request } from "../../src/vhost_user/messages.ts";
 import { RingFeature } from "../../src/virtio/spec.ts";
 import { DATA_BUFFER, FakeFrontEnd, QemuFeatures } from "./front_end.ts";
@@ -64,6 +64,38 @@ Deno.test("vhost-user: a call fd whose write would block (a saturated blocking e
   } finally {
     fe?.close();
     closeFd(saturated);
+    child.kill("SIGKILL");
+    await child.status;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("vhost-user: a blocking kick fd is made nonblocking, so a counter emptied by someone else cannot stall the device model", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vhost-kick-" });
+  const image = `${dir}/disk.img`;
+  const socket = `${dir}/vblk.sock`;
+  await Deno.writeFile(image, new Uint8Array(1 << 20));
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", mod, "--vhost-user", socket, "-s", `9,virtio-blk,${image}`],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  let fe: FakeFrontEnd | undefined;
+  try {
+    for (let i = 0; i < 300 && !(await Deno.lstat(socket).then(() => true, () => false)); i++) {
+      await sleep(20);
+    }
+    fe = FakeFrontEnd.connect(socket);
+    await fe.handshake();
+    await fe.startRing({ features: QemuFeatures.LINUX_MODERN, memory: "add", blockingKick: true });
+    // The kick fd is one open file shared with the back end: its O_NONBLOCK is shared too.
+    fe.post(RequestType.IN, 0, { gpa: DATA_BUFFER, length: 512 });
+    fe.kickRing();
+    for (let i = 0; i < 250 && fe.takeUsed().length === 0; i++) await sleep(20);
+    const flags = libc().fcntl(fe.kick, Sys.F_GETFL, 0);
+    assert.ok(flags >= 0 && (flags & Sys.O_NONBLOCK) !== 0, `kick fd flags ${flags.toString(8)}`);
+  } finally {
+    fe?.close();
     child.kill("SIGKILL");
     await child.status;
     await Deno.remove(dir, { recursive: true });
