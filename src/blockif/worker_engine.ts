@@ -65,7 +65,7 @@ export class WorkerEngine implements RequestEngine {
   readonly #ready: Promise<void>;
   readonly #closed: Promise<void>[] = [];
   readonly #deviceServer: BlockifServer | undefined;
-  #closing = false;
+  #closing: Promise<void> | undefined;
 
   constructor(context: EngineContext, options: WorkerEngineOptions = {}) {
     const workers = options.workers ?? DEFAULT_WORKERS;
@@ -119,7 +119,8 @@ export class WorkerEngine implements RequestEngine {
     };
     const starts: Promise<void>[] = [];
     const url = siblingModule(import.meta.url, "worker");
-    this.#threads = Promise.all(Array.from({ length: workers }, async (_, index) => {
+    // Every thread that starts is kept, so close() ends it even if another failed to start.
+    const started = Array.from({ length: workers }, async (_, index) => {
       const thread = await startThread(url, `blockif-${index}`);
       let readyResolve!: () => void, readyReject!: (e: Error) => void;
       starts[index] = new Promise<void>((resolve, reject) => {
@@ -144,8 +145,11 @@ export class WorkerEngine implements RequestEngine {
       });
       thread.postMessage({ ...init, index } satisfies WorkerInit);
       return thread;
-    }));
-    this.#ready = this.#threads.then(() => Promise.all(starts)).then(() => {});
+    });
+    this.#threads = Promise.allSettled(started).then((results) =>
+      results.flatMap((result) => result.status === "fulfilled" ? [result.value] : [])
+    );
+    this.#ready = Promise.all(started).then(() => Promise.all(starts)).then(() => {});
     // Callers that never await ready() must not see an unhandled rejection.
     this.#ready.catch(() => {});
   }
@@ -187,16 +191,20 @@ export class WorkerEngine implements RequestEngine {
     }
   }
 
-  async close(): Promise<void> {
-    if (this.#closing) return;
-    this.#closing = true;
+  close(): Promise<void> {
+    // A second close() waits for the first to finish.
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     const words = this.pool.words;
     Atomics.store(words, PoolWord.CLOSING, 1);
     Atomics.add(words, PoolWord.WAKE, 1);
     Atomics.notify(words, PoolWord.WAKE);
     Atomics.add(words, PoolWord.KICK, 1);
     Atomics.notify(words, PoolWord.KICK);
-    const threads = await this.#threads.catch(() => [] as Thread[]);
+    const threads = await this.#threads;
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       Promise.all(this.#closed),

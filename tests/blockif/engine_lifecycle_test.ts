@@ -1,0 +1,46 @@
+/**
+ * The worker engine's life: workers that cannot open the medium make
+ * ready() fail with the reason, and close() still ends every thread (Deno's
+ * sanitizers would report one left running); close() twice is one close.
+ */
+
+import assert from "node:assert/strict";
+import { MemoryBackend } from "../../src/backend/memory_backend.ts";
+import { workerEngine } from "../../src/blockif/worker_engine.ts";
+import { VirtioBlkError } from "../../src/errors.ts";
+import { createVirtioBlkPci } from "../../src/dm/virtio_blk_pci.ts";
+import { SharedGuestMemory } from "../../src/memory/shared_memory.ts";
+
+Deno.test("workers that cannot open the medium: ready() rejects naming it, close() ends every thread", async () => {
+  const memory = SharedGuestMemory.allocate(1 << 20);
+  const disk = createVirtioBlkPci(memory, {
+    // A file that vanished between validation and the workers' open.
+    backend: {
+      kind: "file",
+      path: "/nonexistent/disk.img",
+      offset: 0,
+      size: 1 << 20,
+      readOnly: false,
+      io: "node-fs",
+      direct: false,
+    },
+    engine: workerEngine({ workers: 3 }),
+  });
+  await assert.rejects(disk.device.ready(), (error: unknown) => {
+    assert.ok(error instanceof VirtioBlkError);
+    assert.equal(error.code, "BAD_BACKING_FILE");
+    assert.match(error.message, /blockif worker \d: .*\/nonexistent\/disk\.img/);
+    return true;
+  });
+  await disk.close();
+});
+
+Deno.test("close() twice: the second waits for the first, and both resolve", async () => {
+  const memory = SharedGuestMemory.allocate(1 << 20);
+  const disk = createVirtioBlkPci(memory, {
+    backend: MemoryBackend.create(1 << 20),
+    engine: workerEngine({ workers: 2 }),
+  });
+  await disk.device.ready();
+  await Promise.all([disk.close(), disk.close()]);
+});
