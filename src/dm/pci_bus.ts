@@ -8,6 +8,7 @@
  * @module
  */
 
+import { allOnes } from "../pci/all_ones.ts";
 import { PciCommand, PciConfig, PciConfigSpace } from "../pci/config_space.ts";
 import { IoDirection, type IoSize } from "./io_mailbox.ts";
 
@@ -30,8 +31,6 @@ const IO_SPACE_END = 0x10000;
 
 export const MAX_SLOTS = 32;
 export const MAX_FUNCTIONS = 8;
-
-const ALL_ONES = [0, 0xff, 0xffff, 0, 0xffff_ffff];
 
 /** The host bridge's identity (an i440FX-like host bridge, class 06:00). */
 function hostBridge(): PciFunction {
@@ -136,7 +135,7 @@ export class PciBus {
     }
     const decoder = this.#decoderFor(port, size);
     if (decoder) return decoder.fn.ioRead(port - decoder.base, size);
-    return ALL_ONES[size];
+    return allOnes(size);
   }
 
   portWrite(port: number, size: IoSize, value: number): void {
@@ -178,7 +177,7 @@ export class PciBus {
 
   #configRead(byte: number, size: IoSize): number {
     const target = this.#selected(byte);
-    return target ? target.fn.config.read(target.offset, size) : ALL_ONES[size];
+    return target ? target.fn.config.read(target.offset, size) : allOnes(size);
   }
 
   #configWrite(byte: number, size: IoSize, value: number): void {

@@ -8,6 +8,8 @@
  * @module
  */
 
+import { allOnes } from "./all_ones.ts";
+
 /** Offsets of the type-0 header registers. */
 export const PciConfig = {
   VENDOR_ID: 0x00,
@@ -63,7 +65,6 @@ export interface IoBar {
 
 const COMMAND_WRITABLE = PciCommand.IO_SPACE | PciCommand.MEMORY_SPACE | PciCommand.BUS_MASTER |
   PciCommand.INTX_DISABLE;
-const ALL_ONES = [0, 0xff, 0xffff, 0, 0xffff_ffff];
 
 /** One function's configuration space. */
 export class PciConfigSpace {
@@ -131,7 +132,7 @@ export class PciConfigSpace {
 
   /** Reads `size` bytes at `offset`. */
   read(offset: number, size: number): number {
-    if (!validAccess(offset, size)) return ALL_ONES[size === 1 || size === 2 ? size : 4];
+    if (!validAccess(offset, size)) return allOnes(size);
     if (size === 1) return this.#view.getUint8(offset);
     if (size === 2) return this.#view.getUint16(offset, true);
     return this.#view.getUint32(offset, true);

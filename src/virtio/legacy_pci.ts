@@ -11,6 +11,7 @@
  * @module
  */
 
+import { allOnes } from "../pci/all_ones.ts";
 import { PciConfigSpace } from "../pci/config_space.ts";
 import type { VirtioDevice } from "./device.ts";
 import { LEGACY_PFN_SHIFT, legacyRingAddresses } from "./ring_layout.ts";
@@ -38,11 +39,7 @@ export const LegacyRegister = {
 
 const LOW_32 = 0xffff_ffffn;
 
-/** What a read of a bad register gives: all ones of its width (sizes 0, 3, 8, … read 32 ones). */
-function allOnes(size: number): number {
-  return size === 1 ? 0xff : size === 2 ? 0xffff : 0xffff_ffff;
-}
-
+/** BAR0's size: a power of two that holds the registers and the device configuration. */
 function barSizeFor(configSize: number): number {
   let size = 4;
   while (size < LegacyRegister.CONFIG + configSize) size *= 2;

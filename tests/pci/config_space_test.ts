@@ -10,6 +10,7 @@ import { InlineEngine } from "../../src/blk/inline_engine.ts";
 import { createVirtioBlkPci } from "../../src/dm/virtio_blk_pci.ts";
 import { SharedGuestMemory } from "../../src/memory/shared_memory.ts";
 import { PciCommand, PciConfig, PciConfigSpace } from "../../src/pci/config_space.ts";
+import { PciBus } from "../../src/dm/pci_bus.ts";
 
 function blkFunction() {
   const memory = SharedGuestMemory.allocate(1 << 16);
@@ -206,4 +207,14 @@ Deno.test("an I/O BAR must be a power of two of at least 4 bytes", () => {
     assert.throws(() => plain([{ size }]), RangeError, `size ${size}`);
   }
   assert.equal(plain([{ size: 4 }]).bar(0)?.size, 4);
+});
+
+Deno.test("reads nobody answers are all ones of their width, whatever the width", () => {
+  const bus = new PciBus();
+  assert.equal(bus.portRead(0x80, 1), 0xff);
+  assert.equal(bus.portRead(0x80, 2), 0xffff);
+  assert.equal(bus.portRead(0x80, 4), 0xffff_ffff);
+  // Widths no x86 port access has still read as ones, never as 0 or undefined.
+  assert.equal(bus.portRead(0x80, 3 as 1), 0xffff_ffff);
+  assert.equal(bus.portRead(0xcfc, 3 as 1), 0xffff_ffff);
 });
