@@ -38,31 +38,87 @@ export {
 export { SharedGuestMemory } from "./src/memory/shared_memory.ts";
 
 // Backends
-export type { BackendSpec, BlockBackend } from "./src/backend/backend.ts";
+export type {
+  BackendSpec,
+  BlockBackend,
+  FileBackendSpec,
+  MemoryBackendSpec,
+} from "./src/backend/backend.ts";
 export { MemoryBackend } from "./src/backend/memory_backend.ts";
 export { openBackend } from "./src/backend/open_backend.ts";
-export { describeFile, type FileOptions } from "./src/backend/file_spec.ts";
+export { describeFile, type FileIo, type FileOptions } from "./src/backend/file_spec.ts";
 
 // The virtio-blk device and its PCI function
-export { type BlkDeviceOptions, DEFAULT_QUEUE_SIZE, VirtioBlkDevice } from "./src/blk/device.ts";
+export {
+  type BlkDeviceOptions,
+  DEFAULT_QUEUE_SIZE,
+  type InterruptRoute,
+  VirtioBlkDevice,
+} from "./src/blk/device.ts";
+export type { BlkState } from "./src/blk/blk_state.ts";
 export { BLK_PCI_CLASS, createVirtioBlkPci, type VirtioBlkPci } from "./src/dm/virtio_blk_pci.ts";
-export type { EngineContext, EngineFactory, RequestEngine } from "./src/blk/engine.ts";
+export { BlkFeature, RequestStatus, RequestType } from "./src/blk/spec.ts";
+
+// Request engines: in-process, and blockif's pool of worker threads. The
+// parsed request and the pool are exported as types, for reading them.
+export type {
+  EngineContext,
+  EngineFactory,
+  InterruptHandle,
+  RequestEngine,
+} from "./src/blk/engine.ts";
 export { InlineEngine } from "./src/blk/inline_engine.ts";
 export {
   WorkerEngine,
   workerEngine,
   type WorkerEngineOptions,
 } from "./src/blockif/worker_engine.ts";
-export { BlkFeature, RequestStatus, RequestType } from "./src/blk/spec.ts";
+export type { Dispatch } from "./src/blockif/server.ts";
+export type {
+  BlkRequest,
+  RequestError,
+  RequestErrorCode,
+  RequestKind,
+  RequestKindCode,
+  RequestLimits,
+} from "./src/blk/request.ts";
+export type { PoolCounts, RequestPool } from "./src/blockif/request_pool.ts";
+export type {
+  ElementState,
+  ElementStateCode,
+  PoolDimensions,
+  PoolLayout,
+} from "./src/blockif/pool_layout.ts";
+
+// The legacy virtio-PCI transport and the split virtqueue
 export { LegacyRegister, LegacyVirtioPci } from "./src/virtio/legacy_pci.ts";
-export { TransportState } from "./src/virtio/transport_state.ts";
-export { QueueFault, SplitQueue } from "./src/virtio/split_queue.ts";
+export type { IoBar, PciConfigSpace } from "./src/pci/config_space.ts";
+export type { VirtioDevice } from "./src/virtio/device.ts";
+export {
+  type InterruptLineHandle,
+  type InterruptSink,
+  TransportState,
+} from "./src/virtio/transport_state.ts";
+export {
+  type Pop,
+  type PopResult,
+  type QueueConfig,
+  QueueFault,
+  type QueueFaultCode,
+  SplitQueue,
+} from "./src/virtio/split_queue.ts";
+export type { QueueStateBuffer } from "./src/virtio/queue_state.ts";
+export type { RingAddresses } from "./src/virtio/ring_layout.ts";
+export type { DescriptorChain } from "./src/virtio/descriptor_chain.ts";
+export type { DoorbellHandle } from "./src/virtio/doorbell.ts";
 
 // The guest side
 export { GuestAllocator } from "./src/guest/allocator.ts";
 export { DirectRegisters, InterruptLine, type RegisterAccess } from "./src/guest/io.ts";
 export {
+  type Buffers,
   type Completion,
+  type CompletionHandler,
   DeviceFault,
   type DiskInfo,
   type DriverOptions,
@@ -78,12 +134,23 @@ export {
   type VhostUserBlkOptions,
   type VhostUserBlkServer,
 } from "./src/vhost_user/server.ts";
-export { MappedGuestMemory } from "./src/memory/mapped_memory.ts";
+export type { VhostUserBlkSession } from "./src/vhost_user/session.ts";
+export type { TableRegion } from "./src/vhost_user/memory_table.ts";
+export type { Mapping } from "./src/vhost_user/mapping.ts";
+export { MappedGuestMemory, type MappedMemoryHandle } from "./src/memory/mapped_memory.ts";
 
 // The device model and its command line
-export { VirtualMachine, type VmConfig, type VmDiskConfig } from "./src/dm/vm.ts";
+export {
+  type VcpuInit,
+  VirtualMachine,
+  type VmConfig,
+  type VmDisk,
+  type VmDiskConfig,
+} from "./src/dm/vm.ts";
+export type { PciBus, PciFunction } from "./src/dm/pci_bus.ts";
+export type { IoEvents, IoSize } from "./src/dm/io_mailbox.ts";
 export { checkSlots, diskConfig, parseSlotSpec, type SlotSpec } from "./src/dm/slot_spec.ts";
-export { main } from "./src/cli/main.ts";
+export { type Console, main } from "./src/cli/main.ts";
 
 // Errors
 export { type ErrorCode, VirtioBlkError } from "./src/errors.ts";
