@@ -38,13 +38,17 @@ export type BackendSpec =
 
 /** A RAM disk in a SharedArrayBuffer. */
 export interface MemoryBackendSpec {
+  /** Tells this spec from a {@linkcode FileBackendSpec}. */
   readonly kind: "memory";
+  /** The disk's bytes; every thread that opens the spec sees the same memory. */
   readonly buffer: SharedArrayBuffer;
+  /** Whether writes are refused (the device then offers VIRTIO_BLK_F_RO). */
   readonly readOnly: boolean;
 }
 
 /** A regular file or block device (see `src/backend/file_spec.ts`). */
 export interface FileBackendSpec {
+  /** Tells this spec from a {@linkcode MemoryBackendSpec}. */
   readonly kind: "file";
   /** Path of the file or block device. */
   readonly path: string;
@@ -52,6 +56,7 @@ export interface FileBackendSpec {
   readonly offset: number;
   /** Bytes the device exposes. */
   readonly size: number;
+  /** `ro`: opened read-only, writes refused (the device then offers VIRTIO_BLK_F_RO). */
   readonly readOnly: boolean;
   /** Which I/O implementation each thread opens. */
   readonly io: "fsfile" | "node-fs";

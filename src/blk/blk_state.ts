@@ -21,9 +21,16 @@ export const BlkWord = {
 
 /** The block device's shared words. */
 export class BlkState {
+  /** The region's words, indexed by `BlkWord`; read and written with Atomics. */
   readonly words: Int32Array;
 
-  /** @param buffer an existing region to view (default: a new one) */
+  /**
+   * Views a block device region, or makes a new one (write cache off).
+   *
+   * @param buffer an existing region to view, from another thread's
+   *   {@linkcode BlkState.buffer} (default: a new one)
+   * @throws {RangeError} when `buffer` is not the region's size
+   */
   constructor(buffer?: SharedArrayBuffer) {
     const bytes = BlkWord.COUNT * Int32Array.BYTES_PER_ELEMENT;
     const sab = buffer ?? new SharedArrayBuffer(bytes);
@@ -43,6 +50,11 @@ export class BlkState {
     return Atomics.load(this.words, BlkWord.WRITE_CACHE) === 1;
   }
 
+  /**
+   * The `writeback` byte the driver reads and writes through config space
+   * (§5.2.4, CONFIG_WCE); it says write-back even when, without FLUSH
+   * negotiated, writes are still made stable before they complete.
+   */
   get wce(): boolean {
     return Atomics.load(this.words, BlkWord.WCE) === 1;
   }

@@ -65,14 +65,17 @@ function bit(n: number): bigint {
 
 /** A virtio block device. */
 export class VirtioBlkDevice implements VirtioDevice {
-  readonly deviceId = VIRTIO_ID_BLOCK;
+  /** virtio device ID 2, block (virtio 1.2 §5). */
+  readonly deviceId: number = VIRTIO_ID_BLOCK;
   readonly queueCount = 1;
   readonly queueSize: number;
   readonly offeredFeatures: bigint;
   readonly maxChain: number;
-  readonly configSize = BlkConfig.SIZE;
+  /** Config space bytes: `virtio_blk_config` up to `write_zeroes_may_unmap` (§5.2.4). */
+  readonly configSize: number = BlkConfig.SIZE;
   /** Capacity in 512-byte sectors. */
   readonly capacity: number;
+  /** Whether the medium refuses writes; the device then offers VIRTIO_BLK_F_RO (§5.2.3). */
   readonly readOnly: boolean;
   /** Shared write-cache state. */
   readonly state: BlkState = new BlkState();
@@ -86,9 +89,15 @@ export class VirtioBlkDevice implements VirtioDevice {
   #acked = 0n;
 
   /**
+   * Builds the device over its medium: works out the feature set and config
+   * space from `options`, sets up its one queue, and starts the engine that
+   * serves it (await {@linkcode VirtioBlkDevice.ready} before the first kick).
+   *
    * @param memory guest memory the queue and buffers live in
    * @param options the medium and the device's settings
    * @param interrupts where completions and "needs reset" are signalled
+   * @throws {VirtioBlkError} `INVALID_CONFIG` for a bad queue size or seg_max,
+   *   `BAD_BACKING_FILE` when the medium's size is not a multiple of 512 bytes
    */
   constructor(memory: GuestMemory, options: BlkDeviceOptions, interrupts: InterruptRoute) {
     const queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;

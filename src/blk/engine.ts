@@ -17,6 +17,7 @@ import type { RequestLimits } from "./request.ts";
 
 /** Everything an engine needs to serve a block device's queues. */
 export interface EngineContext {
+  /** Guest memory the rings and request buffers live in. */
   readonly memory: GuestMemory;
   /** Shared state of each queue. */
   readonly queues: readonly QueueStateBuffer[];
@@ -24,9 +25,13 @@ export interface EngineContext {
   readonly interrupts: InterruptSink;
   /** A structured-cloneable description of `interrupts` for other threads. */
   readonly interruptHandle: InterruptHandle;
+  /** The write-cache state every write consults (CONFIG_WCE, §5.2.6.2). */
   readonly state: BlkState;
+  /** The medium; each thread of the engine opens its own handle from it. */
   readonly backend: BackendSpec;
+  /** Whether the device offered VIRTIO_BLK_F_RO: writes complete IOERR and write nothing. */
   readonly readOnly: boolean;
+  /** Capacity and seg_max that every parsed request is checked against. */
   readonly limits: RequestLimits;
   /** Most descriptors one chain may have (sizes every DescriptorChain). */
   readonly maxChain: number;

@@ -117,6 +117,9 @@ export class BlkRequest {
   readonly base: number;
 
   /**
+   * Views one request record: a private one, or a slot of shared storage
+   * such as the blockif pool's records.
+   *
    * @param segMax segment capacity of the record
    * @param fields storage to view (default: a fresh private array)
    * @param base index of the record's first word in `fields`
@@ -126,12 +129,15 @@ export class BlkRequest {
     this.base = base;
   }
 
+  /** What the request asks for, as `parseRequest` classified it. */
   get kind(): RequestKindCode {
     return this.fields[this.base + RequestField.KIND] as RequestKindCode;
   }
+  /** Why the request is INVALID or UNANSWERABLE; NONE for any other kind. */
   get error(): RequestErrorCode {
     return this.fields[this.base + RequestField.ERROR] as RequestErrorCode;
   }
+  /** The chain's head descriptor index: the `id` its used element carries. */
   get head(): number {
     return this.fields[this.base + RequestField.HEAD];
   }
@@ -143,18 +149,26 @@ export class BlkRequest {
   get offset(): number {
     return this.fields[this.base + RequestField.SECTOR] * SECTOR_SIZE;
   }
+  /**
+   * Data bytes: what a READ or WRITE transfers (a multiple of 512), or the
+   * room GET_ID has for the serial; 0 for every other kind.
+   */
   get dataLength(): number {
     return this.fields[this.base + RequestField.DATA_LENGTH];
   }
+  /** Data segments recorded (at most `segMax`); 0 for INVALID and UNANSWERABLE requests. */
   get segmentCount(): number {
     return this.fields[this.base + RequestField.SEGMENT_COUNT];
   }
+  /** Guest-physical address of the status byte (the chain's last writable byte), or -1. */
   get statusAddress(): number {
     return this.fields[this.base + RequestField.STATUS_ADDRESS];
   }
+  /** Guest-physical address of data segment `i` (header and status byte excluded). */
   segmentAddress(i: number): number {
     return this.fields[this.base + RequestField.SEGMENTS + 2 * i];
   }
+  /** Byte length of data segment `i`. */
   segmentLength(i: number): number {
     return this.fields[this.base + RequestField.SEGMENTS + 2 * i + 1];
   }

@@ -37,15 +37,21 @@ import {
 
 /** Counts of elements per queue and state, for diagnostics and tests. */
 export interface PoolCounts {
+  /** Elements in freeq, ready to take a request. */
   readonly free: number;
+  /** Elements in pendq: `runnable` plus `blocked`. */
   readonly pending: number;
+  /** Elements of pendq a worker may start now (PENDING). */
   readonly runnable: number;
+  /** Elements of pendq waiting for an earlier request they overlap to finish (BLOCKED). */
   readonly blocked: number;
+  /** Elements in busyq: a worker is running their request. */
   readonly busy: number;
 }
 
 /** A view of a request pool from one thread. */
 export class RequestPool {
+  /** Where the header, element blocks and records lie in {@linkcode RequestPool.buffer}. */
   readonly layout: PoolLayout;
   /** Header and element words. */
   readonly words: Int32Array;
@@ -53,6 +59,8 @@ export class RequestPool {
   readonly #views: BlkRequest[];
 
   /**
+   * Views a pool that another thread created, or creates one.
+   *
    * @param dimensions the pool's size
    * @param buffer an existing pool (from {@linkcode RequestPool.buffer}) to view;
    *   without one, a new pool is created with every element in freeq
@@ -92,6 +100,7 @@ export class RequestPool {
     return this.#views[index];
   }
 
+  /** Which queue element `index` is in: FREE (freeq), BLOCKED or PENDING (pendq), BUSY (busyq). */
   state(index: number): ElementStateCode {
     return Atomics.load(this.words, this.#at(index, ElementWord.STATE)) as ElementStateCode;
   }

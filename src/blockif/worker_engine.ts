@@ -58,6 +58,7 @@ export function workerEngine(options: WorkerEngineOptions = {}): EngineFactory {
 
 /** Runs a device's requests on a pool of worker threads. */
 export class WorkerEngine implements RequestEngine {
+  /** The request pool the device's requests wait and run in; open for diagnostics and tests. */
   readonly pool: RequestPool;
   readonly #dispatch: Dispatch;
   readonly #queues: SplitQueue[];
@@ -67,6 +68,16 @@ export class WorkerEngine implements RequestEngine {
   readonly #deviceServer: BlockifServer | undefined;
   #closing: Promise<void> | undefined;
 
+  /**
+   * Creates the request pool and starts the worker threads; each opens its
+   * own handle on the medium. Await {@linkcode WorkerEngine.ready} before
+   * relying on them: a worker that cannot open the medium rejects it.
+   *
+   * @param context what the device shares with its engine
+   * @param options how many workers and elements, and who drains the ring
+   * @throws {VirtioBlkError} `INVALID_CONFIG` for a worker count, pool size
+   *   or polling window out of range
+   */
   constructor(context: EngineContext, options: WorkerEngineOptions = {}) {
     const workers = options.workers ?? DEFAULT_WORKERS;
     if (!Number.isInteger(workers) || workers < 1 || workers > 256) {

@@ -60,6 +60,7 @@ export interface PciIdentity {
 
 /** An I/O BAR of `size` bytes (a power of two, at least 4). */
 export interface IoBar {
+  /** Bytes the BAR decodes; its base is aligned to it, as a BAR's size probe reports. */
   readonly size: number;
 }
 
@@ -75,8 +76,12 @@ export class PciConfigSpace {
   onBarMoved: (index: number, base: number) => void = () => {};
 
   /**
+   * Builds a type-0 header with `identity` and the given I/O BARs, all
+   * unassigned, and I/O and memory decoding off until software enables them.
+   *
    * @param identity the IDs and class code
    * @param bars I/O BARs by index (undefined = not implemented)
+   * @throws {RangeError} when a BAR's size is not a power of two of at least 4
    */
   constructor(identity: PciIdentity, bars: (IoBar | undefined)[] = []) {
     const v = this.#view;

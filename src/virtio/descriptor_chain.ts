@@ -23,7 +23,11 @@ export class DescriptorChain {
   /** 1 when the buffer is device-writable (VIRTQ_DESC_F_WRITE), else 0. */
   readonly writable: Uint8Array;
 
-  /** @param capacity the most buffers one chain may hold */
+  /**
+   * Makes room for chains of up to `capacity` buffers, allocated once.
+   *
+   * @param capacity the most buffers one chain may hold (see `SplitQueue.chainCapacity`)
+   */
   constructor(readonly capacity: number) {
     this.address = new Float64Array(capacity);
     this.length = new Uint32Array(capacity);

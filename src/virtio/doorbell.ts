@@ -10,7 +10,9 @@
 
 /** Where a doorbell word lives (structured-cloneable). */
 export interface DoorbellHandle {
+  /** The buffer holding the doorbell word (e.g. an engine's pool or doorbell words). */
   readonly buffer: SharedArrayBuffer;
+  /** Int32 index of the word in `buffer`. */
   readonly index: number;
 }
 

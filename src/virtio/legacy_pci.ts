@@ -56,6 +56,11 @@ export class LegacyVirtioPci {
   readonly #pfn: number[];
 
   /**
+   * Builds the legacy (transitional) virtio-PCI function of `device`:
+   * vendor 0x1AF4, device 0x1000 + (device ID − 1), subsystem the device ID
+   * (§4.1.2.3), INTA#, and an I/O BAR0 holding the legacy registers and the
+   * device's config space at offset 20 (§4.1.4.8).
+   *
    * @param device the device behind the function
    * @param transport the shared status/ISR/interrupt words
    * @param classCode PCI class and subclass (mass storage, other, for block)

@@ -66,6 +66,9 @@ export class QueueStateBuffer {
   readonly words: Int32Array;
 
   /**
+   * Views a queue state region that another thread created, or creates one
+   * (the queue not ready until activated).
+   *
    * @param maxQueueSize the largest queue size the region must hold
    * @param buffer an existing region (from {@linkcode QueueStateBuffer.buffer}) to view
    */

@@ -54,8 +54,11 @@ export const PartAlignment = { DESC: 16, AVAIL: 2, USED: 4 } as const;
 
 /** Guest-physical addresses of the three parts of one split virtqueue. */
 export interface RingAddresses {
+  /** The descriptor table: N × 16 bytes, 16-byte aligned (§2.7.5). */
   readonly desc: number;
+  /** The available ring (driver area), 2-byte aligned (§2.7.6). */
   readonly avail: number;
+  /** The used ring (device area), 4-byte aligned (§2.7.8). */
   readonly used: number;
 }
 

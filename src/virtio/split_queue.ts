@@ -92,6 +92,7 @@ export interface QueueConfig extends RingAddresses {
    * Both default to 0, as after a reset.
    */
   readonly nextAvail?: number;
+  /** The next used index to publish (see {@linkcode QueueConfig.nextAvail}); default 0. */
   readonly nextUsed?: number;
 }
 
@@ -127,6 +128,10 @@ export class SplitQueue {
   #descriptorNext = 0;
 
   /**
+   * Views a queue from this thread. It holds no ring of its own: the ring
+   * addresses, size and features come from `state`, set by
+   * {@linkcode SplitQueue.activate} on any thread's view.
+   *
    * @param memory the guest memory the ring lives in
    * @param state the queue's shared state
    */

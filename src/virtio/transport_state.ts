@@ -42,7 +42,9 @@ export interface InterruptSink {
 
 /** Where an interrupt line's counter word lives (structured-cloneable). */
 export interface InterruptLineHandle {
+  /** The buffer holding the counter: a transport region or a vCPU's interrupt words. */
   readonly buffer: SharedArrayBuffer;
+  /** Int32 index of the counter in `buffer`. */
   readonly index: number;
 }
 
@@ -54,6 +56,9 @@ export class TransportState implements InterruptSink {
   readonly #lineIndex: number;
 
   /**
+   * Views a transport region that another thread created, or creates one
+   * (status 0, ISR 0).
+   *
    * @param buffer an existing region to view (default: a new one)
    * @param line the interrupt word to pulse (default: this region's INTERRUPTS word)
    */
@@ -78,6 +83,11 @@ export class TransportState implements InterruptSink {
     return { buffer: this.#line.buffer as SharedArrayBuffer, index: this.#lineIndex };
   }
 
+  /**
+   * The device status register (§2.1): the driver's ACKNOWLEDGE, DRIVER,
+   * FEATURES_OK and DRIVER_OK bits, and the device's DEVICE_NEEDS_RESET.
+   * Writes keep the low 8 bits.
+   */
   get status(): number {
     return Atomics.load(this.words, TransportWord.STATUS);
   }
