@@ -26,6 +26,9 @@ export type ErrorCode =
 /** An error with a stable code. */
 export class VirtioBlkError extends Error {
   /**
+   * Makes an error carrying `code`; the command line prints `message` as the
+   * one line the user sees, without a stack trace.
+   *
    * @param code what kind of problem
    * @param message one line naming the problem
    * @param options the underlying cause, if any

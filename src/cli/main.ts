@@ -36,7 +36,9 @@ export const EXIT_FAILURE = 1;
 
 /** Where the CLI writes; the process's stdout and stderr by default. */
 export interface Console {
+  /** Writes `text` as given (it carries its own newlines): results, `--help`, JSON. */
   stdout(text: string): void;
+  /** Writes `text` as given: errors, warnings and progress lines. */
   stderr(text: string): void;
   /** Whether stderr is a terminal (progress lines are shown only then). */
   readonly stderrIsTerminal?: boolean;

@@ -61,6 +61,7 @@ function slotBase(vcpu: number): number {
 
 /** Registered I/O events and the words their entries act on (see `io_events.ts`). */
 export interface IoEvents {
+  /** The I/O event table (`src/dm/io_events.ts`): the port accesses the vCPU completes itself. */
   readonly table: SharedArrayBuffer;
   /** Entry `i`'s word. */
   readonly targets: readonly DoorbellHandle[];

@@ -14,9 +14,11 @@ import { IoDirection, type IoSize } from "./io_mailbox.ts";
 
 /** What a slot holds: a configuration space and handlers for its I/O BARs. */
 export interface PciFunction {
+  /** The function's 256-byte configuration space, which also places its I/O BAR. */
   readonly config: PciConfigSpace;
   /** Access at `offset` inside the function's I/O BAR0. */
   ioRead(offset: number, size: number): number;
+  /** Write of `size` bytes of `value` at `offset` inside the function's I/O BAR0. */
   ioWrite(offset: number, size: number, value: number): void;
 }
 
@@ -128,6 +130,10 @@ export class PciBus {
     return 0;
   }
 
+  /**
+   * An IN: CONFIG_ADDRESS, CONFIG_DATA of the selected function, or the I/O
+   * BAR that decodes `port`; all ones when nothing answers.
+   */
   portRead(port: number, size: IoSize): number {
     if (port === CONFIG_ADDRESS_PORT && size === 4) return this.#address >>> 0;
     if (port >= CONFIG_DATA_PORT && port < CONFIG_DATA_PORT + 4) {
@@ -138,6 +144,7 @@ export class PciBus {
     return allOnes(size);
   }
 
+  /** An OUT, routed as {@linkcode PciBus.portRead} routes an IN; dropped if nothing decodes it. */
   portWrite(port: number, size: IoSize, value: number): void {
     if (port === CONFIG_ADDRESS_PORT && size === 4) {
       this.#address = value >>> 0;

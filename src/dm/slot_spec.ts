@@ -32,24 +32,39 @@ import type { VmDiskConfig } from "./vm.ts";
 
 /** A parsed `-s` option. */
 export interface SlotSpec {
+  /** PCI slot on bus 0, 0–31; the lowest slot is the guest's /dev/vda. */
   readonly slot: number;
+  /** PCI function in the slot, 0–7 (0 when the spec gives none). */
   readonly func: number;
   /** The backing file or block device. */
   readonly path: string;
   /** Everything after `virtio-blk,` (ACRN derives the default serial from it). */
   readonly optionString: string;
+  /** `ro`: open the file read-only and offer VIRTIO_BLK_F_RO. */
   readonly readOnly: boolean;
+  /** `writeback` (true) or `writethru` (false, the default): the last one given wins. */
   readonly writeback: boolean;
+  /** `sectorsize=<logical>`: the device's blk_size in bytes (default 512). */
   readonly logicalBlockSize: number;
+  /** `sectorsize=<logical>/<physical>` (default the logical size). */
   readonly physicalBlockSize: number;
+  /** `range=<start>/<size>`: the window of the file the device sees, in logical sectors. */
   readonly range?: { readonly start: number; readonly size: number };
+  /** `nocache`: open the file with O_DIRECT. */
   readonly direct: boolean;
+  /** `serial=<text>`: the GET_ID serial (default derived from the option string, as ACRN). */
   readonly serial?: string;
+  /** `io=fsfile|node-fs`: which file I/O each thread uses (default by runtime). */
   readonly io?: FileBackendSpec["io"];
+  /** `queue_size=<n>`: ring size, a power of two from 2 to 32768 (default 64). */
   readonly queueSize?: number;
+  /** `workers=<n>`: blockif worker threads, 1–256 (default 8). */
   readonly workers?: number;
+  /** `pool_size=<n>`: blockif request elements, 1–65536 (default 64). */
   readonly poolSize?: number;
+  /** `dispatch=worker|device`: who drains the ring (default `worker`). */
   readonly dispatch?: Dispatch;
+  /** `poll_us=<n>`: an idle worker's longest polling window, 0–1000000 µs (default 0, off). */
   readonly pollUs?: number;
 }
 

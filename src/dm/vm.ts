@@ -36,8 +36,11 @@ export const GUEST_RAM_START = 0x10_0000;
 
 /** One virtio-blk function of the machine. */
 export interface VmDiskConfig {
+  /** PCI slot on bus 0, 0–31 (00:00.0 is the host bridge); the guest names disks in slot order. */
   readonly slot: number;
+  /** PCI function in the slot, 0–7. */
   readonly func: number;
+  /** The medium and the device's settings; the engine defaults to the blockif workers. */
   readonly device: BlkDeviceOptions;
 }
 
@@ -45,15 +48,21 @@ export interface VmDiskConfig {
 export interface VmConfig {
   /** Guest memory in bytes (default 256 MiB). */
   readonly memoryBytes?: number;
+  /** The virtio-blk functions to plug in; each slot:func at most once. */
   readonly disks: readonly VmDiskConfig[];
 }
 
 /** What a vCPU thread needs to run (structured-cloneable). */
 export interface VcpuInit {
+  /** The vCPU's number: its slot in the I/O-request mailbox. */
   readonly vcpu: number;
+  /** The guest memory, to be opened in the vCPU thread. */
   readonly memory: GuestMemoryHandle;
+  /** The I/O-request mailbox the vCPU posts port accesses to. */
   readonly mailbox: SharedArrayBuffer;
+  /** Port accesses the vCPU completes itself: QUEUE_NOTIFY doorbells and ISR reads. */
   readonly ioEvents: IoEvents;
+  /** The vCPU's interrupt word, which every disk's interrupt pulses. */
   readonly irq: InterruptLineHandle;
   /** Guest-physical range the guest may allocate from. */
   readonly ram: { readonly start: number; readonly end: number };
@@ -68,15 +77,21 @@ export type VcpuMessage =
 
 /** A disk as plugged into the machine. */
 export interface VmDisk {
+  /** PCI slot on bus 0. */
   readonly slot: number;
+  /** PCI function in the slot. */
   readonly func: number;
+  /** The virtio-blk PCI function: its device, transport and config space. */
   readonly function: VirtioBlkPci;
 }
 
 /** A virtual machine's device model. */
 export class VirtualMachine {
+  /** Guest memory, shared with the vCPU and the blockif workers. */
   readonly memory: SharedGuestMemory;
+  /** PCI bus 0: the host bridge at 00:00.0 and every disk's function. */
   readonly bus: PciBus = new PciBus();
+  /** The disks, in the order of {@linkcode VmConfig.disks}. */
   readonly disks: readonly VmDisk[];
   readonly #mailbox = createMailbox(1);
   readonly #server: MailboxServer;

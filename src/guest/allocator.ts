@@ -14,8 +14,11 @@ export class GuestAllocator {
   readonly #sizes = new Map<number, number>();
 
   /**
+   * Starts with the whole range `[start, end)` free.
+   *
    * @param start first guest-physical address the allocator may hand out
    * @param end address just past the last one
+   * @throws {RangeError} unless both are safe integers and `start < end`
    */
   constructor(readonly start: number, readonly end: number) {
     if (!(Number.isSafeInteger(start) && Number.isSafeInteger(end) && start < end)) {

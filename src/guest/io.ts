@@ -11,13 +11,19 @@ import { TransportWord } from "../virtio/transport_state.ts";
 
 /** Accesses to one device's register block (offsets relative to its BAR). */
 export interface RegisterAccess {
+  /** Reads `size` bytes at `offset` in the BAR (an IN); a bad access reads as all ones. */
   read(offset: number, size: 1 | 2 | 4): number;
+  /** Writes the low `size` bytes of `value` at `offset` in the BAR (an OUT). */
   write(offset: number, size: 1 | 2 | 4, value: number): void;
 }
 
 /** Register access by direct calls on the function object (same thread). */
 export class DirectRegisters implements RegisterAccess {
-  /** @param bar anything with the BAR's read and write handlers */
+  /**
+   * Wraps a function object on the same thread, such as a `LegacyVirtioPci`.
+   *
+   * @param bar anything with the BAR's read and write handlers
+   */
   constructor(
     readonly bar: {
       ioRead(offset: number, size: number): number;
@@ -25,10 +31,12 @@ export class DirectRegisters implements RegisterAccess {
     },
   ) {}
 
+  /** Calls the BAR's read handler directly. */
   read(offset: number, size: 1 | 2 | 4): number {
     return this.bar.ioRead(offset, size);
   }
 
+  /** Calls the BAR's write handler directly. */
   write(offset: number, size: 1 | 2 | 4, value: number): void {
     this.bar.ioWrite(offset, size, value);
   }
@@ -40,6 +48,8 @@ export class InterruptLine {
   readonly #index: number;
 
   /**
+   * Views an interrupt counter word; the device side pulses the same word.
+   *
    * @param buffer the buffer of the interrupt word: a device's transport region
    *   (`TransportState.buffer`), or the vCPU's interrupt words
    * @param index the word (default: the transport region's INTERRUPTS word)

@@ -46,13 +46,17 @@ import type { InterruptLine, RegisterAccess } from "./io.ts";
 
 /** The device misbehaved (from the driver's point of view). */
 export class DeviceFault extends Error {
+  /** Always `"DeviceFault"`, what `error.name` and stack traces show. */
   override name = "DeviceFault";
 }
 
 /** A request completed with a status other than OK. */
 export class RequestFailed extends Error {
+  /** Always `"RequestFailed"`, what `error.name` and stack traces show. */
   override name = "RequestFailed";
   /**
+   * Reports `operation` as failed with `status`, named in the message.
+   *
    * @param operation what was asked
    * @param status the status byte (1 IOERR, 2 UNSUPP, …)
    */
@@ -100,14 +104,19 @@ export interface DriverOptions {
 export interface DiskInfo {
   /** Capacity in 512-byte sectors. */
   readonly capacity: number;
+  /** Most data buffers one request may have: config seg_max, or 1 without SEG_MAX (§5.2.4). */
   readonly segMax: number;
+  /** config blk_size with BLK_SIZE negotiated, else 512. */
   readonly logicalBlockSize: number;
+  /** The logical size × 2^physical_block_exp with TOPOLOGY negotiated, else the logical size. */
   readonly physicalBlockSize: number;
+  /** Whether the device offered VIRTIO_BLK_F_RO: it fails writes with IOERR. */
   readonly readOnly: boolean;
   /** Write cache on (write-back) at the time it was read. */
   readonly writeback: boolean;
   /** Feature bits the driver accepted. */
   readonly features: number;
+  /** Entries in the device's one queue (legacy QUEUE_NUM). */
   readonly queueSize: number;
 }
 
@@ -131,8 +140,11 @@ type Steps<T> = Generator<void, T, boolean>;
 
 /** Data buffers of a request, in guest memory. */
 export interface Buffers {
+  /** Buffers used: the first `count` entries of `address` and `length`. */
   readonly count: number;
+  /** Guest-physical address of each buffer. */
   readonly address: ArrayLike<number>;
+  /** Length in bytes of each buffer (a READ or WRITE's total must be a multiple of 512). */
   readonly length: ArrayLike<number>;
 }
 

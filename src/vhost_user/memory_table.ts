@@ -22,7 +22,9 @@ import type { RegionDescription } from "./messages.ts";
 
 /** One mapped region of guest memory. */
 export interface TableRegion {
+  /** Guest-physical address of the region's first byte (descriptors address buffers by it). */
   readonly gpa: number;
+  /** Bytes in the region. */
   readonly size: number;
   /** The front-end's address of the region's first byte. */
   readonly userAddress: number;
