@@ -86,6 +86,11 @@ export class VirtioBlkDevice implements VirtioDevice {
   readonly #image: Uint8Array;
   readonly #defaultWriteback: boolean;
   readonly #engine: RequestEngine;
+
+  /** The engine that executes this device's requests. */
+  get engine(): RequestEngine {
+    return this.#engine;
+  }
   #acked = 0n;
 
   /**

@@ -60,6 +60,8 @@ export function workerEngine(options: WorkerEngineOptions = {}): EngineFactory {
 export class WorkerEngine implements RequestEngine {
   /** The request pool the device's requests wait and run in; open for diagnostics and tests. */
   readonly pool: RequestPool;
+  /** The settings in effect, defaults filled in. */
+  readonly settings: Required<WorkerEngineOptions>;
   readonly #dispatch: Dispatch;
   readonly #queues: SplitQueue[];
   readonly #threads: Promise<Thread[]>;
@@ -95,6 +97,7 @@ export class WorkerEngine implements RequestEngine {
     if (!Number.isFinite(pollUs) || pollUs < 0 || pollUs > 1_000_000) {
       throw new VirtioBlkError("INVALID_CONFIG", `poll window ${pollUs} µs must be 0 to 1000000`);
     }
+    this.settings = { workers, poolSize: elements, dispatch: this.#dispatch, pollUs };
     this.pool = new RequestPool({ elements, segMax: context.limits.segMax });
     this.#queues = context.queues.map((state) => new SplitQueue(context.memory, state));
     const maxChain = context.maxChain;

@@ -280,6 +280,7 @@ export function diskConfig(spec: SlotSpec): VmDiskConfig {
       workers: spec.workers,
       poolSize: spec.poolSize,
       dispatch: spec.dispatch,
+      pollUs: spec.pollUs,
     }),
   };
   return { slot: spec.slot, func: spec.func, device };

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { diskConfig, parseSlotSpec } from "../../src/dm/slot_spec.ts";
 import { defaultSerial } from "../../src/blk/serial.ts";
+import { WorkerEngine } from "../../src/blockif/worker_engine.ts";
+import { VirtualMachine } from "../../src/dm/vm.ts";
 import { isDeno } from "../../src/runtime/is_deno.ts";
 
 Deno.test("a bare slot: function 0, write-through, 512-byte sectors, the whole file", () => {
@@ -85,6 +87,37 @@ Deno.test("a spec becomes a device configuration once its file checks out", asyn
     assert.equal(config.device.optionString, `${dir}/d.img,writeback,range=8/64,sectorsize=4096`);
     assert.equal(defaultSerial("test.img").length, 20);
     assert.match(defaultSerial("test.img"), /^ACRN--[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}$/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("engine options of a spec reach the engine the device runs on", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/d.img`, new Uint8Array(1 << 20));
+    const specs = [
+      [`7,virtio-blk,${dir}/d.img,workers=3,pool_size=16,dispatch=device,poll_us=64`, {
+        workers: 3,
+        poolSize: 16,
+        dispatch: "device",
+        pollUs: 64,
+      }],
+      [`7,virtio-blk,${dir}/d.img`, { workers: 8, poolSize: 64, dispatch: "worker", pollUs: 0 }],
+    ] as const;
+    for (const [text, expected] of specs) {
+      const vm = await VirtualMachine.create({
+        memoryBytes: 16 << 20,
+        disks: [diskConfig(parseSlotSpec(text))],
+      });
+      try {
+        const engine = vm.disks[0].function.device.engine;
+        assert.ok(engine instanceof WorkerEngine);
+        assert.deepEqual(engine.settings, expected);
+      } finally {
+        await vm.close();
+      }
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
