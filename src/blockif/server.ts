@@ -214,7 +214,9 @@ export class BlockifServer {
       if (Atomics.load(words, PoolWord.CLOSING) !== 0) return;
       if (this.runOne()) continue;
       if (dispatch === "worker" && pool.freeCount > 0 && this.#drainAny(queues)) continue;
-      if (this.#poll.windowNs > 0 && tryLock(words, PoolWord.POLLER)) {
+      // Poll only while no other worker runs a request: spinning next to busy
+      // workers takes the CPU they need (measured: −33 % at QD32 on 2 cores).
+      if (this.#poll.windowNs > 0 && pool.busyCount === 0 && tryLock(words, PoolWord.POLLER)) {
         this.#seen = seen;
         const arrived = this.#poll.spin(this.#workArrived);
         unlock(words, PoolWord.POLLER);
