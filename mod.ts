@@ -59,8 +59,8 @@ export type { BlkState } from "./src/blk/blk_state.ts";
 export { BLK_PCI_CLASS, createVirtioBlkPci, type VirtioBlkPci } from "./src/dm/virtio_blk_pci.ts";
 export { BlkFeature, RequestStatus, RequestType } from "./src/blk/spec.ts";
 
-// Request engines: in-process, and blockif's pool of worker threads. The
-// parsed request and the pool are exported as types, for reading them.
+// Request engines: in-process, and blockif's pool of worker threads, with
+// the parsed request and the pool's element states, for reading them.
 export type {
   EngineContext,
   EngineFactory,
@@ -74,20 +74,20 @@ export {
   type WorkerEngineOptions,
 } from "./src/blockif/worker_engine.ts";
 export type { Dispatch } from "./src/blockif/server.ts";
-export type {
-  BlkRequest,
+export {
+  type BlkRequest,
   RequestError,
-  RequestErrorCode,
+  type RequestErrorCode,
   RequestKind,
-  RequestKindCode,
-  RequestLimits,
+  type RequestKindCode,
+  type RequestLimits,
 } from "./src/blk/request.ts";
 export type { PoolCounts, RequestPool } from "./src/blockif/request_pool.ts";
-export type {
+export {
   ElementState,
-  ElementStateCode,
-  PoolDimensions,
-  PoolLayout,
+  type ElementStateCode,
+  type PoolDimensions,
+  type PoolLayout,
 } from "./src/blockif/pool_layout.ts";
 
 // The legacy virtio-PCI transport and the split virtqueue
@@ -100,7 +100,7 @@ export {
   TransportState,
 } from "./src/virtio/transport_state.ts";
 export {
-  type Pop,
+  Pop,
   type PopResult,
   type QueueConfig,
   QueueFault,
