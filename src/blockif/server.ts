@@ -43,8 +43,22 @@ import type { RequestPool } from "./request_pool.ts";
 /** Who drains the available ring. */
 export type Dispatch = "worker" | "device";
 
-/** The live objects a server works on (built from handles in a worker). */
-export interface ServerParts {
+/** A server's plain settings: values any thread can receive as they are. */
+export interface ServerSettings {
+  /** The device offers VIRTIO_BLK_F_RO: writes fail. */
+  readonly readOnly: boolean;
+  readonly limits: RequestLimits;
+  /** The 20 GET_ID bytes. */
+  readonly serial: Uint8Array;
+  readonly dispatch: Dispatch;
+  /** Most descriptors in one chain. */
+  readonly maxChain: number;
+  /** Adaptive polling cap of an idle worker, in nanoseconds (0: never poll). */
+  readonly pollMaxNs: number;
+}
+
+/** The live objects a server works on (built from handles in a worker), and its settings. */
+export interface ServerParts extends ServerSettings {
   readonly memory: GuestMemory;
   readonly queues: readonly SplitQueue[];
   readonly pool: RequestPool;
@@ -52,14 +66,6 @@ export interface ServerParts {
   readonly interrupts: InterruptSink;
   /** The medium; absent on a device thread that only drains. */
   readonly backend?: BlockBackend;
-  readonly readOnly: boolean;
-  readonly limits: RequestLimits;
-  readonly serial: Uint8Array;
-  readonly dispatch: Dispatch;
-  /** Most descriptors in one chain. */
-  readonly maxChain: number;
-  /** Adaptive polling cap of an idle worker, in nanoseconds (0: never poll). */
-  readonly pollMaxNs: number;
 }
 
 /** The notify and worker paths of one thread. */

@@ -14,7 +14,7 @@ import { Doorbell, type DoorbellHandle } from "../virtio/doorbell.ts";
 import { SplitQueue } from "../virtio/split_queue.ts";
 import { PoolWord } from "./pool_layout.ts";
 import { RequestPool } from "./request_pool.ts";
-import { BlockifServer, type Dispatch } from "./server.ts";
+import { BlockifServer, type Dispatch, type ServerSettings } from "./server.ts";
 import type { WorkerInit, WorkerMessage } from "./worker_init.ts";
 
 /** ACRN's number of blockif threads per device. */
@@ -101,19 +101,24 @@ export class WorkerEngine implements RequestEngine {
     this.pool = new RequestPool({ elements, segMax: context.limits.segMax });
     this.#queues = context.queues.map((state) => new SplitQueue(context.memory, state));
     const maxChain = context.maxChain;
+    const settings: ServerSettings = {
+      readOnly: context.readOnly,
+      limits: context.limits,
+      serial: context.serial,
+      dispatch: this.#dispatch,
+      maxChain,
+      pollMaxNs: pollUs * 1000,
+    };
     if (this.#dispatch === "device") {
+      // The device thread only drains; it never sleeps in the pool, so it never polls.
       this.#deviceServer = new BlockifServer({
+        ...settings,
+        pollMaxNs: 0,
         memory: context.memory,
         queues: this.#queues,
         pool: this.pool,
         state: context.state,
         interrupts: context.interrupts,
-        readOnly: context.readOnly,
-        limits: context.limits,
-        serial: context.serial,
-        dispatch: "device",
-        maxChain,
-        pollMaxNs: 0,
       });
       this.#watchKicks();
     }
@@ -124,12 +129,7 @@ export class WorkerEngine implements RequestEngine {
       state: context.state.buffer,
       interrupts: context.interruptHandle,
       backend: context.backend,
-      readOnly: context.readOnly,
-      limits: context.limits,
-      serial: context.serial,
-      dispatch: this.#dispatch,
-      maxChain,
-      pollMaxNs: pollUs * 1000,
+      settings,
     };
     const starts: Promise<void>[] = [];
     const url = siblingModule(import.meta.url, "worker");

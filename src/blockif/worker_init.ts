@@ -10,7 +10,6 @@ import type { BackendSpec } from "../backend/backend.ts";
 import { openBackend } from "../backend/open_backend.ts";
 import { BlkState } from "../blk/blk_state.ts";
 import type { InterruptHandle } from "../blk/engine.ts";
-import type { RequestLimits } from "../blk/request.ts";
 import type { GuestMemory, GuestMemoryHandle } from "../memory/guest_memory.ts";
 import { MappedGuestMemory } from "../memory/mapped_memory.ts";
 import { SharedGuestMemory } from "../memory/shared_memory.ts";
@@ -20,9 +19,9 @@ import { type InterruptSink, TransportState } from "../virtio/transport_state.ts
 import { eventFdInterruptSink } from "../vhost_user/interrupts.ts";
 import type { PoolDimensions } from "./pool_layout.ts";
 import { RequestPool } from "./request_pool.ts";
-import type { Dispatch, ServerParts } from "./server.ts";
+import type { ServerParts, ServerSettings } from "./server.ts";
 
-/** Everything a worker needs, as sent with postMessage. */
+/** Everything a worker needs, as sent with postMessage: handles of the live objects, and the settings. */
 export interface WorkerInit {
   readonly index: number;
   readonly memory: GuestMemoryHandle;
@@ -31,13 +30,7 @@ export interface WorkerInit {
   readonly state: SharedArrayBuffer;
   readonly interrupts: InterruptHandle;
   readonly backend: BackendSpec;
-  readonly readOnly: boolean;
-  readonly limits: RequestLimits;
-  readonly serial: Uint8Array;
-  readonly dispatch: Dispatch;
-  readonly maxChain: number;
-  /** Adaptive polling cap of an idle worker, in nanoseconds (0: never poll). */
-  readonly pollMaxNs: number;
+  readonly settings: ServerSettings;
 }
 
 /** Messages a worker posts to the engine. */
@@ -75,11 +68,6 @@ export function openServerParts(init: WorkerInit): ServerParts {
     state: new BlkState(init.state),
     interrupts: openInterruptSink(init.interrupts),
     backend: openBackend(init.backend),
-    readOnly: init.readOnly,
-    limits: init.limits,
-    serial: init.serial,
-    dispatch: init.dispatch,
-    maxChain: init.maxChain,
-    pollMaxNs: init.pollMaxNs,
+    ...init.settings,
   };
 }
