@@ -8,12 +8,13 @@ import { isDeno } from "../../src/runtime/is_deno.ts";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { probeDeviceSize, seekDeviceSize } from "../../src/backend/block_device.ts";
-import { describeFile, type FileIo } from "../../src/backend/file_spec.ts";
+import { describeFile } from "../../src/backend/file_spec.ts";
 import { openBackend } from "../../src/backend/open_backend.ts";
 import {
   assertUnchanged,
   blkError,
   equalBytes,
+  IO_KINDS,
   KiB,
   LoopDevice,
   loopDevicesUnavailable,
@@ -27,7 +28,6 @@ import {
 
 const noLoop = loopDevicesUnavailable();
 if (noLoop) console.warn(`ignored the block-device tests: ${noLoop}`);
-const IO_KINDS: readonly FileIo[] = ["fsfile", "node-fs"];
 /** Not a power of two, so the size search has to find a real boundary. */
 const DEVICE_BYTES = MiB + 3 * 512;
 

@@ -16,6 +16,7 @@ import {
   blkError,
   descriptorFlags,
   equalBytes,
+  IO_KINDS,
   KiB,
   MiB,
   openDescriptors,
@@ -23,8 +24,6 @@ import {
   snapshot,
   TempDir,
 } from "./file_fixtures.ts";
-
-const IO_KINDS: readonly FileIo[] = ["fsfile", "node-fs"];
 
 /** Guest memory as the executor hands it over: one view of a shared region. */
 function guestMemory(bytes: number): Uint8Array {

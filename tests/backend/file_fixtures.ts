@@ -5,6 +5,7 @@
  * message).
  */
 
+import type { FileIo } from "../../src/backend/file_spec.ts";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { VirtioBlkError } from "../../src/errors.ts";
@@ -14,6 +15,9 @@ export { pattern } from "../helpers/harness.ts";
 
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
+
+/** Both file I/O kinds; every backend test runs for each. */
+export const IO_KINDS: readonly FileIo[] = ["fsfile", "node-fs"];
 
 /** A temporary directory, removed with everything in it on dispose. */
 export class TempDir implements Disposable {

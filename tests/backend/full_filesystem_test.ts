@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import type { BlockBackend } from "../../src/backend/backend.ts";
-import { describeFile, type FileIo } from "../../src/backend/file_spec.ts";
+import { describeFile } from "../../src/backend/file_spec.ts";
 import { openBackend } from "../../src/backend/open_backend.ts";
 import { InlineEngine } from "../../src/blk/inline_engine.ts";
 import { RequestFailed } from "../../src/guest/virtio_blk_driver.ts";
@@ -14,6 +14,7 @@ import { harness } from "../helpers/harness.ts";
 import {
   blkError,
   equalBytes,
+  IO_KINDS,
   KiB,
   MiB,
   pattern,
@@ -23,7 +24,6 @@ import {
 
 const noTmpfs = tmpfsUnavailable();
 if (noTmpfs) console.warn(`ignored the full-filesystem tests: ${noTmpfs}`);
-const IO_KINDS: readonly FileIo[] = ["fsfile", "node-fs"];
 /** The filesystem holds 1 MiB; the sparse disk claims 4. */
 const FS_BYTES = MiB;
 const DISK_BYTES = 4 * MiB;
