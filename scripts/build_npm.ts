@@ -24,10 +24,9 @@
  * @module
  */
 
-// The build's one tool, pinned here rather than in deno.json's imports: the
+// The build's one tool, a development dependency pinned in package.json: the
 // library itself depends on nothing.
-// deno-lint-ignore no-import-prefix
-import ts from "npm:typescript@6.0.3";
+import ts from "typescript";
 import { PROGRAM } from "../src/cli/main.ts";
 
 /** The pinned compiler, for the checks that type-check against the package. */

@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import type { SystemTool } from "../system_tools.ts";
 
 const SCRIPTS = new URL("./", import.meta.url).pathname;
 
@@ -15,17 +16,18 @@ const SCRIPTS = new URL("./", import.meta.url).pathname;
 export const GUEST_WORK = Deno.env.get("VIRTIO_BLK_GUEST_WORK") ??
   `${Deno.env.get("TMPDIR") ?? "/tmp"}/virtio-blk-guest`;
 
-/** Whether QEMU is installed: the guest tests are skipped only when it is not. */
-export const qemuInstalled = (() => {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    try {
-      if (Deno.statSync(`${dir}/qemu-system-x86_64`).isFile) return true;
-    } catch {
-      // not in this directory
-    }
-  }
-  return false;
-})();
+/** The programs booting the test guest needs (QEMU, and what build_initramfs.sh packs). */
+export const GUEST_TOOLS = [
+  "qemu-system-x86_64",
+  "busybox",
+  "fio",
+  "mkfs.ext4",
+  "e2fsck",
+  "modprobe",
+  "depmod",
+  "cpio",
+  "xz",
+] as const satisfies readonly SystemTool[];
 
 let built: Promise<void> | undefined;
 

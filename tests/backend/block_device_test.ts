@@ -25,14 +25,15 @@ import {
   TempDir,
   writeMbr,
 } from "./file_fixtures.ts";
+import { skipWhen } from "../helpers/skip.ts";
 
 const noLoop = loopDevicesUnavailable();
-if (noLoop) console.warn(`ignored the block-device tests: ${noLoop}`);
+skipWhen("the block-device tests", noLoop);
 /** Not a power of two, so the size search has to find a real boundary. */
 const DEVICE_BYTES = MiB + 3 * 512;
 
 const noPartitions = partitionsUnavailable();
-if (noPartitions && !noLoop) console.warn(`ignored the partition test: ${noPartitions}`);
+if (!noLoop) skipWhen("the block-device partition test", noPartitions);
 
 function test(name: string, fn: () => void, unavailable = noLoop): void {
   Deno.test({ name: `block device: ${name}`, ignore: unavailable !== undefined, fn });

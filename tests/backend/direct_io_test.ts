@@ -21,6 +21,7 @@ import {
   pattern,
   TempDir,
 } from "./file_fixtures.ts";
+import { skipWhen } from "../helpers/skip.ts";
 
 /** 1 MiB of page-aligned shared guest memory. */
 function wasmGuestMemory(): Uint8Array {
@@ -64,7 +65,7 @@ function assertDirect(path: string): void {
 }
 
 const noDirect = tempFsRefusesDirect();
-if (noDirect) console.warn(`ignored the O_DIRECT regular-file test: ${noDirect}`);
+skipWhen("the O_DIRECT regular-file test", noDirect);
 
 Deno.test({
   name: "nocache: a regular file is opened O_DIRECT and round-trips page-aligned guest memory",
@@ -86,7 +87,7 @@ Deno.test({
 });
 
 const noLoop = loopDevicesUnavailable();
-if (noLoop) console.warn(`ignored the O_DIRECT block-device test: ${noLoop}`);
+skipWhen("the O_DIRECT block-device test", noLoop);
 
 Deno.test({
   name: "nocache: a misaligned buffer is an IO_ERROR (EINVAL), and aligned requests still work",

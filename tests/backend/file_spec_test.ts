@@ -13,6 +13,7 @@ import {
   TmpfsMount,
   tmpfsUnavailable,
 } from "./file_fixtures.ts";
+import { skipWhen } from "../helpers/skip.ts";
 
 /**
  * Asserts that describing `path` fails with `code` and a message naming
@@ -239,4 +240,4 @@ Deno.test({
     assertUnchanged(path, before);
   },
 });
-if (noTmpfs) console.warn(`ignored the read-only mount test: ${noTmpfs}`);
+skipWhen("the read-only mount test", noTmpfs);

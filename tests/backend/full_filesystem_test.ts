@@ -21,9 +21,10 @@ import {
   TmpfsMount,
   tmpfsUnavailable,
 } from "./file_fixtures.ts";
+import { skipWhen } from "../helpers/skip.ts";
 
 const noTmpfs = tmpfsUnavailable();
-if (noTmpfs) console.warn(`ignored the full-filesystem tests: ${noTmpfs}`);
+skipWhen("the full-filesystem tests", noTmpfs);
 /** The filesystem holds 1 MiB; the sparse disk claims 4. */
 const FS_BYTES = MiB;
 const DISK_BYTES = 4 * MiB;

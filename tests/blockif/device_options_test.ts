@@ -10,6 +10,10 @@ import { VirtualMachine } from "../../src/dm/vm.ts";
 import { BlkFeature } from "../../src/blk/spec.ts";
 import { hasFeature } from "../../src/virtio/spec.ts";
 import { fillByte } from "../helpers/fill_pattern.ts";
+import { skipWhen } from "../helpers/skip.ts";
+import { TmpfsMount, tmpfsUnavailable } from "../backend/file_fixtures.ts";
+
+const NO_TMPFS = skipWhen("a full file system (device options)", tmpfsUnavailable());
 
 const guestProgram = new URL("../helpers/test_guest.ts", import.meta.url);
 
@@ -109,46 +113,35 @@ Deno.test("sectorsize=: blk_size and physical_block_exp as the guest reads them"
   }
 });
 
-Deno.test("a full file system: the failing write gets IOERR and the device keeps serving", async (t) => {
-  const dir = await Deno.makeTempDir();
-  const mounted = await new Deno.Command("mount", {
-    args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir],
-  }).output();
-  if (!mounted.success) {
-    t.step({ name: "needs root to mount a tmpfs", ignore: true, fn() {} });
-    await Deno.remove(dir);
-    return;
-  }
-  try {
-    // A sparse 2 MiB image on a 1 MiB file system: writes run out of space halfway.
-    const image = `${dir}/sparse.img`;
-    const file = await Deno.open(image, { write: true, create: true });
-    await file.truncate(2 << 20);
-    file.close();
-    await withVm([`6,virtio-blk,${image}`], async (vm) => {
-      const result = await vm.runVcpu(guestProgram, {
-        kind: "write-all",
-        disk: 0,
-        chunk: 65536,
-        seed: 2,
-      }) as {
-        ok: number;
-        failed: number;
-      };
-      assert.ok(result.failed > 0 && result.ok > 0, JSON.stringify(result));
-      // Blocks that exist can still be read and rewritten.
-      const read = await vm.runVcpu(guestProgram, {
-        kind: "roundtrip",
-        disk: 0,
-        sector: 0,
-        bytes: [1, 2, 3, ...new Array(509).fill(9)],
-      });
-      assert.deepEqual((read as number[]).slice(0, 3), [1, 2, 3]);
+Deno.test("a full file system: the failing write gets IOERR and the device keeps serving", {
+  ignore: NO_TMPFS.ignore,
+}, async () => {
+  // A sparse 2 MiB image on a 1 MiB file system: writes run out of space halfway.
+  using tmpfs = new TmpfsMount(1 << 20);
+  const image = `${tmpfs.path}/sparse.img`;
+  const file = await Deno.open(image, { write: true, create: true });
+  await file.truncate(2 << 20);
+  file.close();
+  await withVm([`6,virtio-blk,${image}`], async (vm) => {
+    const result = await vm.runVcpu(guestProgram, {
+      kind: "write-all",
+      disk: 0,
+      chunk: 65536,
+      seed: 2,
+    }) as {
+      ok: number;
+      failed: number;
+    };
+    assert.ok(result.failed > 0 && result.ok > 0, JSON.stringify(result));
+    // Blocks that exist can still be read and rewritten.
+    const read = await vm.runVcpu(guestProgram, {
+      kind: "roundtrip",
+      disk: 0,
+      sector: 0,
+      bytes: [1, 2, 3, ...new Array(509).fill(9)],
     });
-  } finally {
-    await new Deno.Command("umount", { args: [dir] }).output();
-    await Deno.remove(dir, { recursive: true });
-  }
+    assert.deepEqual((read as number[]).slice(0, 3), [1, 2, 3]);
+  });
 });
 
 Deno.test("reset with requests in flight: once the reset returns, guest memory never changes again", async () => {

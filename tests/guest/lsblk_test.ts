@@ -17,6 +17,9 @@ import { crc32 } from "../../src/guest/probe/crc32.ts";
 import { GptEntry, GptHeader } from "../../src/guest/probe/gpt.ts";
 import { harness, type HarnessOptions, MiB } from "../helpers/harness.ts";
 import { blkid, makeImage, mkfsInside, run, sfdisk, TempDir } from "./tools.ts";
+import { needsTools } from "../helpers/skip.ts";
+
+const TOOLS = needsTools("sfdisk", "fdisk", "blkid", "mkfs.ext4");
 
 /** A harness whose RAM disk holds `image`. */
 function diskWith(image: Uint8Array, options: HarnessOptions = {}) {
@@ -31,7 +34,9 @@ async function ext4Image(dir: TempDir, label: string, uuid: string): Promise<Uin
   return Deno.readFileSync(path);
 }
 
-Deno.test("lsblk: a disk with an ext4 filesystem, its device facts and what blkid says", async () => {
+Deno.test("lsblk: a disk with an ext4 filesystem, its device facts and what blkid says", {
+  ignore: TOOLS.ignore,
+}, async () => {
   using dir = new TempDir();
   const uuid = "5a5a5a5a-1234-4321-8888-0123456789ab";
   const image = await ext4Image(dir, "walk", uuid);
@@ -90,51 +95,57 @@ function renameGptEntry(image: Uint8Array, index: number, name: string): void {
   view.setUint32(512 + GptHeader.HEADER_CRC, crc32(image, 512, 512 + size), true);
 }
 
-Deno.test("lsblk: partitions are child rows with their filesystems; disk text cannot drive the terminal", async () => {
-  using dir = new TempDir();
-  const path = makeImage(dir.file("gpt.img"), 16 * MiB);
-  const table = await sfdisk(path, "label: gpt\nsize=6M, type=linux\nsize=2M, type=swap\n");
-  const first = table.partitions[0];
-  await mkfsInside("mkfs.ext4", path, first, "inner");
-  const image = Deno.readFileSync(path);
-  renameGptEntry(image, 2, "swap\x1b[2J\x1b]0;pwned\x07");
-  const h = diskWith(image, { readOnly: true });
-  const rows = collectLsblk([{ name: "vdb", slot: "10:0", driver: h.driver }]);
-  assert.equal(rows[0].readOnly, true);
-  assert.ok(rows[0].features.includes("ro"));
-  assert.deepEqual(rows[0].probe.notes, []);
-  const inner = rows[0].probe.partitions[0].filesystem!;
-  assert.equal(inner.label, "inner");
-  assert.equal(inner.uuid, (await blkid(path, first.start * 512)).UUID);
+Deno.test(
+  "lsblk: partitions are child rows with their filesystems; disk text cannot drive the terminal",
+  { ignore: TOOLS.ignore },
+  async () => {
+    using dir = new TempDir();
+    const path = makeImage(dir.file("gpt.img"), 16 * MiB);
+    const table = await sfdisk(path, "label: gpt\nsize=6M, type=linux\nsize=2M, type=swap\n");
+    const first = table.partitions[0];
+    await mkfsInside("mkfs.ext4", path, first, "inner");
+    const image = Deno.readFileSync(path);
+    renameGptEntry(image, 2, "swap\x1b[2J\x1b]0;pwned\x07");
+    const h = diskWith(image, { readOnly: true });
+    const rows = collectLsblk([{ name: "vdb", slot: "10:0", driver: h.driver }]);
+    assert.equal(rows[0].readOnly, true);
+    assert.ok(rows[0].features.includes("ro"));
+    assert.deepEqual(rows[0].probe.notes, []);
+    const inner = rows[0].probe.partitions[0].filesystem!;
+    assert.equal(inner.label, "inner");
+    assert.equal(inner.uuid, (await blkid(path, first.start * 512)).UUID);
 
-  const text = formatLsblkTable(rows);
-  const controls = [...text].filter((c) => c !== "\n" && (c < " " || c === "\x7f"));
-  assert.deepEqual(controls, [], "no control characters reach the terminal");
-  const lines = text.split("\n");
-  assert.equal(lines.length, 4);
-  assert.match(lines[1], /^vdb +10:0 +16M +1 .* gpt [0-9a-f-]{36}$/);
-  assert.match(
-    lines[2],
-    new RegExp(`^├─vdb1 +6M +Linux filesystem ext4 LABEL="inner" UUID=${inner.uuid}$`),
-  );
-  assert.match(lines[3], /^└─vdb2 +2M +Linux swap "swap\\u001b\[2J\\u001b\]0;pwned\\u0007"$/);
-  // The CONTENT column starts at the same place on every line.
-  const column = lines[0].indexOf("CONTENT");
-  assert.ok(lines.slice(1).every((line) => line[column - 1] === " " && line[column] !== " "));
+    const text = formatLsblkTable(rows);
+    const controls = [...text].filter((c) => c !== "\n" && (c < " " || c === "\x7f"));
+    assert.deepEqual(controls, [], "no control characters reach the terminal");
+    const lines = text.split("\n");
+    assert.equal(lines.length, 4);
+    assert.match(lines[1], /^vdb +10:0 +16M +1 .* gpt [0-9a-f-]{36}$/);
+    assert.match(
+      lines[2],
+      new RegExp(`^├─vdb1 +6M +Linux filesystem ext4 LABEL="inner" UUID=${inner.uuid}$`),
+    );
+    assert.match(lines[3], /^└─vdb2 +2M +Linux swap "swap\\u001b\[2J\\u001b\]0;pwned\\u0007"$/);
+    // The CONTENT column starts at the same place on every line.
+    const column = lines[0].indexOf("CONTENT");
+    assert.ok(lines.slice(1).every((line) => line[column - 1] === " " && line[column] !== " "));
 
-  const [json] = lsblkJson(rows).blockdevices;
-  const children = json.children as Record<string, unknown>[];
-  assert.deepEqual(
-    children.map((c) => [c.name, c.start, c.size, c.fstype, c.partlabel]),
-    [
-      ["vdb1", first.start * 512, 6 * MiB, "ext4", ""],
-      ["vdb2", table.partitions[1].start * 512, 2 * MiB, null, "swap\x1b[2J\x1b]0;pwned\x07"],
-    ],
-  );
-  await h.close();
-});
+    const [json] = lsblkJson(rows).blockdevices;
+    const children = json.children as Record<string, unknown>[];
+    assert.deepEqual(
+      children.map((c) => [c.name, c.start, c.size, c.fstype, c.partlabel]),
+      [
+        ["vdb1", first.start * 512, 6 * MiB, "ext4", ""],
+        ["vdb2", table.partitions[1].start * 512, 2 * MiB, null, "swap\x1b[2J\x1b]0;pwned\x07"],
+      ],
+    );
+    await h.close();
+  },
+);
 
-Deno.test("lsblk: a 4 KiB-sector disk with a GPT made by fdisk -b 4096, read in whole blocks", async () => {
+Deno.test("lsblk: a 4 KiB-sector disk with a GPT made by fdisk -b 4096, read in whole blocks", {
+  ignore: TOOLS.ignore,
+}, async () => {
   using dir = new TempDir();
   const path = makeImage(dir.file("gpt4k.img"), 16 * MiB);
   await run("fdisk", ["-b", "4096", path], "g\nn\n1\n\n+4M\nn\n2\n\n+2M\nw\n");

@@ -8,6 +8,17 @@ import assert from "node:assert/strict";
 import { probeExt, Superblock, SUPERBLOCK_OFFSET } from "../../src/guest/probe/ext.ts";
 import { sourceFromBytes } from "../../src/guest/probe/byte_source.ts";
 import { blkid, blkidValue, dumpe2fs, imageSource, makeImage, run, TempDir } from "./tools.ts";
+import { needsTools } from "../helpers/skip.ts";
+
+const TOOLS = needsTools(
+  "mkfs.ext4",
+  "mkfs.ext3",
+  "mkfs.ext2",
+  "blkid",
+  "dumpe2fs",
+  "debugfs",
+  "e2fsck",
+);
 
 interface Case {
   name: string;
@@ -107,7 +118,9 @@ const CASES: Case[] = [
 const BLKID_FIELDS = ["TYPE", "UUID", "BLOCK_SIZE", "VERSION", "SEC_TYPE"] as const;
 
 for (const c of CASES) {
-  Deno.test(`probe: ${c.name} is ${c.type} with its label and UUID, as blkid and dumpe2fs say`, async () => {
+  Deno.test(`probe: ${c.name} is ${c.type} with its label and UUID, as blkid and dumpe2fs say`, {
+    ignore: TOOLS.ignore,
+  }, async () => {
     using dir = new TempDir();
     const image = makeImage(dir.file("fs.img"), c.megabytes << 20);
     await run(c.mkfs, ["-q", "-F", ...c.args, "-L", c.label, "-U", c.uuid, image]);
@@ -148,27 +161,33 @@ for (const c of CASES) {
   });
 }
 
-Deno.test("probe: a metadata_csum superblock whose checksum no longer matches is flagged as damaged", async () => {
-  using dir = new TempDir();
-  const image = makeImage(dir.file("fs.img"), 8 << 20);
-  await run("mkfs.ext4", ["-q", "-F", "-L", "intact", image]);
-  const bytes = Deno.readFileSync(image);
-  bytes[SUPERBLOCK_OFFSET + Superblock.VOLUME_NAME] ^= 0x20; // "intact" -> "Intact"
-  Deno.writeFileSync(image, bytes);
+Deno.test(
+  "probe: a metadata_csum superblock whose checksum no longer matches is flagged as damaged",
+  { ignore: TOOLS.ignore },
+  async () => {
+    using dir = new TempDir();
+    const image = makeImage(dir.file("fs.img"), 8 << 20);
+    await run("mkfs.ext4", ["-q", "-F", "-L", "intact", image]);
+    const bytes = Deno.readFileSync(image);
+    bytes[SUPERBLOCK_OFFSET + Superblock.VOLUME_NAME] ^= 0x20; // "intact" -> "Intact"
+    Deno.writeFileSync(image, bytes);
 
-  const fs = probeExt(sourceFromBytes(bytes));
-  assert.equal(fs.kind, "ext");
-  if (fs.kind !== "ext") return;
-  assert.equal(fs.checksum, "bad");
-  assert.deepEqual(fs.notes, ["superblock checksum mismatch: the superblock is damaged"]);
-  // e2fsprogs sees the damage too; blkid 2.38 reports the filesystem regardless.
-  const check = await new Deno.Command("dumpe2fs", { args: ["-h", image], stderr: "piped" })
-    .output();
-  assert.match(new TextDecoder().decode(check.stderr), /Superblock checksum does not match/);
-  assert.equal((await blkid(image)).TYPE, "ext4");
-});
+    const fs = probeExt(sourceFromBytes(bytes));
+    assert.equal(fs.kind, "ext");
+    if (fs.kind !== "ext") return;
+    assert.equal(fs.checksum, "bad");
+    assert.deepEqual(fs.notes, ["superblock checksum mismatch: the superblock is damaged"]);
+    // e2fsprogs sees the damage too; blkid 2.38 reports the filesystem regardless.
+    const check = await new Deno.Command("dumpe2fs", { args: ["-h", image], stderr: "piped" })
+      .output();
+    assert.match(new TextDecoder().decode(check.stderr), /Superblock checksum does not match/);
+    assert.equal((await blkid(image)).TYPE, "ext4");
+  },
+);
 
-Deno.test("probe: without metadata_csum the same edit is just a new label", async () => {
+Deno.test("probe: without metadata_csum the same edit is just a new label", {
+  ignore: TOOLS.ignore,
+}, async () => {
   using dir = new TempDir();
   const image = makeImage(dir.file("fs.img"), 8 << 20);
   await run("mkfs.ext4", ["-q", "-F", "-O", "^metadata_csum", "-L", "intact", image]);
@@ -181,19 +200,25 @@ Deno.test("probe: without metadata_csum the same edit is just a new label", asyn
   assert.equal((await blkid(image)).LABEL, "Intact");
 });
 
-Deno.test("probe: a zeroed magic number means no ext filesystem", async () => {
-  using dir = new TempDir();
-  const image = makeImage(dir.file("fs.img"), 8 << 20);
-  await run("mkfs.ext2", ["-q", "-F", image]);
-  const bytes = Deno.readFileSync(image);
-  bytes.fill(0, SUPERBLOCK_OFFSET + Superblock.MAGIC, SUPERBLOCK_OFFSET + Superblock.MAGIC + 2);
-  assert.deepEqual(probeExt(sourceFromBytes(bytes)), {
-    kind: "unrecognised",
-    reason: "no ext magic",
-  });
-});
+Deno.test(
+  "probe: a zeroed magic number means no ext filesystem",
+  { ignore: TOOLS.ignore },
+  async () => {
+    using dir = new TempDir();
+    const image = makeImage(dir.file("fs.img"), 8 << 20);
+    await run("mkfs.ext2", ["-q", "-F", image]);
+    const bytes = Deno.readFileSync(image);
+    bytes.fill(0, SUPERBLOCK_OFFSET + Superblock.MAGIC, SUPERBLOCK_OFFSET + Superblock.MAGIC + 2);
+    assert.deepEqual(probeExt(sourceFromBytes(bytes)), {
+      kind: "unrecognised",
+      reason: "no ext magic",
+    });
+  },
+);
 
-Deno.test("probe: a filesystem bigger than its device is reported with a note", async () => {
+Deno.test("probe: a filesystem bigger than its device is reported with a note", {
+  ignore: TOOLS.ignore,
+}, async () => {
   using dir = new TempDir();
   const image = makeImage(dir.file("fs.img"), 8 << 20);
   await run("mkfs.ext4", ["-q", "-F", "-L", "cut", image]);

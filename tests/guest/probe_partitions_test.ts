@@ -21,6 +21,9 @@ import {
   type SfdiskTable,
   TempDir,
 } from "./tools.ts";
+import { needsTools } from "../helpers/skip.ts";
+
+const TOOLS = needsTools("sfdisk", "fdisk", "blkid", "mkfs.ext4");
 
 const MiB = 1 << 20;
 
@@ -96,33 +99,39 @@ function assertGptMatches(table: ReturnType<typeof probeGpt>, theirs: SfdiskTabl
   );
 }
 
-Deno.test("probe: an MBR with primary, extended and logical partitions reads as sfdisk --json says", async () => {
-  using dir = new TempDir();
-  const image = makeImage(dir.file("mbr.img"), 16 * MiB);
-  const theirs = await sfdisk(image, MBR_SCRIPT);
-  assert.equal(theirs.partitions.length, 5); // 1, 2, 3 (extended), 5, 6
-  const table = probeMbr(imageSource(image));
-  assertMbrMatches(table, theirs);
-  assert.equal(table.kind === "mbr" && table.protective, false);
+Deno.test(
+  "probe: an MBR with primary, extended and logical partitions reads as sfdisk --json says",
+  { ignore: TOOLS.ignore },
+  async () => {
+    using dir = new TempDir();
+    const image = makeImage(dir.file("mbr.img"), 16 * MiB);
+    const theirs = await sfdisk(image, MBR_SCRIPT);
+    assert.equal(theirs.partitions.length, 5); // 1, 2, 3 (extended), 5, 6
+    const table = probeMbr(imageSource(image));
+    assertMbrMatches(table, theirs);
+    assert.equal(table.kind === "mbr" && table.protective, false);
 
-  const probe = probeDisk(imageSource(image));
-  assert.equal(probe.table?.kind, "mbr");
-  assert.equal(tableTypeName(probe.table!), (await blkid(image)).PTTYPE);
-  assert.equal(
-    probe.table!.kind === "mbr" && probe.table!.diskId,
-    `0x${(await blkid(image)).PTUUID}`,
-  );
-  assert.deepEqual(probe.partitions.map((p) => [p.index, p.type, p.typeName]), [
-    [1, "83", "Linux"],
-    [2, "82", "Linux swap / Solaris"],
-    [3, "05", "Extended"],
-    [5, "83", "Linux"],
-    [6, "8e", "Linux LVM"],
-  ]);
-  assert.equal(describeProbe(probe), "dos, 5 partitions");
-});
+    const probe = probeDisk(imageSource(image));
+    assert.equal(probe.table?.kind, "mbr");
+    assert.equal(tableTypeName(probe.table!), (await blkid(image)).PTTYPE);
+    assert.equal(
+      probe.table!.kind === "mbr" && probe.table!.diskId,
+      `0x${(await blkid(image)).PTUUID}`,
+    );
+    assert.deepEqual(probe.partitions.map((p) => [p.index, p.type, p.typeName]), [
+      [1, "83", "Linux"],
+      [2, "82", "Linux swap / Solaris"],
+      [3, "05", "Extended"],
+      [5, "83", "Linux"],
+      [6, "8e", "Linux LVM"],
+    ]);
+    assert.equal(describeProbe(probe), "dos, 5 partitions");
+  },
+);
 
-Deno.test("probe: a GPT reads as sfdisk --json says: GUIDs, LBAs, UTF-16 names", async () => {
+Deno.test("probe: a GPT reads as sfdisk --json says: GUIDs, LBAs, UTF-16 names", {
+  ignore: TOOLS.ignore,
+}, async () => {
   using dir = new TempDir();
   const image = makeImage(dir.file("gpt.img"), 16 * MiB);
   const theirs = await sfdisk(image, GPT_SCRIPT);
@@ -143,54 +152,58 @@ Deno.test("probe: a GPT reads as sfdisk --json says: GUIDs, LBAs, UTF-16 names",
   assert.deepEqual(probe.notes, []);
 });
 
-Deno.test("probe: a GPT on a disk with 4 KiB logical blocks counts LBAs of 4 KiB, as fdisk -b 4096", async () => {
-  using dir = new TempDir();
-  const image = makeImage(dir.file("gpt4k.img"), 32 * MiB);
-  // sfdisk 2.38 has no --sector-size; fdisk -b does.
-  await run("fdisk", ["-b", "4096", image], "g\nn\n1\n\n+4M\nn\n2\n\n+2M\nw\n");
-  const listing = await run("fdisk", [
-    "-b",
-    "4096",
-    "-l",
-    "-o",
-    "Device,Start,Sectors,Type-UUID,UUID",
-    image,
-  ]);
-  const diskGuid = /^Disk identifier: (\S+)$/m.exec(listing)![1].toLowerCase();
-  const theirs = listing.split("\n").filter((line) => line.startsWith(image)).map((line) => {
-    const [device, start, sectors, type, uuid] = line.split(/\s+/);
-    return {
-      index: partitionNumber(device),
-      start: Number(start),
-      size: Number(sectors),
-      type: type.toLowerCase(),
-      uuid: uuid.toLowerCase(),
-    };
-  });
-  assert.equal(theirs.length, 2);
+Deno.test(
+  "probe: a GPT on a disk with 4 KiB logical blocks counts LBAs of 4 KiB, as fdisk -b 4096",
+  { ignore: TOOLS.ignore },
+  async () => {
+    using dir = new TempDir();
+    const image = makeImage(dir.file("gpt4k.img"), 32 * MiB);
+    // sfdisk 2.38 has no --sector-size; fdisk -b does.
+    await run("fdisk", ["-b", "4096", image], "g\nn\n1\n\n+4M\nn\n2\n\n+2M\nw\n");
+    const listing = await run("fdisk", [
+      "-b",
+      "4096",
+      "-l",
+      "-o",
+      "Device,Start,Sectors,Type-UUID,UUID",
+      image,
+    ]);
+    const diskGuid = /^Disk identifier: (\S+)$/m.exec(listing)![1].toLowerCase();
+    const theirs = listing.split("\n").filter((line) => line.startsWith(image)).map((line) => {
+      const [device, start, sectors, type, uuid] = line.split(/\s+/);
+      return {
+        index: partitionNumber(device),
+        start: Number(start),
+        size: Number(sectors),
+        type: type.toLowerCase(),
+        uuid: uuid.toLowerCase(),
+      };
+    });
+    assert.equal(theirs.length, 2);
 
-  const table = probeGpt(imageSource(image, 4096));
-  assert.equal(table.kind, "gpt", JSON.stringify(table));
-  if (table.kind !== "gpt") return;
-  assert.equal(table.diskGuid, diskGuid);
-  assert.deepEqual(
-    table.partitions.map((p) => ({
-      index: p.index,
-      start: p.firstLba,
-      size: p.lastLba - p.firstLba + 1,
-      type: p.typeGuid,
-      uuid: p.uniqueGuid,
-    })),
-    theirs,
-  );
-  const probe = probeDisk(imageSource(image, 4096));
-  assert.deepEqual(probe.partitions.map((p) => [p.offset, p.size]), [[MiB, 4 * MiB], [
-    5 * MiB,
-    2 * MiB,
-  ]]);
-  // Read with 512-byte LBAs the header is not where it should be.
-  assert.equal(probeGpt(imageSource(image, 512)).kind, "unrecognised");
-});
+    const table = probeGpt(imageSource(image, 4096));
+    assert.equal(table.kind, "gpt", JSON.stringify(table));
+    if (table.kind !== "gpt") return;
+    assert.equal(table.diskGuid, diskGuid);
+    assert.deepEqual(
+      table.partitions.map((p) => ({
+        index: p.index,
+        start: p.firstLba,
+        size: p.lastLba - p.firstLba + 1,
+        type: p.typeGuid,
+        uuid: p.uniqueGuid,
+      })),
+      theirs,
+    );
+    const probe = probeDisk(imageSource(image, 4096));
+    assert.deepEqual(probe.partitions.map((p) => [p.offset, p.size]), [[MiB, 4 * MiB], [
+      5 * MiB,
+      2 * MiB,
+    ]]);
+    // Read with 512-byte LBAs the header is not where it should be.
+    assert.equal(probeGpt(imageSource(image, 512)).kind, "unrecognised");
+  },
+);
 
 for (
   const [what, damage] of [
@@ -198,26 +211,32 @@ for (
     ["entry array", (bytes: Uint8Array) => (bytes[1024 + 56] ^= 1)],
   ] as const
 ) {
-  Deno.test(`probe: a GPT whose primary ${what} fails its CRC is read from the backup, as sfdisk does`, async () => {
-    using dir = new TempDir();
-    const image = makeImage(dir.file("gpt.img"), 16 * MiB);
-    const before = await sfdisk(image, GPT_SCRIPT);
-    const bytes = Deno.readFileSync(image);
-    damage(bytes);
-    Deno.writeFileSync(image, bytes);
+  Deno.test(
+    `probe: a GPT whose primary ${what} fails its CRC is read from the backup, as sfdisk does`,
+    { ignore: TOOLS.ignore },
+    async () => {
+      using dir = new TempDir();
+      const image = makeImage(dir.file("gpt.img"), 16 * MiB);
+      const before = await sfdisk(image, GPT_SCRIPT);
+      const bytes = Deno.readFileSync(image);
+      damage(bytes);
+      Deno.writeFileSync(image, bytes);
 
-    const table = probeGpt(sourceFromBytes(bytes));
-    assertGptMatches(table, before);
-    assert.equal(table.kind === "gpt" && table.header, "backup");
-    assert.match(
-      table.kind === "gpt" ? table.notes[0] : "",
-      new RegExp(`^primary GPT header unusable \\(.*CRC mismatch.*\\); using the backup$`),
-    );
-    assertGptMatches(table, await sfdiskJson(image));
-  });
+      const table = probeGpt(sourceFromBytes(bytes));
+      assertGptMatches(table, before);
+      assert.equal(table.kind === "gpt" && table.header, "backup");
+      assert.match(
+        table.kind === "gpt" ? table.notes[0] : "",
+        new RegExp(`^primary GPT header unusable \\(.*CRC mismatch.*\\); using the backup$`),
+      );
+      assertGptMatches(table, await sfdiskJson(image));
+    },
+  );
 }
 
-Deno.test("probe: a protective MBR without any valid GPT is a PMBR, as blkid says", async () => {
+Deno.test("probe: a protective MBR without any valid GPT is a PMBR, as blkid says", {
+  ignore: TOOLS.ignore,
+}, async () => {
   using dir = new TempDir();
   const image = makeImage(dir.file("gpt.img"), 16 * MiB);
   await sfdisk(image, GPT_SCRIPT);
@@ -234,7 +253,9 @@ Deno.test("probe: a protective MBR without any valid GPT is a PMBR, as blkid say
   assert.match(probe.notes[0], /^protective MBR but no valid GPT/);
 });
 
-Deno.test("probe: filesystems inside partitions are found, as blkid finds them at those offsets", async () => {
+Deno.test("probe: filesystems inside partitions are found, as blkid finds them at those offsets", {
+  ignore: TOOLS.ignore,
+}, async () => {
   using dir = new TempDir();
   const gpt = makeImage(dir.file("gpt.img"), 16 * MiB);
   const gptTable = await sfdisk(gpt, GPT_SCRIPT);

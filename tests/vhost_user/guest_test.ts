@@ -1,8 +1,9 @@
 /**
  * A real Linux guest (Debian's 6.1 kernel, its own virtio_blk driver) on
  * our vhost-user-blk back end, booted by QEMU under TCG (issue 7). Each boot
- * takes 15–20 s; the tests are skipped only when qemu-system-x86_64 is not
- * installed (CI installs it).
+ * takes 15–20 s; the tests are skipped, with the programs named, only when
+ * QEMU or a program the guest is built from is missing (`npm test` installs
+ * them when it runs as root).
  */
 
 import assert from "node:assert/strict";
@@ -10,7 +11,10 @@ import { describeFile } from "../../src/backend/file_spec.ts";
 import type { BlkDeviceOptions } from "../../src/blk/device.ts";
 import { workerEngine } from "../../src/blockif/worker_engine.ts";
 import { serveVhostUserBlk, type VhostUserBlkServer } from "../../src/vhost_user/server.ts";
-import { bootGuest, qemuInstalled, result, run, sha256 } from "../../scripts/guest/run_guest.ts";
+import { bootGuest, GUEST_TOOLS, result, run, sha256 } from "../../scripts/guest/run_guest.ts";
+import { needsTools } from "../helpers/skip.ts";
+
+const TOOLS = needsTools(...GUEST_TOOLS);
 
 const MiB = 1 << 20;
 
@@ -61,7 +65,7 @@ function guestMappings(): string[] {
 Deno.test({
   name:
     "guest (modern): fio verify passes, then ext4 files written in the guest check out on the host",
-  ignore: !qemuInstalled,
+  ignore: TOOLS.ignore,
   async fn() {
     await withDir(async (dir) => {
       const image = `${dir}/disk.img`;
@@ -103,7 +107,7 @@ Deno.test({
 Deno.test({
   name:
     "guest (legacy, worker engine): a disable-modern guest negotiates without VERSION_1; fio verify and ext4 pass",
-  ignore: !qemuInstalled,
+  ignore: TOOLS.ignore,
   async fn() {
     await withDir(async (dir) => {
       const image = `${dir}/disk.img`;
@@ -137,7 +141,7 @@ Deno.test({
 
 Deno.test({
   name: "guest: ro is honoured (writes fail, image unchanged) and range= exposes only its window",
-  ignore: !qemuInstalled,
+  ignore: TOOLS.ignore,
   async fn() {
     await withDir(async (dir) => {
       // vda: a read-only image with known content.
@@ -192,7 +196,7 @@ Deno.test({
 Deno.test({
   name:
     "guest: QEMU killed mid-I/O; the back end survives, drops the mappings and serves the next QEMU",
-  ignore: !qemuInstalled,
+  ignore: TOOLS.ignore,
   async fn() {
     await withDir(async (dir) => {
       const image = `${dir}/disk.img`;
