@@ -1,0 +1,104 @@
+/**
+ * The system calls io_uring needs, through Deno's FFI: the raw
+ * `io_uring_setup`/`io_uring_enter` syscalls (through libc's `syscall`; no
+ * liburing), mmap of the rings, eventfds for wake-ups, and errno. Deno on
+ * Linux x86-64 only; {@linkcode ioUringSys} throws `UNSUPPORTED` elsewhere.
+ *
+ * @module
+ */
+
+import { VirtioBlkError } from "../../errors.ts";
+
+const SYMBOLS = {
+  // long syscall(long number, ...): the io_uring calls take at most six integer arguments.
+  syscall: { parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"], result: "i64" },
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  strerror: { parameters: ["i32"], result: "pointer" },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** The bound symbols. */
+export type IoUringSys = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+let loaded: IoUringSys | undefined;
+
+/** Linux constants (x86-64). */
+export const Linux = {
+  PROT_READ: 1,
+  PROT_WRITE: 2,
+  MAP_SHARED: 1,
+  MAP_PRIVATE: 2,
+  MAP_ANONYMOUS: 0x20,
+  MAP_POPULATE: 0x8000,
+  EFD_CLOEXEC: 0o2000000,
+  EFD_NONBLOCK: 0o4000,
+  EINTR: 4,
+  EAGAIN: 11,
+  EBUSY: 16,
+} as const;
+
+/** Why io_uring cannot be used on this runtime, or undefined when it can be tried. */
+export function ioUringUnavailable(): string | undefined {
+  const deno = (globalThis as { Deno?: { dlopen?: unknown; build?: { os: string; arch: string } } })
+    .Deno;
+  if (typeof deno?.dlopen !== "function") return "io_uring needs Deno (FFI); this runtime has none";
+  if (deno.build?.os !== "linux" || deno.build.arch !== "x86_64") {
+    return `io_uring needs Linux on x86-64, not ${deno.build?.os} on ${deno.build?.arch}`;
+  }
+  return undefined;
+}
+
+/**
+ * This thread's bound symbols, loaded on first use.
+ *
+ * @throws {VirtioBlkError} `UNSUPPORTED` without Deno's FFI on Linux x86-64
+ */
+export function ioUringSys(): IoUringSys {
+  if (loaded) return loaded;
+  const unavailable = ioUringUnavailable();
+  if (unavailable !== undefined) throw new VirtioBlkError("UNSUPPORTED", unavailable);
+  try {
+    loaded = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+  } catch (cause) {
+    throw new VirtioBlkError(
+      "UNSUPPORTED",
+      `io_uring cannot load libc.so.6 through FFI (run Deno with --allow-ffi): ${cause}`,
+      { cause },
+    );
+  }
+  return loaded;
+}
+
+/** errno of this thread, right after a failed call. */
+export function errno(): number {
+  const pointer = ioUringSys().__errno_location();
+  return pointer === null ? 0 : new Deno.UnsafePointerView(pointer).getInt32();
+}
+
+/** The C library's text for `code` (an errno value). */
+export function errnoText(code: number): string {
+  const text = ioUringSys().strerror(code);
+  return text === null ? `errno ${code}` : Deno.UnsafePointerView.getCString(text);
+}
+
+/** A failed system call. */
+export class SyscallError extends Error {
+  /**
+   * @param call the call that failed
+   * @param errno its error number
+   */
+  constructor(readonly call: string, readonly errno: number) {
+    super(`${call}: ${errnoText(errno)} (errno ${errno})`);
+    this.name = "SyscallError";
+  }
+}
+
+/** The address a pointer holds, as a number (user-space addresses are below 2^47). */
+export function address(pointer: Deno.PointerValue): number {
+  return Number(Deno.UnsafePointer.value(pointer));
+}
