@@ -24,6 +24,7 @@ import { Readable, Writable } from "node:stream";
 import { test as nodeTest, type TestContext as NodeTestContext } from "node:test";
 import { fileURLToPath } from "node:url";
 import { nodeSkipReason } from "./node_skips.ts";
+import { skipWhen } from "../helpers/skip.ts";
 
 // ---------------------------------------------------------------------------
 // Errors: Deno's classes, thrown where Deno throws them.
@@ -508,7 +509,13 @@ function denoTest(
   third?: StepDefinition["fn"],
 ): void {
   const test = definition(first, second, third);
-  const skip = test.ignore ? true : nodeSkipReason(origin(), test.name) ?? false;
+  const nodeReason = test.ignore ? undefined : nodeSkipReason(origin(), test.name);
+  // Named in the test command's summary, like every other skip.
+  if (nodeReason !== undefined) {
+    const file = origin().replace(/^.*\/(tests\/)/, "$1").replace(/\.js$/, ".ts");
+    skipWhen(`${file} on Node`, nodeReason);
+  }
+  const skip = test.ignore ? true : nodeReason ?? false;
   nodeTest(test.name, { skip, only: test.only }, (t) => test.fn(context(t, test.name)));
 }
 

@@ -14,6 +14,7 @@ const SYMBOLS = {
   syscall: { parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"], result: "i64" },
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
@@ -35,6 +36,10 @@ export const Linux = {
   MAP_PRIVATE: 2,
   MAP_ANONYMOUS: 0x20,
   MAP_POPULATE: 0x8000,
+  O_RDONLY: 0,
+  O_RDWR: 2,
+  O_CLOEXEC: 0o2000000,
+  O_DIRECT: 0o40000,
   EFD_CLOEXEC: 0o2000000,
   EFD_NONBLOCK: 0o4000,
   EINTR: 4,
@@ -101,4 +106,12 @@ export class SyscallError extends Error {
 /** The address a pointer holds, as a number (user-space addresses are below 2^47). */
 export function address(pointer: Deno.PointerValue): number {
   return Number(Deno.UnsafePointer.value(pointer));
+}
+
+/** A NUL-terminated copy of `text` for a `buffer` parameter. */
+export function cString(text: string): Uint8Array<ArrayBuffer> {
+  const encoded = new TextEncoder().encode(text);
+  const bytes = new Uint8Array(encoded.length + 1);
+  bytes.set(encoded);
+  return bytes;
 }

@@ -1,0 +1,125 @@
+/**
+ * The I/O-queue seam: how a thread hands block I/O to a medium and learns
+ * that it finished, whether the medium completes at once (a file read with
+ * pread, a RAM disk) or later (io_uring, a network disk). Modelled on
+ * cloud-hypervisor's `AsyncIo`: operations go in with a token, completions
+ * come out with that token and a result, and a synchronous medium is an
+ * adapter that completes each operation as it is submitted
+ * ({@linkcode SyncIoQueue}), so the code that runs requests exists once.
+ *
+ * - `submit` queues one operation; `commit` hands everything queued to the
+ *   medium (one system call for a batch, for io_uring).
+ * - `reap` hands every finished operation's token and result to a callback.
+ * - Results are 0 (done, every byte moved) or negative: `-errno`, or
+ *   {@linkcode IO_SHORT} when the medium ended before the last byte (a file
+ *   shortened under the device). Partial transfers are the queue's to
+ *   finish; a caller never sees one.
+ *
+ * The request record ({@linkcode IoRequest}) is the caller's and reused:
+ * a queue copies what it keeps before `submit` returns. Browser-safe.
+ *
+ * @module
+ */
+
+import type { MemoryRegion } from "../memory/guest_memory.ts";
+
+/** What an operation does. */
+export const IoOp = {
+  /** Read `length` bytes at `offset` into the vector. */
+  READ: 0,
+  /** Write the vector's `length` bytes at `offset`. */
+  WRITE: 1,
+  /** Make every write that completed before it stable (fdatasync). */
+  FLUSH: 2,
+} as const;
+
+/** One of {@linkcode IoOp}'s values. */
+export type IoOpCode = typeof IoOp[keyof typeof IoOp];
+
+/** The result of an operation that ended before moving every byte (end of the medium). */
+export const IO_SHORT = -4097;
+
+/** Names of the operations, for messages and counters. */
+export const IO_OP_NAMES: Readonly<Record<IoOpCode, string>> = {
+  [IoOp.READ]: "read",
+  [IoOp.WRITE]: "write",
+  [IoOp.FLUSH]: "flush",
+};
+
+/**
+ * The guest-memory pieces of one transfer, in order: `count` triples of a
+ * region, an offset in it and a length. Filled by the caller per request,
+ * reused; its capacity is the most segments a request may have.
+ */
+export class IoVector {
+  /** Pieces in use. */
+  count = 0;
+  /** Total bytes of the pieces in use. */
+  bytes = 0;
+  /** The region of each piece. */
+  readonly regions: MemoryRegion[];
+  /** Offset of each piece in its region's bytes. */
+  readonly offsets: Float64Array;
+  /** Length of each piece. */
+  readonly lengths: Float64Array;
+
+  /** A vector of at most `capacity` pieces. */
+  constructor(readonly capacity: number) {
+    this.regions = new Array(capacity);
+    this.offsets = new Float64Array(capacity);
+    this.lengths = new Float64Array(capacity);
+  }
+
+  /** Empties the vector. */
+  clear(): void {
+    this.count = 0;
+    this.bytes = 0;
+  }
+
+  /** Appends `length` bytes at `offset` of `region`. */
+  push(region: MemoryRegion, offset: number, length: number): void {
+    const i = this.count++;
+    this.regions[i] = region;
+    this.offsets[i] = offset;
+    this.lengths[i] = length;
+    this.bytes += length;
+  }
+}
+
+/** One operation, as a queue receives it (the caller's record, reused). */
+export interface IoRequest {
+  /** What to do. */
+  op: IoOpCode;
+  /** Device byte offset (READ, WRITE). */
+  offset: number;
+  /** Where the data lives in guest memory (READ, WRITE); `bytes` is the length. */
+  readonly vector: IoVector;
+  /** WRITE: the data must be stable before the operation completes (write-through). */
+  durable: boolean;
+}
+
+/** A queue of I/O operations on one medium, used by one thread. */
+export interface IoQueue {
+  /**
+   * Queues `request`; its completion carries `token`. Returns false when
+   * the queue holds as many operations as it can: reap some, then retry.
+   */
+  submit(request: IoRequest, token: number): boolean;
+  /** Hands what was submitted to the medium (a no-op where submit already did). */
+  commit(): void;
+  /**
+   * Hands every finished operation to `done` (its token, then 0 or a
+   * negative result); returns how many. Never blocks.
+   */
+  reap(done: (token: number, result: number) => void): number;
+  /**
+   * Blocks until an operation finished (returns at once when one has, or
+   * when nothing is in flight). A thread that also waits for other events
+   * waits on its own terms instead (see the engine's I/O threads).
+   */
+  wait(): void;
+  /** Operations submitted and not yet reaped. */
+  readonly inFlight: number;
+  /** Releases the medium (operations still in flight are abandoned). */
+  close(): void;
+}

@@ -1,0 +1,425 @@
+/**
+ * I/O queues on io_uring (ACRN's `aio=io_uring`). One {@linkcode UringContext}
+ * per I/O thread owns the ring, the iovec arrays and the state of every
+ * operation in flight; each medium the thread serves gets a
+ * {@linkcode UringIoQueue} on it (its own file descriptor, the `range=`
+ * window). All of a thread's queues share the ring, so one
+ * `io_uring_enter` submits a batch for every medium and one wait covers
+ * every completion and the thread's wake-ups.
+ *
+ * - Reads and writes go straight between the file and guest memory: one
+ *   segment as READ/WRITE, several as READV/WRITEV whose iovecs point into
+ *   guest memory (shared memory, or a vhost-user region's mapping).
+ * - A durable (write-through) write carries RWF_DSYNC: stable when it
+ *   completes, with one system call instead of a write and an fdatasync.
+ *   FLUSH is an fdatasync (IORING_OP_FSYNC, DATASYNC); the writes it must
+ *   cover completed before it was submitted, so no ordering flag is needed.
+ * - A short transfer continues from where it stopped (the iovecs are moved
+ *   past what was done); one that moves nothing (end of file) completes
+ *   with {@linkcode IO_SHORT}; an error with `-errno`.
+ * - Tokens are the thread's request-pool element indexes: `capacity`
+ *   bounds them, and bounds the operations in flight, so the completion
+ *   queue (twice the submission queue) can never overflow.
+ *
+ * @module
+ */
+
+import type { MemoryRegion } from "../../memory/guest_memory.ts";
+import { VirtioBlkError } from "../../errors.ts";
+import { ERRNO } from "../errno.ts";
+import { IO_SHORT, IoOp, type IoQueue, type IoRequest } from "../io_queue.ts";
+import { IOVEC_SIZE, Op, RwFlag } from "./abi.ts";
+import { IoUring } from "./ring.ts";
+import { address, cString, errno, ioUringSys, Linux, SyscallError } from "./sys.ts";
+
+const TWO_POW_32 = 0x1_0000_0000;
+/** User data of the thread's wake-up read (never a pool element index). */
+const WAKE_TOKEN = 0xffff_ffff;
+
+/** Per-thread state of the ring and of every operation in flight. */
+export class UringContext {
+  /** The ring. */
+  readonly ring: IoUring;
+  /** Most segments of one operation. */
+  readonly maxSegments: number;
+  /** Pool elements (tokens) this context can track. */
+  readonly capacity: number;
+  // The iovec arrays, one run of maxSegments per token, in shared memory (never moved by GC).
+  readonly #iovecs: Uint32Array;
+  readonly #iovecBase: number;
+  // State of each token's operation.
+  readonly #opcode: Uint8Array;
+  readonly #fd: Int32Array;
+  readonly #position: Float64Array;
+  readonly #remaining: Float64Array;
+  readonly #first: Int32Array;
+  readonly #last: Int32Array;
+  readonly #rwFlags: Int32Array;
+  readonly #active: Uint8Array;
+  #inFlight = 0;
+  /** Operations finished without the kernel (refused), waiting for reap. */
+  readonly #immediateTokens: Int32Array;
+  readonly #immediateResults: Int32Array;
+  #immediateCount = 0;
+  /** Region → host address of its first byte. */
+  readonly #addresses = new Map<MemoryRegion, number>();
+  // Wake-ups: an eventfd the ring always has a read pending on.
+  readonly wakeFd: number;
+  readonly #wakeBuffer = new BigUint64Array(new SharedArrayBuffer(8));
+  #wakeArmed = false;
+  #woken = false;
+
+  /**
+   * @param capacity tokens (request-pool elements) the thread may have in flight
+   * @param maxSegments most data segments of one operation (seg_max)
+   */
+  constructor(capacity: number, maxSegments: number) {
+    this.capacity = capacity;
+    this.maxSegments = maxSegments;
+    // One entry per operation in flight, the wake-up read, and room for resubmits.
+    let entries = 8;
+    while (entries < capacity + 2) entries *= 2;
+    this.ring = new IoUring(Math.min(entries, 4096));
+    const iovecBuffer = new SharedArrayBuffer(Math.max(1, capacity * maxSegments) * IOVEC_SIZE);
+    this.#iovecs = new Uint32Array(iovecBuffer);
+    this.#iovecBase = address(Deno.UnsafePointer.of(this.#iovecs));
+    this.#opcode = new Uint8Array(capacity);
+    this.#fd = new Int32Array(capacity);
+    this.#position = new Float64Array(capacity);
+    this.#remaining = new Float64Array(capacity);
+    this.#first = new Int32Array(capacity);
+    this.#last = new Int32Array(capacity);
+    this.#rwFlags = new Int32Array(capacity);
+    this.#active = new Uint8Array(capacity);
+    this.#immediateTokens = new Int32Array(capacity);
+    this.#immediateResults = new Int32Array(capacity);
+    const fd = ioUringSys().eventfd(0, Linux.EFD_CLOEXEC | Linux.EFD_NONBLOCK);
+    if (fd < 0) {
+      this.ring.close();
+      throw new SyscallError("eventfd", errno());
+    }
+    this.wakeFd = fd;
+  }
+
+  /** Operations submitted and not yet reaped. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /**
+   * Starts a transfer or flush of `request` on `fd` for `token`, at file
+   * offset `windowStart + request.offset`. False when the ring is full.
+   */
+  start(request: IoRequest, token: number, fd: number, windowStart: number): boolean {
+    this.#check(token);
+    if (request.op === IoOp.FLUSH) {
+      if (!this.#roomFor(1)) return false;
+      this.#opcode[token] = Op.FSYNC;
+      this.ring.prepareFsync(fd, true, token);
+    } else {
+      const vector = request.vector;
+      if (vector.count > this.maxSegments) {
+        throw new RangeError(`${vector.count} segments exceed this ring's ${this.maxSegments}`);
+      }
+      if (!this.#roomFor(1)) return false;
+      const base = token * this.maxSegments;
+      for (let i = 0; i < vector.count; i++) {
+        this.#setIovec(
+          base + i,
+          this.#regionAddress(vector.regions[i]) + vector.offsets[i],
+          vector.lengths[i],
+        );
+      }
+      const write = request.op === IoOp.WRITE;
+      this.#opcode[token] = write ? Op.WRITEV : Op.READV;
+      this.#fd[token] = fd;
+      this.#position[token] = windowStart + request.offset;
+      this.#remaining[token] = vector.bytes;
+      this.#first[token] = base;
+      this.#last[token] = base + vector.count;
+      this.#rwFlags[token] = write && request.durable ? RwFlag.DSYNC : 0;
+      this.#prepareTransfer(token);
+    }
+    this.#claim(token);
+    return true;
+  }
+
+  /** Finishes `token` with `result` without the kernel; reaped like any completion. */
+  finishNow(token: number, result: number): boolean {
+    this.#claim(token);
+    this.#immediateTokens[this.#immediateCount] = token;
+    this.#immediateResults[this.#immediateCount] = result;
+    this.#immediateCount++;
+    return true;
+  }
+
+  /** Hands the prepared entries to the kernel. */
+  commit(): void {
+    if (this.ring.unsubmitted > 0) this.ring.submit(0);
+  }
+
+  /**
+   * Hands every finished operation to `done`; continues short transfers;
+   * notes a wake-up. Returns how many operations finished.
+   */
+  reap(done: (token: number, result: number) => void): number {
+    let finished = 0;
+    let resubmitted = false;
+    while (this.#immediateCount > 0) {
+      const i = --this.#immediateCount;
+      this.#release(this.#immediateTokens[i]);
+      finished++;
+      done(this.#immediateTokens[i], this.#immediateResults[i]);
+    }
+    this.ring.reap((token, result) => {
+      if (token === WAKE_TOKEN) {
+        this.#wakeArmed = false;
+        this.#woken = true;
+        return;
+      }
+      if (this.#active[token] !== 1) return; // a cancelled operation of a closed queue
+      const opcode = this.#opcode[token];
+      if (result >= 0 && opcode !== Op.FSYNC) {
+        if (result === 0) {
+          result = IO_SHORT;
+        } else if (result < this.#remaining[token]) {
+          this.#advance(token, result);
+          this.#prepareTransfer(token);
+          resubmitted = true;
+          return;
+        } else {
+          result = 0;
+        }
+      }
+      this.#release(token);
+      finished++;
+      done(token, result < 0 ? result : 0);
+    });
+    if (resubmitted) this.commit();
+    return finished;
+  }
+
+  /**
+   * Blocks until a completion or a wake-up arrives (after submitting what
+   * is prepared). Returns at once if one is already there.
+   */
+  wait(): void {
+    this.#armWake();
+    if (this.ring.ready > 0 || this.#immediateCount > 0) {
+      this.commit();
+      return;
+    }
+    this.ring.submit(1);
+  }
+
+  /** Whether a wake-up arrived since the last call (then clears it). */
+  takeWake(): boolean {
+    const woken = this.#woken;
+    this.#woken = false;
+    return woken;
+  }
+
+  /** Wakes the thread that waits in {@linkcode wait} (from any thread of the process). */
+  static wake(wakeFd: number): void {
+    const one = new BigUint64Array([1n]);
+    ioUringSys().write(wakeFd, one, 8n);
+  }
+
+  /** Closes the ring (abandoning what is in flight) and the wake-up eventfd. */
+  close(): void {
+    this.ring.close();
+    ioUringSys().close(this.wakeFd);
+    this.#active.fill(0);
+    this.#inFlight = 0;
+    this.#immediateCount = 0;
+  }
+
+  #check(token: number): void {
+    if (!(token >= 0 && token < this.capacity) || this.#active[token] === 1) {
+      throw new RangeError(`io_uring token ${token} is out of range or already in flight`);
+    }
+  }
+
+  #claim(token: number): void {
+    this.#check(token);
+    this.#active[token] = 1;
+    this.#inFlight++;
+  }
+
+  #release(token: number): void {
+    this.#active[token] = 0;
+    this.#inFlight--;
+  }
+
+  #armWake(): void {
+    if (this.#wakeArmed) return;
+    if (
+      this.ring.prepareTransfer(
+        Op.READ,
+        this.wakeFd,
+        address(Deno.UnsafePointer.of(this.#wakeBuffer)),
+        8,
+        0,
+        0,
+        WAKE_TOKEN,
+      )
+    ) this.#wakeArmed = true;
+  }
+
+  /** Whether `count` more entries fit (submitting what is prepared to make room). */
+  #roomFor(count: number): boolean {
+    if (this.ring.sqSpace >= count) return true;
+    this.ring.submit(0);
+    return this.ring.sqSpace >= count;
+  }
+
+  #prepareTransfer(token: number): void {
+    const first = this.#first[token];
+    const count = this.#last[token] - first;
+    const write = this.#opcode[token] === Op.WRITEV;
+    const w = first * (IOVEC_SIZE / 4);
+    if (count === 1) {
+      const buffer = this.#iovecs[w] + this.#iovecs[w + 1] * TWO_POW_32;
+      this.ring.prepareTransfer(
+        write ? Op.WRITE : Op.READ,
+        this.#fd[token],
+        buffer,
+        this.#iovecs[w + 2],
+        this.#position[token],
+        this.#rwFlags[token],
+        token,
+      );
+    } else {
+      this.ring.prepareTransfer(
+        write ? Op.WRITEV : Op.READV,
+        this.#fd[token],
+        this.#iovecBase + first * IOVEC_SIZE,
+        count,
+        this.#position[token],
+        this.#rwFlags[token],
+        token,
+      );
+    }
+  }
+
+  /** Moves `token`'s iovecs past `done` bytes. */
+  #advance(token: number, done: number): void {
+    this.#position[token] += done;
+    this.#remaining[token] -= done;
+    let i = this.#first[token];
+    for (;;) {
+      const w = i * (IOVEC_SIZE / 4);
+      const length = this.#iovecs[w + 2];
+      if (done < length) {
+        const base = this.#iovecs[w] + this.#iovecs[w + 1] * TWO_POW_32 + done;
+        this.#setIovec(i, base, length - done);
+        break;
+      }
+      done -= length;
+      i++;
+    }
+    this.#first[token] = i;
+  }
+
+  #setIovec(index: number, base: number, length: number): void {
+    const w = index * (IOVEC_SIZE / 4);
+    this.#iovecs[w] = base % TWO_POW_32;
+    this.#iovecs[w + 1] = Math.floor(base / TWO_POW_32);
+    this.#iovecs[w + 2] = length;
+    this.#iovecs[w + 3] = 0;
+  }
+
+  #regionAddress(region: MemoryRegion): number {
+    let base = this.#addresses.get(region);
+    if (base === undefined) {
+      base = address(Deno.UnsafePointer.of(region.bytes));
+      this.#addresses.set(region, base);
+    }
+    return base;
+  }
+}
+
+/** How a {@linkcode UringIoQueue} opens its file. */
+export interface UringFile {
+  /** Path of the file or block device. */
+  readonly path: string;
+  /** Byte offset of the device's first byte in the file (`range=`). */
+  readonly offset: number;
+  /** Bytes the device exposes. */
+  readonly size: number;
+  /** Opened read-only. */
+  readonly readOnly: boolean;
+  /** Opened with O_DIRECT (`nocache`). */
+  readonly direct: boolean;
+}
+
+/** One medium's queue on a thread's {@linkcode UringContext}. */
+export class UringIoQueue implements IoQueue {
+  readonly #context: UringContext;
+  readonly #file: UringFile;
+  readonly #fd: number;
+  #closed = false;
+
+  /**
+   * Opens `file` on this thread (never creating or truncating it).
+   *
+   * @throws {VirtioBlkError} `BAD_BACKING_FILE` when it cannot be opened
+   */
+  constructor(context: UringContext, file: UringFile) {
+    this.#context = context;
+    this.#file = file;
+    const flags = (file.readOnly ? Linux.O_RDONLY : Linux.O_RDWR) | Linux.O_CLOEXEC |
+      (file.direct ? Linux.O_DIRECT : 0);
+    const fd = ioUringSys().open(cString(file.path), flags, 0);
+    if (fd < 0) {
+      const error = new SyscallError("open", errno());
+      throw new VirtioBlkError(
+        "BAD_BACKING_FILE",
+        `cannot open backing file ${file.path}: ${error.message}`,
+        { cause: error },
+      );
+    }
+    this.#fd = fd;
+  }
+
+  get inFlight(): number {
+    return this.#context.inFlight;
+  }
+
+  submit(request: IoRequest, token: number): boolean {
+    if (this.#closed) {
+      throw new VirtioBlkError("CLOSED", `io_uring queue of ${this.#file.path} is closed`);
+    }
+    if (request.op !== IoOp.FLUSH) {
+      // The window is ours to enforce: the kernel knows only the file.
+      const { offset } = request;
+      const length = request.vector.bytes;
+      const { size } = this.#file;
+      if (offset < 0 || length < 0 || offset > size || length > size - offset) {
+        return this.#context.finishNow(token, IO_SHORT);
+      }
+      if (request.op === IoOp.WRITE && this.#file.readOnly) {
+        return this.#context.finishNow(token, -ERRNO.EBADF);
+      }
+    }
+    return this.#context.start(request, token, this.#fd, this.#file.offset);
+  }
+
+  commit(): void {
+    this.#context.commit();
+  }
+
+  reap(done: (token: number, result: number) => void): number {
+    return this.#context.reap(done);
+  }
+
+  wait(): void {
+    if (this.#context.inFlight > 0) this.#context.wait();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    ioUringSys().close(this.#fd);
+  }
+}
