@@ -126,6 +126,24 @@ Deno.test("a verified load leaves the image with exactly the bytes it wrote (che
   }
 });
 
+Deno.test("-m 4G, the largest guest memory, boots and runs a verified load", async () => {
+  const { code, stdout, stderr } = await run(
+    "-m",
+    "4G",
+    "--job",
+    "load",
+    "--rw=randwrite",
+    "--size=1M",
+    "--iodepth=8",
+    "--verify=crc32c",
+    "--json",
+  );
+  assert.equal(code, 0, stderr);
+  const result = JSON.parse(stdout);
+  assert.equal(result.write.total_ios, 256);
+  assert.equal(result.verify.mismatches, 0);
+});
+
 Deno.test("ro and range= hold through the whole stack under a load", async () => {
   const dir = await Deno.makeTempDir();
   try {
