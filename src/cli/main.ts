@@ -7,7 +7,9 @@
  * workers each), launches the built-in guest in a vCPU Worker, runs its job
  * (`lsblk` by default) and prints what the guest printed. Bad input is one
  * line on stderr and exit status 2, and no file is created, truncated or
- * changed.
+ * changed. SIGINT or SIGTERM stops the run: a load reports what it did until
+ * then, the temporary image is removed, and the status is 130 or 143
+ * (`exit_status.ts` lists them all).
  *
  * @module
  */
@@ -24,15 +26,14 @@ import { LOAD_OPTION_DEFINITIONS, parseLoadOptions } from "../guest/jobs/load_op
 import { parseSize } from "../guest/jobs/units.ts";
 import type { UosJob, UosResult } from "../guest/uos.ts";
 import { siblingModule } from "../runtime/thread.ts";
+import { StopFlag } from "../sync/stop_flag.ts";
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "./exit_status.ts";
+import { SIGNAL_EXIT_STATUS, StopSignals } from "./signals.ts";
 import { usage } from "./usage.ts";
+import { programVersion } from "./version.ts";
 
 /** The program's name in messages. */
 export const PROGRAM = "virtio-blk-dm";
-
-/** Exit status for bad input (options, files). */
-export const EXIT_USAGE = 2;
-/** Exit status when the machine or its guest failed. */
-export const EXIT_FAILURE = 1;
 
 /** Where the CLI writes; the process's stdout and stderr by default. */
 export interface Console {
@@ -55,6 +56,7 @@ const OPTIONS = {
   disk: { type: "string" },
   "vhost-user": { type: "string" },
   help: { type: "boolean", short: "h" },
+  version: { type: "boolean" },
   ...LOAD_OPTION_DEFINITIONS,
 } as const;
 
@@ -78,15 +80,33 @@ export async function main(args: readonly string[], console: Console): Promise<n
   const { values } = parsed;
   if (values.help) {
     console.stdout(usage());
-    return 0;
+    return EXIT_OK;
+  }
+  if (values.version) {
+    console.stdout(`${PROGRAM} ${programVersion()}\n`);
+    return EXIT_OK;
   }
 
   let temporary: string | undefined;
+  const removeTemporary = () => {
+    if (temporary !== undefined) rmSync(temporary, { recursive: true, force: true });
+    temporary = undefined;
+  };
+  // The first signal stops the run, which then reports and cleans up; a
+  // second one (a hung device, an impatient user) ends the process at once.
+  const stop = new StopFlag();
+  const signals = new StopSignals((signal) => {
+    console.stderr(`${PROGRAM}: ${signal}: stopping (another signal ends at once)\n`);
+    stop.request();
+  }, (signal) => {
+    removeTemporary();
+    process.exit(SIGNAL_EXIT_STATUS[signal]);
+  });
   try {
     if (values["vhost-user"] !== undefined) {
-      return await serveOverVhostUser(values["vhost-user"], values, console);
+      return await serveOverVhostUser(values["vhost-user"], values, console, signals);
     }
-    const job = parseJob(values, console.stderrIsTerminal ?? false);
+    const job = parseJob(values, console.stderrIsTerminal ?? false, stop);
     const memoryBytes = parseMemory(values.memory);
     let specs: SlotSpec[] = (values.slot ?? []).map(parseSlotSpec);
     if (specs.length === 0) {
@@ -114,15 +134,16 @@ export async function main(args: readonly string[], console: Console): Promise<n
           text,
         ) => (stream === "stdout" ? console.stdout(text + "\n") : console.stderr(text)),
       ) as UosResult;
-      return result.exitCode;
+      return signals.exitStatus ?? result.exitCode;
     } finally {
       await vm.close();
     }
   } catch (error) {
     console.stderr(`${PROGRAM}: ${error instanceof Error ? error.message : String(error)}\n`);
-    return isUsageError(error) ? EXIT_USAGE : EXIT_FAILURE;
+    return signals.exitStatus ?? (isUsageError(error) ? EXIT_USAGE : EXIT_FAILURE);
   } finally {
-    if (temporary !== undefined) rmSync(temporary, { recursive: true, force: true });
+    signals.close();
+    removeTemporary();
   }
 }
 
@@ -136,12 +157,14 @@ function isUsageError(error: unknown): boolean {
 /**
  * `--vhost-user SOCKET -s …`: serves the one device over vhost-user-blk to
  * a VMM (QEMU) instead of booting the built-in guest, until SIGINT or
- * SIGTERM. The slot number is the user's to choose in QEMU's command line.
+ * SIGTERM, which give the exit status as for any run. The slot number is the
+ * user's to choose in QEMU's command line.
  */
 async function serveOverVhostUser(
   socketPath: string,
   values: Readonly<Record<string, unknown>> & { slot?: string[]; job?: string; memory?: string },
   console: Console,
+  signals: StopSignals,
 ): Promise<number> {
   const slots = values.slot ?? [];
   if (slots.length !== 1) {
@@ -161,11 +184,10 @@ async function serveOverVhostUser(
   const spec = parseSlotSpec(slots[0]);
   const { device } = diskConfig(spec);
   const { serveVhostUserBlk } = await import("../vhost_user/server.ts");
-  const stop = new AbortController();
   const server = serveVhostUserBlk({
     socketPath,
     device,
-    signal: stop.signal,
+    signal: signals.signal,
     log: (message) => console.stderr(`${PROGRAM}: ${message}\n`),
   });
   console.stderr(
@@ -174,24 +196,17 @@ async function serveOverVhostUser(
       `(guest RAM: -object memory-backend-memfd,id=mem,size=…,share=on -machine memory-backend=mem); ` +
       `Ctrl-C stops\n`,
   );
-  const onSignal = () => stop.abort();
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  try {
-    await server.closed;
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-  }
+  await server.closed;
   console.stderr(
     `${PROGRAM}: vhost-user server stopped after ${server.connections} connection(s)\n`,
   );
-  return 0;
+  return signals.exitStatus ?? EXIT_OK;
 }
 
 function parseJob(
   values: Readonly<Record<string, unknown>> & { job?: string; json?: boolean; disk?: string },
   progress: boolean,
+  stop: StopFlag,
 ): UosJob {
   const kind = values.job ?? "lsblk";
   const loadOptionGiven = Object.keys(LOAD_OPTION_DEFINITIONS).some((name) =>
@@ -213,6 +228,7 @@ function parseJob(
         options: parseLoadOptions(values),
         json: values.json ?? false,
         progress,
+        stop: stop.buffer,
       };
     default:
       throw new VirtioBlkError("INVALID_CONFIG", `unknown job "${kind}" (lsblk or load)`);

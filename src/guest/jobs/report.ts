@@ -113,7 +113,7 @@ export function formatLoadReport(result: LoadResult, name = "load"): string {
   if (result.stoppedBy === "error") {
     lines.push("  stopped at the first failed request (--continue_on_error goes on)");
   } else if (result.stoppedBy === "aborted") {
-    lines.push("  stopped: aborted");
+    lines.push("  stopped: interrupted; the figures are up to then");
   }
   for (const note of result.notes) lines.push(`  note: ${note}`);
   return lines.join("\n");
