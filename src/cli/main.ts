@@ -18,15 +18,23 @@ import { closeSync, existsSync, ftruncateSync, mkdtempSync, openSync, rmSync } f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { parseArgs } from "node:util";
 import { VirtioBlkError } from "../errors.ts";
-import { checkSlots, diskConfig, parseSlotSpec, type SlotSpec } from "../dm/slot_spec.ts";
+import { MAX_SLOTS } from "../dm/pci_bus.ts";
+import {
+  checkSlots,
+  diskConfig,
+  EMULATION,
+  type OtherDeviceSpec,
+  parseSlotOption,
+  parseSlotSpec,
+} from "../dm/slot_spec.ts";
 import { DEFAULT_MEMORY_BYTES, VirtualMachine } from "../dm/vm.ts";
 import { LOAD_OPTION_DEFINITIONS, parseLoadOptions } from "../guest/jobs/load_options.ts";
 import { parseSize } from "../guest/jobs/units.ts";
 import type { UosJob, UosResult } from "../guest/uos.ts";
 import { siblingModule } from "../runtime/thread.ts";
 import { StopFlag } from "../sync/stop_flag.ts";
+import { parseCommandLine } from "./arguments.ts";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "./exit_status.ts";
 import { SIGNAL_EXIT_STATUS, StopSignals } from "./signals.ts";
 import { usage } from "./usage.ts";
@@ -67,17 +75,12 @@ const OPTIONS = {
 export async function main(args: readonly string[], console: Console): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({
-      args: [...args],
-      options: OPTIONS,
-      strict: true,
-      allowPositionals: false,
-    });
+    parsed = parseCommandLine(args, OPTIONS);
   } catch (error) {
-    console.stderr(`${PROGRAM}: ${(error as Error).message} (see --help)\n`);
+    console.stderr(`${PROGRAM}: ${(error as Error).message}\n`);
     return EXIT_USAGE;
   }
-  const { values } = parsed;
+  const { values, spelled } = parsed;
   if (values.help) {
     console.stdout(usage());
     return EXIT_OK;
@@ -107,22 +110,25 @@ export async function main(args: readonly string[], console: Console): Promise<n
       return await serveOverVhostUser(values["vhost-user"], values, console, signals);
     }
     const job = parseJob(values, console.stderrIsTerminal ?? false, stop);
-    const memoryBytes = parseMemory(values.memory);
-    let specs: SlotSpec[] = (values.slot ?? []).map(parseSlotSpec);
+    const memoryBytes = parseMemory(values.memory, spelled.memory);
+    const slotOptions = (values.slot ?? []).map(parseSlotOption);
+    const others = slotOptions.flatMap((o) => o.kind === "other" ? [o.device] : []);
+    let specs = slotOptions.flatMap((o) => o.kind === EMULATION ? [o.spec] : []);
+    const notes = others.flatMap((o) => o.note === undefined ? [] : [`-s ${o.text}: ${o.note}`]);
     if (specs.length === 0) {
       temporary = mkdtempSync(join(tmpdir(), `${PROGRAM}-`));
       const image = join(temporary, "disk.img");
       createSparseImage(image, DEFAULT_IMAGE_BYTES);
-      console.stderr(
-        `${PROGRAM}: no -s given: using a temporary ${
-          DEFAULT_IMAGE_BYTES >> 20
-        } MiB image ${image} ` +
-          `(removed on exit)\n`,
+      notes.push(
+        `no ${others.length > 0 ? "virtio-blk " : ""}-s given: using a temporary ` +
+          `${DEFAULT_IMAGE_BYTES >> 20} MiB image ${image} (removed on exit)`,
       );
-      specs = [parseSlotSpec(`9,virtio-blk,${image}`)];
+      specs = [parseSlotSpec(`${freeSlot(others)},${EMULATION},${image}`)];
     }
     const configs = specs.map(diskConfig);
-    checkSlots(specs, configs);
+    checkSlots(specs, configs, others);
+    // Only once the whole command line is good: bad input is one line.
+    for (const note of notes) console.stderr(`${PROGRAM}: ${note}\n`);
 
     const vm = await VirtualMachine.create({ memoryBytes, disks: configs });
     try {
@@ -235,13 +241,26 @@ function parseJob(
   }
 }
 
-function parseMemory(text: string | undefined): number {
+/** `-m SIZE`, named in a message the way the user spelled it (`-m` or `--memory`). */
+function parseMemory(text: string | undefined, spelled = "--memory"): number {
   if (text === undefined) return DEFAULT_MEMORY_BYTES;
   const bytes = parseSize(text);
   if (bytes === undefined || bytes < 16 << 20 || bytes > 4 * 1024 ** 3) {
-    throw new VirtioBlkError("INVALID_CONFIG", `--memory ${text}: expected a size from 16M to 4G`);
+    throw new VirtioBlkError(
+      "INVALID_CONFIG",
+      `${spelled} ${text}: expected a size from 16M to 4G`,
+    );
   }
   return bytes;
+}
+
+/** Slot 9 for the temporary image, as in the examples, unless a device of another type holds it. */
+function freeSlot(others: readonly OtherDeviceSpec[]): number {
+  const taken = (slot: number) =>
+    others.some((o) => o.takesSlot && o.slot === slot && o.func === 0);
+  if (!taken(9)) return 9;
+  for (let slot = 1; slot < MAX_SLOTS; slot++) if (!taken(slot)) return slot;
+  return 9; // every slot is taken: checkSlots names the clash
 }
 
 /** Creates a sparse file of `bytes` (refusing to touch an existing one). */

@@ -35,7 +35,9 @@ disks as vda, vdb, … in slot order and runs a job on them.
 
 Options:
   -s, --slot SPEC      add a virtio-blk function (repeatable); without any, a
-                       temporary 64 MiB image is created, used and removed
+                       temporary 64 MiB image is created, used and removed.
+                       ACRN's other device types (-s 0:0,hostbridge,
+                       -s 1:0,lpc, …) are accepted and not emulated
   -m, --memory SIZE    guest memory (default 256M)
       --job lsblk|load what the guest does: lsblk lists the disks (default);
                        load runs a fio-like load on one disk

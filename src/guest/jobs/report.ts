@@ -104,7 +104,8 @@ export function formatLoadReport(result: LoadResult, name = "load"): string {
     }
   }
   if (result.errorCount > 0) {
-    lines.push(`  errors: ${result.errorCount} failed requests`);
+    const requests = result.errorCount === 1 ? "request" : "requests";
+    lines.push(`  errors: ${result.errorCount} failed ${requests}`);
     for (const e of result.errors.slice(0, SHOWN_FAILURES)) {
       const status = `${e.status} (${STATUS_NAMES[e.status] ?? "unknown"})`;
       lines.push(`    ${e.direction} at ${hex(e.address)}: status ${status}`);
