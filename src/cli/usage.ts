@@ -38,7 +38,7 @@ Options:
                        temporary 64 MiB image is created, used and removed.
                        ACRN's other device types (-s 0:0,hostbridge,
                        -s 1:0,lpc, …) are accepted and not emulated
-  -m, --memory SIZE    guest memory (default 256M)
+  -m, --memory SIZE    guest memory, 16M to 4G (default 256M)
       --job lsblk|load what the guest does: lsblk lists the disks (default);
                        load runs a fio-like load on one disk
       --json           print the job's result as JSON
