@@ -149,7 +149,15 @@ export {
 } from "./src/dm/vm.ts";
 export type { PciBus, PciFunction } from "./src/dm/pci_bus.ts";
 export type { IoEvents, IoSize } from "./src/dm/io_mailbox.ts";
-export { checkSlots, diskConfig, parseSlotSpec, type SlotSpec } from "./src/dm/slot_spec.ts";
+export {
+  checkSlots,
+  diskConfig,
+  type OtherDeviceSpec,
+  parseSlotOption,
+  parseSlotSpec,
+  type SlotOption,
+  type SlotSpec,
+} from "./src/dm/slot_spec.ts";
 export { type Console, main } from "./src/cli/main.ts";
 
 // Errors

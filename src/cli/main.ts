@@ -7,7 +7,9 @@
  * workers each), launches the built-in guest in a vCPU Worker, runs its job
  * (`lsblk` by default) and prints what the guest printed. Bad input is one
  * line on stderr and exit status 2, and no file is created, truncated or
- * changed.
+ * changed. SIGINT or SIGTERM stops the run: a load reports what it did until
+ * then, the temporary image is removed, and the status is 130 or 143
+ * (`exit_status.ts` lists them all).
  *
  * @module
  */
@@ -16,23 +18,30 @@ import { closeSync, existsSync, ftruncateSync, mkdtempSync, openSync, rmSync } f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { parseArgs } from "node:util";
 import { VirtioBlkError } from "../errors.ts";
-import { checkSlots, diskConfig, parseSlotSpec, type SlotSpec } from "../dm/slot_spec.ts";
+import { MAX_SLOTS } from "../dm/pci_bus.ts";
+import {
+  checkSlots,
+  diskConfig,
+  EMULATION,
+  type OtherDeviceSpec,
+  parseSlotOption,
+  parseSlotSpec,
+} from "../dm/slot_spec.ts";
 import { DEFAULT_MEMORY_BYTES, VirtualMachine } from "../dm/vm.ts";
 import { LOAD_OPTION_DEFINITIONS, parseLoadOptions } from "../guest/jobs/load_options.ts";
 import { parseSize } from "../guest/jobs/units.ts";
 import type { UosJob, UosResult } from "../guest/uos.ts";
 import { siblingModule } from "../runtime/thread.ts";
+import { StopFlag } from "../sync/stop_flag.ts";
+import { parseCommandLine } from "./arguments.ts";
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "./exit_status.ts";
+import { SIGNAL_EXIT_STATUS, StopSignals } from "./signals.ts";
 import { usage } from "./usage.ts";
+import { programVersion } from "./version.ts";
 
 /** The program's name in messages. */
 export const PROGRAM = "virtio-blk-dm";
-
-/** Exit status for bad input (options, files). */
-export const EXIT_USAGE = 2;
-/** Exit status when the machine or its guest failed. */
-export const EXIT_FAILURE = 1;
 
 /** Where the CLI writes; the process's stdout and stderr by default. */
 export interface Console {
@@ -55,6 +64,7 @@ const OPTIONS = {
   disk: { type: "string" },
   "vhost-user": { type: "string" },
   help: { type: "boolean", short: "h" },
+  version: { type: "boolean" },
   ...LOAD_OPTION_DEFINITIONS,
 } as const;
 
@@ -65,44 +75,60 @@ const OPTIONS = {
 export async function main(args: readonly string[], console: Console): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({
-      args: [...args],
-      options: OPTIONS,
-      strict: true,
-      allowPositionals: false,
-    });
+    parsed = parseCommandLine(args, OPTIONS);
   } catch (error) {
-    console.stderr(`${PROGRAM}: ${(error as Error).message} (see --help)\n`);
+    console.stderr(`${PROGRAM}: ${(error as Error).message}\n`);
     return EXIT_USAGE;
   }
-  const { values } = parsed;
+  const { values, spelled } = parsed;
   if (values.help) {
     console.stdout(usage());
-    return 0;
+    return EXIT_OK;
+  }
+  if (values.version) {
+    console.stdout(`${PROGRAM} ${programVersion()}\n`);
+    return EXIT_OK;
   }
 
   let temporary: string | undefined;
+  const removeTemporary = () => {
+    if (temporary !== undefined) rmSync(temporary, { recursive: true, force: true });
+    temporary = undefined;
+  };
+  // The first signal stops the run, which then reports and cleans up; a
+  // second one (a hung device, an impatient user) ends the process at once.
+  const stop = new StopFlag();
+  const signals = new StopSignals((signal) => {
+    console.stderr(`${PROGRAM}: ${signal}: stopping (another signal ends at once)\n`);
+    stop.request();
+  }, (signal) => {
+    removeTemporary();
+    process.exit(SIGNAL_EXIT_STATUS[signal]);
+  });
   try {
     if (values["vhost-user"] !== undefined) {
-      return await serveOverVhostUser(values["vhost-user"], values, console);
+      return await serveOverVhostUser(values["vhost-user"], values, console, signals);
     }
-    const job = parseJob(values, console.stderrIsTerminal ?? false);
-    const memoryBytes = parseMemory(values.memory);
-    let specs: SlotSpec[] = (values.slot ?? []).map(parseSlotSpec);
+    const job = parseJob(values, console.stderrIsTerminal ?? false, stop);
+    const memoryBytes = parseMemory(values.memory, spelled.memory);
+    const slotOptions = (values.slot ?? []).map(parseSlotOption);
+    const others = slotOptions.flatMap((o) => o.kind === "other" ? [o.device] : []);
+    let specs = slotOptions.flatMap((o) => o.kind === EMULATION ? [o.spec] : []);
+    const notes = others.flatMap((o) => o.note === undefined ? [] : [`-s ${o.text}: ${o.note}`]);
     if (specs.length === 0) {
       temporary = mkdtempSync(join(tmpdir(), `${PROGRAM}-`));
       const image = join(temporary, "disk.img");
       createSparseImage(image, DEFAULT_IMAGE_BYTES);
-      console.stderr(
-        `${PROGRAM}: no -s given: using a temporary ${
-          DEFAULT_IMAGE_BYTES >> 20
-        } MiB image ${image} ` +
-          `(removed on exit)\n`,
+      notes.push(
+        `no ${others.length > 0 ? "virtio-blk " : ""}-s given: using a temporary ` +
+          `${DEFAULT_IMAGE_BYTES >> 20} MiB image ${image} (removed on exit)`,
       );
-      specs = [parseSlotSpec(`9,virtio-blk,${image}`)];
+      specs = [parseSlotSpec(`${freeSlot(others)},${EMULATION},${image}`)];
     }
     const configs = specs.map(diskConfig);
-    checkSlots(specs, configs);
+    checkSlots(specs, configs, others);
+    // Only once the whole command line is good: bad input is one line.
+    for (const note of notes) console.stderr(`${PROGRAM}: ${note}\n`);
 
     const vm = await VirtualMachine.create({ memoryBytes, disks: configs });
     try {
@@ -114,15 +140,16 @@ export async function main(args: readonly string[], console: Console): Promise<n
           text,
         ) => (stream === "stdout" ? console.stdout(text + "\n") : console.stderr(text)),
       ) as UosResult;
-      return result.exitCode;
+      return signals.exitStatus ?? result.exitCode;
     } finally {
       await vm.close();
     }
   } catch (error) {
     console.stderr(`${PROGRAM}: ${error instanceof Error ? error.message : String(error)}\n`);
-    return isUsageError(error) ? EXIT_USAGE : EXIT_FAILURE;
+    return signals.exitStatus ?? (isUsageError(error) ? EXIT_USAGE : EXIT_FAILURE);
   } finally {
-    if (temporary !== undefined) rmSync(temporary, { recursive: true, force: true });
+    signals.close();
+    removeTemporary();
   }
 }
 
@@ -136,12 +163,14 @@ function isUsageError(error: unknown): boolean {
 /**
  * `--vhost-user SOCKET -s …`: serves the one device over vhost-user-blk to
  * a VMM (QEMU) instead of booting the built-in guest, until SIGINT or
- * SIGTERM. The slot number is the user's to choose in QEMU's command line.
+ * SIGTERM, which give the exit status as for any run. The slot number is the
+ * user's to choose in QEMU's command line.
  */
 async function serveOverVhostUser(
   socketPath: string,
   values: Readonly<Record<string, unknown>> & { slot?: string[]; job?: string; memory?: string },
   console: Console,
+  signals: StopSignals,
 ): Promise<number> {
   const slots = values.slot ?? [];
   if (slots.length !== 1) {
@@ -161,11 +190,10 @@ async function serveOverVhostUser(
   const spec = parseSlotSpec(slots[0]);
   const { device } = diskConfig(spec);
   const { serveVhostUserBlk } = await import("../vhost_user/server.ts");
-  const stop = new AbortController();
   const server = serveVhostUserBlk({
     socketPath,
     device,
-    signal: stop.signal,
+    signal: signals.signal,
     log: (message) => console.stderr(`${PROGRAM}: ${message}\n`),
   });
   console.stderr(
@@ -174,24 +202,17 @@ async function serveOverVhostUser(
       `(guest RAM: -object memory-backend-memfd,id=mem,size=…,share=on -machine memory-backend=mem); ` +
       `Ctrl-C stops\n`,
   );
-  const onSignal = () => stop.abort();
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  try {
-    await server.closed;
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-  }
+  await server.closed;
   console.stderr(
     `${PROGRAM}: vhost-user server stopped after ${server.connections} connection(s)\n`,
   );
-  return 0;
+  return signals.exitStatus ?? EXIT_OK;
 }
 
 function parseJob(
   values: Readonly<Record<string, unknown>> & { job?: string; json?: boolean; disk?: string },
   progress: boolean,
+  stop: StopFlag,
 ): UosJob {
   const kind = values.job ?? "lsblk";
   const loadOptionGiven = Object.keys(LOAD_OPTION_DEFINITIONS).some((name) =>
@@ -213,19 +234,33 @@ function parseJob(
         options: parseLoadOptions(values),
         json: values.json ?? false,
         progress,
+        stop: stop.buffer,
       };
     default:
       throw new VirtioBlkError("INVALID_CONFIG", `unknown job "${kind}" (lsblk or load)`);
   }
 }
 
-function parseMemory(text: string | undefined): number {
+/** `-m SIZE`, named in a message the way the user spelled it (`-m` or `--memory`). */
+function parseMemory(text: string | undefined, spelled = "--memory"): number {
   if (text === undefined) return DEFAULT_MEMORY_BYTES;
   const bytes = parseSize(text);
   if (bytes === undefined || bytes < 16 << 20 || bytes > 4 * 1024 ** 3) {
-    throw new VirtioBlkError("INVALID_CONFIG", `--memory ${text}: expected a size from 16M to 4G`);
+    throw new VirtioBlkError(
+      "INVALID_CONFIG",
+      `${spelled} ${text}: expected a size from 16M to 4G`,
+    );
   }
   return bytes;
+}
+
+/** Slot 9 for the temporary image, as in the examples, unless a device of another type holds it. */
+function freeSlot(others: readonly OtherDeviceSpec[]): number {
+  const taken = (slot: number) =>
+    others.some((o) => o.takesSlot && o.slot === slot && o.func === 0);
+  if (!taken(9)) return 9;
+  for (let slot = 1; slot < MAX_SLOTS; slot++) if (!taken(slot)) return slot;
+  return 9; // every slot is taken: checkSlots names the clash
 }
 
 /** Creates a sparse file of `bytes` (refusing to touch an existing one). */

@@ -6,6 +6,7 @@
 
 import { LOAD_OPTION_HELP } from "../guest/jobs/load_options.ts";
 import { isDeno } from "../runtime/is_deno.ts";
+import { EXIT_STATUSES } from "./exit_status.ts";
 
 /** How the user runs this program: the sources on Deno, or the npm package's bin on Node. */
 const COMMAND = isDeno() ? "deno run -A mod.ts" : "virtio-blk-dm";
@@ -19,7 +20,12 @@ function loadHelp(): string {
   }).join("\n");
 }
 
-/** Usage, options and examples. */
+function exitStatusHelp(): string {
+  return EXIT_STATUSES.map(({ status, meaning }) => `  ${String(status).padEnd(5)}${meaning}`)
+    .join("\n");
+}
+
+/** Usage, options, exit statuses and examples. */
 export function usage(): string {
   return `Usage: ${COMMAND} [options] -s <slot>[:<func>],virtio-blk,<file>[,<option>…] …
 
@@ -29,8 +35,10 @@ disks as vda, vdb, … in slot order and runs a job on them.
 
 Options:
   -s, --slot SPEC      add a virtio-blk function (repeatable); without any, a
-                       temporary 64 MiB image is created, used and removed
-  -m, --memory SIZE    guest memory (default 256M)
+                       temporary 64 MiB image is created, used and removed.
+                       ACRN's other device types (-s 0:0,hostbridge,
+                       -s 1:0,lpc, …) are accepted and not emulated
+  -m, --memory SIZE    guest memory, 16M to 4G (default 256M)
       --job lsblk|load what the guest does: lsblk lists the disks (default);
                        load runs a fio-like load on one disk
       --json           print the job's result as JSON
@@ -39,6 +47,7 @@ Options:
                        a VMM such as QEMU, instead of booting the built-in guest
                        (Deno only, needs --allow-ffi; see docs/vhost_user.md)
   -h, --help           this text
+      --version        print the program's name and version
 
 Load options (with --job load; fio's names and meanings):
       --disk NAME      the disk to load (default vda)
@@ -62,6 +71,9 @@ Device options (after the file, comma-separated, as in ACRN):
   poll_us=N            longest adaptive polling window of an idle worker, in
                        microseconds (default 0: workers sleep at once)
   io=fsfile|node-fs    file I/O through Deno.FsFile or positional node:fs
+
+Exit status:
+${exitStatusHelp()}
 
 Examples:
   ${COMMAND}

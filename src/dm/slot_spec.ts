@@ -5,7 +5,10 @@
  *
  * parsed into a typed {@linkcode SlotSpec} (a pure function), then checked
  * against the file system into a device configuration. Every malformed or
- * impossible value is a `VirtioBlkError` naming the problem.
+ * impossible value is a `VirtioBlkError` naming the problem, prefixed with
+ * the `-s` value as the user typed it. {@linkcode parseSlotOption} also
+ * takes ACRN's other device types (`-s 0:0,hostbridge`, `-s 1:0,lpc`, see
+ * `acrn_devices.ts`), which this device model does not emulate.
  *
  * Options (reference §5): `writethru` (default) / `writeback` (the last one
  * wins), `ro`, `sectorsize=<logical>[/<physical>]`, `range=<start>/<size>`
@@ -27,11 +30,14 @@ import type { Dispatch } from "../blockif/server.ts";
 import { workerEngine } from "../blockif/worker_engine.ts";
 import { VirtioBlkError } from "../errors.ts";
 import { isValidQueueSize } from "../virtio/spec.ts";
+import { ACRN_DEVICE_TYPES, HOST_BRIDGE_TYPES, OBSOLETE_TYPES } from "./acrn_devices.ts";
 import { MAX_FUNCTIONS, MAX_SLOTS } from "./pci_bus.ts";
 import type { VmDiskConfig } from "./vm.ts";
 
 /** A parsed `-s` option. */
 export interface SlotSpec {
+  /** The `-s` value as the user typed it, for messages. */
+  readonly text: string;
   /** PCI slot on bus 0, 0–31; the lowest slot is the guest's /dev/vda. */
   readonly slot: number;
   /** PCI function in the slot, 0–7 (0 when the spec gives none). */
@@ -71,6 +77,30 @@ export interface SlotSpec {
 /** The only emulation this device model provides. */
 export const EMULATION = "virtio-blk";
 
+/** An `-s` naming another of ACRN's device types, which this device model does not emulate. */
+export interface OtherDeviceSpec {
+  /** The `-s` value as the user typed it. */
+  readonly text: string;
+  /** ACRN's name of the device type (`lpc`, `virtio-net`, …). */
+  readonly emulation: string;
+  /** PCI slot on bus 0 the line names. */
+  readonly slot: number;
+  /** PCI function in the slot. */
+  readonly func: number;
+  /**
+   * Whether the device holds its slot:func, so no virtio-blk can go there
+   * (false for the types ACRN ignores as obsolete).
+   */
+  readonly takesSlot: boolean;
+  /** What to tell the user about it (one line), if anything. */
+  readonly note?: string;
+}
+
+/** A parsed `-s` value: a virtio-blk function, or a device of another type. */
+export type SlotOption =
+  | { readonly kind: "virtio-blk"; readonly spec: SlotSpec }
+  | { readonly kind: "other"; readonly device: OtherDeviceSpec };
+
 /** ACRN options this project does not implement, with the reason given to the user. */
 const UNSUPPORTED: Record<string, string> = {
   discard: "DISCARD is not offered by this device",
@@ -83,6 +113,7 @@ function invalid(spec: string, message: string): VirtioBlkError {
 }
 
 function parseInteger(spec: string, what: string, text: string, min: number, max: number): number {
+  // Anything else, a sign included, gets the same message with the range.
   const value = /^(0x[0-9a-f]+|[0-9]+)$/i.test(text) ? Number(text) : NaN;
   if (!Number.isSafeInteger(value) || value < min || value > max) {
     throw invalid(spec, `${what} "${text}" must be a whole number from ${min} to ${max}`);
@@ -91,7 +122,53 @@ function parseInteger(spec: string, what: string, text: string, min: number, max
 }
 
 /**
- * Parses one `-s` value. Pure: looks at no file.
+ * Parses one `-s` value of any of ACRN's device types. Pure: looks at no
+ * file. A virtio-blk function is parsed as by {@linkcode parseSlotSpec};
+ * another type becomes an {@linkcode OtherDeviceSpec} with the note to give
+ * the user. Throws for a type ACRN does not know, or one placed where it
+ * cannot go here (a host bridge anywhere but 0:0, anything else at 0:0).
+ *
+ * @example
+ * ```ts
+ * parseSlotOption("1:0,lpc");
+ * // { kind: "other", device: { emulation: "lpc", slot: 1, func: 0, takesSlot: true, note: … } }
+ * ```
+ */
+export function parseSlotOption(text: string): SlotOption {
+  const fields = text.split(",");
+  if (fields.length < 2) {
+    throw invalid(text, `expected <slot>[:<func>],${EMULATION},<file>[,options]`);
+  }
+  const [where, emulation, ...config] = fields;
+  const { slot, func } = parseWhere(text, where);
+  if (emulation === EMULATION) {
+    return { kind: EMULATION, spec: parseVirtioBlk(text, slot, func, config) };
+  }
+  if (!ACRN_DEVICE_TYPES.has(emulation)) {
+    throw invalid(
+      text,
+      `unknown device type "${emulation}" (${EMULATION} is emulated; ACRN's other types are ` +
+        `accepted and not emulated)`,
+    );
+  }
+  const device = { text, emulation, slot, func };
+  if (HOST_BRIDGE_TYPES.has(emulation)) {
+    if (slot !== 0 || func !== 0) throw invalid(text, "the host bridge is at 0:0 here");
+    // 00:00.0 already holds this device model's host bridge: nothing to add or say.
+    return { kind: "other", device: { ...device, takesSlot: true } };
+  }
+  if (OBSOLETE_TYPES.has(emulation)) {
+    const note = `${emulation} is obsolete; ACRN ignores it, and so does this device model`;
+    return { kind: "other", device: { ...device, takesSlot: false, note } };
+  }
+  if (slot === 0 && func === 0) throw invalid(text, "slot 0:0 holds the host bridge");
+  const note = `${emulation} is not emulated here (only ${EMULATION} is): ` +
+    `slot ${slot}:${func} stays empty`;
+  return { kind: "other", device: { ...device, takesSlot: true, note } };
+}
+
+/**
+ * Parses one `-s` value of a virtio-blk function. Pure: looks at no file.
  *
  * @example
  * ```ts
@@ -100,15 +177,18 @@ function parseInteger(spec: string, what: string, text: string, min: number, max
  * ```
  */
 export function parseSlotSpec(spec: string): SlotSpec {
-  const fields = spec.split(",");
-  if (fields.length < 2) {
-    throw invalid(spec, "expected <slot>[:<func>],virtio-blk,<file>[,options]");
+  const option = parseSlotOption(spec);
+  if (option.kind !== EMULATION) {
+    throw invalid(spec, `${option.device.emulation} is not emulated here; only ${EMULATION} is`);
   }
-  const [where, emulation, path, ...options] = fields;
+  return option.spec;
+}
 
-  // <slot>, <slot>:<func> or <bus>:<slot>:<func>, as ACRN accepts.
+/** `<slot>`, `<slot>:<func>` or `<bus>:<slot>:<func>`, as ACRN accepts (bus 0 only). */
+function parseWhere(spec: string, where: string): { slot: number; func: number } {
   const parts = where.split(":");
-  if (parts.length > 3 || parts.some((part) => !/^\d+$/.test(part))) {
+  // Signed numbers go on to the range check, which names the range.
+  if (parts.length > 3 || parts.some((part) => !/^-?\d+$/.test(part))) {
     throw invalid(spec, `bad slot "${where}": expected <slot>[:<func>]`);
   }
   if (parts.length === 3) {
@@ -120,11 +200,13 @@ export function parseSlotSpec(spec: string): SlotSpec {
   const func = funcText === undefined
     ? 0
     : parseInteger(spec, "function", funcText, 0, MAX_FUNCTIONS - 1);
-  if (slot === 0 && func === 0) throw invalid(spec, "slot 0 holds the host bridge");
+  return { slot, func };
+}
 
-  if (emulation !== EMULATION) {
-    throw invalid(spec, `unknown emulation "${emulation}" (only ${EMULATION} exists)`);
-  }
+function parseVirtioBlk(spec: string, slot: number, func: number, config: string[]): SlotSpec {
+  if (slot === 0 && func === 0) throw invalid(spec, "slot 0:0 holds the host bridge");
+  // ACRN's boot-device flag (`virtio-blk,b,<path>`): the built-in guest boots from nothing.
+  const [path, ...options] = config[0] === "b" && config.length > 1 ? config.slice(1) : config;
   if (path === undefined || path === "") throw invalid(spec, "missing backing file path");
 
   let readOnly = false;
@@ -189,6 +271,11 @@ export function parseSlotSpec(spec: string): SlotSpec {
           throw invalid(spec, `range "${value}" must be <start>/<size> in logical sectors`);
         }
         range = { start: Number(match[1]), size: Number(match[2]) };
+        for (const [name, digits] of [["start", match[1]], ["size", match[2]]]) {
+          if (!Number.isSafeInteger(Number(digits))) {
+            throw invalid(spec, `range "${value}": ${name} ${digits} is too large`);
+          }
+        }
         if (range.size === 0) throw invalid(spec, `range "${value}" has size 0`);
         break;
       }
@@ -235,6 +322,7 @@ export function parseSlotSpec(spec: string): SlotSpec {
     }
   }
   return {
+    text: spec,
     slot,
     func,
     path,
@@ -258,16 +346,23 @@ export function parseSlotSpec(spec: string): SlotSpec {
 /**
  * Checks a parsed spec against its backing file (see `describeFile`) and
  * returns the machine's disk configuration. Never creates or changes the file.
+ * A problem with the file is a `VirtioBlkError` that names the `-s` value.
  */
 export function diskConfig(spec: SlotSpec): VmDiskConfig {
-  const backend = describeFile(spec.path, {
-    readOnly: spec.readOnly,
-    range: spec.range,
-    logicalBlockSize: spec.logicalBlockSize,
-    physicalBlockSize: spec.physicalBlockSize,
-    io: spec.io,
-    direct: spec.direct,
-  });
+  let backend;
+  try {
+    backend = describeFile(spec.path, {
+      readOnly: spec.readOnly,
+      range: spec.range,
+      logicalBlockSize: spec.logicalBlockSize,
+      physicalBlockSize: spec.physicalBlockSize,
+      io: spec.io,
+      direct: spec.direct,
+    });
+  } catch (error) {
+    if (!(error instanceof VirtioBlkError)) throw error;
+    throw new VirtioBlkError(error.code, `-s ${spec.text}: ${error.message}`, { cause: error });
+  }
   const device: BlkDeviceOptions = {
     backend,
     writeback: spec.writeback,
@@ -287,15 +382,19 @@ export function diskConfig(spec: SlotSpec): VmDiskConfig {
 }
 
 /**
- * Checks a whole command line's specs together: no slot used twice, and no
- * file opened writable by one slot and used by another.
+ * Checks a whole command line's specs together: no slot used twice (devices
+ * of other types, `others`, hold theirs too), every virtio-blk function in
+ * a slot whose function 0 is one of ours, and no file opened writable by one
+ * slot and used by another.
  */
-export function checkSlots(specs: readonly SlotSpec[], configs: readonly VmDiskConfig[]): void {
+export function checkSlots(
+  specs: readonly SlotSpec[],
+  configs: readonly VmDiskConfig[],
+  others: readonly OtherDeviceSpec[] = [],
+): void {
   const slots = new Map<string, string>();
-  const files = new Map<string, { spec: string; writable: boolean }>();
-  specs.forEach((spec, i) => {
-    const where = `${spec.slot}:${spec.func}`;
-    const text = `${where},${EMULATION},${spec.optionString}`;
+  const take = (slot: number, func: number, text: string) => {
+    const where = `${slot}:${func}`;
     if (slots.has(where)) {
       throw new VirtioBlkError(
         "INVALID_CONFIG",
@@ -303,6 +402,26 @@ export function checkSlots(specs: readonly SlotSpec[], configs: readonly VmDiskC
       );
     }
     slots.set(where, text);
+  };
+  for (const other of others) if (other.takesSlot) take(other.slot, other.func, other.text);
+  for (const spec of specs) take(spec.slot, spec.func, spec.text);
+  for (const spec of specs) {
+    // PCI software reads functions 1–7 of a slot only if function 0 is there
+    // and says it is multi-function (PCI 3.0 §6.2.1, header type bit 7);
+    // 00:00.0 is the host bridge.
+    if (spec.func === 0 || spec.slot === 0) continue;
+    if (specs.some((other) => other.slot === spec.slot && other.func === 0)) continue;
+    const first = slots.get(`${spec.slot}:0`);
+    throw new VirtioBlkError(
+      "INVALID_CONFIG",
+      `-s ${spec.text}: slot ${spec.slot} has no function 0 here${
+        first === undefined ? "" : ` (-s ${first} is not emulated)`
+      }, and a PCI scan looks at no other function of such a slot; use ${spec.slot}:0`,
+    );
+  }
+  const files = new Map<string, { spec: string; writable: boolean }>();
+  specs.forEach((spec, i) => {
+    const text = spec.text;
     const backend = configs[i].device.backend;
     if (backend.kind !== "file") return;
     // The same file under another name (symlink, hard link) is the same file.

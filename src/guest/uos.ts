@@ -12,6 +12,7 @@ import { type LoadResult, runLoad } from "./jobs/load.ts";
 import type { LoadOptions } from "./jobs/load_options.ts";
 import { formatLoadReport, formatProgress, loadResultJson } from "./jobs/report.ts";
 import { collectLsblk, formatLsblkTable, lsblkJson } from "./jobs/lsblk.ts";
+import { StopFlag } from "../sync/stop_flag.ts";
 
 /** What the guest is asked to do. */
 export type UosJob =
@@ -24,6 +25,8 @@ export type UosJob =
     readonly json: boolean;
     /** Report progress lines (the CLI asks when stderr is a terminal). */
     readonly progress: boolean;
+    /** A {@linkcode StopFlag}'s buffer: once set, the load stops and reports what it did. */
+    readonly stop?: SharedArrayBuffer;
   };
 
 /** What a job reports: 0 when it went as expected. */
@@ -69,7 +72,10 @@ export function runJob(guest: GuestMachine, job: UosJob, output: JobOutput): Uos
       const result = runLoad(
         { driver: disk.driver, memory: guest.memory, allocator: guest.allocator },
         job.options,
-        job.progress ? { onProgress: (p) => output.progress(formatProgress(p)) } : {},
+        {
+          onProgress: job.progress ? (p) => output.progress(formatProgress(p)) : undefined,
+          signal: job.stop === undefined ? undefined : new StopFlag(job.stop),
+        },
       );
       print(
         job.json

@@ -206,11 +206,12 @@ export class VirtioBlkDriver {
     this.#readIsr = options.readIsr ?? true;
     this.#poll = new AdaptivePoll((options.pollUs ?? 0) * 1000);
     this.#memory = options.memory;
-    const buffer = options.memory.buffer;
-    this.#bytes = new Uint8Array(buffer);
-    this.#u16 = new Uint16Array(buffer, 0, buffer.byteLength >>> 1);
-    this.#u32 = new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
-    this.#view = new DataView(buffer);
+    // The region's views cover all of it, up to 4 GiB (2^32 >>> 1 would be 0).
+    const region = options.memory.regions[0];
+    this.#bytes = region.bytes;
+    this.#u16 = region.u16;
+    this.#u32 = region.u32;
+    this.#view = new DataView(options.memory.buffer);
     const r = this.#registers;
 
     // §3.1.1 (legacy): reset, ACKNOWLEDGE, DRIVER, features, queue, DRIVER_OK.

@@ -126,6 +126,61 @@ Deno.test("a verified load leaves the image with exactly the bytes it wrote (che
   }
 });
 
+Deno.test("lines from an ACRN launch script: the host bridge is ours, other types get one note each", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/a.img`, new Uint8Array(2 << 20));
+    await Deno.writeFile(`${dir}/b.img`, new Uint8Array(1 << 20));
+    const { code, stdout, stderr } = await run(
+      "-s",
+      "0:0,hostbridge",
+      "-s",
+      "1:0,lpc",
+      "-s",
+      "5,virtio-console,@stdio:stdio_port",
+      "-s",
+      `3,virtio-blk,b,${dir}/a.img`,
+      "-s",
+      `3:1,virtio-blk,${dir}/b.img,ro`,
+    );
+    assert.equal(code, 0, stderr);
+    assert.deepEqual(stderr.trimEnd().split("\n"), [
+      "virtio-blk-dm: -s 1:0,lpc: lpc is not emulated here (only virtio-blk is): slot 1:0 stays empty",
+      "virtio-blk-dm: -s 5,virtio-console,@stdio:stdio_port: virtio-console is not emulated here " +
+      "(only virtio-blk is): slot 5:0 stays empty",
+    ]);
+    // Function 1 of slot 3 is found: function 0 is there and multi-function.
+    assert.match(stdout, /^vda +3 +2M /m);
+    assert.match(stdout, /^vdb +3:1 +1M +1 /m);
+
+    // With no virtio-blk at all, the temporary image goes to a slot left free.
+    const only = await run("-s", "9,lpc");
+    assert.equal(only.code, 0, only.stderr);
+    assert.match(only.stderr, /no virtio-blk -s given: using a temporary 64 MiB image/);
+    assert.match(only.stdout, /^vda +1 +64M /m);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("-m 4G, the largest guest memory, boots and runs a verified load", async () => {
+  const { code, stdout, stderr } = await run(
+    "-m",
+    "4G",
+    "--job",
+    "load",
+    "--rw=randwrite",
+    "--size=1M",
+    "--iodepth=8",
+    "--verify=crc32c",
+    "--json",
+  );
+  assert.equal(code, 0, stderr);
+  const result = JSON.parse(stdout);
+  assert.equal(result.write.total_ios, 256);
+  assert.equal(result.verify.mismatches, 0);
+});
+
 Deno.test("ro and range= hold through the whole stack under a load", async () => {
   const dir = await Deno.makeTempDir();
   try {

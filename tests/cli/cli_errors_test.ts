@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { main } from "../../src/cli/main.ts";
+import { isDeno } from "../../src/runtime/is_deno.ts";
 
 interface Case {
   name: string;
@@ -14,9 +15,37 @@ interface Case {
 
 const cases: Case[] = [
   {
-    name: "unknown emulation",
-    args: (d) => ["-s", `9,virtio-net,${d}/a.img`],
-    message: /unknown emulation "virtio-net"/,
+    name: "a device type ACRN does not know either",
+    args: (d) => ["-s", `9,virtio-nett,${d}/a.img`],
+    message: /^virtio-blk-dm: -s 9,virtio-nett,\S+a\.img: unknown device type "virtio-nett" /,
+  },
+  {
+    name: "a host bridge anywhere but 0:0",
+    args: () => ["-s", "3,hostbridge"],
+    message: /^virtio-blk-dm: -s 3,hostbridge: the host bridge is at 0:0 here$/,
+  },
+  {
+    name: "another device type at 0:0",
+    args: () => ["-s", "0:0,lpc"],
+    message: /^virtio-blk-dm: -s 0:0,lpc: slot 0:0 holds the host bridge$/,
+  },
+  {
+    name: "a virtio-blk in the slot a device of another type holds (and no note for it)",
+    args: (d) => ["-s", "9,lpc", "-s", `9,virtio-blk,${d}/a.img`],
+    message: /^virtio-blk-dm: -s 9,virtio-blk,\S+a\.img: slot 9:0 is already used by -s 9,lpc$/,
+  },
+  {
+    name: "a function of a slot without function 0",
+    args: (d) => ["-s", `9:1,virtio-blk,${d}/a.img`],
+    message: new RegExp(
+      "^virtio-blk-dm: -s 9:1,virtio-blk,\\S+a\\.img: slot 9 has no function 0 here, and a PCI " +
+        "scan looks at no other function of such a slot; use 9:0$",
+    ),
+  },
+  {
+    name: "a function of a slot whose function 0 is not emulated",
+    args: (d) => ["-s", "9:0,virtio-net,tap0", "-s", `9:1,virtio-blk,${d}/a.img`],
+    message: /slot 9 has no function 0 here \(-s 9:0,virtio-net,tap0 is not emulated\), and a/,
   },
   {
     name: "unknown option",
@@ -54,9 +83,15 @@ const cases: Case[] = [
     message: /function "8"/,
   },
   {
+    name: "a negative slot",
+    args: (d) => ["-s", `-1,virtio-blk,${d}/a.img`],
+    message:
+      /^virtio-blk-dm: -s -1,virtio-blk,\S+a\.img: slot "-1" must be a whole number from 0 to 31$/,
+  },
+  {
     name: "slot of the host bridge",
     args: (d) => ["-s", `0,virtio-blk,${d}/a.img`],
-    message: /slot 0 holds the host bridge/,
+    message: /^virtio-blk-dm: -s 0,virtio-blk,\S+a\.img: slot 0:0 holds the host bridge$/,
   },
   {
     name: "duplicate slot",
@@ -71,10 +106,18 @@ const cases: Case[] = [
   {
     name: "missing file",
     args: (d) => ["-s", `9,virtio-blk,${d}/none.img`],
-    message: /does not exist/,
+    message: /^virtio-blk-dm: -s 9,virtio-blk,\S+none\.img: backing file \S+ does not exist$/,
   },
-  { name: "directory", args: (d) => ["-s", `9,virtio-blk,${d}`], message: /is a directory/ },
-  { name: "empty file", args: (d) => ["-s", `9,virtio-blk,${d}/empty.img`], message: /is empty/ },
+  {
+    name: "directory",
+    args: (d) => ["-s", `9,virtio-blk,${d}`],
+    message: /^virtio-blk-dm: -s 9,virtio-blk,\S+: backing file \S+ is a directory$/,
+  },
+  {
+    name: "empty file",
+    args: (d) => ["-s", `9,virtio-blk,${d}/empty.img`],
+    message: /^virtio-blk-dm: -s 9,virtio-blk,\S+empty\.img: backing file \S+ is empty/,
+  },
   {
     name: "size not a multiple of 512",
     args: (d) => ["-s", `9,virtio-blk,${d}/odd.img`],
@@ -83,7 +126,16 @@ const cases: Case[] = [
   {
     name: "range outside the file",
     args: (d) => ["-s", `9,virtio-blk,${d}/a.img,range=2000/100`],
-    message: /range=2000\/100 .* lies outside/,
+    message:
+      /^virtio-blk-dm: -s 9,virtio-blk,\S+a\.img,range=2000\/100: range=2000\/100 .* lies outside/,
+  },
+  {
+    name: "range beyond any number",
+    args: (d) => ["-s", `9,virtio-blk,${d}/a.img,range=0/99999999999999999999`],
+    message: new RegExp(
+      "^virtio-blk-dm: -s 9,virtio-blk,\\S+a\\.img,range=0/99999999999999999999: " +
+        'range "0/99999999999999999999": size 99999999999999999999 is too large$',
+    ),
   },
   {
     name: "range of size 0",
@@ -108,12 +160,12 @@ const cases: Case[] = [
   {
     name: "a file opened writable by another slot",
     args: (d) => ["-s", `9,virtio-blk,${d}/a.img`, "-s", `10,virtio-blk,${d}/a.img,ro`],
-    message: /already used by -s 9:0.*opened writable/,
+    message: /already used by -s 9,virtio-blk,\S+a\.img \(opened writable\); /,
   },
   {
     name: "the same file through a symlink",
     args: (d) => ["-s", `9,virtio-blk,${d}/a.img,ro`, "-s", `10,virtio-blk,${d}/link.img`],
-    message: /already used by -s 9:0/,
+    message: /already used by -s 9,virtio-blk,\S+a\.img,ro; /,
   },
   {
     name: "serial too long",
@@ -126,9 +178,34 @@ const cases: Case[] = [
     message: /not a power of two/,
   },
   {
-    name: "bad guest memory size",
+    name: "bad guest memory size, named as typed",
     args: (d) => ["-m", "1k", "-s", `9,virtio-blk,${d}/a.img`],
-    message: /--memory 1k/,
+    message: /^virtio-blk-dm: -m 1k: expected a size from 16M to 4G$/,
+  },
+  {
+    name: "bad guest memory size, the long way",
+    args: (d) => ["--memory=1k", "-s", `9,virtio-blk,${d}/a.img`],
+    message: /^virtio-blk-dm: --memory 1k: expected a size from 16M to 4G$/,
+  },
+  {
+    name: "negative guest memory size",
+    args: (d) => ["-m", "-5", "-s", `9,virtio-blk,${d}/a.img`],
+    message: /^virtio-blk-dm: -m -5: expected a size from 16M to 4G$/,
+  },
+  {
+    name: "negative iodepth",
+    args: (d) => ["-s", `9,virtio-blk,${d}/a.img`, "--job", "load", "--iodepth=-1"],
+    message: /^virtio-blk-dm: --iodepth=-1: must be a whole number from 1 to 32768$/,
+  },
+  {
+    name: "negative iodepth as a separate argument",
+    args: (d) => ["-s", `9,virtio-blk,${d}/a.img`, "--job", "load", "--iodepth", "-1"],
+    message: /^virtio-blk-dm: --iodepth=-1: must be a whole number from 1 to 32768$/,
+  },
+  {
+    name: "a zero percentage",
+    args: (d) => ["-s", `9,virtio-blk,${d}/a.img`, "--job", "load", "--size=0%"],
+    message: /^virtio-blk-dm: --size=0%: a percentage must be above 0, at most 100$/,
   },
   {
     name: "unknown job",
@@ -138,8 +215,29 @@ const cases: Case[] = [
   {
     name: "unknown command-line option",
     args: () => ["--bogus"],
-    message: /Unknown option '--bogus'/,
+    message: /^virtio-blk-dm: unknown option --bogus \(see --help\)$/,
   },
+  {
+    name: "an option missing its value",
+    args: () => ["-m"],
+    message: /^virtio-blk-dm: -m needs a value \(see --help\)$/,
+  },
+  {
+    name: "a flag given a value",
+    args: () => ["--json=yes"],
+    message: /^virtio-blk-dm: --json takes no value \(got --json=yes\) \(see --help\)$/,
+  },
+  {
+    name: "an argument that belongs to no option",
+    args: (d) => ["-s", `9,virtio-blk,${d}/a.img`, "stray"],
+    message: /^virtio-blk-dm: unexpected argument "stray": every value follows its option/,
+  },
+  // Refused by the file check where Deno.FsFile does not exist.
+  ...(isDeno() ? [] : [{
+    name: "io=fsfile on Node",
+    args: (d: string) => ["-s", `9,virtio-blk,${d}/a.img,io=fsfile`],
+    message: /^virtio-blk-dm: -s 9,virtio-blk,\S+a\.img,io=fsfile: io "fsfile" needs Deno/,
+  }]),
 ];
 
 /** Bytes and mtime of every file in `dir`. */
@@ -198,6 +296,6 @@ Deno.test("the real process: bad input is one line and exit status 2, without a 
   assert.equal(new TextDecoder().decode(output.stdout), "");
   assert.equal(
     new TextDecoder().decode(output.stderr),
-    "virtio-blk-dm: backing file /nonexistent/x.img does not exist\n",
+    "virtio-blk-dm: -s 9,virtio-blk,/nonexistent/x.img: backing file /nonexistent/x.img does not exist\n",
   );
 });

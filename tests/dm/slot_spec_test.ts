@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { diskConfig, parseSlotSpec } from "../../src/dm/slot_spec.ts";
+import { diskConfig, parseSlotOption, parseSlotSpec } from "../../src/dm/slot_spec.ts";
+import { ACRN_DEVICE_TYPES } from "../../src/dm/acrn_devices.ts";
+import { VirtioBlkError } from "../../src/errors.ts";
 import { defaultSerial } from "../../src/blk/serial.ts";
 import { WorkerEngine } from "../../src/blockif/worker_engine.ts";
 import { VirtualMachine } from "../../src/dm/vm.ts";
@@ -7,6 +9,7 @@ import { isDeno } from "../../src/runtime/is_deno.ts";
 
 Deno.test("a bare slot: function 0, write-through, 512-byte sectors, the whole file", () => {
   assert.deepEqual(parseSlotSpec("9,virtio-blk,disk.img"), {
+    text: "9,virtio-blk,disk.img",
     slot: 9,
     func: 0,
     path: "disk.img",
@@ -36,6 +39,54 @@ Deno.test("slot:func and bus:slot:func (bus 0 only)", () => {
     parseSlotSpec("0:7:1,virtio-blk,a").slot,
     parseSlotSpec("0:7:1,virtio-blk,a").func,
   ], [7, 1]);
+});
+
+Deno.test("ACRN's boot-device flag (virtio-blk,b,<path>) is taken and left out of the serial's source", () => {
+  const spec = parseSlotSpec("3,virtio-blk,b,/home/clear.img,writeback");
+  assert.equal(spec.path, "/home/clear.img");
+  assert.equal(spec.writeback, true);
+  assert.equal(spec.optionString, "/home/clear.img,writeback");
+  // A file named b is still a file when nothing follows it.
+  assert.equal(parseSlotSpec("3,virtio-blk,b").path, "b");
+});
+
+Deno.test("every other ACRN device type is accepted, not emulated, with one note; an unknown one is refused", () => {
+  const silent = ["hostbridge", "amd_hostbridge"];
+  for (const type of ACRN_DEVICE_TYPES) {
+    if (type === "virtio-blk") continue;
+    const where = silent.includes(type) ? "0:0" : "1:0";
+    const option = parseSlotOption(`${where},${type},some,config`);
+    assert.equal(option.kind, "other", type);
+    if (option.kind !== "other") continue;
+    assert.deepEqual(
+      [option.device.emulation, option.device.slot, option.device.func],
+      [type, Number(where[0]), 0],
+    );
+    if (silent.includes(type)) assert.equal(option.device.note, undefined, type);
+    else assert.match(option.device.note ?? "", new RegExp(`^${type} is (not emulated|obsolete)`));
+  }
+  assert.deepEqual(parseSlotOption("1:0,lpc"), {
+    kind: "other",
+    device: {
+      text: "1:0,lpc",
+      emulation: "lpc",
+      slot: 1,
+      func: 0,
+      takesSlot: true,
+      note: "lpc is not emulated here (only virtio-blk is): slot 1:0 stays empty",
+    },
+  });
+  // As ACRN does, obsolete types are ignored and hold no slot.
+  const gvt = parseSlotOption("2,pci-gvt,-G,0x7b");
+  assert.equal(gvt.kind === "other" && gvt.device.takesSlot, false);
+  assert.throws(
+    () => parseSlotOption("4,virtio-nic,tap0"),
+    (e) => e instanceof VirtioBlkError && /unknown device type "virtio-nic"/.test(e.message),
+  );
+  assert.throws(
+    () => parseSlotSpec("4,virtio-net,tap0"),
+    (e) => e instanceof VirtioBlkError && /virtio-net is not emulated here/.test(e.message),
+  );
 });
 
 Deno.test("writethru/writeback: the last one given wins", () => {

@@ -375,3 +375,18 @@ Deno.test("load: more buffers than guest memory holds is a clear error", async (
   );
   await h.close();
 });
+
+Deno.test("load: in 4 GiB of guest memory (the most -m takes), with the ring and buffers in its last pages", async () => {
+  // A shared WebAssembly memory holds at most 2^32 bytes; a view of it whose
+  // length is computed with 32-bit arithmetic (2^32 >>> 1 === 0) is empty.
+  const memoryBytes = 4 * 1024 * MiB;
+  const h = harness({ memoryBytes, ramStart: memoryBytes - 4 * MiB, diskBytes: MiB });
+  assert.equal(h.memory.size, memoryBytes);
+  const free = h.allocator.available;
+  const result = load(h, { rw: "randwrite", bs: "4k", iodepth: "8", verify: "crc32c" });
+  assert.equal(result.write.ios, 256);
+  assert.equal(result.verify?.checked, 256);
+  assertWrittenOnce(h.medium, 0, MiB, 4096, 1);
+  assert.equal(h.allocator.available, free);
+  await h.close();
+});

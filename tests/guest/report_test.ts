@@ -140,7 +140,7 @@ Deno.test("report: failed requests are listed with their address and status", as
   const lines = formatLoadReport(result, "vdb").split("\n");
   assert.match(lines[1], /^ {2}write: IOPS=0, .*, errors=1$/);
   assert.deepEqual(lines.slice(-4), [
-    "  errors: 1 failed requests",
+    "  errors: 1 failed request",
     "    write at 0x0: status 1 (IOERR)",
     "  stopped at the first failed request (--continue_on_error goes on)",
     "  note: the disk is read-only: its writes will fail",

@@ -27,6 +27,8 @@ export interface Harness {
 
 export interface HarnessOptions {
   memoryBytes?: number;
+  /** Where the guest's allocator starts handing out memory (default 0x1000). */
+  ramStart?: number;
   diskBytes?: number;
   readOnly?: boolean;
   device?: Partial<BlkDeviceOptions>;
@@ -45,7 +47,7 @@ export function harness(options: HarnessOptions = {}): Harness {
     engine: (context) => new InlineEngine(context),
     ...options.device,
   });
-  const allocator = new GuestAllocator(0x1000, memory.size);
+  const allocator = new GuestAllocator(options.ramStart ?? 0x1000, memory.size);
   const driver = VirtioBlkDriver.init({
     memory,
     registers: new DirectRegisters(disk.pci),

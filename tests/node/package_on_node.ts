@@ -144,7 +144,7 @@ Deno.test("file backends on Node: io defaults to node-fs and io=fsfile is INVALI
   }
 });
 
-Deno.test("node mod.js is the command line, as deno run mod.ts is", () => {
+Deno.test("node mod.js is the command line, as deno run mod.ts is; --version is the package's", () => {
   const dir = fs.mkdtempSync(join(tmpdir(), "cli-node-"));
   try {
     fs.writeFileSync(`${dir}/a.img`, new Uint8Array(1 << 20));
@@ -160,6 +160,13 @@ Deno.test("node mod.js is the command line, as deno run mod.ts is", () => {
     });
     assert.equal(help.status, 0, help.stderr);
     assert.match(help.stdout, /^Usage: virtio-blk-dm \[options\]/);
+    const version = spawnSync(process.execPath, ["mod.js", "--version"], {
+      cwd: PACKAGE,
+      encoding: "utf8",
+    });
+    assert.equal(version.status, 0, version.stderr);
+    const manifest = JSON.parse(fs.readFileSync(join(PACKAGE, "package.json"), "utf8"));
+    assert.equal(version.stdout, `virtio-blk-dm ${manifest.version}\n`);
     // Imported, not run: nothing is printed.
     const imported = plainNode(`await import("./mod.js");`, ["-s", `5,virtio-blk,${dir}/a.img`]);
     assert.equal(imported.status, 0, imported.stderr);

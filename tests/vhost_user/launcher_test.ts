@@ -47,6 +47,7 @@ Deno.test("launcher: the PID a user starts is the back end; one SIGTERM stops it
       child.kill("SIGTERM");
       const status = await child.status;
       assert.equal(status.signal, null, "the back end handles SIGTERM and exits by itself");
+      assert.equal(status.code, 143, "a run SIGTERM ended exits 128 + 15");
       assert.equal(exists(socket), false, "the socket is removed");
       assert.equal(exists(`/proc/${child.pid}`), false, "nothing of it keeps running");
     } finally {

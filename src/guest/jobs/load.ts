@@ -308,11 +308,12 @@ class LoadRun {
     this.#bs = plan.options.bs;
     this.#verify = plan.options.verify === "crc32c";
     this.#timeoutMs = hooks.timeoutMs ?? 30_000;
-    const buffer = target.memory.buffer;
-    this.#bytes = new Uint8Array(buffer);
-    this.#words = new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
-    this.#view = new DataView(buffer);
-    this.#gpaBase = target.memory.regions[0].gpa;
+    // The region's views cover all of it, up to 4 GiB (2^32 >>> 2 would be 0).
+    const region = target.memory.regions[0];
+    this.#bytes = region.bytes;
+    this.#words = region.u32;
+    this.#view = new DataView(target.memory.buffer);
+    this.#gpaBase = region.gpa;
 
     const depth = plan.depth;
     this.#depth = depth;

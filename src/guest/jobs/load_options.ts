@@ -143,8 +143,10 @@ function flag(values: Readonly<Record<string, unknown>>, name: LoadOptionName): 
 
 function integer(option: LoadOptionName, value: string, min: number, max: number): number {
   const n = /^\s*(0x[0-9a-f]+|\d+)\s*$/i.test(value) ? Number(value) : NaN;
-  if (!Number.isSafeInteger(n)) invalid(option, value, "not a whole number");
-  if (n < min || n > max) invalid(option, value, `must be between ${min} and ${max}`);
+  // One message for words, signs (-1) and numbers out of range alike: what is wanted.
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    invalid(option, value, `must be a whole number from ${min} to ${max}`);
+  }
   return n;
 }
 
@@ -153,7 +155,13 @@ function amount(option: LoadOptionName, value: string, allowZero: boolean): Amou
   if (percent !== null) {
     const p = Number(percent[1]);
     if (p > 100 || (!allowZero && p === 0)) {
-      invalid(option, value, `a percentage must be ${allowZero ? "0" : "above 0"} to 100`);
+      invalid(
+        option,
+        value,
+        allowZero
+          ? "a percentage must be from 0 to 100"
+          : "a percentage must be above 0, at most 100",
+      );
     }
     return { percent: p };
   }

@@ -104,7 +104,8 @@ export function formatLoadReport(result: LoadResult, name = "load"): string {
     }
   }
   if (result.errorCount > 0) {
-    lines.push(`  errors: ${result.errorCount} failed requests`);
+    const requests = result.errorCount === 1 ? "request" : "requests";
+    lines.push(`  errors: ${result.errorCount} failed ${requests}`);
     for (const e of result.errors.slice(0, SHOWN_FAILURES)) {
       const status = `${e.status} (${STATUS_NAMES[e.status] ?? "unknown"})`;
       lines.push(`    ${e.direction} at ${hex(e.address)}: status ${status}`);
@@ -113,7 +114,7 @@ export function formatLoadReport(result: LoadResult, name = "load"): string {
   if (result.stoppedBy === "error") {
     lines.push("  stopped at the first failed request (--continue_on_error goes on)");
   } else if (result.stoppedBy === "aborted") {
-    lines.push("  stopped: aborted");
+    lines.push("  stopped: interrupted; the figures are up to then");
   }
   for (const note of result.notes) lines.push(`  note: ${note}`);
   return lines.join("\n");
