@@ -56,7 +56,10 @@ function setNonBlocking(fd: number): void {
  *
  * @throws OsError for any other failure
  */
-export function drainEventFd(fd: number, buffer: Uint8Array<ArrayBuffer> = new Uint8Array(8)): number {
+export function drainEventFd(
+  fd: number,
+  buffer: Uint8Array<ArrayBuffer> = new Uint8Array(8),
+): number {
   const iov = singleIovec(buffer);
   let result = Number(libc().preadv2(fd, iov, 1, -1n, Sys.RWF_NOWAIT));
   if (result < 0 && lastErrno() === Errno.EOPNOTSUPP) {

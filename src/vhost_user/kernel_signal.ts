@@ -78,7 +78,10 @@ export function kernelSignalHandle(): KernelSignalHandle {
     0n,
   );
   if (result < 0n) throw new OsError("io_setup", lastErrno());
-  const source = check("open /dev/zero", libc().open(cString("/dev/zero"), Sys.O_RDONLY | Sys.O_CLOEXEC));
+  const source = check(
+    "open /dev/zero",
+    libc().open(cString("/dev/zero"), Sys.O_RDONLY | Sys.O_CLOEXEC),
+  );
   shared = { context: contextWord[0], source };
   return shared;
 }
@@ -143,4 +146,3 @@ export class EventFdSignaller {
     }
   }
 }
-

@@ -675,7 +675,9 @@ export class VhostUserBlkSession {
     const kick = ring.kick;
     ring.kick = undefined;
     ring.running = false;
-    await kick?.stop().catch((error) => log(`vhost-user: stopping the kick fd: ${describe(error)}`));
+    await kick?.stop().catch((error) =>
+      log(`vhost-user: stopping the kick fd: ${describe(error)}`)
+    );
     // The front end is gone: requests not started are dropped by the close;
     // those running must finish before their memory is unmapped and their
     // interrupt fds are closed (a late signal must not reach a reused number).

@@ -138,7 +138,9 @@ export class UnixConnection {
           `(at most ${MAX_UNSENT_BYTES})`,
       );
     }
-    const duplicates = restFds.map((fd) => check("fcntl", libc().fcntl(fd, Sys.F_DUPFD_CLOEXEC, 0)));
+    const duplicates = restFds.map((fd) =>
+      check("fcntl", libc().fcntl(fd, Sys.F_DUPFD_CLOEXEC, 0))
+    );
     this.#unsent.push({ bytes: rest.slice(), fds: duplicates });
     this.#unsentBytes += rest.length;
     this.#flushing ??= this.#flush();
