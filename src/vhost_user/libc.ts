@@ -40,6 +40,7 @@ export const Sys = {
   O_CLOEXEC: 0o2000000,
   O_NONBLOCK: 0o4000,
   O_RDONLY: 0,
+  O_RDWR: 2,
   F_GETFL: 3,
   F_SETFL: 4,
   F_DUPFD_CLOEXEC: 1030,

@@ -4,15 +4,25 @@
  * it hangs and then loses no request, and meanwhile the back end's event
  * loop goes on (SIGTERM ends it).
  *
- * Each test holds the medium hung for {@linkcode HANG_MS}, longer than the
+ * The first two hold the medium hung for {@linkcode HANG_MS}, longer than the
  * 5 s a ring stop used to give requests in flight before it dropped those
  * not started and blocked the main thread on the rest.
  */
 
 import assert from "node:assert/strict";
+import { describeFile } from "../../src/backend/file_spec.ts";
 import { RequestStatus, RequestType } from "../../src/blk/spec.ts";
+import { workerEngine } from "../../src/blockif/worker_engine.ts";
+import { closeFd } from "../../src/vhost_user/libc.ts";
+import { createMemoryFile } from "../../src/vhost_user/mapping.ts";
+import { serveVhostUserBlk } from "../../src/vhost_user/server.ts";
 import { waitReadable } from "../../src/vhost_user/eventfd.ts";
-import { decodeVringState, encodeVringState, Request } from "../../src/vhost_user/messages.ts";
+import {
+  decodeVringState,
+  encodeSingleRegion,
+  encodeVringState,
+  Request,
+} from "../../src/vhost_user/messages.ts";
 import { PollSet } from "../../src/vhost_user/sys_structs.ts";
 import { pattern } from "../helpers/harness.ts";
 import { PAUSABLE_MEDIUM_TOOLS, PausableMedium } from "../helpers/pausable_medium.ts";
@@ -23,7 +33,7 @@ import {
   withChildBackEnd,
   within,
 } from "./child_back_end.ts";
-import { DATA_BUFFER, type FakeFrontEnd, QemuFeatures } from "./front_end.ts";
+import { DATA_BUFFER, FakeFrontEnd, QemuFeatures } from "./front_end.ts";
 
 const skip = needsTools(...PAUSABLE_MEDIUM_TOOLS);
 
@@ -140,4 +150,54 @@ Deno.test({
       const status = await within(backEnd.child.status, BOUND_MS, "the back end exits");
       assert.equal(status.code, 0);
     }),
+});
+
+Deno.test({
+  name:
+    "vhost-user (worker engine): a memory table change while requests are in flight (the medium paused) loses none of them",
+  ignore: skip.ignore,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "vhost-hotplug-" });
+    const medium = await PausableMedium.start(dir, MEDIUM_BYTES);
+    // In process: the back end waits without blocking the event loop this test runs on.
+    const server = serveVhostUserBlk({
+      socketPath: `${dir}/blk.sock`,
+      device: { backend: describeFile(medium.path), engine: workerEngine({ workers: 1 }) },
+      log: () => {},
+    });
+    const fe = FakeFrontEnd.connect(server.socketPath, { memoryBytes: 8 << 20 });
+    const extra = createMemoryFile("hotplugged-guest-ram", 1 << 20);
+    try {
+      await fe.handshake();
+      await fe.startRing({ features: QemuFeatures.LINUX_MODERN, memory: "add" });
+      await medium.pause();
+      for (let i = 0; i < REQUESTS; i++) {
+        fe.post(RequestType.OUT, (i * LENGTH) / 512, { gpa: DATA_BUFFER, length: LENGTH });
+      }
+      fe.kickRing();
+      const taken = async () => {
+        while (fe.takenByDevice() !== REQUESTS) await sleep(10);
+      };
+      await within(taken(), BOUND_MS, "the device takes every request off the ring");
+      assert.equal(server.session!.device.queue(0).inFlight, REQUESTS, "all in flight, stuck");
+      // Memory hot-plug (or any change of QEMU's RAM layout) while they are stuck.
+      const region = {
+        gpa: 16n << 20n,
+        size: 1n << 20n,
+        userAddress: fe.userBase + (16n << 20n),
+        mmapOffset: 0n,
+      };
+      const ack = fe.acked(Request.ADD_MEM_REG, encodeSingleRegion(region), [extra]);
+      await medium.resume();
+      assert.equal(await within(ack, BOUND_MS, "ADD_MEM_REG acked"), 0n);
+      assert.equal(await fe.stopRing(), REQUESTS, "every request was taken off the ring");
+      assert.equal(fe.takeUsed().length, REQUESTS, "every request taken was completed");
+    } finally {
+      closeFd(extra);
+      fe.close();
+      await server.close();
+      await medium.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
