@@ -36,6 +36,10 @@ export const SYSTEM_TOOLS = {
   "depmod": "kmod",
   "cpio": "cpio",
   "xz": "xz-utils",
+  // A medium that hangs on demand: nbdkit's pause filter behind a FUSE file (tests/vhost_user).
+  "nbdkit": "nbdkit",
+  "nbdfuse": "libnbd-bin",
+  "fusermount3": "fuse3",
 } as const;
 
 /** A program the tests may need. */

@@ -222,6 +222,26 @@ export class VirtioBlkDevice implements VirtioDevice {
     return nextAvail;
   }
 
+  /**
+   * {@linkcode disableQueue} without blocking this thread: resolves with the
+   * next available index once no request taken before can still touch guest
+   * memory (requests not started are dropped; a request stuck on a hung
+   * medium keeps it pending for as long as it hangs).
+   */
+  async stopQueue(index: number): Promise<number> {
+    if (index !== 0) return 0;
+    const nextAvail = this.#queue.disable();
+    await this.#settle();
+    return nextAvail;
+  }
+
+  #settle(): Promise<void> {
+    const engine = this.#engine;
+    if (engine.settle) return engine.settle(0);
+    engine.quiesce(0);
+    return Promise.resolve();
+  }
+
   reset(): void {
     this.disableQueue(0);
     this.#acked = 0n;
@@ -229,10 +249,14 @@ export class VirtioBlkDevice implements VirtioDevice {
     this.state.set(this.#defaultWriteback, false);
   }
 
-  /** Stops the engine and releases its threads and file handles. */
+  /**
+   * Stops the engine and releases its threads and file handles, once no
+   * request in flight can touch guest memory any more (waiting without
+   * blocking this thread).
+   */
   async close(): Promise<void> {
     this.#queue.disable();
-    this.#engine.quiesce(0);
+    await this.#settle();
     await this.#engine.close();
   }
 }

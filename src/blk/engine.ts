@@ -55,6 +55,11 @@ export type InterruptHandle =
     readonly kind: "eventfd";
     readonly call: readonly number[];
     readonly err: readonly number[];
+    /**
+     * The process's Linux AIO context that signals them without ever
+     * waiting (`src/vhost_user/kernel_signal.ts`).
+     */
+    readonly signal: { readonly context: bigint; readonly source: number };
   };
 
 /** An executor of a device's requests. */
@@ -71,6 +76,14 @@ export interface RequestEngine {
    * memory.
    */
   quiesce(index: number): void;
+  /**
+   * {@linkcode quiesce} without blocking the calling thread: drops work not
+   * started at once, and resolves once no started request can still touch
+   * guest memory (never, while the medium hangs). The vhost-user back end
+   * needs it: its control socket, signals and other connections are served
+   * on the thread that waits. Engines without it are quiesced synchronously.
+   */
+  settle?(index: number): Promise<void>;
   /** Stops serving and releases threads and file handles. */
   close(): Promise<void>;
 }

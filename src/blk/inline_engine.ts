@@ -76,6 +76,10 @@ export class InlineEngine implements RequestEngine {
     // Requests run to completion inside notify(): nothing is ever in flight here.
   }
 
+  settle(_index: number): Promise<void> {
+    return Promise.resolve();
+  }
+
   close(): Promise<void> {
     if (!this.#closed) {
       this.#closed = true;

@@ -48,7 +48,7 @@ export const DEFAULT_POLL_US = 0;
 
 /** How long close() waits for workers to leave their loop before terminating them. */
 const CLOSE_GRACE_MS = 5000;
-/** How long quiesce() sleeps between looks at busyq. */
+/** How long quiesce() and settle() sleep between looks at busyq. */
 const QUIESCE_POLL_MS = 50;
 
 /** An {@linkcode EngineFactory} for the worker engine. */
@@ -191,18 +191,44 @@ export class WorkerEngine implements RequestEngine {
    * popped before the queue was disabled (bug class 15).
    */
   quiesce(index: number): void {
-    const words = this.pool.words;
-    this.pool.abandon(index, this.#queues[index].generation);
-    Atomics.add(words, PoolWord.QUIESCING, 1);
+    const words = this.#beginQuiesce(index);
     try {
-      for (;;) {
-        const settled = Atomics.load(words, PoolWord.SETTLED);
-        if (this.pool.busyCount === 0) return;
-        Atomics.wait(words, PoolWord.SETTLED, settled, QUIESCE_POLL_MS);
+      for (let seen = this.#unsettled(); seen !== undefined; seen = this.#unsettled()) {
+        Atomics.wait(words, PoolWord.SETTLED, seen, QUIESCE_POLL_MS);
       }
     } finally {
       Atomics.sub(words, PoolWord.QUIESCING, 1);
     }
+  }
+
+  /**
+   * {@linkcode quiesce} that waits with `Atomics.waitAsync`, so the calling
+   * thread's event loop runs meanwhile (a hung medium keeps a request
+   * busy for as long as it hangs).
+   */
+  async settle(index: number): Promise<void> {
+    const words = this.#beginQuiesce(index);
+    try {
+      for (let seen = this.#unsettled(); seen !== undefined; seen = this.#unsettled()) {
+        const wait = Atomics.waitAsync(words, PoolWord.SETTLED, seen, QUIESCE_POLL_MS);
+        if (wait.async) await wait.value;
+      }
+    } finally {
+      Atomics.sub(words, PoolWord.QUIESCING, 1);
+    }
+  }
+
+  /** Drops what no worker started, and counts a waiter (finish() then notifies SETTLED). */
+  #beginQuiesce(index: number): Int32Array {
+    this.pool.abandon(index, this.#queues[index].generation);
+    Atomics.add(this.pool.words, PoolWord.QUIESCING, 1);
+    return this.pool.words;
+  }
+
+  /** The SETTLED count to wait on while a worker runs a request; undefined once none does. */
+  #unsettled(): number | undefined {
+    const seen = Atomics.load(this.pool.words, PoolWord.SETTLED);
+    return this.pool.busyCount === 0 ? undefined : seen;
   }
 
   close(): Promise<void> {

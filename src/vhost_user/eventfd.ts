@@ -10,7 +10,7 @@
  */
 
 import { check, closeFd, Errno, lastErrno, libc, OsError, Sys } from "./libc.ts";
-import type { PollSet } from "./sys_structs.ts";
+import { type PollSet, singleIovec } from "./sys_structs.ts";
 
 const COUNTER_SIZE = 8n;
 
@@ -36,20 +36,36 @@ export function oneBuffer(): Uint8Array<ArrayBuffer> {
   return bytes;
 }
 
-/** Sets O_NONBLOCK on `fd` (a front-end's eventfd may come blocking). */
-export function setNonBlocking(fd: number): void {
+/** Sets O_NONBLOCK on `fd` (only for the fallback of {@linkcode drainEventFd} on old kernels). */
+function setNonBlocking(fd: number): void {
   const flags = check("fcntl", libc().fcntl(fd, Sys.F_GETFL, 0));
   check("fcntl", libc().fcntl(fd, Sys.F_SETFL, flags | Sys.O_NONBLOCK));
 }
 
 /**
- * Reads and resets the counter of an eventfd that poll reported readable.
- * Returns the count, or 0 when nothing was there (EAGAIN).
+ * Reads and resets the counter of an eventfd, never waiting: returns the
+ * count, or 0 when it was empty (someone else read it first).
+ *
+ * The kick fd is the front end's file: it may be blocking, and the front
+ * end may empty the counter between our poll and our read, so a plain
+ * read(2) could wait until the next kick, or for ever. preadv2 with
+ * RWF_NOWAIT makes this one call nonblocking whatever the file's
+ * O_NONBLOCK says (eventfd supports it since Linux 5.12). On older kernels
+ * (EOPNOTSUPP) the fd is made O_NONBLOCK and read, which a front end that
+ * clears the flag again can still defeat.
  *
  * @throws OsError for any other failure
  */
-export function drainEventFd(fd: number, buffer = new Uint8Array(8)): number {
-  const result = Number(libc().read(fd, buffer, COUNTER_SIZE));
+export function drainEventFd(
+  fd: number,
+  buffer: Uint8Array<ArrayBuffer> = new Uint8Array(8),
+): number {
+  const iov = singleIovec(buffer);
+  let result = Number(libc().preadv2(fd, iov, 1, -1n, Sys.RWF_NOWAIT));
+  if (result < 0 && lastErrno() === Errno.EOPNOTSUPP) {
+    setNonBlocking(fd);
+    result = Number(libc().read(fd, buffer, COUNTER_SIZE));
+  }
   if (result === Number(COUNTER_SIZE)) {
     return Number(new DataView(buffer.buffer, buffer.byteOffset, 8).getBigUint64(0, true));
   }
@@ -86,8 +102,9 @@ export class Waker {
 }
 
 /**
- * Waits until one of `fds` is readable or hung up, without blocking this
- * thread (poll runs on Deno's blocking pool). Returns the index of the first
+ * Waits until one of the set's fds is ready for what it is watched for
+ * (readable, unless the set says otherwise) or hung up, without blocking
+ * this thread (poll runs on Deno's blocking pool). Returns the index of the first
  * fd with events, or -1 when `timeoutMs` passed first.
  *
  * @param set a poll set built for the fds (reused across calls; keep it alive)
@@ -116,6 +133,10 @@ export async function waitReadable(set: PollSet, timeoutMs = -1): Promise<number
  * eventfd, never on a closed or reused number), and the received fd is
  * closed. Until the front-end sends one, and after it asks for "no fd", the
  * number refers to a private eventfd nobody reads, so signals are dropped.
+ *
+ * The received file's flags are left as the front end set them: they are
+ * its file, and nothing here depends on them (signals go through the
+ * kernel, see `kernel_signal.ts`).
  */
 export class StableEventFd {
   /** The number other threads write to. */
@@ -128,8 +149,7 @@ export class StableEventFd {
 
   /**
    * Points the stable number at `received` (and closes `received`), or at a
-   * fresh private eventfd when `received` is undefined, and makes it
-   * nonblocking.
+   * fresh private eventfd when `received` is undefined.
    */
   replace(received: number | undefined): void {
     if (this.#closed) {
@@ -142,9 +162,6 @@ export class StableEventFd {
     } finally {
       closeFd(source);
     }
-    // The front-end's file may be blocking: a signal it cannot take now is
-    // dropped rather than stalling the thread that completes requests.
-    setNonBlocking(this.fd);
   }
 
   /** Closes the stable number (once no thread can signal it any more). */

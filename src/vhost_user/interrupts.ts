@@ -4,14 +4,20 @@
  * (vhost-user SET_VRING_CALL / SET_VRING_ERR). The numbers in the handle are
  * the session's stable fds ({@linkcode StableEventFd}), valid for as long as
  * the device exists, so any thread (a blockif Worker included: Deno's FFI
- * works there) builds its own sink from the handle and writes to them.
+ * works there) builds its own sink from the handle and signals them.
+ *
+ * A signal never waits: the front end owns these eventfds and may make a
+ * write to them block (O_NONBLOCK cleared, counter full), so they are
+ * signalled through the kernel ({@linkcode EventFdSignaller}); a signal the
+ * eventfd cannot take is dropped, as a full counter already says "look at
+ * the ring".
  *
  * @module
  */
 
 import type { InterruptHandle } from "../blk/engine.ts";
 import type { InterruptSink } from "../virtio/transport_state.ts";
-import { oneBuffer, signalEventFd } from "./eventfd.ts";
+import { EventFdSignaller } from "./kernel_signal.ts";
 
 /** The eventfd variant of the engine's {@linkcode InterruptHandle}. */
 export type EventFdInterruptHandle = Extract<InterruptHandle, { kind: "eventfd" }>;
@@ -20,22 +26,23 @@ export type EventFdInterruptHandle = Extract<InterruptHandle, { kind: "eventfd" 
 export class EventFdInterruptSink implements InterruptSink {
   readonly #call: readonly number[];
   readonly #err: readonly number[];
-  readonly #one = oneBuffer();
+  readonly #signaller: EventFdSignaller;
 
-  /** @param handle the stable call and err fds, one of each per queue */
+  /** @param handle the stable call and err fds, one of each per queue, and the AIO context */
   constructor(handle: EventFdInterruptHandle) {
     this.#call = [...handle.call];
     this.#err = [...handle.err];
+    this.#signaller = new EventFdSignaller(handle.signal);
   }
 
   usedBuffers(queueIndex: number): void {
     const fd = this.#call[queueIndex];
-    if (fd !== undefined) signalEventFd(fd, this.#one);
+    if (fd !== undefined) this.#signaller.signal(fd);
   }
 
   needsReset(queueIndex: number): void {
     const fd = this.#err[queueIndex];
-    if (fd !== undefined) signalEventFd(fd, this.#one);
+    if (fd !== undefined) this.#signaller.signal(fd);
   }
 }
 

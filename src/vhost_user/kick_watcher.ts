@@ -4,10 +4,15 @@
  * eventfd arrives already signalled (reference §9.1), so the first call
  * comes at once and must cope with an empty ring.
  *
+ * The fd is the front end's file and may be blocking; another reader (the
+ * front end itself) may empty the counter between our poll and our read.
+ * The read never waits ({@linkcode drainEventFd} asks for RWF_NOWAIT per
+ * call), so neither can stall the main thread; an empty counter is no kick.
+ *
  * @module
  */
 
-import { drainEventFd, setNonBlocking, waitReadable, Waker } from "./eventfd.ts";
+import { drainEventFd, waitReadable, Waker } from "./eventfd.ts";
 import { closeFd } from "./libc.ts";
 import { PollSet } from "./sys_structs.ts";
 
@@ -29,9 +34,6 @@ export class KickWatcher {
    */
   constructor(fd: number, onKick: () => void, onError: (error: unknown) => void) {
     this.#fd = fd;
-    // Another reader (the front-end itself) may empty the counter between
-    // poll and read: a blocking read would then stall the device model.
-    setNonBlocking(fd);
     this.#onKick = onKick;
     this.#onError = onError;
     this.#poll = new PollSet([fd, this.#waker.fd]);

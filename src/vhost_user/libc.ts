@@ -39,19 +39,42 @@ export const Sys = {
   EFD_NONBLOCK: 0o4000,
   O_CLOEXEC: 0o2000000,
   O_NONBLOCK: 0o4000,
+  O_RDONLY: 0,
+  O_RDWR: 2,
   F_GETFL: 3,
   F_SETFL: 4,
+  F_DUPFD_CLOEXEC: 1030,
+  F_ADD_SEALS: 1033,
+  F_GET_SEALS: 1034,
+  F_SEAL_SEAL: 0x1,
+  F_SEAL_SHRINK: 0x2,
+  F_SEAL_GROW: 0x4,
   MFD_CLOEXEC: 1,
+  MFD_ALLOW_SEALING: 2,
+  /** preadv2 flag: fail with EAGAIN instead of waiting, whatever the file's O_NONBLOCK. */
+  RWF_NOWAIT: 0x8,
   POLLIN: 0x1,
+  POLLOUT: 0x4,
   POLLERR: 0x8,
   POLLHUP: 0x10,
   POLLNVAL: 0x20,
+  POLLRDHUP: 0x2000,
+  /** Linux AIO (raw syscalls: glibc has no wrappers) for {@linkcode ./kernel_signal.ts}. */
+  SYS_io_setup: 206,
+  SYS_io_getevents: 208,
+  SYS_io_submit: 209,
+  IOCB_CMD_PREAD: 0,
+  IOCB_FLAG_RESFD: 1,
 } as const;
 
 /** errno values the callers handle by name. */
 export const Errno = {
+  ENOENT: 2,
   EINTR: 4,
   EAGAIN: 11,
+  EINVAL: 22,
+  EOPNOTSUPP: 95,
+  ECONNREFUSED: 111,
 } as const;
 
 const SYMBOLS = {
@@ -66,6 +89,10 @@ const SYMBOLS = {
   sendmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  preadv2: { parameters: ["i32", "buffer", "i32", "i64", "i32"], result: "isize" },
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  // Only for the AIO calls: their arguments are integers and pointers as u64.
+  syscall: { parameters: ["i64", "u64", "u64", "u64", "u64", "u64"], result: "i64" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
   dup3: { parameters: ["i32", "i32", "i32"], result: "i32" },

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { check, closeFd, cString, lastErrno, libc, OsError, Sys } from "./libc.ts";
+import { check, closeFd, cString, Errno, lastErrno, libc, OsError, Sys } from "./libc.ts";
 import { regularFileSize, statBuffer } from "./sys_structs.ts";
 
 /** One `mmap(MAP_SHARED)` of a file, from file offset 0. */
@@ -51,6 +51,21 @@ export function fileSize(fd: number): number | undefined {
   return regularFileSize(stat);
 }
 
+/**
+ * The seals of `fd` (F_GET_SEALS: F_SEAL_SHRINK and friends), or undefined
+ * when the file cannot carry seals (EINVAL: a file that is not a memfd,
+ * such as a file on /dev/shm or hugetlbfs).
+ *
+ * @throws OsError for any other failure
+ */
+export function fileSeals(fd: number): number | undefined {
+  const seals = libc().fcntl(fd, Sys.F_GET_SEALS, 0);
+  if (seals >= 0) return seals;
+  const errno = lastErrno();
+  if (errno === Errno.EINVAL) return undefined;
+  throw new OsError("fcntl(F_GET_SEALS)", errno);
+}
+
 /** Unmaps a {@linkcode Mapping} (once nothing can touch it any more). */
 export function unmap(mapping: Mapping): void {
   check(
@@ -59,13 +74,30 @@ export function unmap(mapping: Mapping): void {
   );
 }
 
-/** Creates an anonymous memory file of `size` bytes (memfd_create + ftruncate). */
-export function createMemoryFile(name: string, size: number): number {
-  const fd = check("memfd_create", libc().memfd_create(cString(name), Sys.MFD_CLOEXEC));
-  if (libc().ftruncate(fd, BigInt(size)) < 0) {
+/**
+ * Creates an anonymous memory file of `size` bytes (memfd_create +
+ * ftruncate), sealed against shrinking and growing as QEMU's
+ * memory-backend-memfd seals guest RAM, unless `sealed` is false.
+ */
+export function createMemoryFile(
+  name: string,
+  size: number,
+  options: { sealed?: boolean } = {},
+): number {
+  const fd = check(
+    "memfd_create",
+    libc().memfd_create(cString(name), Sys.MFD_CLOEXEC | Sys.MFD_ALLOW_SEALING),
+  );
+  let failed = "";
+  if (libc().ftruncate(fd, BigInt(size)) < 0) failed = "ftruncate";
+  else if (
+    (options.sealed ?? true) &&
+    libc().fcntl(fd, Sys.F_ADD_SEALS, Sys.F_SEAL_SHRINK | Sys.F_SEAL_GROW) < 0
+  ) failed = "fcntl(F_ADD_SEALS)";
+  if (failed !== "") {
     const errno = lastErrno();
     closeFd(fd);
-    throw new OsError("ftruncate", errno);
+    throw new OsError(failed, errno);
   }
   return fd;
 }

@@ -12,12 +12,21 @@
  * device keeps using the old one until it is closed, and only then are the
  * regions that left unmapped.
  *
+ * Only memory files sealed against shrinking (F_SEAL_SHRINK) are mapped.
+ * The front end shares the file and could `ftruncate` it at any time; the
+ * next touch of a page past the new end raises SIGBUS and kills the back
+ * end. Surviving that fault instead would need a SIGBUS handler that skips
+ * the faulting access, which JavaScript code cannot have. QEMU's
+ * `memory-backend-memfd` seals its memfds (its `seal=on` default);
+ * `memory-backend-file` (a file on /dev/shm or hugetlbfs) cannot be sealed
+ * and is refused with a log line that says so.
+ *
  * @module
  */
 
 import { MappedGuestMemory } from "../memory/mapped_memory.ts";
-import { closeFd } from "./libc.ts";
-import { fileSize, type Mapping, mapShared, unmap } from "./mapping.ts";
+import { closeFd, Sys } from "./libc.ts";
+import { fileSeals, fileSize, type Mapping, mapShared, unmap } from "./mapping.ts";
 import type { RegionDescription } from "./messages.ts";
 
 /** One mapped region of guest memory. */
@@ -68,7 +77,18 @@ export function mapRegion(description: RegionDescription, fd: number): TableRegi
       throw new RegionError(`region at GPA ${gpa} has an unaligned mmap offset ${mmapOffset}`);
     }
     // A page of a shared mapping past the end of its file raises SIGBUS when
-    // touched, which would kill the whole back end: the file must cover the region.
+    // touched, which would kill the whole back end: the file must cover the
+    // region now, and must not be shrunk later by the front end, which shares
+    // it (ftruncate after ADD_MEM_REG). Only a seal makes the second hold.
+    const seals = fileSeals(fd);
+    if (seals === undefined || (seals & Sys.F_SEAL_SHRINK) === 0) {
+      throw new RegionError(
+        `region at GPA ${gpa}: its memory file is not sealed against shrinking ` +
+          `(F_SEAL_SHRINK${seals === undefined ? ": the file cannot carry seals" : ""}), so ` +
+          `the front end could truncate it under the back end; give QEMU guest RAM from ` +
+          `-object memory-backend-memfd,share=on (sealed by default), not memory-backend-file`,
+      );
+    }
     const available = fileSize(fd);
     if (available !== undefined && mmapOffset + size > available) {
       throw new RegionError(

@@ -18,9 +18,10 @@ import { InlineEngine } from "../blk/inline_engine.ts";
 import { VirtioBlkError } from "../errors.ts";
 import { MappedGuestMemory } from "../memory/mapped_memory.ts";
 import { EventFdInterruptSink } from "./interrupts.ts";
+import { kernelSignalHandle } from "./kernel_signal.ts";
 import { ffiAvailable, libc } from "./libc.ts";
 import { VhostUserBlkSession } from "./session.ts";
-import { UnixListener } from "./unix_socket.ts";
+import { probeUnixSocket, UnixListener } from "./unix_socket.ts";
 
 /**
  * Default largest ring the back end accepts. The front-end picks the ring
@@ -38,7 +39,11 @@ export const VHOST_USER_SEG_MAX = 126;
 
 /** How to run the back end. */
 export interface VhostUserBlkOptions {
-  /** Path of the Unix socket to create (a stale socket there is replaced). */
+  /**
+   * Path of the Unix socket to create. A socket nobody listens on (left by
+   * a server that died) is replaced; a path a live server listens on is
+   * refused ("address in use"), and so is any other kind of file.
+   */
   readonly socketPath: string;
   /**
    * The device: its medium (`MemoryBackend.create(…)` or
@@ -95,6 +100,15 @@ export function serveVhostUserBlk(options: VhostUserBlkOptions): VhostUserBlkSer
     );
   }
   libc();
+  try {
+    kernelSignalHandle();
+  } catch (cause) {
+    throw new VirtioBlkError(
+      "UNSUPPORTED",
+      `vhost-user-blk signals the guest through Linux AIO, which is not available here: ${cause}`,
+      { cause },
+    );
+  }
   const device: BlkDeviceOptions = {
     ...options.device,
     queueSize: options.device.queueSize ?? VHOST_USER_MAX_QUEUE_SIZE,
@@ -129,14 +143,24 @@ function checkDeviceOptions(device: BlkDeviceOptions): void {
     MappedGuestMemory.empty(),
     { ...device, engine: (context) => new InlineEngine(context) },
     {
-      sink: new EventFdInterruptSink({ kind: "eventfd", call: [], err: [] }),
-      handle: { kind: "eventfd", call: [], err: [] },
+      sink: new EventFdInterruptSink({
+        kind: "eventfd",
+        call: [],
+        err: [],
+        signal: kernelSignalHandle(),
+      }),
+      handle: { kind: "eventfd", call: [], err: [], signal: kernelSignalHandle() },
     },
   );
   void probe.close();
 }
 
-/** Removes a stale socket at `path`; refuses to touch anything else. */
+/**
+ * Makes `path` free for bind: removes a stale socket (one nobody listens
+ * on, left by a server that was killed), and refuses a path that a live
+ * server listens on (taking it over would cut that server off from new
+ * front ends, silently) or that is not a socket at all.
+ */
 function prepareSocketPath(path: string): void {
   let info: Deno.FileInfo;
   try {
@@ -151,7 +175,22 @@ function prepareSocketPath(path: string): void {
       `socket path ${path} exists and is not a socket; refusing to replace it`,
     );
   }
-  Deno.removeSync(path);
+  let state: ReturnType<typeof probeUnixSocket>;
+  try {
+    state = probeUnixSocket(path);
+  } catch (error) {
+    throw new VirtioBlkError(
+      "INVALID_CONFIG",
+      `cannot use socket path ${path}: ${error instanceof Error ? error.message : error}`,
+    );
+  }
+  if (state === "listening") {
+    throw new VirtioBlkError(
+      "INVALID_CONFIG",
+      `socket path ${path}: address in use (another back end is listening on it)`,
+    );
+  }
+  if (state === "stale") Deno.removeSync(path);
 }
 
 class Server implements VhostUserBlkServer {
@@ -217,11 +256,8 @@ class Server implements VhostUserBlkServer {
       this.#log(`vhost-user: listener failed: ${error}`);
     } finally {
       this.#listener.dispose();
-      try {
-        Deno.removeSync(this.socketPath);
-      } catch {
-        // Already gone (removed by the user or a new server on the path).
-      }
+      // Only our own socket file: another server may have been started on the path since.
+      this.#listener.unlinkOwn();
     }
   }
 }

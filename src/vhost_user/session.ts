@@ -20,11 +20,32 @@
  * change; each SET_VRING_CALL/ERR is `dup3`ed onto them (see
  * {@linkcode StableEventFd}).
  *
+ * Interrupts never wait on the front end: its call and err eventfds are
+ * signalled through the kernel (`kernel_signal.ts`), so a front end that
+ * makes them unwritable loses its own interrupts and nothing else.
+ *
+ * Ring stops never lose a request and never block the event loop. A stop
+ * (GET_VRING_BASE, or a memory table change while the ring runs) pauses the
+ * queue and waits, with timers, for every request it took to complete, for
+ * as long as that takes: QEMU restarts the ring at the base we report
+ * (§9.2), so a request counted as taken must have completed, and one taken
+ * but dropped would hang the guest. A base that rewinds to the oldest
+ * request not completed is not an option: requests complete out of order
+ * (several workers), and one completed after it would run twice. While a
+ * medium hangs, the stop is simply not answered yet (QEMU waits for it);
+ * the event loop goes on serving signals and the accept loop, and end of
+ * file or {@linkcode VhostUserBlkSession.close} ends the wait.
+ *
  * End. End of file is the only end signal (§9.3): the session then stops
- * the ring, closes the device, unmaps everything and closes every fd. A
- * malformed or unknown request never ends the session (QEMU would not
- * reconnect, pitfall 14): it is refused with a failing ack when the
- * front-end asked for one, and logged.
+ * the ring (requests not started are dropped: nobody is left to see them
+ * complete), closes the device, unmaps everything and closes every fd. A
+ * request still running on a hung medium may yet write to guest memory, so
+ * its memory and fds are released only once it finished, in the background
+ * (the session itself ends after {@linkcode END_GRACE_MS}). A malformed or
+ * unknown request never ends the session (QEMU would not reconnect,
+ * pitfall 14): it is refused with a failing ack when the front-end asked
+ * for one, and logged. A front end that does not read its replies is
+ * disconnected (`unix_socket.ts`, `MAX_UNSENT_BYTES`).
  *
  * @module
  */
@@ -36,6 +57,7 @@ import { AvailRing, descriptorTableSize, UsedRing } from "../virtio/ring_layout.
 import { isValidQueueSize, RingFeature } from "../virtio/spec.ts";
 import { StableEventFd } from "./eventfd.ts";
 import { type EventFdInterruptHandle, EventFdInterruptSink } from "./interrupts.ts";
+import { kernelSignalHandle } from "./kernel_signal.ts";
 import { KickWatcher } from "./kick_watcher.ts";
 import { closeFd } from "./libc.ts";
 import { mapRegion, RegionTable, type TableRegion, unmapRegion } from "./memory_table.ts";
@@ -74,8 +96,18 @@ export const OFFERED_PROTOCOL_FEATURES = bit(ProtocolFeature.MQ) |
 /** GET_MAX_MEM_SLOTS answer: regions one connection may add (qsd says the same). */
 export const MAX_MEMORY_SLOTS = 32;
 
-/** How long a ring stop waits for requests in flight to complete. */
-const STOP_SETTLE_MS = 5000;
+/** A ring stop still waiting for the medium after this long says so in the log (once). */
+const SLOW_STOP_LOG_MS = 5000;
+
+/** Longest sleep between two looks at the requests in flight during a ring stop. */
+const SETTLE_POLL_MAX_MS = 50;
+
+/**
+ * How long an ending session waits for requests still running on the
+ * medium before it leaves their release (memory, fds, threads) to the
+ * background and lets the server go on.
+ */
+export const END_GRACE_MS = 2000;
 
 /** virtio-blk has one request queue here (MQ reports 1). */
 const QUEUE_COUNT = 1;
@@ -119,6 +151,7 @@ export class VhostUserBlkSession {
   #features: bigint | undefined;
   #writeback: boolean | undefined;
   #refusals = 0;
+  #closing = false;
   readonly #ring: Vring = {
     num: 0,
     base: 0,
@@ -181,8 +214,12 @@ export class VhostUserBlkSession {
     }
   }
 
-  /** Ends the session as if the front-end had closed the connection. */
+  /**
+   * Ends the session as if the front-end had closed the connection (a ring
+   * stop waiting for the medium gives up: see the module comment).
+   */
   close(): void {
+    this.#closing = true;
     this.#connection.shutdown();
   }
 
@@ -421,8 +458,13 @@ export class VhostUserBlkSession {
     const wasRunning = ring.running;
     if (wasRunning) {
       // The ring restarts where it stopped, so what it took must complete first.
-      await this.#settle();
-      ring.base = this.#device.disableQueue(0);
+      if (!(await this.#settle())) {
+        // The connection ended meanwhile: the teardown stops the ring; the new regions go.
+        const current = new Set(this.#table.regions);
+        table.regions.filter((region) => !current.has(region)).forEach(unmapRegion);
+        throw new Error("the connection ended while requests were in flight");
+      }
+      ring.base = await this.#device.stopQueue(0);
       ring.running = false;
     }
     await this.#device.close();
@@ -449,7 +491,12 @@ export class VhostUserBlkSession {
   }
 
   #interruptHandle(): EventFdInterruptHandle {
-    return { kind: "eventfd", call: [this.#call.fd], err: [this.#err.fd] };
+    return {
+      kind: "eventfd",
+      call: [this.#call.fd],
+      err: [this.#err.fd],
+      signal: kernelSignalHandle(),
+    };
   }
 
   // ---- the vring -------------------------------------------------------------
@@ -576,7 +623,9 @@ export class VhostUserBlkSession {
 
   /**
    * GET_VRING_BASE: stops the ring (its kick fd is closed) and returns the
-   * next available index it would have taken (§9.2). Memory stays mapped.
+   * next available index it would have taken (§9.2), once every request it
+   * took has completed. Memory stays mapped. When the connection ends during
+   * the wait, the ring is left to the teardown (and the answer is moot).
    */
   async #stopRing(): Promise<number> {
     const ring = this.#ring;
@@ -584,8 +633,8 @@ export class VhostUserBlkSession {
     ring.kick = undefined;
     await kick?.stop();
     if (ring.running) {
-      await this.#settle();
-      ring.base = this.#device.disableQueue(0);
+      if (!(await this.#settle())) return ring.base;
+      ring.base = await this.#device.stopQueue(0);
       ring.running = false;
     }
     ring.enabled = false;
@@ -593,41 +642,83 @@ export class VhostUserBlkSession {
   }
 
   /**
-   * Stops taking requests off the ring and lets those already taken
-   * complete before the queue is disabled (which abandons what is still in
-   * flight): QEMU restarts a stopped ring at the base we report
-   * (`stop`/`cont`), so a request counted as taken but never completed
-   * would hang the guest. Bounded, because a medium can hang.
+   * Stops taking requests off the ring and waits until those already taken
+   * have completed, without a time limit and without blocking the event
+   * loop (see the module comment for why there is no limit). Returns false,
+   * with requests still in flight, when the session ends meanwhile
+   * ({@linkcode close} or the front end hung up).
    */
-  async #settle(): Promise<void> {
+  async #settle(): Promise<boolean> {
     const queue = this.#device.queue(0);
     // Without the pause a worker could take one more between the last look and the disable.
     queue.pause();
-    const deadline = Date.now() + STOP_SETTLE_MS;
-    while (queue.inFlight > 0 && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 1));
+    const started = Date.now();
+    let logged = false;
+    let delay = 1;
+    while (queue.inFlight > 0) {
+      if (this.#closing || await this.#connection.peerClosed()) return false;
+      if (!logged && Date.now() - started >= SLOW_STOP_LOG_MS) {
+        logged = true;
+        this.#options.log(
+          `vhost-user: stopping the ring waits for ${queue.inFlight} request(s) on the medium`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(2 * delay, SETTLE_POLL_MAX_MS);
     }
+    return true;
   }
 
   async #teardown(): Promise<void> {
     const log = this.#options.log;
-    await this.#stopRing().catch((error) =>
-      log(`vhost-user: stopping the ring: ${describe(error)}`)
+    const ring = this.#ring;
+    const kick = ring.kick;
+    ring.kick = undefined;
+    ring.running = false;
+    await kick?.stop().catch((error) =>
+      log(`vhost-user: stopping the kick fd: ${describe(error)}`)
     );
-    await this.#device.close().catch((error) =>
-      log(`vhost-user: closing the device: ${describe(error)}`)
-    );
-    this.#memory.detach();
-    for (const region of this.#table.regions) {
-      try {
-        unmapRegion(region);
-      } catch (error) {
-        log(`vhost-user: unmapping guest memory: ${describe(error)}`);
-      }
-    }
+    // The front end is gone: requests not started are dropped by the close;
+    // those running must finish before their memory is unmapped and their
+    // interrupt fds are closed (a late signal must not reach a reused number).
+    const device = this.#device;
+    const memory = this.#memory;
+    const regions = this.#table.regions;
     this.#table = new RegionTable();
-    this.#call.close();
-    this.#err.close();
+    const release = () => {
+      memory.detach();
+      for (const region of regions) {
+        try {
+          unmapRegion(region);
+        } catch (error) {
+          log(`vhost-user: unmapping guest memory: ${describe(error)}`);
+        }
+      }
+      this.#call.close();
+      this.#err.close();
+    };
+    const closed = device.close().then(
+      () => true,
+      (error) => {
+        log(`vhost-user: closing the device: ${describe(error)}`);
+        return true;
+      },
+    );
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const graceOver = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), END_GRACE_MS);
+    });
+    const inTime = await Promise.race([closed, graceOver]);
+    clearTimeout(timer);
+    if (inTime) {
+      release();
+    } else {
+      log(
+        "vhost-user: requests are still running on the medium after the front end left; " +
+          "their guest memory stays mapped until they finish",
+      );
+      void closed.then(release);
+    }
     this.#connection.close();
   }
 }

@@ -44,6 +44,28 @@ const Pollfd = { FD: 0, EVENTS: 4, REVENTS: 6, SIZE: 8 } as const;
 
 const FD_SIZE = 4;
 
+/**
+ * struct iocb (linux/aio_abi.h, little-endian x86-64): u64 aio_data; u32 aio_key;
+ * u32 aio_rw_flags; u16 aio_lio_opcode; s16 aio_reqprio; u32 aio_fildes; u64 aio_buf;
+ * u64 aio_nbytes; s64 aio_offset; u64 aio_reserved2; u32 aio_flags; u32 aio_resfd.
+ */
+const Iocb = {
+  OPCODE: 16,
+  FILDES: 20,
+  BUF: 24,
+  NBYTES: 32,
+  OFFSET: 40,
+  FLAGS: 56,
+  RESFD: 60,
+  SIZE: 64,
+} as const;
+
+/** struct io_event: u64 data; u64 obj; s64 res; s64 res2. */
+const IO_EVENT_SIZE = 32;
+
+/** struct timespec: s64 tv_sec; s64 tv_nsec. */
+const TIMESPEC_SIZE = 16;
+
 function cmsgAlign(length: number): number {
   return (length + 7) & ~7;
 }
@@ -74,6 +96,62 @@ export function sockaddrUn(path: string): { bytes: Uint8Array<ArrayBuffer>; leng
   new DataView(bytes.buffer).setUint16(SockaddrUn.FAMILY, Sys.AF_UNIX, true);
   bytes.set(encoded, SockaddrUn.PATH);
   return { bytes, length: SockaddrUn.PATH + encoded.length + 1 };
+}
+
+/** The address of a buffer, for a pointer argument passed as an integer (raw syscalls). */
+export function bufferAddress(bytes: Uint8Array): bigint {
+  return addressOf(bytes);
+}
+
+/** A `struct iovec` describing all of `data`, for preadv2 (keep `data` alive while it is used). */
+export function singleIovec(data: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(Iovec.SIZE);
+  const view = new DataView(bytes.buffer);
+  view.setBigUint64(Iovec.BASE, addressOf(data), true);
+  view.setBigUint64(Iovec.LEN, BigInt(data.length), true);
+  return bytes;
+}
+
+/**
+ * One Linux AIO control block that reads 0 bytes from `source` and, when
+ * that completes, has the kernel add 1 to the eventfd set with
+ * {@linkcode AioSignalBlock.target} (IOCB_FLAG_RESFD), plus the array of
+ * one pointer io_submit takes, the event buffer io_getevents fills and a
+ * zero timeout. Reused for every submission on one thread.
+ */
+export class AioSignalBlock {
+  /** The `struct iocb *[1]` io_submit takes. */
+  readonly pointers: Uint8Array<ArrayBuffer> = new Uint8Array(8);
+  /** Room for `events` `struct io_event`s, for io_getevents. */
+  readonly events: Uint8Array<ArrayBuffer>;
+  /** How many events {@linkcode events} holds. */
+  readonly eventCapacity: number;
+  /** A zero `struct timespec`: io_getevents returns at once. */
+  readonly noWait: Uint8Array<ArrayBuffer> = new Uint8Array(TIMESPEC_SIZE);
+  readonly #iocb: Uint8Array<ArrayBuffer> = new Uint8Array(Iocb.SIZE);
+  readonly #view = new DataView(this.#iocb.buffer);
+  readonly #sink = new Uint8Array(8);
+
+  /**
+   * @param source an fd whose 0-byte read completes at once (/dev/zero)
+   * @param events how many completions one io_getevents call may reap
+   */
+  constructor(source: number, events: number) {
+    this.eventCapacity = events;
+    this.events = new Uint8Array(events * IO_EVENT_SIZE);
+    this.#view.setUint16(Iocb.OPCODE, Sys.IOCB_CMD_PREAD, true);
+    this.#view.setUint32(Iocb.FILDES, source, true);
+    this.#view.setBigUint64(Iocb.BUF, addressOf(this.#sink), true);
+    this.#view.setBigUint64(Iocb.NBYTES, 0n, true);
+    this.#view.setBigInt64(Iocb.OFFSET, 0n, true);
+    this.#view.setUint32(Iocb.FLAGS, Sys.IOCB_FLAG_RESFD, true);
+    new DataView(this.pointers.buffer).setBigUint64(0, addressOf(this.#iocb), true);
+  }
+
+  /** Points the completion signal at eventfd `fd`. */
+  set target(fd: number) {
+    this.#view.setUint32(Iocb.RESFD, fd, true);
+  }
 }
 
 /** A buffer for fstat to fill. */
@@ -176,13 +254,16 @@ export class PollSet {
   readonly bytes: Uint8Array<ArrayBuffer>;
   readonly #view: DataView;
 
-  /** @param fds the fds to watch for POLLIN, in order */
-  constructor(fds: readonly number[]) {
+  /**
+   * @param fds the fds to watch, in order
+   * @param events what to watch each for (default POLLIN; POLLHUP and POLLERR always count)
+   */
+  constructor(fds: readonly number[], events: readonly number[] = []) {
     this.bytes = new Uint8Array(fds.length * Pollfd.SIZE);
     this.#view = new DataView(this.bytes.buffer);
     fds.forEach((fd, i) => {
       this.#view.setInt32(i * Pollfd.SIZE + Pollfd.FD, fd, true);
-      this.#view.setInt16(i * Pollfd.SIZE + Pollfd.EVENTS, Sys.POLLIN, true);
+      this.#view.setInt16(i * Pollfd.SIZE + Pollfd.EVENTS, events[i] ?? Sys.POLLIN, true);
     });
   }
 

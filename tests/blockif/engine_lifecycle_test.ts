@@ -42,5 +42,11 @@ Deno.test("close() twice: the second waits for the first, and both resolve", asy
     engine: workerEngine({ workers: 2 }),
   });
   await disk.device.ready();
-  await Promise.all([disk.close(), disk.close()]);
+  let firstDone = false;
+  let secondSawFirstDone: boolean | undefined;
+  const first = disk.close().then(() => void (firstDone = true));
+  const second = disk.close().then(() => void (secondSawFirstDone = firstDone));
+  await Promise.all([first, second]);
+  assert.equal(firstDone, true, "the first close resolved");
+  assert.equal(secondSawFirstDone, true, "the second resolved only once the first had");
 });

@@ -63,6 +63,8 @@ export interface FakeOptions {
   memoryBytes?: number;
   /** The front-end's "user address" of guest memory (QEMU's mmap address). */
   userBase?: bigint;
+  /** Seal the memory file against shrinking and growing, as QEMU does (default true). */
+  sealed?: boolean;
 }
 
 /** A front-end speaking vhost-user to a back end over a socket. */
@@ -88,7 +90,9 @@ export class FakeFrontEnd {
     this.connection = connection;
     this.memoryBytes = options.memoryBytes ?? 1 << 20;
     this.userBase = options.userBase ?? 0x7f3a_0000_0000n;
-    this.memfd = createMemoryFile("fake-guest-ram", this.memoryBytes);
+    this.memfd = createMemoryFile("fake-guest-ram", this.memoryBytes, {
+      sealed: options.sealed ?? true,
+    });
     this.mapping = mapShared(this.memfd, this.memoryBytes);
     const buffer = Deno.UnsafePointerView.getArrayBuffer(
       Deno.UnsafePointer.create(this.mapping.address)!,
@@ -297,6 +301,16 @@ export class FakeFrontEnd {
     this.#nextAvail = (this.#nextAvail + 1) & 0xffff;
     this.view.setUint16(avail + AvailRing.IDX, this.#nextAvail, true);
     return { head, status };
+  }
+
+  /**
+   * How many requests the device has taken off the ring, as it tells the
+   * driver at the end of each drain pass with EVENT_IDX (used->avail_event,
+   * virtio 1.2 §2.7.10).
+   */
+  takenByDevice(): number {
+    const { used } = this.ringAddresses();
+    return this.view.getUint16(used + UsedRing.availEvent(RING_SIZE), true);
   }
 
   /** Signals the kick eventfd. */

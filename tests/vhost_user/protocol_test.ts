@@ -9,7 +9,8 @@ import { MemoryBackend } from "../../src/backend/memory_backend.ts";
 import type { EngineFactory } from "../../src/blk/engine.ts";
 import { BlkFeature, RequestStatus, RequestType } from "../../src/blk/spec.ts";
 import { workerEngine } from "../../src/blockif/worker_engine.ts";
-import { closeFd } from "../../src/vhost_user/libc.ts";
+import { drainEventFd } from "../../src/vhost_user/eventfd.ts";
+import { closeFd, cString, libc, Sys } from "../../src/vhost_user/libc.ts";
 import { createMemoryFile } from "../../src/vhost_user/mapping.ts";
 import {
   decodeConfig,
@@ -195,9 +196,29 @@ Deno.test("vhost-user: without CONFIGURE_MEM_SLOTS, SET_MEM_TABLE at every start
         assert.equal(server.session?.regions.length, 1, "one region mapped, not one per start");
         assert.equal(await fe.stopRing(), 1);
       }
-      // CONFIG only (mask 0x200): SET_MEM_TABLE without NEED_REPLY.
     } finally {
       fe.close();
+    }
+    // CONFIG only (mask 0x200): no REPLY_ACK, so SET_MEM_TABLE comes without NEED_REPLY and
+    // gets no reply at all (the next message read must be the GET_VRING_BASE answer).
+    const plain = FakeFrontEnd.connect(server.socketPath);
+    try {
+      const { protocol } = await plain.handshake(bit(ProtocolFeature.CONFIG));
+      assert.equal(protocol, bit(ProtocolFeature.CONFIG));
+      for (let start = 0; start < 2; start++) {
+        plain.ringBase = 0x1_0000 * (start + 1);
+        await plain.startRing({
+          features: QemuFeatures.LINUX_MODERN,
+          memory: "table",
+          acked: false,
+        });
+        const done = await plain.request(RequestType.IN, start, { gpa: DATA_BUFFER, length: 512 });
+        assert.equal(done.status, RequestStatus.OK);
+        assert.equal(server.session?.regions.length, 1);
+        assert.equal(await plain.stopRing(), 1, "answered: no stray ack came before it");
+      }
+    } finally {
+      plain.close();
     }
   });
 });
@@ -218,7 +239,9 @@ Deno.test("vhost-user: SET_VRING_CALL replaces the call fd; interrupts go to the
       try {
         const done = await fe.request(RequestType.IN, 1, { gpa: DATA_BUFFER, length: 512 });
         assert.equal(done.status, RequestStatus.OK);
-        assert.equal(await fe.interrupted(old, 50), false, "the replaced call fd stays quiet");
+        // The in-process engine signals before the request is seen complete: whatever the
+        // back end sent the old fd is in its counter by now. Read without waiting.
+        assert.equal(drainEventFd(old), 0, "the replaced call fd stays quiet");
       } finally {
         closeFd(old);
       }
@@ -271,7 +294,16 @@ Deno.test("vhost-user: unknown and malformed requests are refused with a failing
         await fe.acked(Request.SET_VRING_NUM, new Uint8Array([0, 0, 0, 0, 0, 0x80, 0, 0])),
         0n,
       );
-      assert.ok(logs.length >= 3, "each refusal is logged");
+      for (
+        const line of [
+          /request 34 refused: not supported/,
+          /request 2 refused/,
+          /queue size 32768 refused/,
+          /request 8 refused/,
+        ]
+      ) {
+        assert.ok(logs.some((logged) => line.test(logged)), `logged: ${line} in ${logs}`);
+      }
       assert.equal((await fe.getU64(Request.GET_FEATURES)) !== 0n, true, "still serving");
     } finally {
       fe.close();
@@ -412,38 +444,41 @@ Deno.test("vhost-user: a region reaching past the end of its memory file is refu
   });
 });
 
-Deno.test("vhost-user (worker engine): a memory table change while requests are in flight loses none of them", async () => {
-  await withServer(async ({ server }) => {
-    const fe = FakeFrontEnd.connect(server.socketPath, { memoryBytes: 8 << 20 });
-    const extra = createMemoryFile("hotplugged-guest-ram", 1 << 20);
+Deno.test("vhost-user: a memory file not sealed against shrinking is refused, and the log says how to give QEMU one", async () => {
+  await withServer(async ({ server, logs, dir }) => {
+    const fe = FakeFrontEnd.connect(server.socketPath);
+    const unsealed = createMemoryFile("unsealed-guest-ram", 1 << 20, { sealed: false });
+    // What memory-backend-file hands over: a plain file (on /dev/shm, tmpfs won't seal it).
+    const path = `${dir}/guest-ram`;
+    await Deno.writeFile(path, new Uint8Array(1 << 20));
+    const plainFile = libc().open(cString(path), Sys.O_RDWR | Sys.O_CLOEXEC);
+    assert.ok(plainFile >= 0);
     try {
       await fe.handshake();
+      assert.notEqual(
+        await fe.acked(Request.ADD_MEM_REG, encodeSingleRegion(fe.region()), [unsealed]),
+        0n,
+        "an unsealed memfd is refused",
+      );
+      assert.notEqual(
+        await fe.acked(Request.SET_MEM_TABLE, encodeMemoryTable([fe.region()]), [plainFile]),
+        0n,
+        "a file that cannot be sealed is refused",
+      );
+      assert.equal(server.session!.regions.length, 0, "nothing was mapped");
+      const refusals = logs.filter((line) => line.includes("not sealed against shrinking"));
+      assert.equal(refusals.length, 2, logs.join("\n"));
+      assert.ok(refusals.every((line) => line.includes("memory-backend-memfd")));
+      // QEMU's memfds are sealed: served as usual.
       await fe.startRing({ features: QemuFeatures.LINUX_MODERN, memory: "add" });
-      // Whole-disk reads, so that one worker is still busy when the new region arrives.
-      const requests = 40;
-      for (let i = 0; i < requests; i++) {
-        fe.post(RequestType.IN, 0, { gpa: DATA_BUFFER, length: DISK_BYTES });
-      }
-      fe.kickRing();
-      const queue = server.session!.device.queue(0);
-      await eventually(() => queue.inFlight > 0, "the device takes requests off the ring");
-      // Memory hot-plug (or any change of QEMU's RAM layout) while the ring runs.
-      const region = {
-        gpa: 16n << 20n,
-        size: 1n << 20n,
-        userAddress: fe.userBase + (16n << 20n),
-        mmapOffset: 0n,
-      };
-      assert.equal(await fe.acked(Request.ADD_MEM_REG, encodeSingleRegion(region), [extra]), 0n);
-      const base = await fe.stopRing();
-      assert.equal(base, requests, "every request was taken off the ring");
-      const used = fe.takeUsed();
-      assert.equal(used.length, requests, "every request taken off the ring was completed");
+      const done = await fe.request(RequestType.IN, 0, { gpa: DATA_BUFFER, length: 512 });
+      assert.equal(done.status, RequestStatus.OK);
     } finally {
-      closeFd(extra);
+      closeFd(unsealed);
+      closeFd(plainFile);
       fe.close();
     }
-  }, { engine: workerEngine({ workers: 1 }) });
+  });
 });
 
 /**
