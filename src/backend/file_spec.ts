@@ -111,6 +111,7 @@ export function describeFile(path: string, options: FileOptions = {}): FileBacke
     path: absolute,
     offset: window.offset,
     size: window.end - window.offset,
+    windowed: true,
     readOnly,
     io,
     direct,
