@@ -105,7 +105,10 @@ Deno.test("close: the error names the file a device serves", async () => {
   await disk.close();
   await assert.rejects(driver.read(0, 512), (error: unknown) => {
     assert.ok(error instanceof VirtioBlkError);
-    assert.equal(error.message, `virtio-blk device on ${path} is closed (its registers read all ones)`);
+    assert.equal(
+      error.message,
+      `virtio-blk device on ${path} is closed (its registers read all ones)`,
+    );
     return true;
   });
 });
