@@ -147,6 +147,16 @@ const cases: Case[] = [
     message: /unknown job "dance"/,
   },
   {
+    name: "an output format fio has and we do not",
+    args: (d) => ["--output-format=terse", "-s", `9,virtio-blk,${d}/a.img`],
+    message: /--output-format=terse: expected json or normal$/,
+  },
+  {
+    name: "--json and fio's --output-format=normal together",
+    args: (d) => ["--json", "--output-format=normal", "-s", `9,virtio-blk,${d}/a.img`],
+    message: /--json contradicts --output-format=normal$/,
+  },
+  {
     name: "unknown command-line option",
     args: () => ["--bogus"],
     message: /Unknown option '--bogus'/,
