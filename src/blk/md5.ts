@@ -7,73 +7,8 @@
  * @module
  */
 
-/** Per-round left rotations (RFC 1321 §3.4). */
-const SHIFTS = [
-  7,
-  12,
-  17,
-  22,
-  7,
-  12,
-  17,
-  22,
-  7,
-  12,
-  17,
-  22,
-  7,
-  12,
-  17,
-  22,
-  5,
-  9,
-  14,
-  20,
-  5,
-  9,
-  14,
-  20,
-  5,
-  9,
-  14,
-  20,
-  5,
-  9,
-  14,
-  20,
-  4,
-  11,
-  16,
-  23,
-  4,
-  11,
-  16,
-  23,
-  4,
-  11,
-  16,
-  23,
-  4,
-  11,
-  16,
-  23,
-  6,
-  10,
-  15,
-  21,
-  6,
-  10,
-  15,
-  21,
-  6,
-  10,
-  15,
-  21,
-  6,
-  10,
-  15,
-  21,
-];
+/** Left rotations: four per round, used in turn (RFC 1321 §3.4). */
+const SHIFTS = [[7, 12, 17, 22], [5, 9, 14, 20], [4, 11, 16, 23], [6, 10, 15, 21]];
 
 /** T[i] = floor(2^32 × |sin(i + 1)|) (RFC 1321 §3.4). */
 const SINES = Array.from(
@@ -119,10 +54,11 @@ export function md5(input: string | Uint8Array): Uint8Array {
         g = (7 * i) & 15;
       }
       const sum = (a + f + SINES[i] + m[g]) | 0;
+      const shift = SHIFTS[i >>> 4][i & 3];
       a = d;
       d = c;
       c = b;
-      b = (b + ((sum << SHIFTS[i]) | (sum >>> (32 - SHIFTS[i])))) | 0;
+      b = (b + ((sum << shift) | (sum >>> (32 - shift)))) | 0;
     }
     a0 = (a0 + a) | 0;
     b0 = (b0 + b) | 0;

@@ -5,15 +5,13 @@
  */
 
 import assert from "node:assert/strict";
-import { MemoryBackend } from "../../src/backend/memory_backend.ts";
 import { describeFile } from "../../src/backend/file_spec.ts";
-import { InlineEngine } from "../../src/blk/inline_engine.ts";
-import { createVirtioBlkPci, type VirtioBlkPci } from "../../src/dm/virtio_blk_pci.ts";
+import { workerEngine } from "../../src/blockif/worker_engine.ts";
+import type { VirtioBlkPci } from "../../src/dm/virtio_blk_pci.ts";
 import { VirtioBlkError } from "../../src/errors.ts";
 import { GuestAllocator } from "../../src/guest/allocator.ts";
 import { DirectRegisters, InterruptLine } from "../../src/guest/io.ts";
 import { VirtioBlkDriver } from "../../src/guest/virtio_blk_driver.ts";
-import { SharedGuestMemory } from "../../src/memory/shared_memory.ts";
 import { TempDir } from "../backend/file_fixtures.ts";
 import { harness } from "../helpers/harness.ts";
 
@@ -28,28 +26,20 @@ function closedError(disk: VirtioBlkPci) {
 }
 
 Deno.test("close: the README's set-up (blockif workers) fails every later request as CLOSED", async () => {
-  const memory = SharedGuestMemory.allocate(16 << 20);
-  const disk = createVirtioBlkPci(memory, { backend: MemoryBackend.create(1 << 20) });
-  await disk.device.ready();
-  const allocator = new GuestAllocator(0x1000, memory.size);
-  const driver = VirtioBlkDriver.init({
-    memory,
-    registers: new DirectRegisters(disk.pci),
-    interrupt: new InterruptLine(disk.transport.buffer),
-    allocator,
-  });
-  await driver.write(0, new Uint8Array(512).fill(7));
-  const free = allocator.available;
-  await disk.close();
+  const h = harness({ device: { engine: workerEngine() } });
+  await h.disk.device.ready();
+  await h.driver.write(0, new Uint8Array(512).fill(7));
+  const free = h.allocator.available;
+  await h.close();
 
-  assert.match(disk.pci.name, /^virtio-blk device on RAM disk [0-9a-f]{16}$/);
-  await assert.rejects(driver.read(0, 512), closedError(disk));
-  assert.equal(driver.closed, true);
-  await assert.rejects(driver.write(0, new Uint8Array(512)), closedError(disk));
-  await assert.rejects(driver.flush(), closedError(disk));
-  await assert.rejects(driver.getId(), closedError(disk));
-  assert.throws(() => driver.submit(0, 0), closedError(disk));
-  assert.equal(allocator.available, free, "the failed requests freed their buffers");
+  assert.match(h.disk.pci.name, /^virtio-blk device on RAM disk [0-9a-f]{16}$/);
+  await assert.rejects(h.driver.read(0, 512), closedError(h.disk));
+  assert.equal(h.driver.closed, true);
+  await assert.rejects(h.driver.write(0, new Uint8Array(512)), closedError(h.disk));
+  await assert.rejects(h.driver.flush(), closedError(h.disk));
+  await assert.rejects(h.driver.getId(), closedError(h.disk));
+  assert.throws(() => h.driver.submit(0, 0), closedError(h.disk));
+  assert.equal(h.allocator.available, free, "the failed requests freed their buffers");
 });
 
 Deno.test("close: a request the device has not taken yet fails as CLOSED when it closes", async () => {
@@ -91,19 +81,9 @@ Deno.test("close: a driver started on a closed function fails at once as CLOSED"
 Deno.test("close: the error names the file a device serves", async () => {
   using dir = new TempDir();
   const path = dir.file("named.img", 64 * 1024);
-  const memory = SharedGuestMemory.allocate(4 << 20);
-  const disk = createVirtioBlkPci(memory, {
-    backend: describeFile(path),
-    engine: (context) => new InlineEngine(context),
-  });
-  const driver = VirtioBlkDriver.init({
-    memory,
-    registers: new DirectRegisters(disk.pci),
-    interrupt: new InterruptLine(disk.transport.buffer),
-    allocator: new GuestAllocator(0x1000, memory.size),
-  });
-  await disk.close();
-  await assert.rejects(driver.read(0, 512), (error: unknown) => {
+  const h = harness({ device: { backend: describeFile(path) } });
+  await h.close();
+  await assert.rejects(h.driver.read(0, 512), (error: unknown) => {
     assert.ok(error instanceof VirtioBlkError);
     assert.equal(
       error.message,

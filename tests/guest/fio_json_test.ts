@@ -10,6 +10,7 @@ import { runLoad } from "../../src/guest/jobs/load.ts";
 import { parseLoadOptions } from "../../src/guest/jobs/load_options.ts";
 import { loadResultJson } from "../../src/guest/jobs/report.ts";
 import { harness, MiB } from "../helpers/harness.ts";
+import { jsonType } from "../helpers/json_type.ts";
 import { needsTools } from "../helpers/skip.ts";
 import { TempDir } from "./tools.ts";
 
@@ -29,10 +30,6 @@ const OURS = new Set([
   "jobs.*.trim.errors",
 ]);
 
-function typeOf(value: unknown): string {
-  return value === null ? "null" : Array.isArray(value) ? "array" : typeof value;
-}
-
 /** Checks every field of `ours` against `theirs`, recursively; returns the paths compared. */
 function assertFioShape(ours: unknown, theirs: unknown, path: string[], seen: string[]): void {
   const name = path.join(".");
@@ -42,9 +39,9 @@ function assertFioShape(ours: unknown, theirs: unknown, path: string[], seen: st
     return;
   }
   assert.notEqual(theirs, undefined, `fio has no ${name}`);
-  assert.equal(typeOf(ours), typeOf(theirs), `type of ${name}`);
+  assert.equal(jsonType(ours), jsonType(theirs), `type of ${name}`);
   seen.push(name);
-  if (typeOf(ours) === "object" || typeOf(ours) === "array") {
+  if (jsonType(ours) === "object" || jsonType(ours) === "array") {
     for (const [key, value] of Object.entries(ours as Record<string, unknown>)) {
       assertFioShape(value, (theirs as Record<string, unknown>)[key], [...path, key], seen);
     }

@@ -14,6 +14,7 @@ import {
   partitionsUnavailable,
 } from "../backend/file_fixtures.ts";
 import { harness, MiB } from "../helpers/harness.ts";
+import { jsonType } from "../helpers/json_type.ts";
 import { needsTools, skipWhen } from "../helpers/skip.ts";
 import { blkid, makeImage, mkfsInside, run, sfdisk, TempDir } from "./tools.ts";
 
@@ -37,11 +38,6 @@ const OURS = [
   "children",
 ];
 
-/** JSON's type of a value, arrays told apart from objects. */
-function typeOf(value: unknown): string {
-  return value === null ? "null" : Array.isArray(value) ? "array" : typeof value;
-}
-
 /** `lsblk --json --bytes -O` of `device`. */
 async function realLsblk(device: string): Promise<LsblkJsonDevice> {
   return JSON.parse(await run("lsblk", ["--json", "--bytes", "-O", device])).blockdevices[0];
@@ -64,10 +60,10 @@ function assertLsblkShape(ours: LsblkJsonDevice, theirs: LsblkJsonDevice, what: 
       continue;
     }
     assert.ok(key in theirs, `${what}: lsblk has no field ${key}`);
-    const expected = typeOf(theirs[key]);
+    const expected = jsonType(theirs[key]);
     // lsblk reads some fields from udev, which this machine may lack: then null.
     if (expected !== "null" && value !== null) {
-      assert.equal(typeOf(value), expected, `${what}: type of ${key}`);
+      assert.equal(jsonType(value), expected, `${what}: type of ${key}`);
     }
   }
 }
