@@ -90,6 +90,7 @@ async function compare(image: string): Promise<void> {
     [ours.size, ours.rm, ours.ro, ours["log-sec"], ours["phy-sec"], ours.mountpoints],
     [theirs.size, theirs.rm, theirs.ro, theirs["log-sec"], theirs["phy-sec"], theirs.mountpoints],
   );
+  assert.equal("children" in ours, "children" in theirs, "children only when there are some");
   const real = theirs.children ?? [];
   assert.equal(children.length, real.length, "one child for each partition the kernel made");
   for (const [i, child] of children.entries()) {

@@ -341,35 +341,38 @@ export function lsblkJson(rows: readonly LsblkRow[]): { blockdevices: LsblkJsonD
         features: row.features,
         ...filesystemDetailsJson(row.probe.filesystem),
         notes: row.probe.notes,
-        children: row.probe.partitions.map((p) => {
-          const name = `${row.name}${p.index}`;
-          return {
-            name,
-            "maj:min": devt(p.index),
-            ...common,
-            size: p.extended ? extendedSize(p.size, row.logicalBlockSize) : p.size,
-            type: "part",
-            kname: name,
-            path: `/dev/${name}`,
-            pkname: row.name,
-            start: p.offset / 512,
-            ...sectors,
-            ...table,
-            // blkid writes an MBR type as C's "0x%x": 0x83, 0x5.
-            parttype: row.probe.table?.kind === "mbr"
-              ? `0x${parseInt(p.type, 16).toString(16)}`
-              : p.type,
-            parttypename: p.typeName ?? null,
-            // blkid sets no PART_ENTRY_NAME for an empty name.
-            partlabel: p.name === undefined || p.name === "" ? null : p.name,
-            partuuid: p.uuid ??
-              (row.probe.table?.kind === "mbr"
-                ? `${table.ptuuid}-${p.index.toString(16).padStart(2, "0")}`
-                : null),
-            partflags: p.flags ?? null,
-            ...filesystemJson(p.filesystem),
-            ...filesystemDetailsJson(p.filesystem),
-          };
+        // lsblk leaves `children` out of a device that has none.
+        ...(row.probe.partitions.length === 0 ? {} : {
+          children: row.probe.partitions.map((p) => {
+            const name = `${row.name}${p.index}`;
+            return {
+              name,
+              "maj:min": devt(p.index),
+              ...common,
+              size: p.extended ? extendedSize(p.size, row.logicalBlockSize) : p.size,
+              type: "part",
+              kname: name,
+              path: `/dev/${name}`,
+              pkname: row.name,
+              start: p.offset / 512,
+              ...sectors,
+              ...table,
+              // blkid writes an MBR type as C's "0x%x": 0x83, 0x5.
+              parttype: row.probe.table?.kind === "mbr"
+                ? `0x${parseInt(p.type, 16).toString(16)}`
+                : p.type,
+              parttypename: p.typeName ?? null,
+              // blkid sets no PART_ENTRY_NAME for an empty name.
+              partlabel: p.name === undefined || p.name === "" ? null : p.name,
+              partuuid: p.uuid ??
+                (row.probe.table?.kind === "mbr"
+                  ? `${table.ptuuid}-${p.index.toString(16).padStart(2, "0")}`
+                  : null),
+              partflags: p.flags ?? null,
+              ...filesystemJson(p.filesystem),
+              ...filesystemDetailsJson(p.filesystem),
+            };
+          }),
         }),
       };
     }),
