@@ -22,6 +22,7 @@ export const SYSTEM_TOOLS = {
   "debugfs": "e2fsprogs",
   "e2fsck": "e2fsprogs",
   "blkid": "util-linux",
+  "lsblk": "util-linux",
   "sfdisk": "fdisk",
   "fdisk": "fdisk",
   "losetup": "mount",

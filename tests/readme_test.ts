@@ -20,6 +20,10 @@ Deno.test("the README's library example runs and prints what it wrote", async ()
     assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
     assert.match(stdout, /Uint8Array\(512\) \[\s+7, 7, 7/);
     assert.match(stdout, /ACRN--[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}/);
+    assert.match(
+      stdout,
+      /CLOSED virtio-blk device on RAM disk [0-9a-f]{16} is closed \(its registers read all ones\)/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

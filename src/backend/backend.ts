@@ -56,6 +56,12 @@ export interface FileBackendSpec {
   readonly offset: number;
   /** Bytes the device exposes. */
   readonly size: number;
+  /**
+   * Whether `range=` chose the window (`offset`, `size`); absent or false:
+   * the device shows the whole file, at the size it had when described.
+   * A window is part of the medium's name (`src/backend/medium_name.ts`).
+   */
+  readonly windowed?: boolean;
   /** `ro`: opened read-only, writes refused (the device then offers VIRTIO_BLK_F_RO). */
   readonly readOnly: boolean;
   /** Which I/O implementation each thread opens. */

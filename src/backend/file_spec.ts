@@ -25,6 +25,7 @@ import { isDeno } from "../runtime/is_deno.ts";
 import type { FileBackendSpec } from "./backend.ts";
 import { isReadOnlyDevice, probeDeviceSize, seekDeviceSize } from "./block_device.ts";
 import { errnoName, errorText, openFailure, type OpenPurpose } from "./file_errors.ts";
+import { notRawMessage, readImageFormat } from "./image_format.ts";
 import { validateSectorSize } from "./sector_size.ts";
 
 /** The bytes a device shows must be whole virtio sectors (§5.2.4: capacity counts 512 bytes). */
@@ -67,8 +68,9 @@ export interface FileOptions {
  * @throws {VirtioBlkError} `INVALID_CONFIG` for a bad option (sector size,
  * range shape, a range outside the file, an unusable `io`), and
  * `BAD_BACKING_FILE` for a file that cannot back a device (missing, a
- * directory or other non-regular file, empty, size not a multiple of 512,
- * not writable without `ro`, no O_DIRECT support with `nocache`)
+ * directory or other non-regular file, a qcow2, VMDK, VHDX, VDI, VHD or QED
+ * image (see `image_format.ts`), empty, size not a multiple of 512, not
+ * writable without `ro`, no O_DIRECT support with `nocache`)
  *
  * @example
  * ```ts
@@ -83,7 +85,7 @@ export function describeFile(path: string, options: FileOptions = {}): FileBacke
   const io = chooseIo(options.io, direct);
   const window = options.range === undefined ? undefined : rangeBytes(options.range, logical);
   const absolute = resolve(path);
-  const fileSize = inspectFile(absolute, readOnly, direct);
+  const fileSize = inspectFile(absolute, readOnly, direct, path);
 
   if (window === undefined) {
     if (fileSize === 0) {
@@ -111,6 +113,7 @@ export function describeFile(path: string, options: FileOptions = {}): FileBacke
     path: absolute,
     offset: window.offset,
     size: window.end - window.offset,
+    windowed: true,
     readOnly,
     io,
     direct,
@@ -170,9 +173,12 @@ function rangeBytes(
  * The type is checked with stat before anything is opened, so a FIFO or a
  * character device (a tape that rewinds on open) is never opened; the
  * descriptors are opened O_NONBLOCK and the inspected one is checked to be
- * the file that was stat'ed.
+ * the file that was stat'ed. A regular file must not be a non-raw image
+ * (its first and last 512 bytes are read); a block device is not read.
+ *
+ * @param given the path as the user gave it, for the message refusing an image
  */
-function inspectFile(path: string, readOnly: boolean, direct: boolean): number {
+function inspectFile(path: string, readOnly: boolean, direct: boolean, given: string): number {
   let info: fs.Stats;
   try {
     info = fs.statSync(path);
@@ -207,6 +213,10 @@ function inspectFile(path: string, readOnly: boolean, direct: boolean): number {
       );
     }
     size = info.isBlockDevice() ? blockDeviceSize(path, fd) : opened.size;
+    const format = info.isFile() ? readImageFormat(fd, size) : undefined;
+    if (format !== undefined) {
+      throw new VirtioBlkError("BAD_BACKING_FILE", notRawMessage(given, format));
+    }
   } finally {
     fs.closeSync(fd);
   }

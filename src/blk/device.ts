@@ -8,6 +8,7 @@
  */
 
 import type { BackendSpec } from "../backend/backend.ts";
+import { mediumName } from "../backend/medium_name.ts";
 import { backendSize } from "../backend/open_backend.ts";
 import { VirtioBlkError } from "../errors.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
@@ -39,7 +40,11 @@ export interface BlkDeviceOptions {
   readonly writeback?: boolean;
   /** The GET_ID serial (at most 20 printable ASCII characters). */
   readonly serial?: string;
-  /** The option string the default serial is derived from, as ACRN does. */
+  /**
+   * The option string the default serial is derived from, as ACRN does (the
+   * command line passes everything after `virtio-blk,`). Without it the
+   * medium's name is: a file's path and window, a RAM disk's own random name.
+   */
   readonly optionString?: string;
   /** Logical block size (`sectorsize=`), default 512. */
   readonly logicalBlockSize?: number;
@@ -81,6 +86,8 @@ export class VirtioBlkDevice implements VirtioDevice {
   readonly state: BlkState = new BlkState();
   /** The serial as GET_ID returns it. */
   readonly serial: Uint8Array;
+  /** What messages call the device: `virtio-blk device on <medium>`. */
+  readonly name: string;
   readonly #queueState: QueueStateBuffer;
   readonly #queue: SplitQueue;
   readonly #image: Uint8Array;
@@ -129,7 +136,9 @@ export class VirtioBlkDevice implements VirtioDevice {
     this.maxChain = Math.max(queueSize, segMax + 2);
     this.capacity = sizeBytes / SECTOR_SIZE;
     this.readOnly = options.backend.readOnly;
-    this.serial = serialBytes(options.serial ?? defaultSerial(options.optionString ?? ""));
+    const medium = mediumName(options.backend);
+    this.name = `virtio-blk device on ${medium}`;
+    this.serial = serialBytes(options.serial ?? defaultSerial(options.optionString ?? medium));
     this.#defaultWriteback = options.writeback ?? false;
     this.#image = buildConfigImage({
       sizeBytes,

@@ -5,18 +5,24 @@
  * Without a `serial=` option the serial is derived the way ACRN's
  * virtio_block.c does it: the MD5 digest of the device's option string,
  * printed as `ACRN--XXXX-XXXX-XXXX` from its first six bytes. The same
- * command line therefore always gives the same serial.
+ * command line therefore always gives the same serial. A device the library
+ * makes has no option string: its serial comes from its medium's name (a
+ * file's path and window, a RAM disk's own random name).
  *
  * @module
  */
 
-import { createHash } from "node:crypto";
 import { VirtioBlkError } from "../errors.ts";
+import { md5 } from "./md5.ts";
 import { ID_BYTES } from "./spec.ts";
 
-/** The serial a device with option string `options` gets by default. */
+/**
+ * The serial a device with option string `options` gets by default; a
+ * device made without one (by the library) passes its medium's name
+ * (`src/backend/medium_name.ts`) instead.
+ */
 export function defaultSerial(options: string): string {
-  const d = createHash("md5").update(options).digest();
+  const d = md5(options);
   const hex = (i: number) => d[i].toString(16).toUpperCase().padStart(2, "0");
   return `ACRN--${hex(0)}${hex(1)}-${hex(2)}${hex(3)}-${hex(4)}${hex(5)}`;
 }

@@ -61,6 +61,7 @@ const OPTIONS = {
   memory: { type: "string", short: "m" },
   job: { type: "string" },
   json: { type: "boolean" },
+  "output-format": { type: "string" },
   disk: { type: "string" },
   "vhost-user": { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -179,7 +180,14 @@ async function serveOverVhostUser(
       `--vhost-user serves one device: give exactly one -s (got ${slots.length})`,
     );
   }
-  const guestOnly = ["job", "json", "disk", "memory", ...Object.keys(LOAD_OPTION_DEFINITIONS)];
+  const guestOnly = [
+    "job",
+    "json",
+    "output-format",
+    "disk",
+    "memory",
+    ...Object.keys(LOAD_OPTION_DEFINITIONS),
+  ];
   const given = guestOnly.find((name) => values[name] !== undefined);
   if (given !== undefined) {
     throw new VirtioBlkError(
@@ -215,6 +223,7 @@ function parseJob(
   stop: StopFlag,
 ): UosJob {
   const kind = values.job ?? "lsblk";
+  const json = wantsJson(values);
   const loadOptionGiven = Object.keys(LOAD_OPTION_DEFINITIONS).some((name) =>
     values[name] !== undefined
   );
@@ -226,19 +235,35 @@ function parseJob(
           "load options (--rw, --bs, --disk, …) need --job load",
         );
       }
-      return { kind, json: values.json ?? false };
+      return { kind, json };
     case "load":
       return {
         kind,
         disk: values.disk ?? "vda",
         options: parseLoadOptions(values),
-        json: values.json ?? false,
+        json,
         progress,
         stop: stop.buffer,
       };
     default:
       throw new VirtioBlkError("INVALID_CONFIG", `unknown job "${kind}" (lsblk or load)`);
   }
+}
+
+/** `--json`, or fio's spelling of it and of the default: `--output-format=json|normal`. */
+function wantsJson(values: Readonly<Record<string, unknown>> & { json?: boolean }): boolean {
+  const format = values["output-format"];
+  if (format === undefined) return values.json ?? false;
+  if (format !== "json" && format !== "normal") {
+    throw new VirtioBlkError(
+      "INVALID_CONFIG",
+      `--output-format=${format}: expected json or normal`,
+    );
+  }
+  if (format === "normal" && values.json) {
+    throw new VirtioBlkError("INVALID_CONFIG", "--json contradicts --output-format=normal");
+  }
+  return format === "json";
 }
 
 /** `-m SIZE`, named in a message the way the user spelled it (`-m` or `--memory`). */

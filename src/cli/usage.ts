@@ -41,7 +41,10 @@ Options:
   -m, --memory SIZE    guest memory, 16M to 4G (default 256M)
       --job lsblk|load what the guest does: lsblk lists the disks (default);
                        load runs a fio-like load on one disk
-      --json           print the job's result as JSON
+      --json           print the job's result as JSON: lsblk's (lsblk --json
+                       --bytes) or fio's (fio --output-format=json) layout
+      --output-format json|normal
+                       fio's spelling: json is --json, normal the text form
       --vhost-user SOCKET
                        serve the one -s device over vhost-user-blk on SOCKET to
                        a VMM such as QEMU, instead of booting the built-in guest

@@ -23,7 +23,11 @@ export interface VirtioBlkPci {
   readonly device: VirtioBlkDevice;
   /** Status, ISR and interrupt words shared with data-plane threads and the guest. */
   readonly transport: TransportState;
-  /** Stops the device's engine and releases its threads and files. */
+  /**
+   * Stops the device's engine and releases its threads and files, then
+   * closes the function: a driver's requests, pending or later, fail with
+   * `VirtioBlkError` `CLOSED` naming the device (see `LegacyVirtioPci.close`).
+   */
   close(): Promise<void>;
 }
 
@@ -53,5 +57,11 @@ export function createVirtioBlkPci(
     handle: { kind: "transport", buffer: transport.buffer, line: transport.line },
   });
   const pci = new LegacyVirtioPci(device, transport, BLK_PCI_CLASS);
-  return { pci, device, transport, close: () => device.close() };
+  const close = async () => {
+    // The device first: once the function reads as closed a driver gives up
+    // its buffers, so no started request may still write into them.
+    await device.close();
+    pci.close();
+  };
+  return { pci, device, transport, close };
 }

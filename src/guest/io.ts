@@ -9,8 +9,13 @@
 
 import { TransportWord } from "../virtio/transport_state.ts";
 
+/** Period of the timer that keeps the runtime alive during an async wait (it never fires). */
+const KEEP_ALIVE_MS = 2 ** 30;
+
 /** Accesses to one device's register block (offsets relative to its BAR). */
 export interface RegisterAccess {
+  /** What messages call the device, when the accessor knows (a driver's errors name it). */
+  readonly name?: string;
   /** Reads `size` bytes at `offset` in the BAR (an IN); a bad access reads as all ones. */
   read(offset: number, size: 1 | 2 | 4): number;
   /** Writes the low `size` bytes of `value` at `offset` in the BAR (an OUT). */
@@ -26,10 +31,16 @@ export class DirectRegisters implements RegisterAccess {
    */
   constructor(
     readonly bar: {
+      readonly name?: string;
       ioRead(offset: number, size: number): number;
       ioWrite(offset: number, size: number, value: number): void;
     },
   ) {}
+
+  /** The function's name (`LegacyVirtioPci.name`), if it has one. */
+  get name(): string | undefined {
+    return this.bar.name;
+  }
 
   /** Calls the BAR's read handler directly. */
   read(offset: number, size: 1 | 2 | 4): number {
@@ -75,6 +86,16 @@ export class InterruptLine {
   /** Like {@linkcode waitSync} without blocking the thread. */
   async wait(seen: number, timeoutMs = Infinity): Promise<boolean> {
     const result = Atomics.waitAsync(this.#words, this.#index, seen, timeoutMs);
-    return (result.async ? await result.value : result.value) !== "timed-out";
+    if (!result.async) return result.value !== "timed-out";
+    // Neither Deno nor Node counts a pending waitAsync as work that keeps the
+    // program running: without a timer it would end (Node: exit 13) with the
+    // wait unanswered, and Deno then also drops the wake-up of a notify made
+    // on this same thread (an in-process device closing, or serving a kick).
+    const keepAlive = setInterval(() => {}, KEEP_ALIVE_MS);
+    try {
+      return (await result.value) !== "timed-out";
+    } finally {
+      clearInterval(keepAlive);
+    }
   }
 }

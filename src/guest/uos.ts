@@ -42,6 +42,8 @@ export interface JobOutput {
   print(text: string): void;
   /** Progress (stderr), a line that replaces the previous one. */
   progress(text: string): void;
+  /** The progress is over: its last line stays, and what comes next starts below it. */
+  endProgress?(): void;
 }
 
 /**
@@ -77,6 +79,7 @@ export function runJob(guest: GuestMachine, job: UosJob, output: JobOutput): Uos
           signal: job.stop === undefined ? undefined : new StopFlag(job.stop),
         },
       );
+      if (job.progress) output.endProgress?.();
       print(
         job.json
           ? JSON.stringify(loadResultJson(result, disk.name), null, 2)

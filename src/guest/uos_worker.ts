@@ -21,6 +21,7 @@ parent.onMessage((message) => {
     const result = runJob(guest, job, {
       print: (text) => post({ type: "stdout", text }),
       progress: (text) => post({ type: "stderr", text: `\r${text}\x1b[K` }),
+      endProgress: () => post({ type: "stderr", text: "\n" }),
     });
     post({ type: "done", result });
   } catch (error) {

@@ -11,6 +11,11 @@
  * device checks the guest: a used element for a head that is not in flight,
  * or a used index that runs ahead, is reported as a {@linkcode DeviceFault}.
  *
+ * A device that was closed (its function reads all ones, as a removed one
+ * does) fails every request still waiting and every later one with a
+ * `VirtioBlkError` `CLOSED` naming it: the driver learns it when it reads
+ * the ISR after an interrupt, and the close raises one.
+ *
  * Works in-process (direct register calls) and from a vCPU Worker (register
  * accesses through the device model's mailbox).
  *
@@ -41,6 +46,7 @@ import { DESCRIPTOR_SIZE } from "../virtio/spec.ts";
 import type { SharedGuestMemory } from "../memory/shared_memory.ts";
 import { ISR_CONFIG } from "../virtio/transport_state.ts";
 import { AdaptivePoll } from "../sync/adaptive_poll.ts";
+import { VirtioBlkError } from "../errors.ts";
 import type { GuestAllocator } from "./allocator.ts";
 import type { InterruptLine, RegisterAccess } from "./io.ts";
 
@@ -90,7 +96,11 @@ export interface DriverOptions {
   readonly indirect?: boolean;
   /** Accept EVENT_IDX when offered (default true). */
   readonly eventIdx?: boolean;
-  /** Read (and so acknowledge) the ISR after each interrupt, as INTx drivers must (default true). */
+  /**
+   * Read (and so acknowledge) the ISR after each interrupt, as INTx drivers
+   * must (default true). A driver that does not learns neither that the
+   * device needs a reset nor that it was closed.
+   */
   readonly readIsr?: boolean;
   /**
    * Poll the used ring for up to this many microseconds (an adaptive window,
@@ -156,6 +166,8 @@ const DRIVER_FEATURES = (1 << BlkFeature.SEG_MAX) | (1 << BlkFeature.BLK_SIZE) |
   (1 << BlkFeature.RO);
 
 const U16_MASK = 0xffff;
+/** What a byte register of a function that is gone (closed, removed) reads. */
+const GONE_BYTE = 0xff;
 /** Written into the status byte before submission, so an unwritten status shows. */
 export const STATUS_NOT_WRITTEN = 0xff;
 
@@ -194,10 +206,13 @@ export class VirtioBlkDriver {
   #outstanding = 0;
   readonly #callbacks: (CompletionHandler | undefined)[];
   #needsReset = false;
+  /** Set once a register read showed the device gone; every request then fails with it. */
+  #closed: VirtioBlkError | undefined;
   /** The interrupt count the ISR was last read at. */
   #acknowledged = 0;
   #poll: AdaptivePoll;
-  readonly #completionsReady = (): boolean => this.hasCompletions || this.#needsReset;
+  readonly #completionsReady = (): boolean =>
+    this.hasCompletions || this.#needsReset || this.#closed !== undefined;
 
   private constructor(options: DriverOptions) {
     this.#registers = options.registers;
@@ -218,6 +233,8 @@ export class VirtioBlkDriver {
     r.write(LegacyRegister.STATUS, 1, 0);
     r.write(LegacyRegister.STATUS, 1, DeviceStatus.ACKNOWLEDGE);
     r.write(LegacyRegister.STATUS, 1, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
+    // A live device shows the bits just written; a closed one reads all ones.
+    if (r.read(LegacyRegister.STATUS, 1) === GONE_BYTE) throw closedError(r);
     const offered = r.read(LegacyRegister.HOST_FEATURES, 4) >>> 0;
     let wanted = DRIVER_FEATURES;
     if (options.indirect) wanted |= 1 << RingFeature.INDIRECT_DESC;
@@ -284,6 +301,14 @@ export class VirtioBlkDriver {
     return this.#outstanding;
   }
 
+  /**
+   * Whether the driver found the device closed: its registers read all ones.
+   * Requests then fail with a `VirtioBlkError` `CLOSED`.
+   */
+  get closed(): boolean {
+    return this.#closed !== undefined;
+  }
+
   /** Whether the device signalled DEVICE_NEEDS_RESET. */
   get needsReset(): boolean {
     return this.#needsReset;
@@ -326,6 +351,7 @@ export class VirtioBlkDriver {
     buffers: Buffers = NO_BUFFERS,
     onComplete?: CompletionHandler,
   ): number {
+    if (this.#closed) throw this.#closed;
     const count = buffers.count;
     if (count > this.info.segMax) {
       throw new RangeError(`${count} segments exceed the device's seg_max ${this.info.segMax}`);
@@ -483,13 +509,15 @@ export class VirtioBlkDriver {
   /**
    * Blocks until the used ring has completions (or the device needs a reset),
    * or `timeoutMs` passes. Returns whether there is something to reap.
+   * Throws a `VirtioBlkError` `CLOSED` when nothing is there and the device
+   * was closed: nothing will come.
    */
   waitSync(timeoutMs = Infinity): boolean {
     const deadline = performance.now() + timeoutMs;
     for (;;) {
       const seen = this.#acknowledge();
-      if (this.#completionsReady()) return true;
-      if (this.#poll.spin(this.#completionsReady)) return true;
+      if (this.#completionsReady()) return this.#ready();
+      if (this.#poll.spin(this.#completionsReady)) return this.#ready();
       const asleep = performance.now();
       const left = deadline - asleep;
       if (left <= 0) return false;
@@ -512,11 +540,17 @@ export class VirtioBlkDriver {
     const deadline = performance.now() + timeoutMs;
     for (;;) {
       const seen = this.#acknowledge();
-      if (this.hasCompletions || this.#needsReset) return true;
+      if (this.#completionsReady()) return this.#ready();
       const left = deadline - performance.now();
       if (left <= 0) return false;
       await this.#interrupt.wait(seen, left);
     }
+  }
+
+  /** True for a wait that found work; throws when it found only a closed device. */
+  #ready(): boolean {
+    if (this.#closed && !this.hasCompletions) throw this.#closed;
+    return true;
   }
 
   /** Submits one request, kicks, and blocks until it completes. */
@@ -581,19 +615,38 @@ export class VirtioBlkDriver {
 
   // Each operation is written once, as steps that yield whenever they must
   // wait for the device; #blocking and #waiting drive the steps with waitSync
-  // (Workers) or wait (any thread).
+  // (Workers) or wait (any thread). A wait that fails (the device was closed)
+  // is thrown into the steps at their yield, so they free what they hold.
 
   /** Runs `steps`, blocking the thread at each wait. */
   #blocking<T>(steps: Steps<T>, timeoutMs = 10_000): T {
     let step = steps.next();
-    while (!step.done) step = steps.next(this.waitSync(timeoutMs));
+    while (!step.done) {
+      let ready: boolean;
+      try {
+        ready = this.waitSync(timeoutMs);
+      } catch (error) {
+        step = steps.throw(error);
+        continue;
+      }
+      step = steps.next(ready);
+    }
     return step.value;
   }
 
   /** Runs `steps`, awaiting at each wait. */
   async #waiting<T>(steps: Steps<T>, timeoutMs = 10_000): Promise<T> {
     let step = steps.next();
-    while (!step.done) step = steps.next(await this.wait(timeoutMs));
+    while (!step.done) {
+      let ready: boolean;
+      try {
+        ready = await this.wait(timeoutMs);
+      } catch (error) {
+        step = steps.throw(error);
+        continue;
+      }
+      step = steps.next(ready);
+    }
     return step.value;
   }
 
@@ -711,10 +764,14 @@ export class VirtioBlkDriver {
     if (count === this.#acknowledged || !this.#readIsr) return count;
     this.#acknowledged = count;
     const isr = this.#registers.read(LegacyRegister.ISR, 1);
-    if (isr & ISR_CONFIG) {
-      if (this.#registers.read(LegacyRegister.STATUS, 1) & DeviceStatus.DEVICE_NEEDS_RESET) {
-        this.#needsReset = true;
-      }
+    if (isr === GONE_BYTE) {
+      this.#closed ??= closedError(this.#registers);
+    } else if (isr & ISR_CONFIG) {
+      // A config interrupt: the device needs a reset, or (the ISR word read by an I/O event
+      // on the vCPU itself) the function was closed, and its status reads all ones.
+      const status = this.#registers.read(LegacyRegister.STATUS, 1);
+      if (status === GONE_BYTE) this.#closed ??= closedError(this.#registers);
+      else if (status & DeviceStatus.DEVICE_NEEDS_RESET) this.#needsReset = true;
     }
     return count;
   }
@@ -744,6 +801,14 @@ export class VirtioBlkDriver {
       queueSize,
     };
   }
+}
+
+/** The error of every request to a device whose registers read all ones: it was closed. */
+function closedError(registers: RegisterAccess): VirtioBlkError {
+  return new VirtioBlkError(
+    "CLOSED",
+    `${registers.name ?? "the virtio-blk device"} is closed (its registers read all ones)`,
+  );
 }
 
 /** The serial from a GET_ID answer: up to 20 bytes, NUL-terminated unless exactly 20. */

@@ -13,6 +13,8 @@ import type { SplitQueue } from "./split_queue.ts";
 export interface VirtioDevice {
   /** virtio device ID (2 for block). */
   readonly deviceId: number;
+  /** What messages call the device (e.g. `virtio-blk device on /srv/disk.img`). */
+  readonly name: string;
   /** Number of virtqueues. */
   readonly queueCount: number;
   /** Size of each queue the device offers (legacy QUEUE_NUM). */

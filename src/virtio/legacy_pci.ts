@@ -8,6 +8,10 @@
  * wrong width, a write to a read-only register and an access past the end
  * are ignored (reads give all ones); nothing a guest writes can throw.
  *
+ * A closed function answers like one removed from the bus: every read is
+ * all ones and every write is dropped, and one last interrupt tells a
+ * driver waiting on it to look (it reads the ISR and finds all ones).
+ *
  * @module
  */
 
@@ -16,7 +20,7 @@ import { PciConfigSpace } from "../pci/config_space.ts";
 import type { VirtioDevice } from "./device.ts";
 import { LEGACY_PFN_SHIFT, legacyRingAddresses } from "./ring_layout.ts";
 import { DeviceStatus } from "./spec.ts";
-import type { TransportState } from "./transport_state.ts";
+import { ISR_CONFIG, type TransportState } from "./transport_state.ts";
 
 /** PCI vendor ID of virtio devices. */
 export const VIRTIO_PCI_VENDOR = 0x1af4;
@@ -54,6 +58,7 @@ export class LegacyVirtioPci {
   readonly #transport: TransportState;
   #queueSelect = 0;
   readonly #pfn: number[];
+  #closed = false;
 
   /**
    * Builds the legacy (transitional) virtio-PCI function of `device`:
@@ -91,6 +96,30 @@ export class LegacyVirtioPci {
     return this.#device;
   }
 
+  /** What messages call the function: its device's name. */
+  get name(): string {
+    return this.#device.name;
+  }
+
+  /** Whether {@linkcode close} was called: the function answers like a removed one. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Closes the function, once its device has stopped (no request of it can
+   * touch guest memory any more): from now on it answers like a function
+   * removed from the bus, every BAR read all ones (PCI Local Bus 3.0 §6.1)
+   * and every write dropped. A driver learns it from the one interrupt this
+   * raises, or at its next interrupt: the ISR it reads is all ones, which
+   * no live function returns (only bits 0 and 1 are defined, §4.1.4.5).
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#transport.raise(ISR_CONFIG);
+  }
+
   /** The transport words (status, ISR, interrupt line). */
   get transport(): TransportState {
     return this.#transport;
@@ -103,7 +132,7 @@ export class LegacyVirtioPci {
 
   /** Reads `size` bytes at `offset` of BAR0. */
   ioRead(offset: number, size: number): number {
-    if (!Number.isInteger(offset) || offset < 0 || offset + size > this.barSize) {
+    if (this.#closed || !Number.isInteger(offset) || offset < 0 || offset + size > this.barSize) {
       return allOnes(size);
     }
     if (offset >= LegacyRegister.CONFIG) {
@@ -139,7 +168,9 @@ export class LegacyVirtioPci {
 
   /** Writes `size` bytes of `value` at `offset` of BAR0. */
   ioWrite(offset: number, size: number, value: number): void {
-    if (!Number.isInteger(offset) || offset < 0 || offset + size > this.barSize) return;
+    if (this.#closed || !Number.isInteger(offset) || offset < 0 || offset + size > this.barSize) {
+      return;
+    }
     if (offset >= LegacyRegister.CONFIG) {
       this.#device.writeConfig(offset - LegacyRegister.CONFIG, size, value);
       return;

@@ -114,6 +114,17 @@ for (const io of IO_KINDS) {
   });
 }
 
+test("a device holding an image's header is served as it is: only regular files are checked", () => {
+  using dir = new TempDir();
+  const bytes = new Uint8Array(MiB);
+  bytes.set([0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 3]); // "QFI\xfb", version 3: qcow2
+  const file = dir.file("qcow2-header.img", bytes);
+  assert.throws(() => describeFile(file), /is a qcow2 image/);
+  using loop = new LoopDevice(file);
+  // A volume may hold anything, a qcow2 image too (an LVM volume a VMM formats itself).
+  assert.equal(describeFile(loop.path).size, MiB);
+});
+
 test("a partition is a device of its own, at its offset in the disk", () => {
   using dir = new TempDir();
   const disk = pattern(4 * MiB, 24);

@@ -147,6 +147,11 @@ export class LoopDevice implements Disposable {
   addPartitions(number: number): string {
     runOrThrow("partx", ["--add", this.path]);
     this.#partitions = true;
+    return this.partition(number);
+  }
+
+  /** The path of partition `number` once its device exists (after {@linkcode addPartitions}). */
+  partition(number: number): string {
     const partition = `${this.path}p${number}`;
     // devtmpfs makes the node when the kernel adds the device; allow it a moment.
     const pause = new Int32Array(new SharedArrayBuffer(4));

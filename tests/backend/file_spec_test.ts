@@ -84,6 +84,9 @@ Deno.test("describeFile: range= counts logical sectors of the configured size", 
   const sectors512 = describeFile(path, { range: { start: 2, size: 3 } });
   assert.equal(sectors512.offset, 2 * 512);
   assert.equal(sectors512.size, 3 * 512);
+  assert.equal(sectors512.windowed, true, "the window is part of the medium's name");
+  const wholeWindow = describeFile(path, { range: { start: 0, size: MiB / 512 } });
+  assert.equal(wholeWindow.windowed, true, "a range= over the whole file is still a range=");
   const sectors4k = describeFile(path, {
     range: { start: 2, size: 3 },
     logicalBlockSize: 4096,

@@ -82,6 +82,25 @@ Deno.test("two slots come out as vda, vdb in slot order whatever the order on th
   }
 });
 
+Deno.test("fio's --output-format=json and =normal are --json and the table", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/a.img`, new Uint8Array(1 << 20));
+    const slot = ["-s", `9,virtio-blk,${dir}/a.img,serial=two words`];
+    const json = await run(...slot, "--json");
+    const fioJson = await run(...slot, "--output-format=json");
+    const table = await run(...slot);
+    const fioNormal = await run(...slot, "--output-format", "normal");
+    assert.deepEqual([json.code, fioJson.code, table.code, fioNormal.code], [0, 0, 0, 0]);
+    assert.equal(fioJson.stdout, json.stdout);
+    assert.equal(fioNormal.stdout, table.stdout);
+    assert.equal(JSON.parse(json.stdout).blockdevices[0].serial, "two words");
+    assert.match(table.stdout, /^vda +9 +1M .* two\\x20words /m);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("with no -s the guest runs on a temporary image, says so, and removes it", async () => {
   const { code, stdout, stderr } = await run();
   assert.equal(code, 0, stderr);
@@ -110,9 +129,9 @@ Deno.test("a verified load leaves the image with exactly the bytes it wrote (che
       "--json",
     );
     assert.equal(code, 0, stderr);
-    const result = JSON.parse(stdout);
-    assert.equal(result.verify.mismatches, 0);
-    assert.equal(result.write.total_ios, 128);
+    const [job] = JSON.parse(stdout).jobs;
+    assert.equal(job.verify.mismatches, 0);
+    assert.equal(job.write.total_ios, 128);
     const bytes = await Deno.readFile(image);
     for (let address = 0; address < bytes.length; address += 65536) {
       assert.deepEqual(
@@ -198,7 +217,7 @@ Deno.test("ro and range= hold through the whole stack under a load", async () =>
       "--json",
     );
     assert.equal(ro.code, 1, "failed writes make the load fail");
-    assert.equal(JSON.parse(ro.stdout).write.errors, 64);
+    assert.equal(JSON.parse(ro.stdout).jobs[0].write.errors, 64);
     assert.deepEqual(await Deno.readFile(`${dir}/ro.img`), original);
 
     // The window is sectors [2048, 4096): bytes [1 MiB, 2 MiB).
@@ -209,10 +228,10 @@ Deno.test("ro and range= hold through the whole stack under a load", async () =>
       "load",
       "--rw=write",
       "--bs=64k",
-      "--json",
+      "--output-format=json", // fio's spelling of --json
     );
     assert.equal(windowed.code, 0, windowed.stderr);
-    assert.equal(JSON.parse(windowed.stdout).write.total_ios, 16);
+    assert.equal(JSON.parse(windowed.stdout).jobs[0].write.total_ios, 16);
     const after = await Deno.readFile(`${dir}/window.img`);
     assert.deepEqual(after.subarray(0, 1 << 20), original.subarray(0, 1 << 20));
     assert.deepEqual(after.subarray(2 << 20), original.subarray(2 << 20));

@@ -124,6 +124,17 @@ const cases: Case[] = [
     message: /not a multiple of 512/,
   },
   {
+    name: "a qcow2 image (its size no multiple of 512)",
+    args: (d) => ["-s", `9,virtio-blk,${d}/disk.qcow2`],
+    message:
+      /is a qcow2 image; only raw images are served: convert with `qemu-img convert -f qcow2 -O raw \S+\/disk\.qcow2 \S+\/disk\.img`$/,
+  },
+  {
+    name: "a sparse VMDK image (its size whole sectors)",
+    args: (d) => ["-s", `9,virtio-blk,${d}/disk.vmdk,ro`],
+    message: /is a VMDK image; only raw images are served: convert with `qemu-img convert -f vmdk/,
+  },
+  {
     name: "range outside the file",
     args: (d) => ["-s", `9,virtio-blk,${d}/a.img,range=2000/100`],
     message:
@@ -213,6 +224,16 @@ const cases: Case[] = [
     message: /unknown job "dance"/,
   },
   {
+    name: "an output format fio has and we do not",
+    args: (d) => ["--output-format=terse", "-s", `9,virtio-blk,${d}/a.img`],
+    message: /--output-format=terse: expected json or normal$/,
+  },
+  {
+    name: "--json and fio's --output-format=normal together",
+    args: (d) => ["--json", "--output-format=normal", "-s", `9,virtio-blk,${d}/a.img`],
+    message: /--json contradicts --output-format=normal$/,
+  },
+  {
     name: "unknown command-line option",
     args: () => ["--bogus"],
     message: /^virtio-blk-dm: unknown option --bogus \(see --help\)$/,
@@ -259,6 +280,13 @@ Deno.test("bad command lines exit 2 with one line naming the problem, and touch 
     await Deno.writeFile(`${dir}/b.img`, new Uint8Array(1 << 20).fill(0xa5));
     await Deno.writeFile(`${dir}/empty.img`, new Uint8Array(0));
     await Deno.writeFile(`${dir}/odd.img`, new Uint8Array(1000));
+    // The headers qemu-img writes: "QFI\xfb" version 3; "KDMV" version 1.
+    const qcow2 = new Uint8Array(196616);
+    qcow2.set([0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 3]);
+    await Deno.writeFile(`${dir}/disk.qcow2`, qcow2);
+    const vmdk = new Uint8Array(65536);
+    vmdk.set([0x4b, 0x44, 0x4d, 0x56, 1, 0, 0, 0]);
+    await Deno.writeFile(`${dir}/disk.vmdk`, vmdk);
     await Deno.symlink(`${dir}/a.img`, `${dir}/link.img`);
     const before = await snapshot(dir);
     for (const c of cases) {

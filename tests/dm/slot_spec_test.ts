@@ -129,6 +129,7 @@ Deno.test("a spec becomes a device configuration once its file checks out", asyn
         path: `${dir}/d.img`,
         offset: 8 * 4096,
         size: 64 * 4096,
+        windowed: true,
         readOnly: false,
         io: isDeno() ? "fsfile" : "node-fs",
         direct: false,

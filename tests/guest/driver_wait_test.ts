@@ -2,7 +2,8 @@
  * The driver's waits and the device's "needs reset": a DEVICE_NEEDS_RESET
  * configuration interrupt counts whenever it came, also when it came before
  * the driver started waiting (an in-process device serves a kick, and may
- * break the queue, before kick() returns).
+ * break the queue, before kick() returns) — and an async wait is answered
+ * by an interrupt raised on its own thread.
  */
 
 import assert from "node:assert/strict";
@@ -10,6 +11,8 @@ import { RequestType } from "../../src/blk/spec.ts";
 import { LegacyRegister } from "../../src/virtio/legacy_pci.ts";
 import { AvailRing, LEGACY_PFN_SHIFT, legacyRingAddresses } from "../../src/virtio/ring_layout.ts";
 import { DeviceStatus } from "../../src/virtio/spec.ts";
+import { InterruptLine } from "../../src/guest/io.ts";
+import { ISR_QUEUE, TransportState } from "../../src/virtio/transport_state.ts";
 import { type Harness, harness } from "../helpers/harness.ts";
 
 /** Submits a request, then moves avail.idx more than a ring ahead (virtio 1.2 §2.7.13.3) and kicks. */
@@ -63,5 +66,19 @@ Deno.test("driver: a request whose kick breaks the queue fails as 'needs reset',
   } finally {
     clearTimeout(alive);
     await h.close();
+  }
+});
+
+Deno.test("interrupt line: every async wait is answered by an interrupt raised on the same thread", async () => {
+  // An in-process device raises its interrupts on the thread the driver waits on. The runtime
+  // must not end (or lose the wake-up) while such a wait is pending: nothing else is running.
+  const transport = new TransportState();
+  const line = new InterruptLine(transport.buffer);
+  for (let i = 0; i < 20; i++) {
+    const seen = line.count;
+    const woken = line.wait(seen);
+    await Promise.resolve();
+    transport.raise(ISR_QUEUE);
+    assert.equal(await woken, true, `wait ${i}`);
   }
 });

@@ -72,11 +72,36 @@ Deno.test("lsblk: a disk with an ext4 filesystem, its device facts and what blki
         `ext4 LABEL="walk" UUID=${uuid}$`,
     ),
   );
-  const [json] = lsblkJson([row]).blockdevices;
-  assert.deepEqual(
-    [json.name, json.size, json.ro, json.fstype, json.label, json.uuid, json.pttype, json.children],
-    ["vda", 16 * MiB, false, "ext4", "walk", uuid, null, []],
-  );
+  const fs = row.probe.filesystem!;
+  assert.deepEqual(lsblkJson([row]), {
+    blockdevices: [{
+      name: "vda",
+      "maj:min": "254:0",
+      rm: false,
+      ro: false,
+      mountpoints: [null],
+      size: 16 * MiB,
+      type: "disk",
+      kname: "vda",
+      path: "/dev/vda",
+      "log-sec": 512,
+      "phy-sec": 4096,
+      serial: "VIRTIO-SERIAL-1",
+      pttype: null,
+      ptuuid: null,
+      fstype: "ext4",
+      fsver: theirs.VERSION,
+      label: "walk",
+      uuid,
+      slot: "9",
+      cache: "write-back",
+      features: row.features,
+      "fsblock-size": Number(theirs.BLOCK_SIZE),
+      fsblocks: (16 * MiB) / Number(theirs.BLOCK_SIZE),
+      fsfeatures: fs.features,
+      notes: [],
+    }],
+  });
   assert.deepEqual(JSON.parse(JSON.stringify(lsblkJson([row]))), lsblkJson([row]));
   await h.close();
 });
@@ -131,12 +156,11 @@ Deno.test(
     assert.ok(lines.slice(1).every((line) => line[column - 1] === " " && line[column] !== " "));
 
     const [json] = lsblkJson(rows).blockdevices;
-    const children = json.children as Record<string, unknown>[];
     assert.deepEqual(
-      children.map((c) => [c.name, c.start, c.size, c.fstype, c.partlabel]),
+      json.children!.map((c) => [c.name, c["maj:min"], c.start, c.size, c.fstype, c.partlabel]),
       [
-        ["vdb1", first.start * 512, 6 * MiB, "ext4", ""],
-        ["vdb2", table.partitions[1].start * 512, 2 * MiB, null, "swap\x1b[2J\x1b]0;pwned\x07"],
+        ["vdb1", "254:17", first.start, 6 * MiB, "ext4", null],
+        ["vdb2", "254:18", table.partitions[1].start, 2 * MiB, null, "swap\x1b[2J\x1b]0;pwned\x07"],
       ],
     );
     await h.close();
@@ -189,4 +213,30 @@ Deno.test("lsblk: feature bits by name, unnamed ones by number", () => {
     "indirect_desc",
     "event_idx",
   ]);
+});
+
+Deno.test("lsblk: a serial with spaces stays one column, escaped as udev names it in by-id", async () => {
+  const spaced = harness({ device: { serial: "my disk \\ 1" } });
+  const plain = harness({ device: { serial: "plain" } });
+  const rows = collectLsblk([
+    { name: "vda", slot: 9, driver: spaced.driver },
+    { name: "vdb", slot: 10, driver: plain.driver },
+  ]);
+  assert.equal(rows[0].serial, "my disk \\ 1");
+  const lines = formatLsblkTable(rows).split("\n");
+  // Split on blanks, every line has the header's columns (CONTENT "no signature" is two words).
+  const columns = lines[0].split(/ +/).length;
+  assert.deepEqual(lines.slice(1).map((line) => line.split(/ +/).length), [
+    columns + 1,
+    columns + 1,
+  ]);
+  const serialColumn = lines[0].split(/ +/).indexOf("SERIAL");
+  assert.deepEqual(
+    lines.slice(1).map((line) => line.split(/ +/)[serialColumn]),
+    ["my\\x20disk\\x20\\x5c\\x201", "plain"],
+  );
+  // The JSON keeps the serial as it is.
+  assert.equal(lsblkJson(rows).blockdevices[0].serial, "my disk \\ 1");
+  await spaced.close();
+  await plain.close();
 });

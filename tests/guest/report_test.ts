@@ -4,7 +4,12 @@ import { runLoad } from "../../src/guest/jobs/load.ts";
 import { LatencyHistogram } from "../../src/guest/jobs/latency.ts";
 import { parseLoadOptions } from "../../src/guest/jobs/load_options.ts";
 import { planLoad } from "../../src/guest/jobs/load_plan.ts";
-import { formatLoadReport, formatProgress, loadResultJson } from "../../src/guest/jobs/report.ts";
+import {
+  FIO_VERSION_FIELD,
+  formatLoadReport,
+  formatProgress,
+  loadResultJson,
+} from "../../src/guest/jobs/report.ts";
 import { harness, MiB } from "../helpers/harness.ts";
 
 const IDLE: DirectionResult = {
@@ -91,24 +96,79 @@ Deno.test("report: the human block reads like fio's", () => {
   );
 });
 
-Deno.test("report: the JSON form has fio's per-direction fields", () => {
-  const json = loadResultJson(handMadeResult(), "vda");
-  assert.equal(json.jobname, "vda");
-  const write = json.write as Record<string, unknown>;
+Deno.test("report: the JSON form is laid out like fio's --output-format=json", () => {
+  const now = new Date(2026, 11, 6, 21, 51, 35, 302);
+  const json = loadResultJson(handMadeResult(), "vda", now);
   assert.deepEqual(
-    [write.io_bytes, write.total_ios, write.runtime, write.bw_bytes, write.errors],
-    [64 * MiB, 16384, 362, Math.round((64 * MiB) / 0.362), 0],
+    [json["fio version"], json.timestamp, json.timestamp_ms, json.time],
+    [
+      FIO_VERSION_FIELD,
+      Math.floor(now.getTime() / 1000),
+      now.getTime(),
+      "Sun Dec  6 21:51:35 2026",
+    ],
   );
-  assert.deepEqual((write.lat_ns as Record<string, unknown>).percentile, {
+  assert.equal(json.jobs.length, 1);
+  const job = json.jobs[0];
+  assert.deepEqual(
+    [job.jobname, job.groupid, job.error, job.job_runtime],
+    ["vda", 0, 0, 362],
+  );
+  assert.deepEqual(job["job options"], {
+    name: "vda",
+    rw: "randwrite",
+    bs: "4096",
+    iodepth: "32",
+    offset: "0",
+    size: String(64 * MiB),
+    randseed: "1",
+    verify: "crc32c",
+  });
+  const bwBytes = Math.round((64 * MiB) / 0.362);
+  const latency = { min: 5_000, max: 3_400_000, mean: 650_100, stddev: 120_550, N: 16384 };
+  const percentile = {
     "50.000000": 620_000,
     "90.000000": 900_000,
     "99.000000": 1_500_000,
     "99.900000": 3_000_000,
+  };
+  assert.deepEqual(job.write, {
+    io_bytes: 64 * MiB,
+    io_kbytes: 65536,
+    bw_bytes: bwBytes,
+    bw: Math.floor(bwBytes / 1024),
+    iops: 16384 / 0.362,
+    runtime: 362,
+    total_ios: 16384,
+    short_ios: 0,
+    drop_ios: 0,
+    slat_ns: { min: 0, max: 0, mean: 0, stddev: 0, N: 0 },
+    clat_ns: { ...latency, percentile },
+    lat_ns: { ...latency, percentile },
+    errors: 0,
   });
-  const verify = json.verify as Record<string, unknown>;
+  const nothing = job.trim as Record<string, unknown>;
+  assert.deepEqual([nothing.io_bytes, nothing.total_ios, nothing.iops], [0, 0, 0]);
+  assert.equal((job.read as Record<string, unknown>).total_ios, 0);
+  // Ours, under names fio does not use.
+  assert.deepEqual([job.depth, job.stopped_by, job.flushed], [21, "done", false]);
+  assert.deepEqual(job.region, { offset: 0, size: 64 * MiB, blocks: 16384 });
+  const verify = job.verify as Record<string, unknown>;
   assert.equal(verify.mismatches, 1);
   assert.deepEqual((verify.failures as Record<string, unknown>[])[0].found_address, 0x5000);
+  assert.equal((verify.read as Record<string, unknown>).runtime, 100);
+  assert.deepEqual(job.errors, { count: 0, first: [] });
   assert.deepEqual(JSON.parse(JSON.stringify(json)), json);
+});
+
+Deno.test("report: a load that stopped at a failed request says so in fio's error (errno)", async () => {
+  const h = harness({ diskBytes: MiB, readOnly: true });
+  const result = runLoad(h, parseLoadOptions({ rw: "write", bs: "4k" }));
+  assert.equal(result.stoppedBy, "error");
+  const [job] = loadResultJson(result, "vdb").jobs;
+  assert.equal(job.error, 5, "EIO");
+  assert.equal((job.write as Record<string, unknown>).errors, 1);
+  await h.close();
 });
 
 Deno.test("report: a real run's report and JSON agree with its result", async () => {
@@ -128,9 +188,9 @@ Deno.test("report: a real run's report and JSON agree with its result", async ()
   const verify = `  verify: ${result.verify!.checked} blocks checked, 0 mismatches, ` +
     `${result.verify!.unverifiedReads} reads of blocks not yet written (not checked)`;
   assert.ok(lines.includes(verify), lines.join("\n"));
-  const json = loadResultJson(result);
-  assert.equal((json.read as Record<string, unknown>).total_ios, result.read.ios);
-  assert.equal((json.write as Record<string, unknown>).total_ios, result.write.ios);
+  const [job] = loadResultJson(result).jobs;
+  assert.equal((job.read as Record<string, unknown>).total_ios, result.read.ios);
+  assert.equal((job.write as Record<string, unknown>).total_ios, result.write.ios);
   await h.close();
 });
 

@@ -115,6 +115,10 @@ const checks: Check[] = [
       const stdout = await run("node", ["readme_example.mjs"], project);
       expect(/Uint8Array\(512\) \[\s+7, 7, 7/.test(stdout), `unexpected output: ${stdout}`);
       expect(/ACRN--[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}/.test(stdout), `no serial: ${stdout}`);
+      expect(
+        /CLOSED virtio-blk device on RAM disk [0-9a-f]{16} is closed/.test(stdout),
+        `a request after close() did not reject as CLOSED: ${stdout}`,
+      );
     },
   },
   {

@@ -221,3 +221,25 @@ Deno.test("a broken device stays broken until reset: STATUS writes keep NEEDS_RE
   assert.equal(g.queue.fault, 0);
   await g.close();
 });
+
+Deno.test("a closed function answers like a removed one: all ones, writes dropped, one interrupt", async () => {
+  const g = RawGuest.create();
+  const r = g.request({ type: 4 }); // FLUSH, offered but not yet kicked
+  g.offer(r.head);
+  const interrupts = g.disk.transport.interrupts;
+  await g.close();
+  assert.equal(g.disk.pci.closed, true);
+  assert.equal(g.disk.transport.interrupts, interrupts + 1, "a waiting driver is woken to look");
+  const before = g.snapshot();
+  for (const offset of Object.values(R)) {
+    for (const size of [1, 2, 4] as const) {
+      g.write(offset, size, 0);
+      assert.equal(g.read(offset, size), ONES[size], `read(${offset}, ${size})`);
+    }
+  }
+  g.write(R.QUEUE_NOTIFY, 2, 0);
+  assert.deepEqual(g.changes(before), [], "a kick of a closed function touches no guest memory");
+  assert.equal(g.usedIdx, 0);
+  await g.close(); // a second close changes nothing
+  assert.equal(g.disk.transport.interrupts, interrupts + 1);
+});

@@ -2,7 +2,8 @@
  * The UOS's `lsblk` job: one row per virtio-blk disk (name, PCI slot, size,
  * read-only, cache mode, logical/physical block size, serial, negotiated
  * features, and what is on it), with partitions as child rows, printed as an
- * aligned table like util-linux lsblk, or as JSON like `lsblk --json`.
+ * aligned table like util-linux lsblk, or as JSON in the layout of
+ * `lsblk --json --bytes -O`, so tools that read lsblk's JSON read it.
  *
  * Collecting does I/O through the disk's driver (GET_ID and a few sector
  * reads for the probes), blocking, so it runs in the vCPU Worker or
@@ -145,6 +146,16 @@ function partitionContent(p: ProbedPartition): string {
   return parts.join(" ");
 }
 
+/**
+ * The SERIAL cell: one word whatever the serial holds (`serial=` allows
+ * spaces), spaces and backslashes escaped as udev escapes them in
+ * `/dev/disk/by-id` names (`\x20`, `\x5c`); `-` when there is none.
+ */
+function serialCell(serial: string | null): string {
+  if (serial === null || serial === "") return "-";
+  return serial.replace(/[\\ ]/g, (c) => `\\x${c.charCodeAt(0).toString(16)}`);
+}
+
 const HEADERS = [
   "NAME",
   "SLOT",
@@ -184,7 +195,7 @@ export function formatLsblkTable(rows: readonly LsblkRow[]): string {
       row.cache,
       String(row.logicalBlockSize),
       String(row.physicalBlockSize),
-      row.serial ?? "-",
+      serialCell(row.serial),
       row.features.join(","),
       diskContent(row.probe),
     ]);
@@ -217,51 +228,152 @@ export function formatLsblkTable(rows: readonly LsblkRow[]): string {
   ).join("\n");
 }
 
+/**
+ * Device numbers as a Linux guest's virtio_blk driver gives them: its
+ * (dynamic) block major, 254 on a Debian guest; 16 minors a disk, in the
+ * order of the disk names (vda 254:0, vda1 254:1, vdb 254:16); partitions
+ * beyond the 15th on the extended major 259, numbered in the order they
+ * appear. Our guest has no device nodes: this is for tools that key on
+ * `maj:min`.
+ */
+const VIRTBLK_MAJOR = 254;
+const VIRTBLK_MINORS = 16;
+const BLOCK_EXT_MAJOR = 259;
+
+/**
+ * What Linux makes of an MBR extended partition: a device of two sectors
+ * (one logical block if larger), so that nothing formats the container of
+ * the logical partitions (block/partitions/msdos.c).
+ */
+function extendedSize(size: number, logicalBlockSize: number): number {
+  return Math.min(size, Math.max(logicalBlockSize, 1024));
+}
+
+/** The index of disk `name` in Linux's virtio_blk naming: vda 0, vdz 25, vdaa 26, … */
+function virtblkIndex(name: string): number | null {
+  const letters = /^vd([a-z]+)$/.exec(name)?.[1];
+  if (letters === undefined) return null;
+  let index = 0;
+  for (const c of letters) index = index * 26 + (c.charCodeAt(0) - 96);
+  return index - 1;
+}
+
 function filesystemJson(fs: ExtFilesystem | null): Record<string, unknown> {
-  if (fs === null) return { fstype: null, label: null, uuid: null };
   return {
-    fstype: fs.type,
-    label: fs.label,
-    uuid: fs.uuid,
+    fstype: fs?.type ?? null,
+    fsver: fs?.version ?? null,
+    // blkid sets no LABEL for an empty one.
+    label: fs === null || fs.label === "" ? null : fs.label,
+    uuid: fs?.uuid ?? null,
+  };
+}
+
+/** Ours: what the probe read from the superblock (lsblk's `fssize` is a mounted size). */
+function filesystemDetailsJson(fs: ExtFilesystem | null): Record<string, unknown> {
+  return fs === null ? {} : {
     "fsblock-size": fs.blockSize,
-    fssize: fs.size,
+    fsblocks: fs.blocksCount,
     fsfeatures: fs.features,
   };
 }
 
+/** lsblk's `pttype` and `ptuuid`, as blkid spells them (`dos` ids without `0x`). */
+function tableJson(probe: DiskProbe): { pttype: string | null; ptuuid: string | null } {
+  const table = probe.table;
+  if (table === null) return { pttype: null, ptuuid: null };
+  return {
+    pttype: tableTypeName(table),
+    ptuuid: table.kind === "gpt" ? table.diskGuid : table.diskId.replace(/^0x/, ""),
+  };
+}
+
+/** A disk object of {@linkcode lsblkJson}. */
+export type LsblkJsonDevice = Record<string, unknown> & {
+  readonly name: string;
+  readonly children?: readonly LsblkJsonDevice[];
+};
+
 /**
- * The JSON form, shaped like `lsblk --json --bytes` (`blockdevices`, with
- * partitions as `children`) plus this project's virtio fields.
+ * The JSON form, in the layout of util-linux 2.38's `lsblk --json --bytes
+ * -O` (`blockdevices`, partitions as `children`), with lsblk's field names
+ * and types: `size` in bytes and `start` in 512-byte sectors as numbers,
+ * `rm`/`ro` as booleans, `maj:min` as text (see {@linkcode VIRTBLK_MAJOR}),
+ * table and partition fields spelt as blkid spells them, null where
+ * nothing is known. Fields lsblk has no column for carry names of their
+ * own: `slot`, `cache`, `features`, `notes`, and the probed `fsblock-size`,
+ * `fsblocks` and `fsfeatures`.
  */
-export function lsblkJson(rows: readonly LsblkRow[]): { blockdevices: Record<string, unknown>[] } {
+export function lsblkJson(rows: readonly LsblkRow[]): { blockdevices: LsblkJsonDevice[] } {
+  let extMinor = 0;
   return {
     blockdevices: rows.map((row) => {
-      const table = row.probe.table;
-      return {
-        name: row.name,
-        slot: row.slot,
-        size: row.size,
+      const index = virtblkIndex(row.name);
+      const devt = (partition: number) =>
+        index === null
+          ? null
+          : partition < VIRTBLK_MINORS
+          ? `${VIRTBLK_MAJOR}:${index * VIRTBLK_MINORS + partition}`
+          : `${BLOCK_EXT_MAJOR}:${extMinor++}`;
+      const table = tableJson(row.probe);
+      const common = {
+        rm: false,
         ro: row.readOnly,
-        cache: row.cache,
+        mountpoints: [null],
+      };
+      const sectors = {
         "log-sec": row.logicalBlockSize,
         "phy-sec": row.physicalBlockSize,
+      };
+      return {
+        name: row.name,
+        "maj:min": devt(0),
+        ...common,
+        size: row.size,
+        type: "disk",
+        kname: row.name,
+        path: `/dev/${row.name}`,
+        ...sectors,
         serial: row.serial,
-        features: row.features,
-        pttype: table === null ? null : tableTypeName(table),
-        ptuuid: table === null ? null : table.kind === "gpt" ? table.diskGuid : table.diskId,
+        ...table,
         ...filesystemJson(row.probe.filesystem),
+        slot: row.slot,
+        cache: row.cache,
+        features: row.features,
+        ...filesystemDetailsJson(row.probe.filesystem),
         notes: row.probe.notes,
-        children: row.probe.partitions.map((p) => ({
-          name: `${row.name}${p.index}`,
-          start: p.offset,
-          size: p.size,
-          parttype: p.type,
-          parttypename: p.typeName ?? null,
-          partlabel: p.name ?? null,
-          partuuid: p.uuid ?? null,
-          ...(p.bootable === undefined ? {} : { bootable: p.bootable }),
-          ...filesystemJson(p.filesystem),
-        })),
+        // lsblk leaves `children` out of a device that has none.
+        ...(row.probe.partitions.length === 0 ? {} : {
+          children: row.probe.partitions.map((p) => {
+            const name = `${row.name}${p.index}`;
+            return {
+              name,
+              "maj:min": devt(p.index),
+              ...common,
+              size: p.extended ? extendedSize(p.size, row.logicalBlockSize) : p.size,
+              type: "part",
+              kname: name,
+              path: `/dev/${name}`,
+              pkname: row.name,
+              start: p.offset / 512,
+              ...sectors,
+              ...table,
+              // blkid writes an MBR type as C's "0x%x": 0x83, 0x5.
+              parttype: row.probe.table?.kind === "mbr"
+                ? `0x${parseInt(p.type, 16).toString(16)}`
+                : p.type,
+              parttypename: p.typeName ?? null,
+              // blkid sets no PART_ENTRY_NAME for an empty name.
+              partlabel: p.name === undefined || p.name === "" ? null : p.name,
+              partuuid: p.uuid ??
+                (row.probe.table?.kind === "mbr"
+                  ? `${table.ptuuid}-${p.index.toString(16).padStart(2, "0")}`
+                  : null),
+              partflags: p.flags ?? null,
+              ...filesystemJson(p.filesystem),
+              ...filesystemDetailsJson(p.filesystem),
+            };
+          }),
+        }),
       };
     }),
   };

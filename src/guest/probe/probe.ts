@@ -34,6 +34,11 @@ export interface ProbedPartition {
   readonly uuid?: string;
   /** MBR boot flag. */
   readonly bootable?: boolean;
+  /**
+   * blkid's PART_ENTRY_FLAGS: `0x80` for an MBR partition marked bootable,
+   * a GPT entry's attribute bits (`0x8000000000000000`); absent when none.
+   */
+  readonly flags?: string;
   /** An MBR extended partition (its contents are the logical partitions). */
   readonly extended?: boolean;
   /** A filesystem found inside, or null. */
@@ -62,6 +67,7 @@ function partitionsOf(table: MbrTable | GptTable, source: ByteSource): ProbedPar
       ...(p.typeName === undefined ? {} : { typeName: p.typeName }),
       name: p.name,
       uuid: p.uniqueGuid,
+      ...(BigInt(p.attributes) === 0n ? {} : { flags: `0x${BigInt(p.attributes).toString(16)}` }),
     }))
     : table.partitions.map((p) => ({
       index: p.index,
@@ -70,6 +76,7 @@ function partitionsOf(table: MbrTable | GptTable, source: ByteSource): ProbedPar
       type: p.type.toString(16).padStart(2, "0"),
       ...(p.typeName === undefined ? {} : { typeName: p.typeName }),
       bootable: p.bootable,
+      ...(p.bootable ? { flags: "0x80" } : {}),
       ...(p.extended ? { extended: true } : {}),
     }));
   return list.map((p, i) => {
