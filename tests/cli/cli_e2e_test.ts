@@ -195,9 +195,9 @@ Deno.test("-m 4G, the largest guest memory, boots and runs a verified load", asy
     "--json",
   );
   assert.equal(code, 0, stderr);
-  const result = JSON.parse(stdout);
-  assert.equal(result.write.total_ios, 256);
-  assert.equal(result.verify.mismatches, 0);
+  const [job] = JSON.parse(stdout).jobs;
+  assert.equal(job.write.total_ios, 256);
+  assert.equal(job.verify.mismatches, 0);
 });
 
 Deno.test("ro and range= hold through the whole stack under a load", async () => {
