@@ -1,5 +1,6 @@
 /**
- * The test command, `npm test` (what `.ci/run` runs too):
+ * The test command, `npm test` (what `.ci/run` runs too). (Not named
+ * `test.ts`: `deno test` would take that name for a test module and run it.)
  *
  *     npm test                      # everything, as below
  *     npm test -- tests/blk/ …      # only the Deno tests under these paths
@@ -95,10 +96,19 @@ async function installSystemTools(): Promise<void> {
   console.log(`test: installing ${packages.join(" ")} (for ${missing.join(", ")})`);
   const env = { DEBIAN_FRONTEND: "noninteractive" };
   const apt = async (args: string[]) =>
-    (await new Deno.Command("apt-get", { args, env, stdout: "inherit", stderr: "inherit" })
+    // dpkg's progress goes nowhere; apt's errors stay on stderr.
+    (await new Deno.Command("apt-get", { args, env, stdout: "null", stderr: "inherit" })
       .output()).success;
   const installed = await apt(["update", "-qq"]) &&
-    await apt(["install", "-y", "-qq", "--no-install-recommends", ...packages]);
+    await apt([
+      "install",
+      "-y",
+      "-qq",
+      "--no-install-recommends",
+      "-o",
+      "Dpkg::Use-Pty=0",
+      ...packages,
+    ]);
   const still = missingTools(missing);
   if (!installed || still.length > 0) {
     console.log(
