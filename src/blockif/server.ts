@@ -250,9 +250,7 @@ export class BlockifServer {
   }
 
   #wake(count: number): void {
-    if (count <= 0) return;
-    Atomics.add(this.#words, PoolWord.WAKE, 1);
-    Atomics.notify(this.#words, PoolWord.WAKE, count);
+    this.#parts.pool.wake(count);
   }
 
   #ringKick(): void {
