@@ -36,6 +36,10 @@ export const SYSTEM_TOOLS = {
   "depmod": "kmod",
   "cpio": "cpio",
   "xz": "xz-utils",
+  // Media that fail or hold requests on demand: a FUSE file served by nbdkit
+  // (tests/helpers/paused_medium.ts).
+  "nbdkit": "nbdkit",
+  "nbdfuse": "libnbd-bin",
 } as const;
 
 /** A program the tests may need. */
