@@ -21,6 +21,7 @@ import {
 import { SECTOR_SIZE } from "../../src/blk/spec.ts";
 import { ElementState, PoolWord } from "../../src/blockif/pool_layout.ts";
 import { RequestPool } from "../../src/blockif/request_pool.ts";
+import { beforeAtomicOps } from "../helpers/atomic_hooks.ts";
 
 const SEG_MAX = 4;
 
@@ -214,56 +215,11 @@ Deno.test("abandon: another queue's request released by the drop wakes a worker 
   assert.equal(pool.takeRunnable(), 2, "and it takes the read");
 });
 
-/** Names of the Atomics functions, wrapped to watch what a pool operation does. */
-const ATOMIC_OPS = [
-  "store",
-  "add",
-  "sub",
-  "exchange",
-  "compareExchange",
-  "and",
-  "or",
-  "xor",
-] as const;
-
-/**
- * Runs `action` and calls `look` at each atomic operation it makes on
- * `words` (just before it): what a thread reading without the lock could see.
- */
-function lookingAtEveryAtomicOp(words: Int32Array, look: () => void, action: () => void): void {
-  const saved = ATOMIC_OPS.map((name) => [name, Atomics[name]] as const);
-  let inside = false;
-  for (const [name, original] of saved) {
-    // deno-lint-ignore no-explicit-any
-    (Atomics as any)[name] = (array: Int32Array, ...rest: number[]) => {
-      if (array === words && !inside) {
-        inside = true;
-        try {
-          look();
-        } finally {
-          inside = false;
-        }
-      }
-      // deno-lint-ignore no-explicit-any
-      return (original as any)(array, ...rest);
-    };
-  }
-  try {
-    action();
-  } finally {
-    // deno-lint-ignore no-explicit-any
-    for (const [name, original] of saved) (Atomics as any)[name] = original;
-  }
-}
-
 Deno.test("abandon: RUNNABLE goes from its old value to its new one, never through 0", () => {
   const pool = twoQueues();
   const seen = new Set<number>();
-  lookingAtEveryAtomicOp(
-    pool.words,
-    () => seen.add(pool.runnableCount),
-    () => pool.abandon(0, 2),
-  );
+  // What a thread reading without the lock could see at each step of abandon().
+  beforeAtomicOps(pool.words, () => seen.add(pool.runnableCount), () => pool.abandon(0, 2));
   seen.add(pool.runnableCount);
   // One runnable request before (queue 0's write), one after (queue 1's read).
   assert.deepEqual([...seen], [1], "a worker looking without the lock always sees 1");

@@ -14,34 +14,13 @@ import { siblingModule, startThread } from "../../src/runtime/thread.ts";
 import { LegacyRegister } from "../../src/virtio/legacy_pci.ts";
 import { DeviceStatus } from "../../src/virtio/spec.ts";
 import { ISR_CONFIG, TransportWord } from "../../src/virtio/transport_state.ts";
+import { beforeAtomicOps } from "../helpers/atomic_hooks.ts";
 import { RawGuest } from "../helpers/raw_guest.ts";
 import { RaceControl } from "./needs_reset_worker.ts";
 
 const RUNNING = DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.DRIVER_OK;
 /** What the driver writes while the worker marks the device: its bits, changed. */
 const WRITTEN = RUNNING | DeviceStatus.FEATURES_OK;
-
-type AtomicOp =
-  | "load"
-  | "store"
-  | "compareExchange"
-  | "exchange"
-  | "add"
-  | "sub"
-  | "and"
-  | "or"
-  | "xor";
-const OPS: AtomicOp[] = [
-  "load",
-  "store",
-  "compareExchange",
-  "exchange",
-  "add",
-  "sub",
-  "and",
-  "or",
-  "xor",
-];
 
 /**
  * Runs `action` and calls `interleave` just before `action`'s `k`-th atomic
@@ -56,33 +35,10 @@ function interleavedBeforeOp(
   interleave: () => void,
   action: () => void,
 ): number {
-  const saved = OPS.map((name) => [name, Atomics[name]] as const);
   let seen = 0;
-  let inside = false;
-  for (const [name, original] of saved) {
-    // deno-lint-ignore no-explicit-any
-    (Atomics as any)[name] = (array: Int32Array, at: number, ...rest: number[]) => {
-      if (array === words && at === index && !inside) {
-        seen++;
-        if (seen === k) {
-          inside = true;
-          try {
-            interleave();
-          } finally {
-            inside = false;
-          }
-        }
-      }
-      // deno-lint-ignore no-explicit-any
-      return (original as any)(array, at, ...rest);
-    };
-  }
-  try {
-    action();
-  } finally {
-    // deno-lint-ignore no-explicit-any
-    for (const [name, original] of saved) (Atomics as any)[name] = original;
-  }
+  beforeAtomicOps(words, (at) => {
+    if (at === index && ++seen === k) interleave();
+  }, action);
   if (seen < k) interleave();
   return seen;
 }
