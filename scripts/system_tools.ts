@@ -37,7 +37,8 @@ export const SYSTEM_TOOLS = {
   "depmod": "kmod",
   "cpio": "cpio",
   "xz": "xz-utils",
-  // A medium that hangs on demand: nbdkit's pause filter behind a FUSE file (tests/vhost_user).
+  // Media that fail, hang or hold requests on demand: a FUSE file served by
+  // nbdkit (tests/helpers/paused_medium.ts, tests/vhost_user).
   "nbdkit": "nbdkit",
   "nbdfuse": "libnbd-bin",
   "fusermount3": "fuse3",

@@ -18,6 +18,22 @@
  * was submitted (virtio 1.2 §5.2.6.2), and those are already out of busyq;
  * its fdatasync starts after they finished.
  *
+ * Counters read without the lock. FREE_COUNT, RUNNABLE and BUSY_COUNT are
+ * changed only under the lock but read outside it (a drainer checking for
+ * free elements, a worker deciding whether to sleep or poll, quiesce()
+ * waiting for busyq to empty). They are changed with Atomics read-modify-
+ * writes, never plain stores: plain writes are not in the ECMAScript memory
+ * model's order of sequentially consistent operations, so an `Atomics.load`
+ * that does not also take the lock may read a stale value (on x86 V8 happens
+ * to fence them; the model does not promise it). The STARVED handshake
+ * needs the promise: the drainer stores STARVED then loads FREE_COUNT, a
+ * finishing worker adds to FREE_COUNT then loads STARVED; with all four
+ * sequentially consistent, at least one of them sees the other's write, so
+ * a chain left on the ring for want of an element is always drained again.
+ * RUNNABLE also moves once per critical section, straight from its old
+ * value to its new one: a reader never sees an intermediate value (0 while
+ * requests stay runnable would let a worker go to sleep).
+ *
  * @module
  */
 
@@ -159,7 +175,7 @@ export class RequestPool {
       return -1;
     }
     w[PoolWord.FREE_HEAD] = w[this.#at(index, ElementWord.NEXT)];
-    w[PoolWord.FREE_COUNT]--;
+    Atomics.sub(w, PoolWord.FREE_COUNT, 1); // read without the lock (see the module doc)
     this.#views[index].copyFrom(request);
     w[this.#at(index, ElementWord.QUEUE)] = queueIndex;
     w[this.#at(index, ElementWord.GENERATION)] = generation;
@@ -170,7 +186,8 @@ export class RequestPool {
     const state = blocked ? ElementState.BLOCKED : ElementState.PENDING;
     this.#append(index, PoolWord.PEND_HEAD, PoolWord.PEND_TAIL);
     w[PoolWord.PEND_COUNT]++;
-    w[blocked ? PoolWord.BLOCKED : PoolWord.RUNNABLE]++;
+    if (blocked) w[PoolWord.BLOCKED]++;
+    else Atomics.add(w, PoolWord.RUNNABLE, 1);
     Atomics.store(w, this.#at(index, ElementWord.STATE), state);
     unlock(w, PoolWord.LOCK);
     return state;
@@ -188,9 +205,10 @@ export class RequestPool {
     if (index !== NIL) {
       this.#remove(index, PoolWord.PEND_HEAD, PoolWord.PEND_TAIL);
       w[PoolWord.PEND_COUNT]--;
-      w[PoolWord.RUNNABLE]--;
       this.#append(index, PoolWord.BUSY_HEAD, PoolWord.BUSY_TAIL);
-      w[PoolWord.BUSY_COUNT]++;
+      // Busy before no longer runnable: a look without the lock never misses the request.
+      Atomics.add(w, PoolWord.BUSY_COUNT, 1);
+      Atomics.sub(w, PoolWord.RUNNABLE, 1);
       Atomics.store(w, this.#at(index, ElementWord.STATE), ElementState.BUSY);
     }
     unlock(w, PoolWord.LOCK);
@@ -210,9 +228,10 @@ export class RequestPool {
       throw new Error(`internal error: element ${index} finished but not busy`);
     }
     this.#remove(index, PoolWord.BUSY_HEAD, PoolWord.BUSY_TAIL);
-    w[PoolWord.BUSY_COUNT]--;
+    Atomics.sub(w, PoolWord.BUSY_COUNT, 1);
     this.#free(index);
     const released = this.#unblock();
+    if (released > 0) Atomics.add(w, PoolWord.RUNNABLE, released);
     unlock(w, PoolWord.LOCK);
     Atomics.add(w, PoolWord.SETTLED, 1);
     if (Atomics.load(w, PoolWord.QUIESCING) > 0) Atomics.notify(w, PoolWord.SETTLED);
@@ -222,12 +241,15 @@ export class RequestPool {
   /**
    * Drops every element of queue `queueIndex` still in pendq whose
    * generation is not `generation` (the queue was reset): returned to freeq
-   * without running. Returns how many were dropped.
+   * without running. Requests of other queues that were BLOCKED behind a
+   * dropped one become runnable, and workers are woken for them. Returns
+   * how many were dropped.
    */
   abandon(queueIndex: number, generation: number): number {
     const w = this.words;
     lock(w, PoolWord.LOCK);
     let dropped = 0;
+    let droppedRunnable = 0;
     let index = w[PoolWord.PEND_HEAD];
     while (index !== NIL) {
       const next = w[this.#at(index, ElementWord.NEXT)];
@@ -238,15 +260,33 @@ export class RequestPool {
         const state = w[this.#at(index, ElementWord.STATE)];
         this.#remove(index, PoolWord.PEND_HEAD, PoolWord.PEND_TAIL);
         w[PoolWord.PEND_COUNT]--;
-        w[state === ElementState.BLOCKED ? PoolWord.BLOCKED : PoolWord.RUNNABLE]--;
+        if (state === ElementState.BLOCKED) w[PoolWord.BLOCKED]--;
+        else droppedRunnable++;
         this.#free(index);
         dropped++;
       }
       index = next;
     }
-    this.#unblock();
+    const released = this.#unblock();
+    // One step from the old count to the new: dropping first and releasing
+    // after would show RUNNABLE 0 for a moment while requests stay runnable.
+    if (released !== droppedRunnable) Atomics.add(w, PoolWord.RUNNABLE, released - droppedRunnable);
     unlock(w, PoolWord.LOCK);
+    // A worker that looked before the release may be going to sleep on WAKE.
+    this.wake(released);
     return dropped;
+  }
+
+  /**
+   * Wakes up to `count` workers sleeping on WAKE for requests that became
+   * runnable. WAKE is bumped before the notify, so a worker that looked for
+   * work before the change and is about to sleep on the value it saw does
+   * not sleep (its `Atomics.wait` on the old value returns at once).
+   */
+  wake(count: number): void {
+    if (count <= 0) return;
+    Atomics.add(this.words, PoolWord.WAKE, 1);
+    Atomics.notify(this.words, PoolWord.WAKE, count);
   }
 
   // ---------------------------------------------------------------------------
@@ -279,7 +319,7 @@ export class RequestPool {
     w[this.#at(index, ElementWord.NEXT)] = w[PoolWord.FREE_HEAD];
     w[this.#at(index, ElementWord.PREV)] = NIL;
     w[PoolWord.FREE_HEAD] = index;
-    w[PoolWord.FREE_COUNT]++;
+    Atomics.add(w, PoolWord.FREE_COUNT, 1); // read without the lock (see the module doc)
     Atomics.store(w, this.#at(index, ElementWord.STATE), ElementState.FREE);
   }
 
@@ -303,7 +343,11 @@ export class RequestPool {
     else w[this.#at(next, ElementWord.PREV)] = prev;
   }
 
-  /** Makes runnable every BLOCKED element that no earlier in-flight request conflicts with. */
+  /**
+   * Makes PENDING every BLOCKED element that no earlier in-flight request
+   * conflicts with, and returns how many: the caller adds them to RUNNABLE
+   * (in one step with its own change of it). Caller holds the lock.
+   */
   #unblock(): number {
     const w = this.words;
     if (w[PoolWord.BLOCKED] === 0) return 0;
@@ -317,7 +361,6 @@ export class RequestPool {
       if (this.#conflictsWithEarlier(index)) continue;
       Atomics.store(w, this.#at(index, ElementWord.STATE), ElementState.PENDING);
       w[PoolWord.BLOCKED]--;
-      w[PoolWord.RUNNABLE]++;
       released++;
     }
     return released;

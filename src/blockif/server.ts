@@ -103,6 +103,14 @@ export class BlockifServer {
    * pool, waking workers for them. Gives up at once if another thread is
    * draining (it re-checks the ring when it is done). Returns how many
    * requests it queued.
+   *
+   * Who runs what it queued: a draining worker (worker dispatch) runs one
+   * request itself once it returns, so it wakes a worker for every other
+   * runnable request it queued, over all its passes; the device thread
+   * (device dispatch) runs none and wakes one for each. Counting per pass
+   * instead would keep one request back in every pass: a guest that
+   * trickles requests, one per pass, would have them all run one after
+   * another by the drainer while the other workers sleep.
    */
   drain(index: number): number {
     const { pool, queues, memory, limits, interrupts } = this.#parts;
@@ -110,6 +118,8 @@ export class BlockifServer {
     const chain = this.#chain;
     const scratch = this.#scratch;
     let queued = 0;
+    /** Requests still to keep for this thread to run: one for a draining worker. */
+    let ownShare = this.#parts.dispatch === "worker" ? 1 : 0;
     for (;;) {
       if (!queue.beginDrain(false)) break;
       let starved = false;
@@ -149,8 +159,10 @@ export class BlockifServer {
         // Never leave AVAIL_LOCK held, whatever happened.
         queue.endDrain();
       }
-      // A draining worker runs one request itself; wake others for the rest.
-      this.#wake(this.#parts.dispatch === "worker" ? runnable - 1 : runnable);
+      // Wake others for every runnable request but the one this worker keeps.
+      const kept = Math.min(ownShare, runnable);
+      ownShare -= kept;
+      this.#wake(runnable - kept);
       if (starved ? pool.freeCount === 0 : !queue.hasAvailable) break;
     }
     if (queue.fault !== QueueFault.NONE) this.#reportBroken(queue, index);
@@ -250,9 +262,7 @@ export class BlockifServer {
   }
 
   #wake(count: number): void {
-    if (count <= 0) return;
-    Atomics.add(this.#words, PoolWord.WAKE, 1);
-    Atomics.notify(this.#words, PoolWord.WAKE, count);
+    this.#parts.pool.wake(count);
   }
 
   #ringKick(): void {

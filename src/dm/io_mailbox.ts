@@ -10,9 +10,22 @@
  * reach the mailbox: a QUEUE_NOTIFY write rings the queue's doorbell (KVM's
  * ioeventfd), an ISR read takes and clears the ISR word, and the vCPU goes on.
  *
+ * Every posted access gets an answer, even when the device model stops
+ * serving (a vCPU waits for its answer without a time limit). Stopping
+ * ends the serving loop, polls once more (an access posted before stop()
+ * is handled), then closes the mailbox and refuses what is still pending;
+ * a refused access fails on its vCPU with a `CLOSED` error. An access
+ * posted after the close is refused by its own vCPU: after posting, it
+ * looks at CLOSED. Both sides write, then read the other's word (the vCPU
+ * its slot state, then CLOSED; the device model CLOSED, then the slot
+ * states), all sequentially consistent, so at least one of them sees the
+ * other and no access is left waiting; compare-exchanges on the slot state
+ * (claim, refuse, withdraw) make sure exactly one side decides its fate.
+ *
  * @module
  */
 
+import { VirtioBlkError } from "../errors.ts";
 import type { DoorbellHandle } from "../virtio/doorbell.ts";
 import { IoEventTable } from "./io_events.ts";
 
@@ -20,6 +33,8 @@ import { IoEventTable } from "./io_events.ts";
 export const MailboxWord = {
   /** Bumped and notified whenever a vCPU posts a request; the device model waits on it. */
   POSTED: 0,
+  /** 1 while the device model is stopped (after its last poll): posted accesses are refused. */
+  CLOSED: 1,
   /** Header size in words. */
   COUNT: 4,
 } as const;
@@ -38,8 +53,13 @@ export const SlotWord = {
   COUNT: 8,
 } as const;
 
-/** Slot states (ACRN: REQ_STATE_FREE / PENDING / COMPLETE). */
-export const SlotState = { FREE: 0, PENDING: 1, COMPLETE: 2 } as const;
+/**
+ * Slot states (ACRN: REQ_STATE_FREE / PENDING / COMPLETE / PROCESSING, and
+ * REFUSED). The device model claims a PENDING slot (PROCESSING) before
+ * handling it, or refuses it once closed; a vCPU that sees the mailbox
+ * closed withdraws its access (back to FREE) if it is still PENDING.
+ */
+export const SlotState = { FREE: 0, PENDING: 1, COMPLETE: 2, PROCESSING: 3, REFUSED: 4 } as const;
 
 /** Direction of a port access. */
 export const IoDirection = { IN: 0, OUT: 1 } as const;
@@ -123,11 +143,25 @@ export class PortIo {
     Atomics.store(w, b + SlotWord.STATE, SlotState.PENDING);
     Atomics.add(w, MailboxWord.POSTED, 1);
     Atomics.notify(w, MailboxWord.POSTED, 1);
-    while (Atomics.load(w, b + SlotWord.STATE) === SlotState.PENDING) {
-      Atomics.wait(w, b + SlotWord.STATE, SlotState.PENDING);
+    // Closed: the device model may have refused the slots before this post.
+    let refused = Atomics.load(w, MailboxWord.CLOSED) !== 0 &&
+      Atomics.compareExchange(w, b + SlotWord.STATE, SlotState.PENDING, SlotState.FREE) ===
+        SlotState.PENDING;
+    while (!refused) {
+      const state = Atomics.load(w, b + SlotWord.STATE);
+      if (state === SlotState.COMPLETE) break;
+      refused = state === SlotState.REFUSED;
+      if (!refused) Atomics.wait(w, b + SlotWord.STATE, state);
     }
     const result = Atomics.load(w, b + SlotWord.VALUE) >>> 0;
     Atomics.store(w, b + SlotWord.STATE, SlotState.FREE);
+    if (refused) {
+      const access = direction === IoDirection.IN ? "in from" : "out to";
+      throw new VirtioBlkError(
+        "CLOSED",
+        `port ${access} 0x${port.toString(16)}: the device model has stopped serving port I/O`,
+      );
+    }
     return result;
   }
 }
@@ -155,15 +189,24 @@ export class MailboxServer {
   start(): void {
     if (this.#running) return;
     this.#running = true;
+    Atomics.store(this.#words, MailboxWord.CLOSED, 0);
     this.#stopped = this.#serve();
   }
 
-  /** Stops serving; resolves once the loop has ended. */
+  /**
+   * Stops serving; resolves once the loop has ended. Every access posted
+   * before is answered; one posted later fails on its vCPU with a `CLOSED`
+   * error, until {@linkcode MailboxServer.start} serves again.
+   */
   async stop(): Promise<void> {
     this.#running = false;
     Atomics.add(this.#words, MailboxWord.POSTED, 1);
     Atomics.notify(this.#words, MailboxWord.POSTED);
     await this.#stopped;
+    if (this.#running) return; // started again meanwhile
+    // The loop may have ended without looking at an access posted just before.
+    this.poll();
+    this.#close();
   }
 
   /** Handles every pending request once. Returns how many it handled. */
@@ -173,6 +216,11 @@ export class MailboxServer {
     for (let vcpu = 0; vcpu < this.#vcpus; vcpu++) {
       const b = slotBase(vcpu);
       if (Atomics.load(w, b + SlotWord.STATE) !== SlotState.PENDING) continue;
+      // Claimed here, unless its vCPU withdrew it (it saw the mailbox closed).
+      if (
+        Atomics.compareExchange(w, b + SlotWord.STATE, SlotState.PENDING, SlotState.PROCESSING) !==
+          SlotState.PENDING
+      ) continue;
       const direction = Atomics.load(w, b + SlotWord.DIRECTION);
       const port = Atomics.load(w, b + SlotWord.PORT);
       const size = Atomics.load(w, b + SlotWord.SIZE) as IoSize;
@@ -189,6 +237,19 @@ export class MailboxServer {
       handled++;
     }
     return handled;
+  }
+
+  /** Closes the mailbox: what is pending now is refused, what is posted later refuses itself. */
+  #close(): void {
+    const w = this.#words;
+    Atomics.store(w, MailboxWord.CLOSED, 1);
+    for (let vcpu = 0; vcpu < this.#vcpus; vcpu++) {
+      const state = slotBase(vcpu) + SlotWord.STATE;
+      if (
+        Atomics.compareExchange(w, state, SlotState.PENDING, SlotState.REFUSED) ===
+          SlotState.PENDING
+      ) Atomics.notify(w, state);
+    }
   }
 
   async #serve(): Promise<void> {

@@ -198,9 +198,8 @@ export class LegacyVirtioPci {
       case LegacyRegister.STATUS:
         if (size !== 1) return;
         if ((value & 0xff) === 0) this.reset();
-        // DEVICE_NEEDS_RESET is the device's to set and only a reset clears it (§2.1.2).
-        else {this.#transport.status = (value & 0xff) |
-            (this.#transport.status & DeviceStatus.DEVICE_NEEDS_RESET);}
+        // Keeps DEVICE_NEEDS_RESET, even one a worker sets during the write (§2.1.2).
+        else this.#transport.writeByDriver(value);
         return;
     }
   }

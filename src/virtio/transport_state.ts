@@ -86,14 +86,34 @@ export class TransportState implements InterruptSink {
   /**
    * The device status register (§2.1): the driver's ACKNOWLEDGE, DRIVER,
    * FEATURES_OK and DRIVER_OK bits, and the device's DEVICE_NEEDS_RESET.
-   * Writes keep the low 8 bits.
+   * The driver changes it with {@linkcode TransportState.writeByDriver}.
    */
   get status(): number {
     return Atomics.load(this.words, TransportWord.STATUS);
   }
 
-  set status(value: number) {
-    Atomics.store(this.words, TransportWord.STATUS, value & 0xff);
+  /**
+   * The driver wrote `value` (not 0, which is a reset) to the status
+   * register: its low 8 bits replace the status, except that a
+   * DEVICE_NEEDS_RESET already set stays set — it is the device's to set
+   * and only a reset clears it (§2.1.2).
+   *
+   * A compare-exchange loop, not a load and a store: a data-plane thread's
+   * {@linkcode TransportState.needsReset} (an `Atomics.or` on the same
+   * word) may land between the two, and a store computed from the old
+   * value would wipe it. The config interrupt would then have been raised
+   * for a bit STATUS no longer shows, and a broken queue reports nothing
+   * again, so the guest's requests would hang.
+   */
+  writeByDriver(value: number): void {
+    const words = this.words;
+    let current = Atomics.load(words, TransportWord.STATUS);
+    for (;;) {
+      const next = (value & 0xff) | (current & DeviceStatus.DEVICE_NEEDS_RESET);
+      const found = Atomics.compareExchange(words, TransportWord.STATUS, current, next);
+      if (found === current) return;
+      current = found; // changed since the look (a needsReset): again, from what is there now
+    }
   }
 
   /** Reads and clears the ISR, like a legacy driver's read of the ISR register. */

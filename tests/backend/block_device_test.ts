@@ -4,7 +4,6 @@
  * cannot attach one).
  */
 
-import { isDeno } from "../../src/runtime/is_deno.ts";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { probeDeviceSize, seekDeviceSize } from "../../src/backend/block_device.ts";
@@ -39,12 +38,19 @@ function test(name: string, fn: () => void, unavailable = noLoop): void {
   Deno.test({ name: `block device: ${name}`, ignore: unavailable !== undefined, fn });
 }
 
-test("its size comes from seeking to the end (stat says 0), or from probing", () => {
+// Seeking needs a Deno.FsFile: on Node this test is skipped, with its reason
+// printed (tests/node/node_skips.ts), and devices are sized by probing (below).
+test("fsfile: its size comes from seeking to the end (stat says 0)", () => {
   using dir = new TempDir();
   using loop = new LoopDevice(dir.file("disk.img", DEVICE_BYTES));
   assert.equal(fs.statSync(loop.path).size, 0, "stat gives no size for a block device");
-  // Seeking needs a Deno.FsFile; Node sizes devices by probing (below).
-  if (isDeno()) assert.equal(seekDeviceSize(loop.path), DEVICE_BYTES);
+  assert.equal(seekDeviceSize(loop.path), DEVICE_BYTES);
+});
+
+test("its size comes from probing (stat says 0), and describeFile uses it", () => {
+  using dir = new TempDir();
+  using loop = new LoopDevice(dir.file("disk.img", DEVICE_BYTES));
+  assert.equal(fs.statSync(loop.path).size, 0, "stat gives no size for a block device");
   const fd = fs.openSync(loop.path, fs.constants.O_RDONLY);
   try {
     assert.equal(probeDeviceSize(fd), DEVICE_BYTES);

@@ -72,7 +72,9 @@ Deno.test("describeFile: ro, io and nocache are carried into the spec", () => {
   const path = dir.file("disk.img", 64 * KiB);
   assert.equal(describeFile(path, { readOnly: true }).readOnly, true);
   assert.equal(describeFile(path, { io: "node-fs" }).io, "node-fs");
+  // Deno.FsFile exists only on Deno; Node refuses it (both runtimes check something).
   if (isDeno()) assert.equal(describeFile(path, { io: "fsfile" }).io, "fsfile");
+  else assert.throws(() => describeFile(path, { io: "fsfile" }), /io "fsfile" needs Deno/);
   const direct = describeFile(path, { direct: true });
   assert.equal(direct.direct, true);
   assert.equal(direct.io, "node-fs", "nocache picks node:fs, the I/O that can pass O_DIRECT");

@@ -9,7 +9,9 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { InlineEngine } from "../../src/blk/inline_engine.ts";
-import { REQUEST_HEADER_SIZE, RequestStatus, RequestType } from "../../src/blk/spec.ts";
+import { BlkRequest, parseRequest } from "../../src/blk/request.ts";
+import { BlkConfig, REQUEST_HEADER_SIZE, RequestStatus, RequestType } from "../../src/blk/spec.ts";
+import { LegacyRegister } from "../../src/virtio/legacy_pci.ts";
 import { UsedRing } from "../../src/virtio/ring_layout.ts";
 import {
   DESCRIPTOR_SIZE,
@@ -157,6 +159,23 @@ function goodWrite(g: RawGuest, sector = 0): BuiltRequest {
 
 function guest(options: RawGuestOptions = {}): RawGuest {
   return RawGuest.create(options);
+}
+
+/**
+ * Offers `head` again (it must not be in flight) and parses it as the
+ * device does, with the device's limits: the reason it is rejected.
+ */
+function reasonRejected(g: RawGuest, head: number): string {
+  g.offer(head);
+  const view = new SplitQueue(g.memory, g.disk.device.queueState);
+  const popped = new DescriptorChain(g.disk.device.maxChain);
+  assert.equal(view.beginDrain(), true);
+  assert.equal(view.pop(popped), Pop.CHAIN);
+  view.endDrain();
+  const segMax = g.read(LegacyRegister.CONFIG + BlkConfig.SEG_MAX, 4);
+  const parsed = new BlkRequest(segMax);
+  parseRequest(popped, g.memory, { capacity: g.disk.device.capacity, segMax }, parsed);
+  return parsed.describe().error;
 }
 
 // ---------------------------------------------------------------------------
@@ -549,6 +568,9 @@ Deno.test("§6 class 6: zero-length and huge buffers, and lengths that add up pa
       const head = g.indirectChain(0, g.alloc(buffers.length * DESCRIPTOR_SIZE), buffers);
       expectAnswered(g, kick(g, head), [statusOnly({ head, status: s }, IOERR)]);
       assert.ok(g.medium.every((b) => b === 0), "nothing reached the disk");
+      // Summed without wrapping, the data (2^32 + 512 bytes) would not fit
+      // the disk either: the IOERR must come from the size check itself.
+      assert.equal(reasonRejected(g, head), "CHAIN_TOO_LARGE");
       await g.close();
     },
   );

@@ -1,7 +1,8 @@
 /**
  * ACRN's device options through the whole stack (file backend, blockif
  * workers, a guest in its vCPU Worker): ro, range=, sectorsize=, a full
- * file system, and reset or close with requests in flight.
+ * file system, and a reset with requests in flight (held in a medium that
+ * releases them when the test says).
  */
 
 import assert from "node:assert/strict";
@@ -12,8 +13,12 @@ import { hasFeature } from "../../src/virtio/spec.ts";
 import { fillByte } from "../helpers/fill_pattern.ts";
 import { skipWhen } from "../helpers/skip.ts";
 import { TmpfsMount, tmpfsUnavailable } from "../backend/file_fixtures.ts";
+import { needsPausedMedium, PausedMedium, ResetGate } from "../helpers/paused_medium.ts";
+import { WorkerEngine } from "../../src/blockif/worker_engine.ts";
+import { siblingModule, startThread } from "../../src/runtime/thread.ts";
 
 const NO_TMPFS = skipWhen("a full file system (device options)", tmpfsUnavailable());
+const NO_PAUSED_MEDIUM = needsPausedMedium("reset with requests in flight (device options)");
 
 const guestProgram = new URL("../helpers/test_guest.ts", import.meta.url);
 
@@ -144,31 +149,64 @@ Deno.test("a full file system: the failing write gets IOERR and the device keeps
   });
 });
 
-Deno.test("reset with requests in flight: once the reset returns, guest memory never changes again", async () => {
-  // O_DIRECT reads from the working disk are slow enough to be caught in
-  // flight; /tmp may be a tmpfs without O_DIRECT, so the image lives here.
-  const dir = await Deno.makeTempDir({
-    dir: new URL("../..", import.meta.url).pathname,
-    prefix: ".tmp-reset-",
-  });
-  try {
-    const image = `${dir}/big.img`;
-    await Deno.writeFile(image, new Uint8Array(64 << 20).fill(0x11));
-    await withVm([`6,virtio-blk,${image},nocache`], async (vm) => {
-      let caughtInFlight = 0;
-      for (let round = 0; round < 4; round++) {
+Deno.test(
+  "reset with requests in flight: it waits for the reads the workers hold, drops the others, and guest memory never changes once it returned",
+  {
+    ignore: NO_PAUSED_MEDIUM.ignore,
+  },
+  async () => {
+    // The disk's reads are held in the medium until the gate thread releases
+    // them, which it does only once the reset is waiting for them.
+    await using medium = await PausedMedium.start(64 << 20);
+    await withVm([`6,virtio-blk,${medium.path}`], async (vm) => {
+      const engine = vm.disks[0].function.device.engine;
+      assert.ok(engine instanceof WorkerEngine);
+      const workers = engine.settings.workers;
+      const gate = new SharedArrayBuffer(4 * ResetGate.COUNT);
+      const thread = await startThread(
+        siblingModule(import.meta.url, "../helpers/medium_gate_worker"),
+        "medium-gate",
+      );
+      try {
+        const replies: unknown[] = [];
+        let next: (() => void) | undefined;
+        thread.onMessage((reply) => {
+          replies.push(reply);
+          next?.();
+        });
+        const reply = async () => {
+          while (replies.length === 0) await new Promise<void>((resolve) => (next = resolve));
+          return replies.shift();
+        };
+        thread.postMessage({ control: medium.control, gate, pool: engine.pool.buffer });
+        assert.deepEqual(await reply(), { paused: true });
+        const requests = 2 * workers;
         const result = await vm.runVcpu(guestProgram, {
           kind: "reset-in-flight",
           disk: 0,
-          requests: 48,
-          bytes: 1 << 20,
-        }) as { reaped: number; unreadAtReset: number; changedAfterReset: number };
-        assert.equal(result.changedAfterReset, 0, `round ${round}: ${JSON.stringify(result)}`);
-        if (result.unreadAtReset > 0) caughtInFlight++;
+          requests,
+          bytes: 64 << 10,
+          inFlight: workers,
+          pool: engine.pool.buffer,
+          gate,
+        }) as { inFlightAtReset: number; atReset: string[]; changedAfterReset: number };
+        const gateReport = await reply();
+        assert.equal(result.inFlightAtReset, workers, "every worker held a read at the reset");
+        assert.equal(result.changedAfterReset, 0, "guest memory changed after the reset returned");
+        assert.deepEqual(
+          gateReport,
+          { resumedWhileResetWaited: true },
+          "the reset waited for the reads the workers held",
+        );
+        const count = (state: string) => result.atReset.filter((s) => s === state).length;
+        assert.deepEqual(
+          { read: count("read"), untouched: count("untouched") },
+          { read: workers, untouched: requests - workers },
+          "when the reset returned, the held reads had filled their buffers and the dropped ones never will",
+        );
+      } finally {
+        await thread.terminate();
       }
-      assert.ok(caughtInFlight > 0, "no reset ever caught requests in flight");
     });
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);

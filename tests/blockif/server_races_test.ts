@@ -17,76 +17,44 @@
  */
 
 import assert from "node:assert/strict";
-import type { EngineContext, RequestEngine } from "../../src/blk/engine.ts";
-import { InlineEngine } from "../../src/blk/inline_engine.ts";
-import type { BlockBackend } from "../../src/backend/backend.ts";
-import { openBackend } from "../../src/backend/open_backend.ts";
+import type { EngineContext } from "../../src/blk/engine.ts";
 import { PoolWord } from "../../src/blockif/pool_layout.ts";
-import { RequestPool } from "../../src/blockif/request_pool.ts";
-import { BlockifServer } from "../../src/blockif/server.ts";
 import { RequestType } from "../../src/blk/spec.ts";
 import { LegacyRegister } from "../../src/virtio/legacy_pci.ts";
 import { QueueWord } from "../../src/virtio/queue_state.ts";
 import { DeviceStatus } from "../../src/virtio/spec.ts";
-import { SplitQueue } from "../../src/virtio/split_queue.ts";
-import type { InterruptSink } from "../../src/virtio/transport_state.ts";
 import { RawGuest } from "../helpers/raw_guest.ts";
+import { InThreadWorker } from "./in_thread_worker.ts";
 
-/** Serves kicks in-process; `worker` is a blockif server the test drives as a worker thread. */
-class Rig implements RequestEngine {
-  readonly worker: BlockifServer;
-  readonly pool: RequestPool;
-  readonly #inline: InlineEngine;
-  readonly #backend: BlockBackend;
-  /** The guest's reset, run at the worker's report (set once the guest exists). */
-  resetByGuest: () => void = () => {};
+/** The guest's side of the race: its reset, run at the worker's report. */
+interface GuestReset {
+  /** The guest's reset (set once the guest exists). */
+  run: () => void;
   /** The reset waited for the worker to release a queue lock. */
-  deferredReset = false;
+  deferred: boolean;
+}
+
+/** An in-thread worker whose "needs reset" report is where the guest's reset lands. */
+class Rig extends InThreadWorker {
+  readonly reset: GuestReset;
 
   constructor(context: EngineContext) {
-    this.#inline = new InlineEngine(context);
     const words = context.queues[0].words;
     const sink = context.interrupts;
-    const racing: InterruptSink = {
-      usedBuffers: (index) => sink.usedBuffers(index),
-      needsReset: (index) => {
-        const locked = Atomics.load(words, QueueWord.AVAIL_LOCK) !== 0 ||
-          Atomics.load(words, QueueWord.USED_LOCK) !== 0;
-        if (locked) this.deferredReset = true;
-        else this.resetByGuest();
-        sink.needsReset(index);
+    const reset: GuestReset = { run: () => {}, deferred: false };
+    super(context, {
+      interrupts: {
+        usedBuffers: (index) => sink.usedBuffers(index),
+        needsReset: (index) => {
+          const locked = Atomics.load(words, QueueWord.AVAIL_LOCK) !== 0 ||
+            Atomics.load(words, QueueWord.USED_LOCK) !== 0;
+          if (locked) reset.deferred = true;
+          else reset.run();
+          sink.needsReset(index);
+        },
       },
-    };
-    this.pool = new RequestPool({ elements: 4, segMax: context.limits.segMax });
-    this.#backend = openBackend(context.backend);
-    this.worker = new BlockifServer({
-      memory: context.memory,
-      queues: context.queues.map((state) => new SplitQueue(context.memory, state)),
-      pool: this.pool,
-      state: context.state,
-      interrupts: racing,
-      backend: this.#backend,
-      readOnly: context.readOnly,
-      limits: context.limits,
-      serial: context.serial,
-      dispatch: "worker",
-      maxChain: context.maxChain,
-      pollMaxNs: 0,
     });
-  }
-  ready() {
-    return Promise.resolve();
-  }
-  notify(index: number) {
-    this.#inline.notify(index);
-  }
-  doorbell(index: number) {
-    return this.#inline.doorbell(index);
-  }
-  quiesce() {}
-  close() {
-    this.#backend.close();
-    return this.#inline.close();
+    this.reset = reset;
   }
 }
 
@@ -94,10 +62,10 @@ Deno.test("a worker's 'needs reset' never lands on the device after the guest re
   let rig!: Rig;
   const guest = RawGuest.create({ device: { engine: (context) => (rig = new Rig(context)) } });
   try {
-    rig.resetByGuest = () => guest.write(LegacyRegister.STATUS, 1, 0);
+    rig.reset.run = () => guest.write(LegacyRegister.STATUS, 1, 0);
     guest.availIdx = 2 * guest.size; // more than a ring ahead: the queue breaks (§2.7.13.3)
     rig.worker.drain(0); // the worker woken by the kick
-    if (rig.deferredReset) rig.resetByGuest();
+    if (rig.reset.deferred) rig.reset.run();
     assert.equal(guest.status, 0, "the reset device shows no DEVICE_NEEDS_RESET");
     guest.init(); // asserts the device takes the new ring
     assert.equal(guest.status & DeviceStatus.DEVICE_NEEDS_RESET, 0);

@@ -12,6 +12,8 @@ import { parentChannel } from "../../src/runtime/thread.ts";
 import { STREAM_BLOCK, streamBlock } from "./stream_block.ts";
 import { fillByte } from "./fill_pattern.ts";
 import type { IoSize } from "../../src/dm/io_mailbox.ts";
+import { PoolWord } from "../../src/blockif/pool_layout.ts";
+import { ResetGate } from "./paused_medium.ts";
 
 export type TestJob =
   | { kind: "disks" }
@@ -29,7 +31,18 @@ export type TestJob =
   | { kind: "info" }
   | { kind: "write-all"; disk: number; chunk: number; seed: number }
   | { kind: "read-all"; disk: number; chunk: number }
-  | { kind: "reset-in-flight"; disk: number; requests: number; bytes: number };
+  | {
+    kind: "reset-in-flight";
+    disk: number;
+    requests: number;
+    bytes: number;
+    /** Requests the workers hold in the medium before the reset (one per worker). */
+    inFlight: number;
+    /** The disk's request pool (src/blockif/pool_layout.ts), to see what is in flight. */
+    pool: SharedArrayBuffer;
+    /** The gate shared with the thread that releases the medium (paused_medium.ts). */
+    gate: SharedArrayBuffer;
+  };
 
 export type Access =
   | { op: "config-read"; slot: number; func: number; offset: number; size: IoSize }
@@ -290,41 +303,56 @@ function readAll(guest: GuestMachine, job: Extract<TestJob, { kind: "read-all" }
 }
 
 /**
- * Submits `requests` large reads, kicks, and resets the device (STATUS = 0,
- * served synchronously by the device model) as soon as the first one has
- * completed, while others are being read. Once the reset has returned,
- * guest memory must not change any more (bug class 15).
+ * Submits `requests` reads of a medium that holds them (paused, see
+ * paused_medium.ts), waits until the workers have taken `inFlight` of them
+ * (they are then blocked in the medium), and resets the device (STATUS = 0,
+ * served synchronously by the device model). The reset must wait for the
+ * reads in flight and drop the others; once it has returned, guest memory
+ * must not change any more (bug class 15). After the reset returns, the
+ * guest tells the gate thread, which then releases the medium if it has not
+ * yet, and waits until no worker runs a request before it looks again.
  */
 function resetInFlight(guest: GuestMachine, job: Extract<TestJob, { kind: "reset-in-flight" }>) {
   const { driver } = guest.disks[job.disk];
   const bytes = new Uint8Array(guest.memory.buffer);
+  const pool = new Int32Array(job.pool);
+  const gate = new Int32Array(job.gate);
+  const FILL = 0xab;
   const buffers: number[] = [];
-  let completed = 0;
   for (let i = 0; i < job.requests; i++) {
     const at = guest.allocator.alloc(job.bytes, 4096);
     buffers.push(at);
-    bytes.fill(0xab, at, at + job.bytes);
-    const sector = (i * job.bytes / 512) % (driver.info.capacity - job.bytes / 512);
-    driver.submit(
-      RequestType.IN,
-      sector,
-      { count: 1, address: [at], length: [job.bytes] },
-      () => completed++,
-    );
+    bytes.fill(FILL, at, at + job.bytes);
+    // 1 MiB apart: no read is served from what the page cache read ahead for another.
+    driver.submit(RequestType.IN, i * 2048, { count: 1, address: [at], length: [job.bytes] });
   }
   driver.kick();
-  // Reset once the device is busy: the first completion shows workers are reading.
-  while (completed === 0) {
-    if (driver.reap() === 0) driver.waitSync(10_000);
-  }
+  const tick = new Int32Array(new SharedArrayBuffer(4));
+  const until = (done: () => boolean, what: string) => {
+    // A bound against a hang, not a measurement: the medium holds nothing for this long.
+    for (let waited = 0; !done(); waited++) {
+      if (waited === 60_000) throw new Error(`gave up waiting until ${what}`);
+      Atomics.wait(tick, 0, 0, 1);
+    }
+  };
+  until(() => Atomics.load(pool, PoolWord.BUSY_COUNT) === job.inFlight, "the workers hold reads");
+  const inFlightAtReset = Atomics.load(pool, PoolWord.BUSY_COUNT);
+  Atomics.store(gate, ResetGate.RESETTING, 1);
+  Atomics.notify(gate, ResetGate.RESETTING);
   driver.resetDevice();
-  // A read fills its whole buffer, so a few sampled bytes per buffer show any
-  // write after the reset; sampling keeps the snapshot instant.
-  const samples = (at: number) =>
-    [bytes[at], bytes[at + job.bytes / 2], bytes[at + job.bytes - 1]].join();
-  const afterReset = buffers.map(samples);
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
-  const changedAfterReset = buffers.filter((at, i) => samples(at) !== afterReset[i]).length;
-  const unread = afterReset.filter((sample) => sample === "171,171,171").length;
-  return { reaped: completed, unreadAtReset: unread, changedAfterReset };
+  const afterReset = buffers.map((at) => bytes.slice(at, at + job.bytes));
+  Atomics.store(gate, ResetGate.RESET_RETURNED, 1);
+  Atomics.notify(gate, ResetGate.RESET_RETURNED);
+  until(() => Atomics.load(pool, PoolWord.BUSY_COUNT) === 0, "no worker runs a request");
+  const state = (b: Uint8Array) =>
+    b.every((x) => x === FILL) ? "untouched" : b.every((x) => x === 0) ? "read" : "other";
+  return {
+    inFlightAtReset,
+    /** Buffers by what they held when the reset returned. */
+    atReset: afterReset.map(state),
+    changedAfterReset:
+      buffers.filter((at, i) =>
+        !bytes.subarray(at, at + job.bytes).every((x, j) => x === afterReset[i][j])
+      ).length,
+  };
 }

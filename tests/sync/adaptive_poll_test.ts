@@ -25,9 +25,25 @@ Deno.test("adaptive poll: spin returns as soon as work is there, or after the wi
   let checks = 0;
   assert.equal(poll.spin(() => ++checks === 3), true);
   assert.equal(checks, 3);
-  const started = performance.now();
-  assert.equal(poll.spin(() => false), false);
-  assert.ok(performance.now() - started >= 2, "spun for the whole 2 ms window");
+  // A clock the test moves: every look at the work takes 1/64 ms.
+  const STEP_MS = 1 / 64;
+  const start = 1000;
+  let clock = start;
+  const now = performance.now;
+  performance.now = () => clock;
+  let arrived;
+  try {
+    arrived = poll.spin(() => {
+      clock += STEP_MS;
+      return false;
+    });
+  } finally {
+    performance.now = now;
+  }
+  assert.equal(arrived, false);
+  assert.ok(clock >= start + 2, `looked until the 2 ms window had passed (${clock - start} ms)`);
+  // The clock is read every 16 looks; then one last look.
+  assert.ok(clock <= start + 2 + 17 * STEP_MS, `and stopped then (${clock - start} ms)`);
 });
 
 Deno.test("adaptive poll: a cap of 0 never polls", () => {
