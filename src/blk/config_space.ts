@@ -18,6 +18,8 @@ export interface BlkGeometry {
   readonly logicalBlockSize: number;
   /** Physical block size, a power of two >= the logical one. */
   readonly physicalBlockSize: number;
+  /** Request queues (num_queues, read by a driver that negotiated VIRTIO_BLK_F_MQ). */
+  readonly queues?: number;
 }
 
 /** Fills a config-space image (without the writeback byte, which is live state). */
@@ -35,7 +37,7 @@ export function buildConfigImage(geometry: BlkGeometry): Uint8Array {
   const blocksPerPhysical = geometry.physicalBlockSize / geometry.logicalBlockSize;
   view.setUint16(BlkConfig.MIN_IO_SIZE, blocksPerPhysical, true);
   view.setUint32(BlkConfig.OPT_IO_SIZE, blocksPerPhysical, true);
-  view.setUint16(BlkConfig.NUM_QUEUES, 1, true);
+  view.setUint16(BlkConfig.NUM_QUEUES, geometry.queues ?? 1, true);
   return image;
 }
 

@@ -22,11 +22,15 @@ import { BlkState } from "./blk_state.ts";
 import { buildConfigImage, readImage } from "./config_space.ts";
 import type { EngineFactory, InterruptHandle, RequestEngine } from "./engine.ts";
 import { InlineEngine } from "./inline_engine.ts";
+import { MediumErrors } from "./medium_errors.ts";
 import { defaultSerial, serialBytes } from "./serial.ts";
 import { BlkConfig, BlkFeature, SECTOR_SIZE, VIRTIO_ID_BLOCK } from "./spec.ts";
 
 /** ACRN's ring size for virtio-blk (VIRTIO_BLK_RINGSZ). */
 export const DEFAULT_QUEUE_SIZE = 64;
+
+/** Most request queues a device may have (a bound of ours; ACRN caps `mq=` at the vCPU count). */
+export const MAX_QUEUES = 16;
 
 /** How a block device is configured. */
 export interface BlkDeviceOptions {
@@ -52,8 +56,18 @@ export interface BlkDeviceOptions {
   readonly physicalBlockSize?: number;
   /** Offer VIRTIO_RING_F_EVENT_IDX (default true). */
   readonly eventIdx?: boolean;
+  /**
+   * Request queues (default 1). More than one offers VIRTIO_BLK_F_MQ with
+   * `num_queues` in config space (§5.2.3, §5.2.4).
+   */
+  readonly queues?: number;
   /** Who executes requests (default: in-process, on the notifying thread). */
   readonly engine?: EngineFactory;
+  /**
+   * Where a medium failure of a new kind is reported, once per kind and then
+   * at every tenfold count (default: console.error). The guest sees IOERR.
+   */
+  readonly log?: (message: string) => void;
 }
 
 /** Where the device sends interrupts. */
@@ -72,7 +86,7 @@ function bit(n: number): bigint {
 export class VirtioBlkDevice implements VirtioDevice {
   /** virtio device ID 2, block (virtio 1.2 §5). */
   readonly deviceId: number = VIRTIO_ID_BLOCK;
-  readonly queueCount = 1;
+  readonly queueCount: number;
   readonly queueSize: number;
   readonly offeredFeatures: bigint;
   readonly maxChain: number;
@@ -86,10 +100,12 @@ export class VirtioBlkDevice implements VirtioDevice {
   readonly state: BlkState = new BlkState();
   /** The serial as GET_ID returns it. */
   readonly serial: Uint8Array;
+  /** What the medium failed so far, by kind (the guest saw IOERR). */
+  readonly mediumErrors: MediumErrors = new MediumErrors();
   /** What messages call the device: `virtio-blk device on <medium>`. */
   readonly name: string;
-  readonly #queueState: QueueStateBuffer;
-  readonly #queue: SplitQueue;
+  readonly #queueStates: QueueStateBuffer[];
+  #queues: SplitQueue[];
   readonly #image: Uint8Array;
   readonly #defaultWriteback: boolean;
   readonly #engine: RequestEngine;
@@ -119,6 +135,13 @@ export class VirtioBlkDevice implements VirtioDevice {
         `queue size ${queueSize} must be a power of two from 2 to 32768`,
       );
     }
+    const queueCount = options.queues ?? 1;
+    if (!Number.isInteger(queueCount) || queueCount < 1 || queueCount > MAX_QUEUES) {
+      throw new VirtioBlkError(
+        "INVALID_CONFIG",
+        `queue count ${queueCount} must be 1 to ${MAX_QUEUES}`,
+      );
+    }
     const segMax = options.segMax ?? queueSize - 2;
     if (!Number.isInteger(segMax) || segMax < 1) {
       throw new VirtioBlkError("INVALID_CONFIG", `seg_max ${segMax} must be a positive integer`);
@@ -133,6 +156,7 @@ export class VirtioBlkDevice implements VirtioDevice {
       );
     }
     this.queueSize = queueSize;
+    this.queueCount = queueCount;
     this.maxChain = Math.max(queueSize, segMax + 2);
     this.capacity = sizeBytes / SECTOR_SIZE;
     this.readOnly = options.backend.readOnly;
@@ -145,21 +169,23 @@ export class VirtioBlkDevice implements VirtioDevice {
       segMax,
       logicalBlockSize: logical,
       physicalBlockSize: physical,
+      queues: queueCount,
     });
 
     let features = bit(BlkFeature.SEG_MAX) | bit(BlkFeature.BLK_SIZE) | bit(BlkFeature.TOPOLOGY) |
       bit(BlkFeature.FLUSH) | bit(BlkFeature.CONFIG_WCE) | bit(RingFeature.INDIRECT_DESC);
     if (options.eventIdx ?? true) features |= bit(RingFeature.EVENT_IDX);
     if (this.readOnly) features |= bit(BlkFeature.RO);
+    if (queueCount > 1) features |= bit(BlkFeature.MQ);
     this.offeredFeatures = features;
 
-    this.#queueState = new QueueStateBuffer(queueSize);
-    this.#queue = new SplitQueue(memory, this.#queueState);
+    this.#queueStates = Array.from({ length: queueCount }, () => new QueueStateBuffer(queueSize));
+    this.#queues = this.#queueStates.map((state) => new SplitQueue(memory, state));
     this.state.set(this.#defaultWriteback, false);
     const factory = options.engine ?? ((context) => new InlineEngine(context));
     this.#engine = factory({
       memory,
-      queues: [this.#queueState],
+      queues: this.#queueStates,
       interrupts: interrupts.sink,
       interruptHandle: interrupts.handle,
       state: this.state,
@@ -168,6 +194,9 @@ export class VirtioBlkDevice implements VirtioDevice {
       limits: { capacity: this.capacity, segMax },
       maxChain: this.maxChain,
       serial: this.serial,
+      errors: this.mediumErrors,
+      name: this.name,
+      log: options.log,
     });
   }
 
@@ -175,14 +204,39 @@ export class VirtioBlkDevice implements VirtioDevice {
     return this.#acked;
   }
 
-  /** The shared state of the request queue (for doorbells and diagnostics). */
+  /** The shared state of the first request queue (for doorbells and diagnostics). */
   get queueState(): QueueStateBuffer {
-    return this.#queueState;
+    return this.#queueStates[0];
+  }
+
+  /** The shared state of request queue `index`. */
+  queueStateOf(index: number): QueueStateBuffer {
+    this.#checkQueue(index);
+    return this.#queueStates[index];
   }
 
   queue(index: number): SplitQueue {
-    if (index !== 0) throw new RangeError(`virtio-blk has one queue, not ${index + 1}`);
-    return this.#queue;
+    this.#checkQueue(index);
+    return this.#queues[index];
+  }
+
+  /**
+   * Serves the device over new guest memory (a vhost-user memory-table
+   * change): every queue must be disabled. The engine's threads keep
+   * running and the medium stays open.
+   */
+  async attachMemory(memory: GuestMemory): Promise<void> {
+    if (this.#queues.some((queue) => queue.ready)) {
+      throw new VirtioBlkError("INVALID_CONFIG", "guest memory changes only while no queue runs");
+    }
+    this.#queues = this.#queueStates.map((state) => new SplitQueue(memory, state));
+    await this.#engine.attachMemory(memory);
+  }
+
+  #checkQueue(index: number): void {
+    if (!Number.isInteger(index) || index < 0 || index >= this.queueCount) {
+      throw new RangeError(`virtio-blk has ${this.queueCount} queue(s), not queue ${index}`);
+    }
   }
 
   ackFeatures(features: bigint): void {
@@ -221,13 +275,15 @@ export class VirtioBlkDevice implements VirtioDevice {
   }
 
   notify(index: number): void {
-    if (index === 0) this.#engine.notify(0);
+    if (Number.isInteger(index) && index >= 0 && index < this.queueCount) {
+      this.#engine.notify(index);
+    }
   }
 
   disableQueue(index: number): number {
-    if (index !== 0) return 0;
-    const nextAvail = this.#queue.disable();
-    this.#engine.quiesce(0);
+    if (!(Number.isInteger(index) && index >= 0 && index < this.queueCount)) return 0;
+    const nextAvail = this.#queues[index].disable();
+    this.#engine.quiesce(index);
     return nextAvail;
   }
 
@@ -238,21 +294,21 @@ export class VirtioBlkDevice implements VirtioDevice {
    * medium keeps it pending for as long as it hangs).
    */
   async stopQueue(index: number): Promise<number> {
-    if (index !== 0) return 0;
-    const nextAvail = this.#queue.disable();
-    await this.#settle();
+    if (!(Number.isInteger(index) && index >= 0 && index < this.queueCount)) return 0;
+    const nextAvail = this.#queues[index].disable();
+    await this.#settle(index);
     return nextAvail;
   }
 
-  #settle(): Promise<void> {
+  #settle(index: number): Promise<void> {
     const engine = this.#engine;
-    if (engine.settle) return engine.settle(0);
-    engine.quiesce(0);
+    if (engine.settle) return engine.settle(index);
+    engine.quiesce(index);
     return Promise.resolve();
   }
 
   reset(): void {
-    this.disableQueue(0);
+    for (let i = 0; i < this.queueCount; i++) this.disableQueue(i);
     this.#acked = 0n;
     // The cache mode the device was configured with comes back on reset (ACRN's original_wce).
     this.state.set(this.#defaultWriteback, false);
@@ -264,8 +320,10 @@ export class VirtioBlkDevice implements VirtioDevice {
    * blocking this thread).
    */
   async close(): Promise<void> {
-    this.#queue.disable();
-    await this.#settle();
+    for (let i = 0; i < this.queueCount; i++) {
+      this.#queues[i].disable();
+      await this.#settle(i);
+    }
     await this.#engine.close();
   }
 }

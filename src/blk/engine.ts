@@ -1,8 +1,14 @@
 /**
  * The executor seam: who takes chains off the ring and runs them. The device
  * hands an engine everything it needs as shared state; the in-process engine
- * (this module's {@linkcode InlineEngine}) runs requests on the calling
- * thread, the blockif engine (`src/blockif/`) on a pool of Web Workers.
+ * (`inline_engine.ts`) runs requests on the calling thread, the blockif
+ * engine (`src/blockif/`) on a group of Web Workers that devices may share.
+ * Both run the same drain/start/finish code (`src/blockif/server.ts`) over
+ * an I/O queue on the medium (`src/io/`).
+ *
+ * Guest memory is the device's at construction and may be replaced later
+ * ({@linkcode RequestEngine.attachMemory}: a vhost-user memory-table change)
+ * without restarting threads or reopening the medium.
  *
  * @module
  */
@@ -13,6 +19,7 @@ import type { DoorbellHandle } from "../virtio/doorbell.ts";
 import type { QueueStateBuffer } from "../virtio/queue_state.ts";
 import type { InterruptLineHandle, InterruptSink } from "../virtio/transport_state.ts";
 import type { BlkState } from "./blk_state.ts";
+import type { MediumErrors } from "./medium_errors.ts";
 import type { RequestLimits } from "./request.ts";
 
 /** Everything an engine needs to serve a block device's queues. */
@@ -37,6 +44,12 @@ export interface EngineContext {
   readonly maxChain: number;
   /** The 20 GET_ID bytes. */
   readonly serial: Uint8Array;
+  /** Where the medium's failures are counted (every thread records into it). */
+  readonly errors: MediumErrors;
+  /** What log lines call the device (`virtio-blk device on disk.img`). */
+  readonly name: string;
+  /** Where a medium failure of a new kind is reported (default: console.error). */
+  readonly log?: (message: string) => void;
 }
 
 /** How a worker thread reaches the interrupt sink. */
@@ -84,6 +97,12 @@ export interface RequestEngine {
    * on the thread that waits. Engines without it are quiesced synchronously.
    */
   settle?(index: number): Promise<void>;
+  /**
+   * Serves the device over new guest memory from now on (a vhost-user
+   * memory-table change). Every queue is disabled and quiesced when this is
+   * called; threads keep running and the medium stays open.
+   */
+  attachMemory(memory: GuestMemory): Promise<void>;
   /** Stops serving and releases threads and file handles. */
   close(): Promise<void>;
 }

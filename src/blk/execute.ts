@@ -1,59 +1,95 @@
 /**
- * Running a parsed request against a backend, and returning it to the
- * driver. Both executors (the in-process one and the blockif workers) call
- * these, so a request means the same thing whichever thread runs it.
+ * Running a parsed request against the medium, and returning it to the
+ * driver. Every executor (the in-process one, the blockif threads, with
+ * synchronous files or io_uring) calls these, so a request means the same
+ * thing whichever thread runs it and however the medium completes:
+ *
+ * 1. {@linkcode startRequest}: a request that needs no medium (GET_ID, an
+ *    unsupported or malformed one, a write to a read-only device) gets its
+ *    status at once; a read, write or flush is handed to the thread's I/O
+ *    queue with a token and is {@linkcode PENDING}.
+ * 2. {@linkcode finishRequest}: the I/O queue's result (0 or negative)
+ *    becomes the status; a failure keeps its cause in the device's
+ *    {@linkcode MediumErrors} and is logged once per kind.
+ * 3. {@linkcode completeRequest}: status byte, used element, interrupt.
  *
  * @module
  */
 
-import type { BlockBackend } from "../backend/backend.ts";
+import { IoOp, type IoOpCode, type IoQueue, type IoRequest, IoVector } from "../io/io_queue.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import type { SplitQueue } from "../virtio/split_queue.ts";
 import type { InterruptSink } from "../virtio/transport_state.ts";
 import type { BlkState } from "./blk_state.ts";
+import { describeFailure, logsAt, type MediumErrors } from "./medium_errors.ts";
 import { type BlkRequest, RequestKind } from "./request.ts";
 import { ID_BYTES, RequestStatus, type RequestStatusCode } from "./spec.ts";
 
 /** What an executor needs besides the request. */
 export interface ExecutionContext {
   readonly memory: GuestMemory;
-  readonly backend: BlockBackend;
+  /** The medium, as this thread's I/O queue on it. */
+  readonly io: IoQueue;
   /** The device offers VIRTIO_BLK_F_RO: every write fails. */
   readonly readOnly: boolean;
   /** The live cache mode. */
   readonly state: BlkState;
   /** The 20 GET_ID bytes. */
   readonly serial: Uint8Array;
+  /** Where the medium's failures are counted. */
+  readonly errors: MediumErrors;
+  /** Where a failure of a new kind (and every tenfold count of one) is reported. */
+  readonly log: (message: string) => void;
+  /** What the log calls the device (`virtio-blk device on disk.img`). */
+  readonly name: string;
 }
 
-/** Counts of what went wrong, for diagnostics. */
-export interface ExecutionStats {
-  /** Requests the medium failed (answered IOERR). */
-  mediumErrors: number;
+/** {@linkcode startRequest}'s answer for a request handed to the I/O queue. */
+export const PENDING = -1;
+
+/** An I/O request record per thread, reused for every request it starts. */
+export function ioRequestFor(segMax: number): IoRequest {
+  return { op: IoOp.READ, offset: 0, vector: new IoVector(segMax), durable: false };
 }
 
 /**
- * Executes `request` and returns the status to report. Never throws: a
- * failure of the medium (an exception from the backend, including a short
- * transfer) becomes IOERR.
+ * Starts `request`: returns its status when it needs no medium (or cannot
+ * reach it: a buffer outside guest memory), else hands it to `context.io`
+ * with `token` and returns {@linkcode PENDING}. Never throws for anything
+ * the guest sent.
  */
-export function executeRequest(
+export function startRequest(
   request: BlkRequest,
   context: ExecutionContext,
-  stats?: ExecutionStats,
-): RequestStatusCode {
+  token: number,
+  scratch: IoRequest,
+): RequestStatusCode | typeof PENDING {
   switch (request.kind) {
     case RequestKind.READ:
-    case RequestKind.WRITE:
-      return transfer(request, context, request.kind === RequestKind.WRITE, stats);
-    case RequestKind.FLUSH:
-      try {
-        context.backend.flush();
-        return RequestStatus.OK;
-      } catch {
-        if (stats) stats.mediumErrors++;
-        return RequestStatus.IOERR;
+    case RequestKind.WRITE: {
+      const isWrite = request.kind === RequestKind.WRITE;
+      if (isWrite && context.readOnly) return RequestStatus.IOERR;
+      const vector = scratch.vector;
+      vector.clear();
+      for (let i = 0; i < request.segmentCount; i++) {
+        const address = request.segmentAddress(i);
+        const length = request.segmentLength(i);
+        const region = context.memory.regionFor(address, length);
+        if (region === undefined) return RequestStatus.IOERR;
+        vector.push(region, address - region.gpa, length);
       }
+      scratch.op = isWrite ? IoOp.WRITE : IoOp.READ;
+      scratch.offset = request.offset;
+      // Write-through: the data is stable before the write completes (§5.2.6.2).
+      scratch.durable = isWrite && !context.state.writeCache;
+      return submit(context, scratch, token);
+    }
+    case RequestKind.FLUSH:
+      scratch.op = IoOp.FLUSH;
+      scratch.offset = 0;
+      scratch.vector.clear();
+      scratch.durable = false;
+      return submit(context, scratch, token);
     case RequestKind.GET_ID:
       return writeSerial(request, context);
     case RequestKind.UNSUPPORTED:
@@ -63,31 +99,44 @@ export function executeRequest(
   }
 }
 
-function transfer(
+function submit(
+  context: ExecutionContext,
+  scratch: IoRequest,
+  token: number,
+): RequestStatusCode | typeof PENDING {
+  // The queue holds one operation per pool element, so it cannot be full here.
+  return context.io.submit(scratch, token) ? PENDING : RequestStatus.IOERR;
+}
+
+/**
+ * The status of a request whose I/O finished with `result` (0, or negative:
+ * `-errno` or IO_SHORT). A failure is counted, and logged when it is the
+ * first of its kind (then at every tenfold count).
+ */
+export function finishRequest(
   request: BlkRequest,
   context: ExecutionContext,
-  isWrite: boolean,
-  stats?: ExecutionStats,
+  result: number,
 ): RequestStatusCode {
-  const { memory, backend } = context;
-  if (isWrite && context.readOnly) return RequestStatus.IOERR;
-  try {
-    let offset = request.offset;
-    for (let i = 0; i < request.segmentCount; i++) {
-      const address = request.segmentAddress(i);
-      const length = request.segmentLength(i);
-      const region = memory.regionFor(address, length);
-      if (region === undefined) return RequestStatus.IOERR;
-      if (isWrite) backend.write(offset, region.bytes, address - region.gpa, length);
-      else backend.read(offset, region.bytes, address - region.gpa, length);
-      offset += length;
-    }
-    // Write-through: the data is stable before the write completes (§5.2.6.2).
-    if (isWrite && !context.state.writeCache) backend.flush();
-    return RequestStatus.OK;
-  } catch {
-    if (stats) stats.mediumErrors++;
-    return RequestStatus.IOERR;
+  if (result >= 0) return RequestStatus.OK;
+  const op = ioOpOf(request);
+  const offset = op === IoOp.FLUSH ? undefined : request.offset;
+  const count = context.errors.record(op, result, offset ?? 0);
+  if (logsAt(count)) {
+    const nth = count === 1 ? "" : ` (${count} times)`;
+    context.log(`${context.name}: ${describeFailure(op, result, offset)}${nth}`);
+  }
+  return RequestStatus.IOERR;
+}
+
+function ioOpOf(request: BlkRequest): IoOpCode {
+  switch (request.kind) {
+    case RequestKind.READ:
+      return IoOp.READ;
+    case RequestKind.WRITE:
+      return IoOp.WRITE;
+    default:
+      return IoOp.FLUSH;
   }
 }
 
@@ -125,10 +174,57 @@ export function usedLength(request: BlkRequest, status: RequestStatusCode): numb
 }
 
 /**
- * Returns a request to the driver: under the used-ring lock, and only if the
- * queue has not been reset since the chain was popped (`generation`),
- * writes the status byte, publishes the used element and, if the driver
- * wants one, raises the interrupt. Returns whether it was published.
+ * Returns a request to the driver without interrupting it: under the
+ * used-ring lock, and only if the queue has not been reset since the chain
+ * was popped (`generation`), writes the status byte and publishes the used
+ * element. Returns whether it was published; {@linkcode signalQueue} then
+ * interrupts once for a batch (virtio 1.2 §2.7.10 lets the device notify
+ * once for several used buffers).
+ */
+export function publishRequest(
+  queue: SplitQueue,
+  memory: GuestMemory,
+  request: BlkRequest,
+  status: RequestStatusCode,
+  generation: number,
+): boolean {
+  const statusAddress = request.statusAddress;
+  queue.lockUsed();
+  try {
+    if (queue.generation !== generation) return false;
+    if (statusAddress >= 0) {
+      const region = memory.regionFor(statusAddress, 1);
+      if (region !== undefined) region.bytes[statusAddress - region.gpa] = status;
+    }
+    return queue.publish(request.head, usedLength(request, status), generation);
+  } finally {
+    queue.unlockUsed();
+  }
+}
+
+/**
+ * Interrupts the driver for what was published on queue `queueIndex`, if it
+ * wants one and the queue was not reset since `generation`.
+ */
+export function signalQueue(
+  queue: SplitQueue,
+  queueIndex: number,
+  generation: number,
+  interrupt: InterruptSink,
+): void {
+  queue.lockUsed();
+  let notify: boolean;
+  try {
+    notify = queue.generation === generation && queue.needsInterrupt();
+  } finally {
+    queue.unlockUsed();
+  }
+  if (notify) interrupt.usedBuffers(queueIndex);
+}
+
+/**
+ * {@linkcode publishRequest}, then the interrupt if the driver wants one (a
+ * batch of one). Returns whether it was published.
  */
 export function completeRequest(
   queue: SplitQueue,
@@ -139,22 +235,7 @@ export function completeRequest(
   generation: number,
   interrupt: InterruptSink,
 ): boolean {
-  const statusAddress = request.statusAddress;
-  let published = false;
-  let notify = false;
-  queue.lockUsed();
-  try {
-    if (queue.generation === generation) {
-      if (statusAddress >= 0) {
-        const region = memory.regionFor(statusAddress, 1);
-        if (region !== undefined) region.bytes[statusAddress - region.gpa] = status;
-      }
-      published = queue.publish(request.head, usedLength(request, status), generation);
-      notify = published && queue.needsInterrupt();
-    }
-  } finally {
-    queue.unlockUsed();
-  }
-  if (notify) interrupt.usedBuffers(queueIndex);
+  const published = publishRequest(queue, memory, request, status, generation);
+  if (published) signalQueue(queue, queueIndex, generation, interrupt);
   return published;
 }

@@ -1,31 +1,31 @@
 /**
- * The in-process executor: pops, parses and runs every request on the
- * thread that handles the kick, then returns it before looking at the next.
- * Simple and deterministic (each kick is fully served when `notify`
- * returns), which makes it the engine of the RAM disk and of the core tests.
- * Kicks rung on a queue's doorbell from another thread (a guest in a Worker)
- * are picked up with `Atomics.waitAsync`.
+ * The in-process executor: the blockif server (`src/blockif/server.ts`)
+ * with a pool of its own and no threads, run on the thread that is
+ * notified. It pops, parses and runs every request of a kick before
+ * `notify` returns. Simple and deterministic, which makes it the engine of
+ * the RAM disk and of the core tests. Kicks rung on a queue's doorbell from
+ * another thread (a guest in a Worker) are picked up with
+ * `Atomics.waitAsync`.
  *
  * @module
  */
 
 import type { BlockBackend } from "../backend/backend.ts";
 import { openBackend } from "../backend/open_backend.ts";
-import { DescriptorChain } from "../virtio/descriptor_chain.ts";
+import { RequestPool } from "../blockif/request_pool.ts";
+import { BlockifServer } from "../blockif/server.ts";
+import { SyncIoQueue } from "../io/sync_io_queue.ts";
+import type { GuestMemory } from "../memory/guest_memory.ts";
 import { Doorbell, type DoorbellHandle } from "../virtio/doorbell.ts";
-import { Pop, QueueFault, SplitQueue } from "../virtio/split_queue.ts";
+import { SplitQueue } from "../virtio/split_queue.ts";
 import type { EngineContext, RequestEngine } from "./engine.ts";
-import { completeRequest, executeRequest, type ExecutionContext } from "./execute.ts";
-import { BlkRequest, parseRequest } from "./request.ts";
 
 /** Runs requests synchronously on the thread that is notified. */
 export class InlineEngine implements RequestEngine {
   readonly #context: EngineContext;
-  readonly #queues: SplitQueue[];
-  readonly #backend: BlockBackend;
-  readonly #execution: ExecutionContext;
-  readonly #chain: DescriptorChain;
-  readonly #request: BlkRequest;
+  readonly #server: BlockifServer;
+  readonly #io: SyncIoQueue;
+  #queues: SplitQueue[];
   readonly #doorbells: DoorbellHandle[];
   #running = false;
   #closed = false;
@@ -36,17 +36,15 @@ export class InlineEngine implements RequestEngine {
    */
   constructor(context: EngineContext, backend?: BlockBackend) {
     this.#context = context;
-    this.#queues = context.queues.map((state) => new SplitQueue(context.memory, state));
-    this.#backend = backend ?? openBackend(context.backend);
-    this.#execution = {
-      memory: context.memory,
-      backend: this.#backend,
-      readOnly: context.readOnly,
-      state: context.state,
-      serial: context.serial,
-    };
-    this.#chain = new DescriptorChain(context.maxChain);
-    this.#request = new BlkRequest(context.limits.segMax);
+    // One element per ring entry: a whole ring's requests fit at once.
+    const elements = Math.max(...context.queues.map((q) => q.maxQueueSize));
+    this.#server = new BlockifServer(
+      new RequestPool({ elements, segMax: context.limits.segMax }),
+      { dispatch: "worker", pollMaxNs: 0, log: context.log },
+    );
+    this.#io = new SyncIoQueue(backend ?? openBackend(context.backend), elements);
+    this.#queues = [];
+    this.#attach(context.memory);
     const words = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT * this.#queues.length);
     this.#doorbells = this.#queues.map((_, index) => ({ buffer: words, index }));
     this.#queues.forEach((_, index) => this.#watchDoorbell(index));
@@ -66,7 +64,12 @@ export class InlineEngine implements RequestEngine {
     if (this.#running || this.#closed) return;
     this.#running = true;
     try {
-      this.#serve(index);
+      const queue = this.#queues[index];
+      const server = this.#server;
+      // One chain at a time: each completes before the next is popped.
+      do {
+        while (server.drain(index, 0, 1) > 0 && !this.#closed) while (server.runOne());
+      } while (queue.hasAvailable && !this.#closed);
     } finally {
       this.#running = false;
     }
@@ -80,34 +83,39 @@ export class InlineEngine implements RequestEngine {
     return Promise.resolve();
   }
 
+  attachMemory(memory: GuestMemory): Promise<void> {
+    this.#attach(memory);
+    return Promise.resolve();
+  }
+
   close(): Promise<void> {
     if (!this.#closed) {
       this.#closed = true;
       // Wake the doorbell watchers so they see #closed and end.
       for (const handle of this.#doorbells) new Doorbell(handle).ring();
-      this.#backend.close();
+      this.#io.close();
     }
     return Promise.resolve();
   }
 
-  #serve(index: number): void {
-    const queue = this.#queues[index];
-    const { memory, limits, interrupts } = this.#context;
-    do {
-      if (!queue.beginDrain()) break;
-      try {
-        while (queue.pop(this.#chain) === Pop.CHAIN) {
-          const generation = queue.generation;
-          parseRequest(this.#chain, memory, limits, this.#request);
-          const status = executeRequest(this.#request, this.#execution);
-          completeRequest(queue, index, memory, this.#request, status, generation, interrupts);
-        }
-      } finally {
-        // Never leave AVAIL_LOCK held: the next kick would block this thread for good.
-        queue.endDrain();
-      }
-    } while (queue.hasAvailable && !this.#closed);
-    if (queue.fault !== QueueFault.NONE) interrupts.needsReset(index);
+  #attach(memory: GuestMemory): void {
+    const context = this.#context;
+    this.#queues = context.queues.map((state) => new SplitQueue(memory, state));
+    this.#server.attach(0, {
+      settings: {
+        readOnly: context.readOnly,
+        limits: context.limits,
+        serial: context.serial,
+        maxChain: context.maxChain,
+        name: context.name,
+      },
+      memory,
+      queues: this.#queues,
+      state: context.state,
+      interrupts: context.interrupts,
+      errors: context.errors,
+      io: this.#io,
+    });
   }
 
   /** Serves kicks rung on the doorbell by other threads (a guest in a Worker). */

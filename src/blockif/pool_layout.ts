@@ -51,8 +51,12 @@ export const PoolWord = {
   IDLE: 18,
   /** Requests completed by workers (statistics). */
   COMPLETED: 19,
-  /** Requests the medium failed (statistics). */
-  MEDIUM_ERRORS: 20,
+  /**
+   * Bumped (with WAKE) when the engine posted a control message to its
+   * threads (a device attached or detached, new guest memory): a thread that
+   * sees it change leaves its loop to read the message, then comes back.
+   */
+  CONTROL: 20,
   /** Mutex word: held by the one worker that polls for work instead of sleeping. */
   POLLER: 21,
   /** Threads waiting in quiesce(); finish() notifies SETTLED only when non-zero. */
@@ -74,6 +78,11 @@ export const ElementWord = {
   GENERATION: 4,
   /** Submission order (PoolWord.SEQUENCE at enqueue). */
   SEQUENCE: 5,
+  /**
+   * The device the request belongs to, when devices share the pool's
+   * threads (its index among the devices attached to them).
+   */
+  DEVICE: 6,
   /** Words per element. */
   COUNT: 8,
 } as const;

@@ -121,6 +121,11 @@ export class RequestPool {
     return Atomics.load(this.words, this.#at(index, ElementWord.STATE)) as ElementStateCode;
   }
 
+  /** The device element `index`'s request belongs to. */
+  deviceOf(index: number): number {
+    return Atomics.load(this.words, this.#at(index, ElementWord.DEVICE));
+  }
+
   /** The virtqueue element `index`'s request came from. */
   queueOf(index: number): number {
     return Atomics.load(this.words, this.#at(index, ElementWord.QUEUE));
@@ -146,6 +151,22 @@ export class RequestPool {
     return Atomics.load(this.words, PoolWord.BUSY_COUNT);
   }
 
+  /** Elements of `device`'s queue `queueIndex` that workers are running (a scan of busyq). */
+  busyFor(device: number, queueIndex: number): number {
+    const w = this.words;
+    if (Atomics.load(w, PoolWord.BUSY_COUNT) === 0) return 0;
+    lock(w, PoolWord.LOCK);
+    let count = 0;
+    for (let i = w[PoolWord.BUSY_HEAD]; i !== NIL; i = w[this.#at(i, ElementWord.NEXT)]) {
+      if (
+        w[this.#at(i, ElementWord.DEVICE)] === device &&
+        w[this.#at(i, ElementWord.QUEUE)] === queueIndex
+      ) count++;
+    }
+    unlock(w, PoolWord.LOCK);
+    return count;
+  }
+
   /** A consistent snapshot of the queue sizes. */
   counts(): PoolCounts {
     const w = this.words;
@@ -165,8 +186,10 @@ export class RequestPool {
    * Takes an element off freeq, copies `request` into it and appends it to
    * pendq, BLOCKED if it conflicts with an earlier in-flight request and
    * PENDING otherwise. Returns that state, or -1 when freeq is empty.
+   * `device` tells apart the devices that share the pool (requests of two
+   * devices never conflict).
    */
-  enqueue(request: BlkRequest, queueIndex: number, generation: number): number {
+  enqueue(request: BlkRequest, queueIndex: number, generation: number, device = 0): number {
     const w = this.words;
     lock(w, PoolWord.LOCK);
     const index = w[PoolWord.FREE_HEAD];
@@ -178,6 +201,7 @@ export class RequestPool {
     Atomics.sub(w, PoolWord.FREE_COUNT, 1); // read without the lock (see the module doc)
     this.#views[index].copyFrom(request);
     w[this.#at(index, ElementWord.QUEUE)] = queueIndex;
+    w[this.#at(index, ElementWord.DEVICE)] = device;
     w[this.#at(index, ElementWord.GENERATION)] = generation;
     w[this.#at(index, ElementWord.SEQUENCE)] = w[PoolWord.SEQUENCE];
     w[PoolWord.SEQUENCE] = (w[PoolWord.SEQUENCE] + 1) | 0;
@@ -239,13 +263,13 @@ export class RequestPool {
   }
 
   /**
-   * Drops every element of queue `queueIndex` still in pendq whose
+   * Drops every element of queue `queueIndex` (of `device`) still in pendq whose
    * generation is not `generation` (the queue was reset): returned to freeq
    * without running. Requests of other queues that were BLOCKED behind a
    * dropped one become runnable, and workers are woken for them. Returns
    * how many were dropped.
    */
-  abandon(queueIndex: number, generation: number): number {
+  abandon(queueIndex: number, generation: number, device = 0): number {
     const w = this.words;
     lock(w, PoolWord.LOCK);
     let dropped = 0;
@@ -255,6 +279,7 @@ export class RequestPool {
       const next = w[this.#at(index, ElementWord.NEXT)];
       if (
         w[this.#at(index, ElementWord.QUEUE)] === queueIndex &&
+        w[this.#at(index, ElementWord.DEVICE)] === device &&
         w[this.#at(index, ElementWord.GENERATION)] !== generation
       ) {
         const state = w[this.#at(index, ElementWord.STATE)];
@@ -386,11 +411,14 @@ export class RequestPool {
     const request = this.#views[index];
     const isWrite = request.kind === RequestKind.WRITE;
     const sequence = w[this.#at(index, ElementWord.SEQUENCE)];
+    const device = w[this.#at(index, ElementWord.DEVICE)];
     const start = request.fields[request.base + RequestField.SECTOR] * SECTOR_SIZE;
     const end = start + request.fields[request.base + RequestField.DATA_LENGTH];
     for (let other = w[headWord]; other !== NIL; other = w[this.#at(other, ElementWord.NEXT)]) {
       // Only earlier submissions count; the difference wraps like the counter.
       if (((w[this.#at(other, ElementWord.SEQUENCE)] - sequence) | 0) >= 0) continue;
+      // Requests of different devices share no medium.
+      if (w[this.#at(other, ElementWord.DEVICE)] !== device) continue;
       const o = this.#views[other];
       const otherKind = o.kind;
       if (otherKind === RequestKind.WRITE || (isWrite && otherKind === RequestKind.READ)) {

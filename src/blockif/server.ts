@@ -1,22 +1,34 @@
 /**
- * What a blockif thread does, on whichever thread runs it: the notify path
- * (take chains off the available ring, parse each once, put it in a pool
- * element on pendq) and the worker path (take a runnable element into busyq,
- * run it against the medium, write the status, publish the used element,
- * interrupt, return the element to freeq).
+ * What a blockif thread does, on whichever thread runs it, for every device
+ * attached to it: the notify path (take chains off a device's available
+ * ring, parse each once, put it in a pool element on pendq) and the worker
+ * path (take a runnable element into busyq, start it on the device's I/O
+ * queue, and when the I/O finishes write the status, publish the used
+ * element, interrupt, return the element to freeq). This is the one place
+ * requests are drained, run and completed: the in-process engine, the
+ * blockif worker threads and the device thread of the device-dispatch mode
+ * all run this code, with synchronous media (which finish inside `submit`)
+ * and asynchronous ones alike.
+ *
+ * Devices. The pool and the threads serving it may be shared by several
+ * devices (I/O threads, QEMU's `-object iothread` model): each device is
+ * attached under an id, which its pool elements carry, with its own guest
+ * memory, queues, I/O queue on its medium, cache state and interrupts.
  *
  * Who sleeps where and who wakes whom:
  * - Workers sleep in `Atomics.wait` on the pool's WAKE word. A drainer that
  *   queued runnable requests, and a finishing worker that unblocked some,
  *   bump WAKE and notify that many sleepers.
- * - `dispatch: "worker"` (default): WAKE is also the queue's doorbell, so a
- *   kick wakes one worker, which drains the ring itself and runs the first
- *   request (one hand-off fewer than ACRN's model).
+ * - `dispatch: "worker"` (default): WAKE is also every queue's doorbell, so
+ *   a kick wakes one worker, which drains the rings itself and runs the
+ *   first request (one hand-off fewer than ACRN's model).
  * - `dispatch: "device"` (ACRN's model): the device thread drains on the
  *   KICK doorbell and workers only execute.
  * - When freeq runs dry the drainer stops and sets STARVED; the worker whose
  *   request finishes next sees it and drains again (or rings KICK), so a
  *   chain is never dropped and never waits for another kick.
+ * - A thread leaves its loop when CLOSING is set, or when CONTROL changes:
+ *   the engine posted it a message (see `worker.ts`).
  *
  * @module
  */
@@ -24,40 +36,72 @@
 import type { BlockBackend } from "../backend/backend.ts";
 import type { BlkState } from "../blk/blk_state.ts";
 import {
-  completeRequest,
-  executeRequest,
   type ExecutionContext,
-  type ExecutionStats,
+  finishRequest,
+  ioRequestFor,
+  PENDING,
+  publishRequest,
+  signalQueue,
+  startRequest,
 } from "../blk/execute.ts";
+import { MediumErrors } from "../blk/medium_errors.ts";
 import { BlkRequest, parseRequest, type RequestLimits } from "../blk/request.ts";
-import { RequestStatus } from "../blk/spec.ts";
+import { RequestStatus, type RequestStatusCode } from "../blk/spec.ts";
+import type { IoQueue, IoRequest } from "../io/io_queue.ts";
+import { SyncIoQueue } from "../io/sync_io_queue.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
+import { AdaptivePoll } from "../sync/adaptive_poll.ts";
+import { tryLock, unlock } from "../sync/mutex.ts";
 import { DescriptorChain } from "../virtio/descriptor_chain.ts";
 import { Pop, QueueFault, type SplitQueue } from "../virtio/split_queue.ts";
 import type { InterruptSink } from "../virtio/transport_state.ts";
-import { AdaptivePoll } from "../sync/adaptive_poll.ts";
-import { tryLock, unlock } from "../sync/mutex.ts";
 import { ElementState, PoolWord } from "./pool_layout.ts";
 import type { RequestPool } from "./request_pool.ts";
 
 /** Who drains the available ring. */
 export type Dispatch = "worker" | "device";
 
-/** A server's plain settings: values any thread can receive as they are. */
-export interface ServerSettings {
+/** A device's plain settings: values any thread can receive as they are. */
+export interface DeviceSettings {
   /** The device offers VIRTIO_BLK_F_RO: writes fail. */
   readonly readOnly: boolean;
   readonly limits: RequestLimits;
   /** The 20 GET_ID bytes. */
   readonly serial: Uint8Array;
-  readonly dispatch: Dispatch;
   /** Most descriptors in one chain. */
   readonly maxChain: number;
-  /** Adaptive polling cap of an idle worker, in nanoseconds (0: never poll). */
-  readonly pollMaxNs: number;
+  /** What logs call the device (`virtio-blk device on disk.img`). */
+  readonly name: string;
 }
 
-/** The live objects a server works on (built from handles in a worker), and its settings. */
+/** One device's live objects on a thread. */
+export interface ServedDevice {
+  readonly settings: DeviceSettings;
+  readonly memory: GuestMemory;
+  /** This thread's views of the device's queues (over `memory`). */
+  readonly queues: readonly SplitQueue[];
+  readonly state: BlkState;
+  readonly interrupts: InterruptSink;
+  readonly errors: MediumErrors;
+  /** This thread's I/O queue on the medium; absent on a thread that only drains. */
+  readonly io?: IoQueue;
+}
+
+/** A thread's own settings. */
+export interface ThreadSettings {
+  readonly dispatch: Dispatch;
+  /** Adaptive polling cap of an idle worker, in nanoseconds (0: never poll). */
+  readonly pollMaxNs: number;
+  /** Where medium failures are reported (default: console.error). */
+  readonly log?: (message: string) => void;
+}
+
+/** A server's plain settings for one device on one thread (the common case, and tests'). */
+export interface ServerSettings extends Omit<DeviceSettings, "name">, ThreadSettings {
+  readonly name?: string;
+}
+
+/** The live objects of a one-device server, and its settings. */
 export interface ServerParts extends ServerSettings {
   readonly memory: GuestMemory;
   readonly queues: readonly SplitQueue[];
@@ -66,43 +110,118 @@ export interface ServerParts extends ServerSettings {
   readonly interrupts: InterruptSink;
   /** The medium; absent on a device thread that only drains. */
   readonly backend?: BlockBackend;
+  /** The device's medium-error counters (default: a region of this server's own). */
+  readonly errors?: MediumErrors;
 }
 
-/** The notify and worker paths of one thread. */
+/** A device as this thread serves it: its objects and the per-device scratch records. */
+interface Attached {
+  readonly device: ServedDevice;
+  readonly execution: ExecutionContext | undefined;
+  readonly chain: DescriptorChain;
+  readonly scratch: BlkRequest;
+  readonly ioRequest: IoRequest;
+}
+
+/** The notify and worker paths of one thread, for every device attached to it. */
 export class BlockifServer {
-  readonly #parts: ServerParts;
+  readonly #pool: RequestPool;
   readonly #words: Int32Array;
-  readonly #chain: DescriptorChain;
-  readonly #scratch: BlkRequest;
-  readonly #execution: ExecutionContext | undefined;
-  readonly #stats: ExecutionStats = { mediumErrors: 0 };
+  readonly #settings: ThreadSettings;
+  readonly #log: (message: string) => void;
+  readonly #devices: (Attached | undefined)[] = [];
+  /** Each distinct I/O queue of the attached devices once (several may share one ring). */
+  #ioQueues: IoQueue[] = [];
   readonly #poll: AdaptivePoll;
+  /** Queues with requests published since their last interrupt: [device, queue, generation]. */
+  readonly #toSignal: number[] = [];
+  /** CONTROL as this thread last handled it. */
+  #control: number;
   /** WAKE as it was when this worker last looked for work (read by #workArrived). */
   #seen = 0;
+  readonly #finish = (token: number, result: number) => this.#finishElement(token, result);
   readonly #workArrived = (): boolean =>
-    Atomics.load(this.#words, PoolWord.WAKE) !== this.#seen || this.#parts.pool.runnableCount > 0 ||
-    (this.#parts.dispatch === "worker" && this.#parts.pool.freeCount > 0 && this.#anyAvailable());
+    Atomics.load(this.#words, PoolWord.WAKE) !== this.#seen || this.#pool.runnableCount > 0 ||
+    (this.#settings.dispatch === "worker" && this.#pool.freeCount > 0 && this.#anyAvailable());
 
-  constructor(parts: ServerParts) {
-    this.#parts = parts;
-    this.#words = parts.pool.words;
-    this.#poll = new AdaptivePoll(parts.pollMaxNs);
-    this.#chain = new DescriptorChain(parts.maxChain);
-    this.#scratch = new BlkRequest(parts.limits.segMax);
-    this.#execution = parts.backend && {
-      memory: parts.memory,
-      backend: parts.backend,
-      readOnly: parts.readOnly,
-      state: parts.state,
-      serial: parts.serial,
+  /**
+   * A server over `pool`. Given a one-device `ServerParts` (tests, the
+   * in-process engine), that device is attached as device 0, its backend
+   * wrapped in a synchronous I/O queue.
+   */
+  constructor(parts: ServerParts);
+  constructor(pool: RequestPool, settings: ThreadSettings);
+  constructor(first: ServerParts | RequestPool, second?: ThreadSettings) {
+    const parts = second === undefined ? first as ServerParts : undefined;
+    this.#pool = parts ? parts.pool : first as RequestPool;
+    this.#settings = parts ?? second!;
+    this.#log = this.#settings.log ?? ((message) => console.error(message));
+    this.#words = this.#pool.words;
+    this.#control = Atomics.load(this.#words, PoolWord.CONTROL);
+    this.#poll = new AdaptivePoll(this.#settings.pollMaxNs);
+    if (parts) {
+      this.attach(0, {
+        settings: { ...parts, name: parts.name ?? "virtio-blk device" },
+        memory: parts.memory,
+        queues: parts.queues,
+        state: parts.state,
+        interrupts: parts.interrupts,
+        errors: parts.errors ?? new MediumErrors(),
+        io: parts.backend && new SyncIoQueue(parts.backend, this.#pool.layout.elements),
+      });
+    }
+  }
+
+  /** The pool this server takes requests from. */
+  get pool(): RequestPool {
+    return this.#pool;
+  }
+
+  /** Serves `device` under `id` (replacing what was attached under it). */
+  attach(id: number, device: ServedDevice): void {
+    const segMax = device.settings.limits.segMax;
+    if (segMax > this.#pool.layout.segMax) {
+      throw new RangeError(
+        `a device with seg_max ${segMax} cannot use a pool of ${this.#pool.layout.segMax}`,
+      );
+    }
+    this.#devices[id] = {
+      device,
+      execution: device.io && {
+        memory: device.memory,
+        io: device.io,
+        readOnly: device.settings.readOnly,
+        state: device.state,
+        serial: device.settings.serial,
+        errors: device.errors,
+        log: this.#log,
+        name: device.settings.name,
+      },
+      chain: new DescriptorChain(device.settings.maxChain),
+      scratch: new BlkRequest(segMax),
+      ioRequest: ioRequestFor(segMax),
     };
+    this.#collectIoQueues();
+  }
+
+  /** Stops serving device `id`; returns what was attached. */
+  detach(id: number): ServedDevice | undefined {
+    const attached = this.#devices[id];
+    this.#devices[id] = undefined;
+    this.#collectIoQueues();
+    return attached?.device;
+  }
+
+  /** The device attached under `id`. */
+  device(id: number): ServedDevice | undefined {
+    return this.#devices[id]?.device;
   }
 
   /**
-   * The notify path: moves every available chain of queue `index` into the
-   * pool, waking workers for them. Gives up at once if another thread is
-   * draining (it re-checks the ring when it is done). Returns how many
-   * requests it queued.
+   * The notify path: moves every available chain of `device`'s queue
+   * `index` into the pool, waking workers for them. Gives up at once if
+   * another thread is draining (it re-checks the ring when it is done).
+   * Returns how many requests it queued.
    *
    * Who runs what it queued: a draining worker (worker dispatch) runs one
    * request itself once it returns, so it wakes a worker for every other
@@ -111,21 +230,26 @@ export class BlockifServer {
    * instead would keep one request back in every pass: a guest that
    * trickles requests, one per pass, would have them all run one after
    * another by the drainer while the other workers sleep.
+   *
+   * `limit` caps the chains taken (the in-process engine takes one at a
+   * time, so a chain completes before the next is popped).
    */
-  drain(index: number): number {
-    const { pool, queues, memory, limits, interrupts } = this.#parts;
+  drain(index: number, device = 0, limit = Infinity): number {
+    const attached = this.#devices[device];
+    if (attached === undefined) return 0;
+    const { memory, queues, interrupts, settings } = attached.device;
+    const pool = this.#pool;
     const queue = queues[index];
-    const chain = this.#chain;
-    const scratch = this.#scratch;
+    const { chain, scratch } = attached;
     let queued = 0;
     /** Requests still to keep for this thread to run: one for a draining worker. */
-    let ownShare = this.#parts.dispatch === "worker" ? 1 : 0;
+    let ownShare = this.#settings.dispatch === "worker" ? 1 : 0;
     for (;;) {
       if (!queue.beginDrain(false)) break;
       let starved = false;
       let runnable = 0;
       try {
-        for (;;) {
+        while (queued < limit) {
           if (pool.freeCount === 0) {
             // Announce the shortage first, then look again: either a finishing
             // worker sees STARVED, or this thread sees its freed element.
@@ -137,19 +261,13 @@ export class BlockifServer {
           }
           if (queue.pop(chain) !== Pop.CHAIN) break;
           const generation = queue.generation;
-          parseRequest(chain, memory, limits, scratch);
-          const state = pool.enqueue(scratch, index, generation);
+          parseRequest(chain, memory, settings.limits, scratch);
+          const state = pool.enqueue(scratch, index, generation, device);
           if (state < 0) {
             // Cannot happen while one thread drains a pool; never drop the chain.
-            completeRequest(
-              queue,
-              index,
-              memory,
-              scratch,
-              RequestStatus.IOERR,
-              generation,
-              interrupts,
-            );
+            if (publishRequest(queue, memory, scratch, RequestStatus.IOERR, generation)) {
+              signalQueue(queue, index, generation, interrupts);
+            }
             continue;
           }
           queued++;
@@ -163,9 +281,9 @@ export class BlockifServer {
       const kept = Math.min(ownShare, runnable);
       ownShare -= kept;
       this.#wake(runnable - kept);
-      if (starved ? pool.freeCount === 0 : !queue.hasAvailable) break;
+      if (queued >= limit || (starved ? pool.freeCount === 0 : !queue.hasAvailable)) break;
     }
-    if (queue.fault !== QueueFault.NONE) this.#reportBroken(queue, index);
+    if (queue.fault !== QueueFault.NONE) this.#reportBroken(queue, index, interrupts);
     return queued;
   }
 
@@ -175,63 +293,86 @@ export class BlockifServer {
    * again under that lock keeps a stale report from landing on the device
    * after the guest reset it (it would then refuse the guest's new ring).
    */
-  #reportBroken(queue: SplitQueue, index: number): void {
+  #reportBroken(queue: SplitQueue, index: number, interrupts: InterruptSink): void {
     queue.lockUsed();
     try {
-      if (queue.fault !== QueueFault.NONE) this.#parts.interrupts.needsReset(index);
+      if (queue.fault !== QueueFault.NONE) interrupts.needsReset(index);
     } finally {
       queue.unlockUsed();
     }
   }
 
   /**
-   * The worker path for one request: takes a runnable element, runs it and
-   * returns it to freeq. Returns false when nothing was runnable.
+   * The worker path for one request: takes a runnable element and starts
+   * it. A request that needs no medium, or whose medium finished inside
+   * `submit` (a synchronous one), is completed and its element returned to
+   * freeq before this returns; an asynchronous one completes when
+   * {@linkcode reap} finds its I/O done. Returns false when nothing was
+   * runnable.
    */
   runOne(): boolean {
-    const { pool, queues, memory, interrupts } = this.#parts;
+    const pool = this.#pool;
     const element = pool.takeRunnable();
     if (element < 0) return false;
-    const request = pool.record(element);
+    const attached = this.#devices[pool.deviceOf(element)];
     const index = pool.queueOf(element);
     const generation = pool.generationOf(element);
-    const queue = queues[index];
-    // A request popped before a reset is dropped without touching guest memory.
-    if (generation === queue.generation) {
-      const status = executeRequest(request, this.#execution!, this.#stats);
-      completeRequest(queue, index, memory, request, status, generation, interrupts);
+    const queue = attached?.device.queues[index];
+    // A request popped before a reset (or of a device no longer here) is
+    // dropped without touching guest memory.
+    if (attached === undefined || queue === undefined || generation !== queue.generation) {
+      this.#release(element, index);
+    } else {
+      const execution = attached.execution!;
+      const status = startRequest(pool.record(element), execution, element, attached.ioRequest);
+      if (status !== PENDING) this.#complete(element, attached, status);
     }
-    this.#wake(pool.finish(element));
-    Atomics.add(this.#words, PoolWord.COMPLETED, 1);
-    if (this.#stats.mediumErrors > 0) {
-      Atomics.add(this.#words, PoolWord.MEDIUM_ERRORS, this.#stats.mediumErrors);
-      this.#stats.mediumErrors = 0;
-    }
-    if (
-      Atomics.load(this.#words, PoolWord.STARVED) === 1 &&
-      Atomics.exchange(this.#words, PoolWord.STARVED, 0) === 1
-    ) {
-      if (this.#parts.dispatch === "worker") this.drain(index);
-      else this.#ringKick();
-    }
+    this.reap();
+    this.#signal();
     return true;
   }
 
   /**
-   * A worker's life: run what is runnable, drain when the ring has chains
-   * (worker dispatch), otherwise poll for a while (one worker at a time, for
-   * an adaptive window) and then sleep on WAKE; until the pool is closing.
+   * Completes every request whose I/O finished (on every attached medium),
+   * then interrupts once per queue that got used buffers. Returns how many.
    */
-  loop(): void {
-    const { pool, queues, dispatch } = this.#parts;
+  reap(): number {
+    let finished = 0;
+    for (let i = 0; i < this.#ioQueues.length; i++) {
+      finished += this.#ioQueues[i].reap(this.#finish);
+    }
+    if (finished > 0) this.#signal();
+    return finished;
+  }
+
+  /** Operations this thread's I/O queues still have in flight. */
+  get inFlight(): number {
+    let count = 0;
+    for (let i = 0; i < this.#ioQueues.length; i++) count += this.#ioQueues[i].inFlight;
+    return count;
+  }
+
+  /**
+   * A worker's life: complete finished I/O, run what is runnable, drain
+   * when a ring has chains (worker dispatch), otherwise poll for a while
+   * (one worker at a time, for an adaptive window) and then sleep on WAKE;
+   * until the pool is closing or the engine posted a control message.
+   * Returns `"closing"` or `"control"`.
+   */
+  loop(): "closing" | "control" {
+    const pool = this.#pool;
+    const dispatch = this.#settings.dispatch;
     const words = this.#words;
     for (;;) {
-      // WAKE before CLOSING: close() sets CLOSING, then bumps WAKE, so a
-      // close this look misses makes the sleep below return at once.
+      // WAKE before CLOSING and CONTROL: close() and control messages set
+      // theirs, then bump WAKE, so one this look misses makes the sleep
+      // below return at once.
       const seen = Atomics.load(words, PoolWord.WAKE);
-      if (Atomics.load(words, PoolWord.CLOSING) !== 0) return;
+      if (Atomics.load(words, PoolWord.CLOSING) !== 0) return "closing";
+      if (Atomics.load(words, PoolWord.CONTROL) !== this.#control) return "control";
+      if (this.reap() > 0) continue;
       if (this.runOne()) continue;
-      if (dispatch === "worker" && pool.freeCount > 0 && this.#drainAny(queues)) continue;
+      if (dispatch === "worker" && pool.freeCount > 0 && this.#drainAny()) continue;
       // Poll only while no other worker runs a request: spinning next to busy
       // workers takes the CPU they need (measured: −33 % at QD32 on 2 cores).
       if (this.#poll.windowNs > 0 && pool.busyCount === 0 && tryLock(words, PoolWord.POLLER)) {
@@ -248,21 +389,101 @@ export class BlockifServer {
     }
   }
 
+  /** Records that control messages up to `control` were handled (the loop may run again). */
+  handledControl(control: number): void {
+    this.#control = control;
+  }
+
+  /** CONTROL as it is now (what the engine has posted so far). */
+  get control(): number {
+    return Atomics.load(this.#words, PoolWord.CONTROL);
+  }
+
+  #finishElement(element: number, result: number): void {
+    const pool = this.#pool;
+    const attached = this.#devices[pool.deviceOf(element)];
+    if (attached === undefined) {
+      this.#release(element, pool.queueOf(element));
+      return;
+    }
+    const status = finishRequest(pool.record(element), attached.execution!, result);
+    this.#complete(element, attached, status);
+  }
+
+  /** Publishes `element`'s request with `status` (interrupt deferred) and frees the element. */
+  #complete(element: number, attached: Attached, status: RequestStatusCode): void {
+    const pool = this.#pool;
+    const index = pool.queueOf(element);
+    const generation = pool.generationOf(element);
+    const { queues, memory } = attached.device;
+    const queue = queues[index];
+    if (publishRequest(queue, memory, pool.record(element), status, generation)) {
+      this.#toSignal.push(pool.deviceOf(element), index, generation);
+    }
+    this.#release(element, index);
+  }
+
+  /** Returns `element` to freeq, wakes what it unblocked, and drains again if the pool starved. */
+  #release(element: number, index: number): void {
+    const pool = this.#pool;
+    const device = pool.deviceOf(element);
+    this.#wake(pool.finish(element));
+    Atomics.add(this.#words, PoolWord.COMPLETED, 1);
+    if (
+      Atomics.load(this.#words, PoolWord.STARVED) === 1 &&
+      Atomics.exchange(this.#words, PoolWord.STARVED, 0) === 1
+    ) {
+      if (this.#settings.dispatch === "worker") this.drain(index, device);
+      else this.#ringKick();
+    }
+  }
+
+  /** One interrupt per queue that got used buffers since the last call. */
+  #signal(): void {
+    const pending = this.#toSignal;
+    for (let i = 0; i < pending.length; i += 3) {
+      const device = pending[i], index = pending[i + 1], generation = pending[i + 2];
+      // A queue listed twice is signalled once.
+      let seen = false;
+      for (let j = 0; j < i; j += 3) {
+        if (pending[j] === device && pending[j + 1] === index) seen = true;
+      }
+      const attached = this.#devices[device];
+      if (seen || attached === undefined) continue;
+      signalQueue(attached.device.queues[index], index, generation, attached.device.interrupts);
+    }
+    pending.length = 0;
+  }
+
+  #collectIoQueues(): void {
+    const queues = new Set<IoQueue>();
+    for (const attached of this.#devices) if (attached?.device.io) queues.add(attached.device.io);
+    this.#ioQueues = [...queues];
+  }
+
   #anyAvailable(): boolean {
-    const queues = this.#parts.queues;
-    for (let i = 0; i < queues.length; i++) if (queues[i].hasAvailable) return true;
+    for (const attached of this.#devices) {
+      if (attached === undefined) continue;
+      const queues = attached.device.queues;
+      for (let i = 0; i < queues.length; i++) if (queues[i].hasAvailable) return true;
+    }
     return false;
   }
 
-  #drainAny(queues: readonly SplitQueue[]): boolean {
-    for (let i = 0; i < queues.length; i++) {
-      if (queues[i].hasAvailable && this.drain(i) > 0) return true;
+  #drainAny(): boolean {
+    for (let device = 0; device < this.#devices.length; device++) {
+      const attached = this.#devices[device];
+      if (attached === undefined) continue;
+      const queues = attached.device.queues;
+      for (let i = 0; i < queues.length; i++) {
+        if (queues[i].hasAvailable && this.drain(i, device) > 0) return true;
+      }
     }
     return false;
   }
 
   #wake(count: number): void {
-    this.#parts.pool.wake(count);
+    this.#pool.wake(count);
   }
 
   #ringKick(): void {

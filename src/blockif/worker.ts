@@ -1,35 +1,115 @@
 /**
  * Entry point of a blockif worker thread: receives its set-up message,
- * opens its own handle on the medium, reports ready, then serves requests
- * until the engine closes the pool.
+ * reports ready, then serves the devices attached to its group until the
+ * group closes the pool.
+ *
+ * The server's loop is synchronous: while it runs, no message is read. The
+ * group therefore posts a control message and then bumps the pool's
+ * CONTROL word (and WAKE): the loop returns, this thread's event loop
+ * delivers the message, the thread handles it, answers `done`, and
+ * re-enters the loop once it has handled every message posted so far.
+ * Messages are handled one after another, in order.
  *
  * @module
  */
 
 import { parentChannel } from "../runtime/thread.ts";
-import { BlockifServer } from "./server.ts";
-import { openServerParts, type WorkerInit, type WorkerMessage } from "./worker_init.ts";
+import { RequestPool } from "./request_pool.ts";
+import { BlockifServer, type ServedDevice } from "./server.ts";
+import {
+  type ControlMessage,
+  type DeviceHandles,
+  openServedDevice,
+  withMemory,
+  type WorkerInit,
+  type WorkerMessage,
+} from "./worker_init.ts";
 
 const parent = await parentChannel();
+const post = (reply: WorkerMessage) => parent.postMessage(reply);
+
+let index = -1;
+let server: BlockifServer | undefined;
+/** The last control message handled. */
+let handled = 0;
+let running = false;
+let closed = false;
+/** The handles each attached device came with (for new memory). */
+const handles = new Map<number, DeviceHandles>();
+/** Messages are handled in order, one at a time. */
+let pending: Promise<void> = Promise.resolve();
+
 parent.onMessage((message) => {
-  const init = message as WorkerInit;
-  const post = (reply: WorkerMessage) => parent.postMessage(reply);
-  let parts;
-  try {
-    parts = openServerParts(init);
-  } catch (error) {
-    post({
-      type: "error",
-      index: init.index,
-      message: error instanceof Error ? error.message : String(error),
-    });
-    return;
-  }
-  post({ type: "ready", index: init.index });
-  try {
-    new BlockifServer(parts).loop();
-  } finally {
-    parts.backend?.close();
-    post({ type: "closed", index: init.index });
-  }
+  pending = pending.then(() => receive(message as WorkerInit | ControlMessage));
 });
+
+function receive(message: WorkerInit | ControlMessage): void {
+  if (closed) return;
+  if (message.type === "init") {
+    index = message.index;
+    handled = message.control;
+    const pool = new RequestPool(message.pool.dimensions, message.pool.buffer);
+    server = new BlockifServer(pool, {
+      ...message.settings,
+      log: (text) => post({ type: "log", index, message: text }),
+    });
+    server.handledControl(handled);
+    post({ type: "ready", index });
+  } else {
+    let error: string | undefined;
+    try {
+      control(message);
+    } catch (cause) {
+      error = `blockif worker ${index}: ${cause instanceof Error ? cause.message : String(cause)}`;
+    }
+    handled = message.control;
+    server!.handledControl(handled);
+    post({ type: "done", index, control: handled, error });
+  }
+  run();
+}
+
+function control(message: ControlMessage): void {
+  const current = server!;
+  switch (message.type) {
+    case "attach": {
+      const device = openServedDevice(message.handles, current.pool.layout.elements);
+      handles.set(message.device, message.handles);
+      close(current.detach(message.device));
+      current.attach(message.device, device);
+      return;
+    }
+    case "memory": {
+      const device = current.device(message.device);
+      const known = handles.get(message.device);
+      if (device === undefined || known === undefined) return;
+      current.attach(message.device, withMemory(device, message.memory, known.queues));
+      return;
+    }
+    case "detach":
+      handles.delete(message.device);
+      close(current.detach(message.device));
+      return;
+  }
+}
+
+/** Serves until the pool closes or a control message waits. */
+function run(): void {
+  if (running || closed || server === undefined || server.control !== handled) return;
+  running = true;
+  let reason: "closing" | "control";
+  try {
+    reason = server.loop();
+  } finally {
+    running = false;
+  }
+  if (reason === "closing") {
+    closed = true;
+    for (const id of handles.keys()) close(server.detach(id));
+    post({ type: "closed", index });
+  }
+}
+
+function close(device: ServedDevice | undefined): void {
+  device?.io?.close();
+}

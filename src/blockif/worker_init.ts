@@ -1,7 +1,12 @@
 /**
- * The set-up message a blockif worker receives (structured-cloneable:
- * SharedArrayBuffers and plain data only), and how a worker turns it back
- * into live objects.
+ * The messages between a blockif thread group and its threads
+ * (structured-cloneable: SharedArrayBuffers and plain data only), and how a
+ * thread turns a device's handles back into live objects.
+ *
+ * A thread gets one {@linkcode WorkerInit} (the pool and its own settings),
+ * then control messages, each numbered with the CONTROL count the group
+ * set when it posted it: a device to serve, new guest memory for one, or a
+ * device to let go. Nothing per request goes through messages.
  *
  * @module
  */
@@ -10,6 +15,8 @@ import type { BackendSpec } from "../backend/backend.ts";
 import { openBackend } from "../backend/open_backend.ts";
 import { BlkState } from "../blk/blk_state.ts";
 import type { InterruptHandle } from "../blk/engine.ts";
+import { MediumErrors } from "../blk/medium_errors.ts";
+import { SyncIoQueue } from "../io/sync_io_queue.ts";
 import type { GuestMemory, GuestMemoryHandle } from "../memory/guest_memory.ts";
 import { MappedGuestMemory } from "../memory/mapped_memory.ts";
 import { SharedGuestMemory } from "../memory/shared_memory.ts";
@@ -18,25 +25,65 @@ import { SplitQueue } from "../virtio/split_queue.ts";
 import { type InterruptSink, TransportState } from "../virtio/transport_state.ts";
 import { eventFdInterruptSink } from "../vhost_user/interrupts.ts";
 import type { PoolDimensions } from "./pool_layout.ts";
-import { RequestPool } from "./request_pool.ts";
-import type { ServerParts, ServerSettings } from "./server.ts";
+import type { DeviceSettings, ServedDevice, ThreadSettings } from "./server.ts";
 
-/** Everything a worker needs, as sent with postMessage: handles of the live objects, and the settings. */
+/** A thread's set-up: the pool it serves and its own settings. */
 export interface WorkerInit {
+  readonly type: "init";
   readonly index: number;
-  readonly memory: GuestMemoryHandle;
-  readonly queues: readonly { readonly buffer: SharedArrayBuffer; readonly maxQueueSize: number }[];
   readonly pool: { readonly buffer: SharedArrayBuffer; readonly dimensions: PoolDimensions };
-  readonly state: SharedArrayBuffer;
-  readonly interrupts: InterruptHandle;
-  readonly backend: BackendSpec;
-  readonly settings: ServerSettings;
+  /** The thread's settings (its log goes to the group as messages). */
+  readonly settings: Omit<ThreadSettings, "log">;
+  /** CONTROL when the thread was started: control messages before it are not its. */
+  readonly control: number;
 }
 
-/** Messages a worker posts to the engine. */
+/** Handles of the shared state of a device's queues. */
+export type QueueHandles = readonly {
+  readonly buffer: SharedArrayBuffer;
+  readonly maxQueueSize: number;
+}[];
+
+/** Everything a thread needs to serve a device, as handles. */
+export interface DeviceHandles {
+  readonly settings: DeviceSettings;
+  readonly memory: GuestMemoryHandle;
+  readonly queues: QueueHandles;
+  readonly state: SharedArrayBuffer;
+  readonly interrupts: InterruptHandle;
+  readonly errors: SharedArrayBuffer;
+  /** The medium, which the thread opens for itself; absent on a thread that only drains. */
+  readonly backend?: BackendSpec;
+}
+
+/** A control message from the group; `control` is its number. */
+export type ControlMessage =
+  | {
+    readonly type: "attach";
+    readonly control: number;
+    readonly device: number;
+    readonly handles: DeviceHandles;
+  }
+  | {
+    readonly type: "memory";
+    readonly control: number;
+    readonly device: number;
+    readonly memory: GuestMemoryHandle;
+  }
+  | { readonly type: "detach"; readonly control: number; readonly device: number };
+
+/** Messages a thread posts to its group. */
 export type WorkerMessage =
   | { readonly type: "ready"; readonly index: number }
-  | { readonly type: "error"; readonly index: number; readonly message: string }
+  /** A control message was handled (`error` when it failed: a medium that did not open). */
+  | {
+    readonly type: "done";
+    readonly index: number;
+    readonly control: number;
+    readonly error?: string;
+  }
+  /** A medium failure worth telling the user about. */
+  | { readonly type: "log"; readonly index: number; readonly message: string }
   | { readonly type: "closed"; readonly index: number };
 
 /** Rebuilds guest memory from its handle on this thread. */
@@ -56,18 +103,35 @@ export function openInterruptSink(handle: InterruptHandle): InterruptSink {
     : new TransportState(handle.buffer, handle.line);
 }
 
-/** Builds a worker's live objects (opening its own backend handle). */
-export function openServerParts(init: WorkerInit): ServerParts {
-  const memory = openGuestMemory(init.memory);
+/** This thread's views of a device's queues over `memory`. */
+export function openQueues(memory: GuestMemory, queues: QueueHandles): SplitQueue[] {
+  return queues.map((q) => new SplitQueue(memory, new QueueStateBuffer(q.maxQueueSize, q.buffer)));
+}
+
+/**
+ * Builds a device's live objects on this thread, opening its own handle on
+ * the medium as an I/O queue with room for `capacity` operations.
+ */
+export function openServedDevice(handles: DeviceHandles, capacity: number): ServedDevice {
+  const memory = openGuestMemory(handles.memory);
+  const io = handles.backend && new SyncIoQueue(openBackend(handles.backend), capacity);
   return {
+    settings: handles.settings,
     memory,
-    queues: init.queues.map((q) =>
-      new SplitQueue(memory, new QueueStateBuffer(q.maxQueueSize, q.buffer))
-    ),
-    pool: new RequestPool(init.pool.dimensions, init.pool.buffer),
-    state: new BlkState(init.state),
-    interrupts: openInterruptSink(init.interrupts),
-    backend: openBackend(init.backend),
-    ...init.settings,
+    queues: openQueues(memory, handles.queues),
+    state: new BlkState(handles.state),
+    interrupts: openInterruptSink(handles.interrupts),
+    errors: new MediumErrors(handles.errors),
+    io,
   };
+}
+
+/** `device` over new guest memory (its queues viewed again; the medium stays open). */
+export function withMemory(
+  device: ServedDevice,
+  memory: GuestMemoryHandle,
+  queues: QueueHandles,
+): ServedDevice {
+  const opened = openGuestMemory(memory);
+  return { ...device, memory: opened, queues: openQueues(opened, queues) };
 }

@@ -165,6 +165,9 @@ class InThreadBlockif implements RequestEngine {
     throw new Error("not used in-thread");
   }
   quiesce() {}
+  attachMemory(): Promise<void> {
+    throw new Error("the in-thread blockif serves one guest memory");
+  }
   close() {
     return Promise.resolve();
   }

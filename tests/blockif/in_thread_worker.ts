@@ -66,6 +66,9 @@ export class InThreadWorker implements RequestEngine {
     return this.#inline.doorbell(index);
   }
   quiesce() {}
+  attachMemory(): Promise<void> {
+    throw new Error("the in-thread worker serves one guest memory");
+  }
   close() {
     this.#backend.close();
     return this.#inline.close();

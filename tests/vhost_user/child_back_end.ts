@@ -18,6 +18,11 @@ export interface ChildBackEnd {
   readonly child: Deno.ChildProcess;
   /** What it printed on stderr so far. */
   readonly stderr: () => string;
+  /**
+   * Resolves once stderr matches `pattern` (its lines reach the test through
+   * a pipe, after the replies on the socket); rejects after `ms`.
+   */
+  readonly said: (pattern: RegExp, ms?: number) => Promise<void>;
 }
 
 /** Where the back end's medium comes from, and its device options. */
@@ -76,7 +81,19 @@ export async function withChildBackEnd(
       await sleep(20);
     }
     if (!said.includes("Ctrl-C stops")) throw new Error(`the back end did not start: ${said}`);
-    await body({ socket, child, stderr: () => said });
+    await body({
+      socket,
+      child,
+      stderr: () => said,
+      said: (pattern, ms = 10_000) =>
+        within(
+          (async () => {
+            while (!pattern.test(said)) await sleep(10);
+          })(),
+          ms,
+          `the back end to say ${pattern} (it said: ${said})`,
+        ),
+    });
   } finally {
     try {
       child.kill("SIGKILL");
