@@ -4,20 +4,22 @@
  * GET_FEATURES to end of file.
  *
  * Device lifetime. The guest memory arrives only at the first ring start
- * (§7.3), after QEMU has read the features and the config space, and a
- * `VirtioBlkDevice` is built over one fixed guest memory. So the session
- * builds a device over an empty memory at connect (it answers GET_FEATURES
- * and GET_CONFIG), and builds a new one each time the memory table changes
- * (SET_MEM_TABLE, ADD_MEM_REG, REM_MEM_REG): stop the ring if it runs,
- * `await device.close()`, build the new device over the new table, carry
- * over the negotiated features and the write-cache byte, restart the ring
- * where it stopped. Regions that left the table are unmapped only after the
- * device that used them is closed. A ring stop (GET_VRING_BASE) keeps the
- * mappings: QEMU sends ADD_MEM_REG once per connection (§7.3, pitfall 10).
+ * (§7.3), after QEMU has read the features and the config space. The
+ * session builds its device once, at connect, over an empty memory (it
+ * answers GET_FEATURES and GET_CONFIG), and each time the memory table
+ * changes (SET_MEM_TABLE, ADD_MEM_REG, REM_MEM_REG) it stops the rings that
+ * run, gives the device the new table (`attachMemory`: its threads take new
+ * views; none restarts, the medium stays open) and restarts the rings where
+ * they stopped. Regions that left the table are unmapped only once the
+ * device's threads no longer view them. A ring stop (GET_VRING_BASE) keeps
+ * the mappings: QEMU sends ADD_MEM_REG once per connection (§7.3, pitfall 10).
  *
- * Interrupts. The device's interrupt handle names two stable fds per
- * session (call, err), so threads that hold the handle never see a number
- * change; each SET_VRING_CALL/ERR is `dup3`ed onto them (see
+ * Queues. The device has `queues` request queues (GET_QUEUE_NUM; the MQ
+ * protocol feature); each vring index names one.
+ *
+ * Interrupts. The device's interrupt handle names two stable fds per queue
+ * (call, err), so threads that hold the handle never see a number change;
+ * each SET_VRING_CALL/ERR is `dup3`ed onto them (see
  * {@linkcode StableEventFd}).
  *
  * Interrupts never wait on the front end: its call and err eventfds are
@@ -51,7 +53,6 @@
  */
 
 import { type BlkDeviceOptions, VirtioBlkDevice } from "../blk/device.ts";
-import { BlkConfig } from "../blk/spec.ts";
 import type { MappedGuestMemory } from "../memory/mapped_memory.ts";
 import { AvailRing, descriptorTableSize, UsedRing } from "../virtio/ring_layout.ts";
 import { isValidQueueSize, RingFeature } from "../virtio/spec.ts";
@@ -109,18 +110,15 @@ const SETTLE_POLL_MAX_MS = 50;
  */
 export const END_GRACE_MS = 2000;
 
-/** virtio-blk has one request queue here (MQ reports 1). */
-const QUEUE_COUNT = 1;
-
 /** What a session needs. */
 export interface SessionOptions {
-  /** The device each memory table gets. */
+  /** The device the connection gets. */
   readonly device: BlkDeviceOptions;
   /** Where the session reports what it refused or what failed. */
   readonly log: (message: string) => void;
 }
 
-/** The negotiated state of the one vring. */
+/** The negotiated state of one vring. */
 interface Vring {
   /** SET_VRING_NUM. */
   num: number;
@@ -141,25 +139,17 @@ type Outcome = Uint8Array | boolean;
 export class VhostUserBlkSession {
   readonly #connection: UnixConnection;
   readonly #options: SessionOptions;
-  readonly #call = new StableEventFd();
-  readonly #err = new StableEventFd();
+  readonly #calls: StableEventFd[];
+  readonly #errs: StableEventFd[];
   readonly #sink: EventFdInterruptSink;
   #table: RegionTable = new RegionTable();
   #memory: MappedGuestMemory;
-  #device: VirtioBlkDevice;
+  readonly #device: VirtioBlkDevice;
   #protocolFeatures = 0n;
   #features: bigint | undefined;
-  #writeback: boolean | undefined;
   #refusals = 0;
   #closing = false;
-  readonly #ring: Vring = {
-    num: 0,
-    base: 0,
-    addresses: undefined,
-    kick: undefined,
-    enabled: false,
-    running: false,
-  };
+  readonly #rings: Vring[];
 
   /**
    * Starts a session on an accepted connection (owned by the session from
@@ -170,18 +160,31 @@ export class VhostUserBlkSession {
   constructor(connection: UnixConnection, options: SessionOptions) {
     this.#connection = connection;
     this.#options = options;
+    const queues = options.device.queues ?? 1;
+    this.#calls = Array.from({ length: queues }, () => new StableEventFd());
+    this.#errs = Array.from({ length: queues }, () => new StableEventFd());
+    this.#rings = Array.from({ length: queues }, () => ({
+      num: 0,
+      base: 0,
+      addresses: undefined,
+      kick: undefined,
+      enabled: false,
+      running: false,
+    }));
     this.#sink = new EventFdInterruptSink(this.#interruptHandle());
     this.#memory = this.#table.guestMemory();
     try {
-      this.#device = this.#createDevice(this.#memory);
+      this.#device = new VirtioBlkDevice(this.#memory, options.device, {
+        sink: this.#sink,
+        handle: this.#interruptHandle(),
+      });
     } catch (error) {
-      this.#call.close();
-      this.#err.close();
+      this.#closeNotifiers();
       throw error;
     }
   }
 
-  /** The device serving the connection now (it changes with the memory table). */
+  /** The device serving the connection. */
   get device(): VirtioBlkDevice {
     return this.#device;
   }
@@ -233,7 +236,7 @@ export class VhostUserBlkSession {
         ? this.#refuse(message, "file descriptors were lost (MSG_CTRUNC)")
         : await this.#handle(message);
       if (outcome === false && this.#refusals === refusals) {
-        this.#refuse(message, "malformed payload or a vring index other than 0");
+        this.#refuse(message, "malformed payload or a vring index beyond the device's queues");
       }
     } catch (error) {
       outcome = this.#refuse(message, describe(error));
@@ -271,13 +274,13 @@ export class VhostUserBlkSession {
         return true;
       }
       case Request.GET_QUEUE_NUM:
-        return encodeU64(BigInt(QUEUE_COUNT));
+        return encodeU64(BigInt(this.#device.queueCount));
       case Request.GET_MAX_MEM_SLOTS:
         return encodeU64(BigInt(MAX_MEMORY_SLOTS));
       case Request.SET_OWNER:
         return true;
       case Request.RESET_OWNER:
-        await this.#stopRing();
+        for (let i = 0; i < this.#rings.length; i++) await this.#stopRing(i);
         this.#features = undefined;
         return true;
       case Request.SET_MEM_TABLE:
@@ -293,22 +296,22 @@ export class VhostUserBlkSession {
       case Request.SET_VRING_BASE: {
         const state = decodeVringState(payload);
         if (!this.#validRing(state?.index)) return false;
-        this.#ring.base = state!.num & 0xffff;
+        this.#rings[state!.index].base = state!.num & 0xffff;
         return true;
       }
       case Request.GET_VRING_BASE: {
         const state = decodeVringState(payload);
         const index = state?.index ?? 0;
         // Always answered (§4.1): the "stop ring" message.
-        const base = this.#validRing(index) ? await this.#stopRing() : 0;
+        const base = this.#validRing(index) ? await this.#stopRing(index) : 0;
         return encodeVringState(index, base);
       }
       case Request.SET_VRING_KICK:
         return await this.#setVringKick(message);
       case Request.SET_VRING_CALL:
-        return this.#setVringNotifier(message, this.#call);
+        return this.#setVringNotifier(message, this.#calls);
       case Request.SET_VRING_ERR:
-        return this.#setVringNotifier(message, this.#err);
+        return this.#setVringNotifier(message, this.#errs);
       case Request.SET_VRING_ENABLE:
         return this.#setVringEnable(decodeVringState(payload));
       case Request.GET_CONFIG:
@@ -382,9 +385,6 @@ export class VhostUserBlkSession {
       return this.#refuse(message, `config bytes [${offset}, +${size}) beyond the config space`);
     }
     for (let i = 0; i < size; i++) this.#device.writeConfig(offset + i, 1, data[i]);
-    if (offset <= BlkConfig.WRITEBACK && BlkConfig.WRITEBACK < offset + size) {
-      this.#writeback = this.#device.state.wce;
-    }
     return true;
   }
 
@@ -448,61 +448,55 @@ export class VhostUserBlkSession {
   }
 
   /**
-   * Moves the device to a new table: stop the ring if it runs (once the
-   * requests it took have completed), close the device, build a new one
-   * over `table`, then unmap `removed` (nothing can touch them any more)
-   * and restart the ring where it stopped.
+   * Moves the device to a new table: stop the rings that run (once the
+   * requests they took have completed), give the device the new memory
+   * (its threads take new views; none restarts), then unmap `removed`
+   * (nothing views them any more) and restart the rings where they stopped.
    */
   async #replaceMemory(table: RegionTable, removed: readonly TableRegion[]): Promise<void> {
-    const ring = this.#ring;
-    const wasRunning = ring.running;
-    if (wasRunning) {
+    const running = this.#rings.map((ring) => ring.running);
+    for (let index = 0; index < this.#rings.length; index++) {
+      if (!running[index]) continue;
+      const ring = this.#rings[index];
       // The ring restarts where it stopped, so what it took must complete first.
-      if (!(await this.#settle())) {
-        // The connection ended meanwhile: the teardown stops the ring; the new regions go.
+      if (!(await this.#settle(index))) {
+        // The connection ended meanwhile: the teardown stops the rings; the new regions go.
         const current = new Set(this.#table.regions);
         table.regions.filter((region) => !current.has(region)).forEach(unmapRegion);
         throw new Error("the connection ended while requests were in flight");
       }
-      ring.base = await this.#device.stopQueue(0);
+      ring.base = await this.#device.stopQueue(index);
       ring.running = false;
     }
-    await this.#device.close();
-    this.#memory.detach();
-    const kept = new Set(table.regions);
-    removed.filter((region) => !kept.has(region)).forEach(unmapRegion);
+    const previous = this.#memory;
     this.#table = table;
     this.#memory = table.guestMemory();
-    this.#device = this.#createDevice(this.#memory);
-    await this.#device.ready();
-    if (wasRunning) this.#startRing();
-  }
-
-  #createDevice(memory: MappedGuestMemory): VirtioBlkDevice {
-    const device = new VirtioBlkDevice(memory, this.#options.device, {
-      sink: this.#sink,
-      handle: this.#interruptHandle(),
-    });
-    if (this.#features !== undefined) device.ackFeatures(this.#features);
-    if (this.#writeback !== undefined) {
-      device.writeConfig(BlkConfig.WRITEBACK, 1, this.#writeback ? 1 : 0);
+    await this.#device.attachMemory(this.#memory);
+    previous.detach();
+    const kept = new Set(table.regions);
+    removed.filter((region) => !kept.has(region)).forEach(unmapRegion);
+    for (let index = 0; index < this.#rings.length; index++) {
+      if (running[index]) this.#startRing(index);
     }
-    return device;
   }
 
   #interruptHandle(): EventFdInterruptHandle {
     return {
       kind: "eventfd",
-      call: [this.#call.fd],
-      err: [this.#err.fd],
+      call: this.#calls.map((call) => call.fd),
+      err: this.#errs.map((err) => err.fd),
       signal: kernelSignalHandle(),
     };
+  }
+
+  #closeNotifiers(): void {
+    for (const notifier of [...this.#calls, ...this.#errs]) notifier.close();
   }
 
   // ---- the vring -------------------------------------------------------------
 
   #validRing(index: number | undefined): boolean {
-    return index !== undefined && index < QUEUE_COUNT;
+    return index !== undefined && index >= 0 && index < this.#rings.length;
   }
 
   #setVringNum(state: { index: number; num: number } | undefined): boolean {
@@ -515,64 +509,68 @@ export class VhostUserBlkSession {
       );
       return false;
     }
-    this.#ring.num = num;
+    this.#rings[state!.index].num = num;
     return true;
   }
 
   #setVringAddr(addresses: VringAddresses | undefined): boolean {
     if (!this.#validRing(addresses?.index)) return false;
-    this.#ring.addresses = addresses;
-    this.#startRing();
+    this.#rings[addresses!.index].addresses = addresses;
+    this.#startRing(addresses!.index);
     return true;
   }
 
   async #setVringKick(message: Message): Promise<boolean> {
     const value = decodeU64(message.payload);
-    if (value === undefined || !this.#validRing(Number(value & BigInt(VringFd.INDEX_MASK)))) {
+    const index = value === undefined ? -1 : Number(value & BigInt(VringFd.INDEX_MASK));
+    if (value === undefined || !this.#validRing(index)) {
       return this.#refuse(message, "malformed SET_VRING_KICK");
     }
     if ((value & BigInt(VringFd.NO_FD)) !== 0n || message.fds.length !== 1) {
       return this.#refuse(message, "polling a ring without a kick fd is not supported");
     }
-    const ring = this.#ring;
+    const ring = this.#rings[index];
     await ring.kick?.stop();
     ring.kick = new KickWatcher(
       message.fds.splice(0)[0],
-      () => this.#kicked(),
+      () => this.#kicked(index),
       (error) => this.#options.log(`vhost-user: kick fd failed: ${describe(error)}`),
     );
-    this.#startRing();
+    this.#startRing(index);
     return true;
   }
 
   /** SET_VRING_CALL / SET_VRING_ERR: accepted at any time (pitfall 2). */
-  #setVringNotifier(message: Message, target: StableEventFd): boolean {
+  #setVringNotifier(message: Message, targets: readonly StableEventFd[]): boolean {
     const value = decodeU64(message.payload);
-    if (value === undefined || !this.#validRing(Number(value & BigInt(VringFd.INDEX_MASK)))) {
+    const index = value === undefined ? -1 : Number(value & BigInt(VringFd.INDEX_MASK));
+    if (value === undefined || !this.#validRing(index)) {
       return this.#refuse(message, "malformed vring fd message");
     }
     const noFd = (value & BigInt(VringFd.NO_FD)) !== 0n;
     if (!noFd && message.fds.length !== 1) {
       return this.#refuse(message, `expected one fd, got ${message.fds.length}`);
     }
-    target.replace(noFd ? undefined : message.fds.splice(0)[0]);
+    targets[index].replace(noFd ? undefined : message.fds.splice(0)[0]);
     return true;
   }
 
   #setVringEnable(state: { index: number; num: number } | undefined): boolean {
     if (!this.#validRing(state?.index)) return false;
-    this.#ring.enabled = state!.num === 1;
-    if (this.#ring.enabled) {
-      this.#startRing();
+    const index = state!.index;
+    const ring = this.#rings[index];
+    ring.enabled = state!.num === 1;
+    if (ring.enabled) {
+      this.#startRing(index);
       // Kicks that came while disabled were ignored: look at the ring now.
-      if (this.#ring.running) this.#device.notify(0);
+      if (ring.running) this.#device.notify(index);
     }
     return true;
   }
 
-  #kicked(): void {
-    const ring = this.#ring;
-    if (ring.running && (ring.enabled || !this.#ringsStartDisabled())) this.#device.notify(0);
+  #kicked(index: number): void {
+    const ring = this.#rings[index];
+    if (ring.running && (ring.enabled || !this.#ringsStartDisabled())) this.#device.notify(index);
   }
 
   /**
@@ -580,8 +578,8 @@ export class VhostUserBlkSession {
    * addresses inside guest memory, a kick fd, and enabled when bit 30 was
    * negotiated (§9.1). Ring addresses are user addresses (§7.2).
    */
-  #startRing(): void {
-    const ring = this.#ring;
+  #startRing(index: number): void {
+    const ring = this.#rings[index];
     const addresses = ring.addresses;
     if (ring.running || ring.kick === undefined || addresses === undefined || ring.num === 0) {
       return;
@@ -593,7 +591,7 @@ export class VhostUserBlkSession {
     const used = this.#table.userToGuest(addresses.used, UsedRing.size(size));
     if (desc === undefined || avail === undefined || used === undefined) {
       this.#options.log("vhost-user: ring addresses are outside the guest memory");
-      this.#sink.needsReset(0);
+      this.#sink.needsReset(index);
       return;
     }
     // The device resumes publishing at the ring's own used.idx (as libvhost-user).
@@ -602,7 +600,7 @@ export class VhostUserBlkSession {
       ? 0
       : Atomics.load(usedRegion.u16, (used - usedRegion.gpa + UsedRing.IDX) >>> 1);
     const features = Number((this.#features ?? 0n) & 0xffff_ffffn);
-    const ok = this.#device.queue(0).activate({
+    const ok = this.#device.queue(index).activate({
       size,
       desc,
       avail,
@@ -614,11 +612,11 @@ export class VhostUserBlkSession {
     });
     if (!ok) {
       this.#options.log("vhost-user: the ring's parts are misaligned or outside guest memory");
-      this.#sink.needsReset(0);
+      this.#sink.needsReset(index);
       return;
     }
     ring.running = true;
-    this.#device.notify(0);
+    this.#device.notify(index);
   }
 
   /**
@@ -627,14 +625,14 @@ export class VhostUserBlkSession {
    * took has completed. Memory stays mapped. When the connection ends during
    * the wait, the ring is left to the teardown (and the answer is moot).
    */
-  async #stopRing(): Promise<number> {
-    const ring = this.#ring;
+  async #stopRing(index: number): Promise<number> {
+    const ring = this.#rings[index];
     const kick = ring.kick;
     ring.kick = undefined;
     await kick?.stop();
     if (ring.running) {
-      if (!(await this.#settle())) return ring.base;
-      ring.base = await this.#device.stopQueue(0);
+      if (!(await this.#settle(index))) return ring.base;
+      ring.base = await this.#device.stopQueue(index);
       ring.running = false;
     }
     ring.enabled = false;
@@ -648,8 +646,8 @@ export class VhostUserBlkSession {
    * with requests still in flight, when the session ends meanwhile
    * ({@linkcode close} or the front end hung up).
    */
-  async #settle(): Promise<boolean> {
-    const queue = this.#device.queue(0);
+  async #settle(index: number): Promise<boolean> {
+    const queue = this.#device.queue(index);
     // Without the pause a worker could take one more between the last look and the disable.
     queue.pause();
     const started = Date.now();
@@ -671,13 +669,14 @@ export class VhostUserBlkSession {
 
   async #teardown(): Promise<void> {
     const log = this.#options.log;
-    const ring = this.#ring;
-    const kick = ring.kick;
-    ring.kick = undefined;
-    ring.running = false;
-    await kick?.stop().catch((error) =>
-      log(`vhost-user: stopping the kick fd: ${describe(error)}`)
-    );
+    for (const ring of this.#rings) {
+      const kick = ring.kick;
+      ring.kick = undefined;
+      ring.running = false;
+      await kick?.stop().catch((error) =>
+        log(`vhost-user: stopping the kick fd: ${describe(error)}`)
+      );
+    }
     // The front end is gone: requests not started are dropped by the close;
     // those running must finish before their memory is unmapped and their
     // interrupt fds are closed (a late signal must not reach a reused number).
@@ -694,8 +693,7 @@ export class VhostUserBlkSession {
           log(`vhost-user: unmapping guest memory: ${describe(error)}`);
         }
       }
-      this.#call.close();
-      this.#err.close();
+      this.#closeNotifiers();
     };
     const closed = device.close().then(
       () => true,
