@@ -38,14 +38,16 @@ export {
 export { SharedGuestMemory } from "./src/memory/shared_memory.ts";
 
 // Backends
-export type {
-  BackendSpec,
-  BlockBackend,
-  FileBackendSpec,
-  MemoryBackendSpec,
+export {
+  type BackendCapabilities,
+  type BackendDriver,
+  backendDrivers,
+  type BackendSpec,
+  type BlockBackend,
+  openBackend,
 } from "./src/backend/backend.ts";
-export { MemoryBackend } from "./src/backend/memory_backend.ts";
-export { openBackend } from "./src/backend/open_backend.ts";
+export { MemoryBackend, type MemoryBackendSpec } from "./src/backend/memory_backend.ts";
+export type { FileBackendSpec } from "./src/backend/file_driver.ts";
 export { describeFile, type FileIo, type FileOptions } from "./src/backend/file_spec.ts";
 
 // The virtio-blk device and its PCI function
@@ -137,7 +139,7 @@ export {
 export type { VhostUserBlkSession } from "./src/vhost_user/session.ts";
 export type { TableRegion } from "./src/vhost_user/memory_table.ts";
 export type { Mapping } from "./src/vhost_user/mapping.ts";
-export { MappedGuestMemory, type MappedMemoryHandle } from "./src/memory/mapped_memory.ts";
+export { MappedGuestMemory, type MappedMemoryHandle } from "./src/vhost_user/mapped_memory.ts";
 
 // The device model and its command line
 export {
