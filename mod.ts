@@ -4,6 +4,10 @@
  * lives in guest memory held in a SharedArrayBuffer, plus the guest-side
  * driver that uses it.
  *
+ * This is the browser-safe core: nothing it reaches uses Node or Deno. Files
+ * and block devices are `./file`, the vhost-user-blk export for QEMU is
+ * `./vhost-user` (Deno), the ACRN-style command line is `./cli`.
+ *
  * @example Put a RAM disk in front of a guest and drive it with the guest driver
  * ```ts
  * import {
@@ -27,8 +31,6 @@
  * @module
  */
 
-import { isMainModule } from "./src/runtime/main_module.ts";
-
 // Guest memory
 export {
   type GuestMemory,
@@ -47,8 +49,6 @@ export {
   openBackend,
 } from "./src/backend/backend.ts";
 export { MemoryBackend, type MemoryBackendSpec } from "./src/backend/memory_backend.ts";
-export type { FileBackendSpec } from "./src/backend/file_driver.ts";
-export { describeFile, type FileIo, type FileOptions } from "./src/backend/file_spec.ts";
 
 // The virtio-blk device and its PCI function
 export {
@@ -128,20 +128,7 @@ export {
   VirtioBlkDriver,
 } from "./src/guest/virtio_blk_driver.ts";
 
-// vhost-user-blk (Deno only: FFI)
-export {
-  serveVhostUserBlk,
-  VHOST_USER_MAX_QUEUE_SIZE,
-  VHOST_USER_SEG_MAX,
-  type VhostUserBlkOptions,
-  type VhostUserBlkServer,
-} from "./src/vhost_user/server.ts";
-export type { VhostUserBlkSession } from "./src/vhost_user/session.ts";
-export type { TableRegion } from "./src/vhost_user/memory_table.ts";
-export type { Mapping } from "./src/vhost_user/mapping.ts";
-export { MappedGuestMemory, type MappedMemoryHandle } from "./src/vhost_user/mapped_memory.ts";
-
-// The device model and its command line
+// The device model: a machine with its PCI bus and vCPU (for the command line see `./cli`)
 export {
   type VcpuInit,
   VirtualMachine,
@@ -151,22 +138,5 @@ export {
 } from "./src/dm/vm.ts";
 export type { PciBus, PciFunction } from "./src/dm/pci_bus.ts";
 export type { IoEvents, IoSize } from "./src/dm/io_mailbox.ts";
-export {
-  checkSlots,
-  diskConfig,
-  type OtherDeviceSpec,
-  parseSlotOption,
-  parseSlotSpec,
-  type SlotOption,
-  type SlotSpec,
-} from "./src/dm/slot_spec.ts";
-export { type Console, main } from "./src/cli/main.ts";
-
 // Errors
 export { type ErrorCode, VirtioBlkError } from "./src/errors.ts";
-
-// `deno run mod.ts …` and `node mod.js …` (the npm package) start the command line.
-if (isMainModule(import.meta)) {
-  const { runCli } = await import("./src/cli/run.ts");
-  await runCli();
-}

@@ -8,7 +8,7 @@
 
 import { FakeFrontEnd } from "./front_end.ts";
 
-const mod = new URL("../../mod.ts", import.meta.url).pathname;
+const mod = new URL("../../cli.ts", import.meta.url).pathname;
 
 /** A running back end process. */
 export interface ChildBackEnd {
