@@ -37,7 +37,7 @@ export {
   type GuestMemoryHandle,
   type MemoryRegion,
 } from "./src/memory/guest_memory.ts";
-export { SharedGuestMemory } from "./src/memory/shared_memory.ts";
+export { SharedGuestMemory, type SharedMemoryHandle } from "./src/memory/shared_memory.ts";
 
 // Backends
 export {
@@ -46,7 +46,9 @@ export {
   backendDrivers,
   type BackendSpec,
   type BlockBackend,
+  loadBackendDriver,
   openBackend,
+  openIoQueue,
 } from "./src/backend/backend.ts";
 export { MemoryBackend, type MemoryBackendSpec } from "./src/backend/memory_backend.ts";
 
@@ -63,18 +65,40 @@ export { BlkFeature, RequestStatus, RequestType } from "./src/blk/spec.ts";
 
 // Request engines: in-process, and blockif's pool of worker threads, with
 // the parsed request and the pool's element states, for reading them.
-export type {
-  EngineContext,
-  EngineFactory,
-  InterruptHandle,
-  RequestEngine,
-} from "./src/blk/engine.ts";
+export type { EngineContext, EngineFactory, RequestEngine } from "./src/blk/engine.ts";
 export { InlineEngine } from "./src/blk/inline_engine.ts";
 export {
   WorkerEngine,
   workerEngine,
   type WorkerEngineOptions,
 } from "./src/blockif/worker_engine.ts";
+export {
+  BlockifThreads,
+  type BlockifThreadsOptions,
+  type BlockifThreadsSettings,
+  type DeviceHandles,
+} from "./src/blockif/threads.ts";
+export type { QueueHandles } from "./src/blockif/worker_init.ts";
+export type { DeviceSettings } from "./src/blockif/server.ts";
+export {
+  describeSummary,
+  type MediumErrorKind,
+  MediumErrors,
+  type MediumErrorSummary,
+} from "./src/blk/medium_errors.ts";
+
+// I/O queues: how a thread hands I/O to a medium (for drivers of asynchronous media)
+export {
+  IO_SHORT,
+  IoOp,
+  type IoOpCode,
+  type IoQueue,
+  type IoRequest,
+  IoVector,
+} from "./src/io/io_queue.ts";
+export { SyncIoQueue } from "./src/io/sync_io_queue.ts";
+export { ERRNO, errnoName } from "./src/io/errno.ts";
+export { type PluginHandle, PluginRegistry } from "./src/runtime/plugins.ts";
 export type { Dispatch } from "./src/blockif/server.ts";
 export {
   type BlkRequest,
@@ -97,8 +121,12 @@ export { LegacyRegister, LegacyVirtioPci } from "./src/virtio/legacy_pci.ts";
 export type { IoBar, PciConfigSpace } from "./src/pci/config_space.ts";
 export type { VirtioDevice } from "./src/virtio/device.ts";
 export {
+  type InterruptHandle,
   type InterruptLineHandle,
   type InterruptSink,
+  interruptSinks,
+  openInterruptSink,
+  type TransportInterruptHandle,
   TransportState,
 } from "./src/virtio/transport_state.ts";
 export {

@@ -75,6 +75,7 @@ export interface BackendSpec extends PluginHandle {
   readonly size: number;
   /** Whether writes are refused (the device then offers VIRTIO_BLK_F_RO). */
   readonly readOnly: boolean;
+  /** What the medium can do. */
   readonly capabilities: BackendCapabilities;
 }
 

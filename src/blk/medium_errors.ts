@@ -87,6 +87,7 @@ export function logsAt(count: number): boolean {
 
 /** A device's medium-error counters, viewed from one thread. */
 export class MediumErrors {
+  /** The region's words (this module owns their layout). */
   readonly words: Int32Array;
 
   /** Views a region made by another thread ({@linkcode MediumErrors.buffer}), or makes one. */

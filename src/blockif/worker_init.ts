@@ -49,11 +49,17 @@ export type QueueHandles = readonly {
 
 /** Everything a thread needs to serve a device, as handles. */
 export interface DeviceHandles {
+  /** The device's plain settings. */
   readonly settings: DeviceSettings;
+  /** Its guest memory. */
   readonly memory: GuestMemoryHandle;
+  /** The shared state of its queues. */
   readonly queues: QueueHandles;
+  /** Its block state region ({@linkcode BlkState}). */
   readonly state: SharedArrayBuffer;
+  /** How to reach its interrupt sink. */
   readonly interrupts: InterruptHandle;
+  /** Its medium-error region ({@linkcode MediumErrors}). */
   readonly errors: SharedArrayBuffer;
   /** The medium, which the thread opens for itself; absent on a thread that only drains. */
   readonly backend?: BackendSpec;

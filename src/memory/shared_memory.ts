@@ -17,8 +17,11 @@ import {
 
 /** The handle of a shared guest memory: its buffer and where it is mapped. */
 export interface SharedMemoryHandle extends GuestMemoryHandle {
+  /** Tells this kind of handle apart. */
   readonly kind: "shared";
+  /** The guest's memory. */
   readonly buffer: SharedArrayBuffer;
+  /** Guest-physical address of its first byte. */
   readonly gpa: number;
 }
 

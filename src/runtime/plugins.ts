@@ -25,7 +25,11 @@ export interface PluginHandle {
 export class PluginRegistry<T> {
   readonly #openers = new Map<string, T>();
 
-  /** @param kind what is registered, for messages (`"backend driver"`) */
+  /**
+   * An empty registry.
+   *
+   * @param kind what is registered, for messages (`"backend driver"`)
+   */
   constructor(readonly kind: string) {}
 
   /** Registers `opener` for handles naming `module` (call with `import.meta.url`). */

@@ -39,7 +39,9 @@ export interface MappedRegion {
 
 /** The handle of a mapped guest memory: each region's guest address, size and host address. */
 export interface MappedMemoryHandle extends GuestMemoryHandle {
+  /** Tells this kind of handle apart. */
   readonly kind: "mapped";
+  /** Each region's guest address, size and host address in this process. */
   readonly regions: readonly { gpa: number; size: number; hostAddress: bigint }[];
 }
 

@@ -62,8 +62,11 @@ export function openInterruptSink(handle: InterruptHandle): InterruptSink {
 
 /** The handle of a legacy transport's sink: its region and interrupt line. */
 export interface TransportInterruptHandle extends InterruptHandle {
+  /** Tells this kind of handle apart. */
   readonly kind: "transport";
+  /** The transport region ({@linkcode TransportState.buffer}). */
   readonly buffer: SharedArrayBuffer;
+  /** The interrupt word to pulse. */
   readonly line: InterruptLineHandle;
 }
 
@@ -111,6 +114,7 @@ export class TransportState implements InterruptSink {
     return { module: import.meta.url, kind: "transport", buffer: this.buffer, line: this.line };
   }
 
+  /** Where the interrupt word this sink pulses lives. */
   get line(): InterruptLineHandle {
     return { buffer: this.#line.buffer as SharedArrayBuffer, index: this.#lineIndex };
   }

@@ -54,6 +54,19 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
 }
 
 /**
+ * Resolves once `condition()` holds, looking every 10 ms; rejects naming
+ * `what` after `ms`, and then stops looking (a look after the test ended
+ * could read a front end's memory after it was unmapped).
+ */
+export async function until(condition: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() >= end) throw new Error(`${what}: not within ${ms / 1000} s`);
+    await sleep(10);
+  }
+}
+
+/**
  * Runs `body` with the CLI back end listening in a child process; kills it
  * (SIGKILL) afterwards if it still runs.
  */
@@ -86,13 +99,7 @@ export async function withChildBackEnd(
       child,
       stderr: () => said,
       said: (pattern, ms = 10_000) =>
-        within(
-          (async () => {
-            while (!pattern.test(said)) await sleep(10);
-          })(),
-          ms,
-          `the back end to say ${pattern} (it said: ${said})`,
-        ),
+        until(() => pattern.test(said), ms, `the back end to say ${pattern} (it said: ${said})`),
     });
   } finally {
     try {
