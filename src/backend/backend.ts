@@ -18,6 +18,7 @@
 import type { IoQueue } from "../io/io_queue.ts";
 import { SyncIoQueue } from "../io/sync_io_queue.ts";
 import { type PluginHandle, PluginRegistry } from "../runtime/plugins.ts";
+import type { WakeSignalHandle } from "../sync/wake_signal.ts";
 
 /** A medium as an executor sees it. */
 export interface BlockBackend {
@@ -79,15 +80,31 @@ export interface BackendSpec extends PluginHandle {
   readonly capabilities: BackendCapabilities;
 }
 
+/** What a thread opening an I/O queue gives it. */
+export interface ThreadIo {
+  /** Operations the queue must hold at once (the thread's pool elements, its tokens). */
+  readonly capacity: number;
+  /** Most data segments of one operation. */
+  readonly segMax: number;
+  /** The wake signal the thread's group rings, for a queue that sleeps in the kernel. */
+  readonly wake?: WakeSignalHandle;
+}
+
 /** Opens media of one kind on any thread. */
 export interface BackendDriver<S extends BackendSpec = BackendSpec> {
   /** Opens a handle on this thread for synchronous I/O. */
   open(spec: S): BlockBackend;
   /**
-   * Opens an I/O queue on this thread with room for `capacity` operations;
-   * without it, {@linkcode open}'s handle serves behind a synchronous queue.
+   * Opens an I/O queue on this thread; without it, {@linkcode open}'s handle
+   * serves behind a synchronous queue.
    */
-  openQueue?(spec: S, capacity: number): IoQueue;
+  openQueue?(spec: S, thread: ThreadIo): IoQueue;
+  /**
+   * For a medium whose I/O queue makes its thread sleep in the kernel (where
+   * `Atomics.notify` cannot wake it): a new wake signal for the threads that
+   * serve it, made on the engine's thread (see `src/sync/wake_signal.ts`).
+   */
+  wakeSignal?(spec: S): WakeSignalHandle | undefined;
 }
 
 /** The backend drivers, registered by their modules as they are imported. */
@@ -110,10 +127,16 @@ export async function loadBackendDriver(spec: BackendSpec): Promise<void> {
 }
 
 /**
- * This thread's I/O queue on `spec` with room for `capacity` operations:
- * the driver's own, or its synchronous handle behind a synchronous queue.
+ * This thread's I/O queue on `spec`: the driver's own, or its synchronous
+ * handle behind a synchronous queue.
  */
-export function openIoQueue(spec: BackendSpec, capacity: number): IoQueue {
+export function openIoQueue(spec: BackendSpec, thread: ThreadIo): IoQueue {
   const driver = backendDrivers.get(spec);
-  return driver.openQueue?.(spec, capacity) ?? new SyncIoQueue(driver.open(spec), capacity);
+  return driver.openQueue?.(spec, thread) ??
+    new SyncIoQueue(driver.open(spec), thread.capacity);
+}
+
+/** A new wake signal for the threads that serve `spec`, if its driver's queues need one. */
+export function wakeSignalFor(spec: BackendSpec): WakeSignalHandle | undefined {
+  return backendDrivers.get(spec).wakeSignal?.(spec);
 }

@@ -7,6 +7,9 @@
  * @module
  */
 
+import { threadUringContext, UringIoQueue } from "../io/io_uring/uring_io_queue.ts";
+import { createEventFdWake } from "../io/io_uring/wake.ts";
+import { SyncIoQueue } from "../io/sync_io_queue.ts";
 import { backendDrivers, type BackendSpec } from "./backend.ts";
 import { FsFileBackend } from "./fsfile_backend.ts";
 import { NodeFsBackend } from "./node_fs_backend.ts";
@@ -29,6 +32,12 @@ export interface FileBackendSpec extends BackendSpec {
   readonly io: "fsfile" | "node-fs";
   /** Open with O_DIRECT (`nocache`); needs aligned guest memory and offsets. */
   readonly direct: boolean;
+  /**
+   * How each thread reaches the file: `"threads"`, synchronous calls through
+   * `io`; `"io_uring"`, a ring per thread with batched submissions straight
+   * from guest memory (Deno on Linux; ACRN's `aio=io_uring`).
+   */
+  readonly aio: "threads" | "io_uring";
 }
 
 /** The URL file specs name as their driver. */
@@ -43,5 +52,14 @@ backendDrivers.register(FILE_DRIVER, {
   open(spec) {
     const file = spec as FileBackendSpec;
     return file.io === "fsfile" ? new FsFileBackend(file) : new NodeFsBackend(file);
+  },
+  openQueue(spec, thread) {
+    const file = spec as FileBackendSpec;
+    if (file.aio !== "io_uring") return new SyncIoQueue(this.open(spec), thread.capacity);
+    return new UringIoQueue(threadUringContext(thread), file);
+  },
+  wakeSignal(spec) {
+    // Threads that sleep in their rings hear kicks through an eventfd.
+    return (spec as FileBackendSpec).aio === "io_uring" ? createEventFdWake() : undefined;
   },
 });

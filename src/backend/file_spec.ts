@@ -23,6 +23,8 @@ import { resolve } from "node:path";
 import { VirtioBlkError } from "../errors.ts";
 import { isDeno } from "../runtime/is_deno.ts";
 import { FILE_DRIVER, type FileBackendSpec } from "./file_driver.ts";
+import { IoUring } from "../io/io_uring/ring.ts";
+import { ioUringUnavailable } from "../io/io_uring/sys.ts";
 import { isReadOnlyDevice, probeDeviceSize, seekDeviceSize } from "./block_device.ts";
 import { errnoName, errorText, openFailure, type OpenPurpose } from "./file_errors.ts";
 import { notRawMessage, readImageFormat } from "./image_format.ts";
@@ -55,6 +57,12 @@ export interface FileOptions {
   readonly io?: FileIo;
   /** `nocache`: open with O_DIRECT (node-fs only, Linux). Default false. */
   readonly direct?: boolean;
+  /**
+   * `aio=threads|io_uring` (ACRN): how each I/O thread reaches the file:
+   * synchronous calls through `io` (default), or its own io_uring (Deno on
+   * Linux with io_uring enabled).
+   */
+  readonly aio?: FileBackendSpec["aio"];
 }
 
 /**
@@ -83,6 +91,7 @@ export function describeFile(path: string, options: FileOptions = {}): FileBacke
   const readOnly = options.readOnly ?? false;
   const direct = options.direct ?? false;
   const io = chooseIo(options.io, direct);
+  const aio = chooseAio(options.aio);
   const window = options.range === undefined ? undefined : rangeBytes(options.range, logical);
   const absolute = resolve(path);
   const fileSize = inspectFile(absolute, readOnly, direct, path);
@@ -98,7 +107,7 @@ export function describeFile(path: string, options: FileOptions = {}): FileBacke
           `${VIRTIO_SECTOR} bytes`,
       );
     }
-    return fileSpec({ path: absolute, offset: 0, size: fileSize, readOnly, io, direct });
+    return fileSpec({ path: absolute, offset: 0, size: fileSize, readOnly, io, direct, aio });
   }
   if (window.end > fileSize) {
     const { start, size } = options.range!;
@@ -116,6 +125,7 @@ export function describeFile(path: string, options: FileOptions = {}): FileBacke
     readOnly,
     io,
     direct,
+    aio,
   });
 }
 
@@ -139,6 +149,32 @@ function fileSpec(fields: FileFields): FileBackendSpec {
     capabilities: { flush: true, discard: false, writeZeroes: false, handles: "per-thread" },
     ...fields,
   };
+}
+
+/** `aio=`: io_uring only where a ring can really be set up (a kernel may disable it). */
+function chooseAio(aio: FileBackendSpec["aio"] | undefined): FileBackendSpec["aio"] {
+  if (aio === undefined || aio === "threads") return "threads";
+  if (aio !== "io_uring") {
+    throw new VirtioBlkError(
+      "INVALID_CONFIG",
+      `aio ${String(aio)} must be "threads" or "io_uring"`,
+    );
+  }
+  const missing = ioUringUnavailable() ?? ioUringRefused();
+  if (missing !== undefined) {
+    throw new VirtioBlkError("UNSUPPORTED", `aio=io_uring: ${missing}`);
+  }
+  return aio;
+}
+
+/** Why this kernel refuses a ring (io_uring_disabled, seccomp, too old), or undefined. */
+function ioUringRefused(): string | undefined {
+  try {
+    new IoUring(2).close();
+    return undefined;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
 }
 
 function chooseIo(io: FileIo | undefined, direct: boolean): FileIo {

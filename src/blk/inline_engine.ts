@@ -11,7 +11,8 @@
  */
 
 import type { BlockBackend } from "../backend/backend.ts";
-import { openBackend } from "../backend/backend.ts";
+import { openIoQueue } from "../backend/backend.ts";
+import type { IoQueue } from "../io/io_queue.ts";
 import { RequestPool } from "../blockif/request_pool.ts";
 import { BlockifServer } from "../blockif/server.ts";
 import { SyncIoQueue } from "../io/sync_io_queue.ts";
@@ -24,7 +25,7 @@ import type { EngineContext, RequestEngine } from "./engine.ts";
 export class InlineEngine implements RequestEngine {
   readonly #context: EngineContext;
   readonly #server: BlockifServer;
-  readonly #io: SyncIoQueue;
+  readonly #io: IoQueue;
   #queues: SplitQueue[];
   readonly #doorbells: DoorbellHandle[];
   #running = false;
@@ -42,7 +43,9 @@ export class InlineEngine implements RequestEngine {
       new RequestPool({ elements, segMax: context.limits.segMax }),
       { dispatch: "worker", pollMaxNs: 0, log: context.log },
     );
-    this.#io = new SyncIoQueue(backend ?? openBackend(context.backend), elements);
+    this.#io = backend
+      ? new SyncIoQueue(backend, elements)
+      : openIoQueue(context.backend, { capacity: elements, segMax: context.limits.segMax });
     this.#queues = [];
     this.#attach(context.memory);
     const words = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT * this.#queues.length);
@@ -68,7 +71,11 @@ export class InlineEngine implements RequestEngine {
       const server = this.#server;
       // One chain at a time: each completes before the next is popped.
       do {
-        while (server.drain(index, 0, 1) > 0 && !this.#closed) while (server.runOne());
+        while (server.drain(index, 0, 1) > 0 && !this.#closed) {
+          while (server.runOne());
+          // An asynchronous medium (io_uring) finishes later: wait for it here.
+          while (server.inFlight > 0 && server.sleepOnIo()) server.reap();
+        }
       } while (queue.hasAvailable && !this.#closed);
     } finally {
       this.#running = false;

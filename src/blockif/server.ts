@@ -47,11 +47,12 @@ import {
 import { MediumErrors } from "../blk/medium_errors.ts";
 import { BlkRequest, parseRequest, type RequestLimits } from "../blk/request.ts";
 import { RequestStatus, type RequestStatusCode } from "../blk/spec.ts";
-import type { IoQueue, IoRequest } from "../io/io_queue.ts";
+import type { IoQueue, IoRequest, IoWaiter } from "../io/io_queue.ts";
 import { SyncIoQueue } from "../io/sync_io_queue.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import { AdaptivePoll } from "../sync/adaptive_poll.ts";
 import { tryLock, unlock } from "../sync/mutex.ts";
+import { openWakeSignal, type WakeSignal, type WakeSignalHandle } from "../sync/wake_signal.ts";
 import { DescriptorChain } from "../virtio/descriptor_chain.ts";
 import { Pop, QueueFault, type SplitQueue } from "../virtio/split_queue.ts";
 import type { InterruptSink } from "../virtio/transport_state.ts";
@@ -90,11 +91,17 @@ export interface ServedDevice {
 
 /** A thread's own settings. */
 export interface ThreadSettings {
+  /** Who drains the rings. */
   readonly dispatch: Dispatch;
   /** Adaptive polling cap of an idle worker, in nanoseconds (0: never poll). */
   readonly pollMaxNs: number;
   /** Where medium failures are reported (default: console.error). */
   readonly log?: (message: string) => void;
+  /**
+   * The group's wake signal, for threads that sleep in the kernel (io_uring):
+   * rung with every wake-up of this thread's making (its module loaded here).
+   */
+  readonly wake?: WakeSignalHandle;
 }
 
 /** A server's plain settings for one device on one thread (the common case, and tests'). */
@@ -133,6 +140,9 @@ export class BlockifServer {
   readonly #devices: (Attached | undefined)[] = [];
   /** Each distinct I/O queue of the attached devices once (several may share one ring). */
   #ioQueues: IoQueue[] = [];
+  /** Where this thread sleeps when its I/O completes in the kernel (one ring per thread). */
+  #waiter: IoWaiter | undefined;
+  readonly #wakeSignal: WakeSignal | undefined;
   readonly #poll: AdaptivePoll;
   /** Queues with requests published since their last interrupt: [device, queue, generation]. */
   readonly #toSignal: number[] = [];
@@ -143,6 +153,7 @@ export class BlockifServer {
   readonly #finish = (token: number, result: number) => this.#finishElement(token, result);
   readonly #workArrived = (): boolean =>
     Atomics.load(this.#words, PoolWord.WAKE) !== this.#seen || this.#pool.runnableCount > 0 ||
+    (this.#waiter?.ready ?? false) ||
     (this.#settings.dispatch === "worker" && this.#pool.freeCount > 0 && this.#anyAvailable());
 
   /**
@@ -158,6 +169,7 @@ export class BlockifServer {
     this.#settings = parts ?? second!;
     this.#log = this.#settings.log ?? ((message) => console.error(message));
     this.#words = this.#pool.words;
+    this.#wakeSignal = this.#settings.wake && openWakeSignal(this.#settings.wake);
     this.#control = Atomics.load(this.#words, PoolWord.CONTROL);
     this.#poll = new AdaptivePoll(this.#settings.pollMaxNs);
     if (parts) {
@@ -176,6 +188,11 @@ export class BlockifServer {
   /** The pool this server takes requests from. */
   get pool(): RequestPool {
     return this.#pool;
+  }
+
+  /** The group's wake signal this thread rings and its I/O queues wait on. */
+  get wake(): WakeSignalHandle | undefined {
+    return this.#settings.wake;
   }
 
   /** Serves `device` under `id` (replacing what was attached under it). */
@@ -322,7 +339,7 @@ export class BlockifServer {
     // A request popped before a reset (or of a device no longer here) is
     // dropped without touching guest memory.
     if (attached === undefined || queue === undefined || generation !== queue.generation) {
-      this.#release(element, index);
+      this.#release(element);
     } else {
       const execution = attached.execution!;
       const status = startRequest(pool.record(element), execution, element, attached.ioRequest);
@@ -354,6 +371,16 @@ export class BlockifServer {
   }
 
   /**
+   * Blocks until this thread's I/O finishes or it is woken; returns false at
+   * once when its queues complete inside `submit` (nothing to wait for).
+   */
+  sleepOnIo(): boolean {
+    if (this.#waiter === undefined) return false;
+    this.#waiter.sleep();
+    return true;
+  }
+
+  /**
    * A worker's life: complete finished I/O, run what is runnable, drain
    * when a ring has chains (worker dispatch), otherwise poll for a while
    * (one worker at a time, for an adaptive window) and then sleep on WAKE;
@@ -376,7 +403,12 @@ export class BlockifServer {
       if (dispatch === "worker" && pool.freeCount > 0 && this.#drainAny()) continue;
       // Poll only while no other worker runs a request: spinning next to busy
       // workers takes the CPU they need (measured: −33 % at QD32 on 2 cores).
-      if (this.#poll.windowNs > 0 && pool.busyCount === 0 && tryLock(words, PoolWord.POLLER)) {
+      // A thread whose I/O completes in the kernel polls its ring too, and may
+      // poll with others busy (they share no CPU with its I/O).
+      if (
+        this.#poll.windowNs > 0 && (pool.busyCount === 0 || this.#waiter) &&
+        tryLock(words, PoolWord.POLLER)
+      ) {
         this.#seen = seen;
         const arrived = this.#poll.spin(this.#workArrived);
         unlock(words, PoolWord.POLLER);
@@ -384,7 +416,9 @@ export class BlockifServer {
       }
       Atomics.add(words, PoolWord.IDLE, 1);
       const asleep = performance.now();
-      Atomics.wait(words, PoolWord.WAKE, seen);
+      // Where the kernel completes this thread's I/O, it sleeps in its ring,
+      // which every wake-up also signals; elsewhere on WAKE.
+      if (!this.sleepOnIo()) Atomics.wait(words, PoolWord.WAKE, seen);
       this.#poll.slept((performance.now() - asleep) * 1e6);
       Atomics.sub(words, PoolWord.IDLE, 1);
     }
@@ -404,7 +438,7 @@ export class BlockifServer {
     const pool = this.#pool;
     const attached = this.#devices[pool.deviceOf(element)];
     if (attached === undefined) {
-      this.#release(element, pool.queueOf(element));
+      this.#release(element);
       return;
     }
     const status = finishRequest(pool.record(element), attached.execution!, result);
@@ -421,21 +455,33 @@ export class BlockifServer {
     if (publishRequest(queue, memory, pool.record(element), status, generation)) {
       this.#toSignal.push(pool.deviceOf(element), index, generation);
     }
-    this.#release(element, index);
+    this.#release(element);
   }
 
-  /** Returns `element` to freeq, wakes what it unblocked, and drains again if the pool starved. */
-  #release(element: number, index: number): void {
+  /**
+   * Returns `element` to freeq, wakes what it unblocked, and drains again if
+   * the pool starved. STARVED is the pool's, not a queue's: the chains left
+   * waiting may be another device's, so every ring with chains is drained.
+   */
+  #release(element: number): void {
     const pool = this.#pool;
-    const device = pool.deviceOf(element);
     this.#wake(pool.finish(element));
     Atomics.add(this.#words, PoolWord.COMPLETED, 1);
     if (
       Atomics.load(this.#words, PoolWord.STARVED) === 1 &&
       Atomics.exchange(this.#words, PoolWord.STARVED, 0) === 1
     ) {
-      if (this.#settings.dispatch === "worker") this.drain(index, device);
+      if (this.#settings.dispatch === "worker") this.#drainEvery();
       else this.#ringKick();
+    }
+  }
+
+  /** Drains every ring of every attached device that has chains. */
+  #drainEvery(): void {
+    for (let device = 0; device < this.#devices.length; device++) {
+      const queues = this.#devices[device]?.device.queues;
+      if (queues === undefined) continue;
+      for (let i = 0; i < queues.length; i++) if (queues[i].hasAvailable) this.drain(i, device);
     }
   }
 
@@ -460,6 +506,7 @@ export class BlockifServer {
     const queues = new Set<IoQueue>();
     for (const attached of this.#devices) if (attached?.device.io) queues.add(attached.device.io);
     this.#ioQueues = [...queues];
+    this.#waiter = this.#ioQueues.find((queue) => queue.waiter)?.waiter;
   }
 
   #anyAvailable(): boolean {
@@ -484,7 +531,9 @@ export class BlockifServer {
   }
 
   #wake(count: number): void {
+    if (count <= 0) return;
     this.#pool.wake(count);
+    this.#wakeSignal?.signal(count);
   }
 
   #ringKick(): void {

@@ -19,6 +19,7 @@ import type { GuestMemoryHandle } from "../memory/guest_memory.ts";
 import { siblingModule, startThread, type Thread } from "../runtime/thread.ts";
 import { PoolWord } from "./pool_layout.ts";
 import { RequestPool } from "./request_pool.ts";
+import { openWakeSignal, type WakeSignal, type WakeSignalHandle } from "../sync/wake_signal.ts";
 import type { Dispatch } from "./server.ts";
 import type { ControlMessage, DeviceHandles, WorkerInit, WorkerMessage } from "./worker_init.ts";
 
@@ -58,6 +59,12 @@ export interface BlockifThreadsOptions {
   readonly pollUs?: number;
   /** Where the threads report medium failures (default: console.error). */
   readonly log?: (message: string) => void;
+  /**
+   * The wake signal of threads that sleep in the kernel (io_uring): every
+   * wake-up rings it besides the pool's words. The group closes it when it
+   * closes. Without it, devices whose media need one cannot attach.
+   */
+  readonly wake?: WakeSignalHandle;
 }
 
 /** The settings a group runs with, defaults filled in. */
@@ -70,6 +77,8 @@ export interface BlockifThreadsSettings {
   readonly dispatch: Dispatch;
   /** Longest adaptive polling window of an idle worker, in microseconds. */
   readonly pollUs: number;
+  /** The wake signal its threads ring and wait on, if they sleep in the kernel. */
+  readonly wake?: WakeSignalHandle;
 }
 
 /** A started group of blockif threads and their pool. */
@@ -91,6 +100,7 @@ export class BlockifThreads {
   /** Threads that have not died. */
   readonly #live = new Map<number, Thread>();
   #nextDevice = 0;
+  readonly #wakeSignal: WakeSignal | undefined;
   #closing: Promise<void> | undefined;
 
   /**
@@ -117,13 +127,14 @@ export class BlockifThreads {
     if (!Number.isFinite(pollUs) || pollUs < 0 || pollUs > 1_000_000) {
       throw new VirtioBlkError("INVALID_CONFIG", `poll window ${pollUs} µs must be 0 to 1000000`);
     }
-    this.settings = { workers, poolSize: elements, dispatch, pollUs };
+    this.settings = { workers, poolSize: elements, dispatch, pollUs, wake: options.wake };
+    this.#wakeSignal = options.wake && openWakeSignal(options.wake);
     this.#log = options.log ?? ((message) => console.error(message));
     this.pool = new RequestPool({ elements, segMax: options.segMax });
     const init: Omit<WorkerInit, "index"> = {
       type: "init",
       pool: { buffer: this.pool.buffer, dimensions: { elements, segMax: options.segMax } },
-      settings: { dispatch, pollMaxNs: pollUs * 1000 },
+      settings: { dispatch, pollMaxNs: pollUs * 1000, wake: options.wake },
       control: Atomics.load(this.pool.words, PoolWord.CONTROL),
     };
     const starts: Promise<void>[] = [];
@@ -244,8 +255,7 @@ export class BlockifThreads {
     });
     for (const [, thread] of threads) thread.postMessage(message);
     Atomics.store(words, PoolWord.CONTROL, control);
-    this.pool.wake(threads.length);
-    Atomics.notify(words, PoolWord.WAKE);
+    this.wakeAll();
     const errors = await answered;
     if (errors.length > 0) throw new VirtioBlkError("BAD_BACKING_FILE", errors[0]);
   }
@@ -260,11 +270,18 @@ export class BlockifThreads {
     }
   }
 
+  /** Wakes every thread, wherever it sleeps (the pool's words, or its ring). */
+  wakeAll(): void {
+    const words = this.pool.words;
+    Atomics.add(words, PoolWord.WAKE, 1);
+    Atomics.notify(words, PoolWord.WAKE);
+    this.#wakeSignal?.signal(this.settings.workers);
+  }
+
   async #close(): Promise<void> {
     const words = this.pool.words;
     Atomics.store(words, PoolWord.CLOSING, 1);
-    Atomics.add(words, PoolWord.WAKE, 1);
-    Atomics.notify(words, PoolWord.WAKE);
+    this.wakeAll();
     Atomics.add(words, PoolWord.KICK, 1);
     Atomics.notify(words, PoolWord.KICK);
     const threads = await this.#threads;
@@ -275,8 +292,9 @@ export class BlockifThreads {
     ]);
     clearTimeout(timer);
     await Promise.all(threads.map((thread) => thread.terminate()));
-    // Nobody answers any more.
+    // Nobody answers any more, and no thread waits on the signal.
     for (const waiting of this.#answers.values()) waiting.done();
     this.#answers.clear();
+    this.#wakeSignal?.close();
   }
 }

@@ -14,6 +14,7 @@
  */
 
 import { parentChannel } from "../runtime/thread.ts";
+import { wakeSignals } from "../sync/wake_signal.ts";
 import { RequestPool } from "./request_pool.ts";
 import { BlockifServer, type ServedDevice } from "./server.ts";
 import {
@@ -50,6 +51,7 @@ async function receive(message: WorkerInit | ControlMessage): Promise<void> {
     index = message.index;
     handled = message.control;
     const pool = new RequestPool(message.pool.dimensions, message.pool.buffer);
+    if (message.settings.wake) await wakeSignals.load(message.settings.wake);
     server = new BlockifServer(pool, {
       ...message.settings,
       log: (text) => post({ type: "log", index, message: text }),
@@ -77,7 +79,12 @@ function control(message: ControlMessage): void {
   const current = server!;
   switch (message.type) {
     case "attach": {
-      const device = openServedDevice(message.handles, current.pool.layout.elements);
+      const { elements, segMax } = current.pool.layout;
+      const device = openServedDevice(message.handles, {
+        capacity: elements,
+        segMax,
+        wake: current.wake,
+      });
       handles.set(message.device, message.handles);
       close(current.detach(message.device));
       current.attach(message.device, device);

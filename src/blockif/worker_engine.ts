@@ -8,6 +8,8 @@
  * @module
  */
 
+import { wakeSignalFor } from "../backend/backend.ts";
+import { openWakeSignal } from "../sync/wake_signal.ts";
 import type { EngineContext, EngineFactory, RequestEngine } from "../blk/engine.ts";
 import { VirtioBlkError } from "../errors.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
@@ -70,6 +72,8 @@ export class WorkerEngine implements RequestEngine {
   #queues: SplitQueue[];
   readonly #deviceServer: BlockifServer | undefined;
   #closing: Promise<void> | undefined;
+  /** The doorbell notify() rings (every queue's is the pool's WAKE word). */
+  #kick: Doorbell | undefined;
 
   /**
    * Attaches the device to its threads (starting a group of its own unless
@@ -94,7 +98,21 @@ export class WorkerEngine implements RequestEngine {
           `${options.threads.settings.workers} blockif threads`,
       );
     }
+    // A medium whose queues sleep in the kernel needs threads that ring a wake signal.
+    const wake = wakeSignalFor(context.backend);
+    if (wake !== undefined && options.threads !== undefined) {
+      // Shared threads bring their own signal (or cannot serve this medium).
+      openWakeSignal(wake).close();
+      if (options.threads.settings.wake === undefined) {
+        throw new VirtioBlkError(
+          "INVALID_CONFIG",
+          `${context.name}: its I/O sleeps in the kernel (io_uring); it needs blockif threads ` +
+            `made with a wake signal`,
+        );
+      }
+    }
     this.threads = options.threads ?? new BlockifThreads({
+      wake: options.threads === undefined ? wake : undefined,
       workers: exclusive ? 1 : options.workers,
       poolSize: options.poolSize,
       dispatch: options.dispatch,
@@ -124,7 +142,12 @@ export class WorkerEngine implements RequestEngine {
     this.#attached = attached;
     if (this.threads.settings.dispatch === "device") {
       // The device thread only drains; it never sleeps in the pool, so it never polls.
-      this.#deviceServer = new BlockifServer(this.pool, { dispatch: "device", pollMaxNs: 0 });
+      this.#deviceServer = new BlockifServer(this.pool, {
+        dispatch: "device",
+        pollMaxNs: 0,
+        // Workers that sleep in their rings hear the requests it queues.
+        wake: this.threads.settings.wake,
+      });
       this.#attachDeviceServer(context.memory);
       this.#watchKicks();
     }
@@ -150,13 +173,16 @@ export class WorkerEngine implements RequestEngine {
   notify(index: number): void {
     if (this.#closing) return;
     if (this.#deviceServer) this.#deviceServer.drain(index, this.deviceId);
-    else new Doorbell(this.doorbell(index)).ring();
+    else (this.#kick ??= new Doorbell(this.doorbell(index))).ring();
   }
 
   doorbell(_index: number): DoorbellHandle {
+    const worker = this.settings.dispatch === "worker";
     return {
       buffer: this.pool.buffer,
-      index: this.settings.dispatch === "worker" ? PoolWord.WAKE : PoolWord.KICK,
+      index: worker ? PoolWord.WAKE : PoolWord.KICK,
+      // Threads that sleep in their rings hear a kick through the wake signal.
+      ...(worker && this.settings.wake ? { wake: this.settings.wake } : {}),
     };
   }
 
@@ -218,6 +244,8 @@ export class WorkerEngine implements RequestEngine {
   /** Drops what no worker started, and counts a waiter (finish() then notifies SETTLED). */
   #beginQuiesce(index: number): Int32Array {
     this.pool.abandon(index, this.#queues[index].generation, this.deviceId);
+    // abandon() notified the pool's sleepers of what it unblocked; the ring sleepers too.
+    if (this.settings.wake) this.threads.wakeAll();
     Atomics.add(this.pool.words, PoolWord.QUIESCING, 1);
     return this.pool.words;
   }

@@ -11,7 +11,12 @@
  * @module
  */
 
-import { backendDrivers, type BackendSpec, openIoQueue } from "../backend/backend.ts";
+import {
+  backendDrivers,
+  type BackendSpec,
+  openIoQueue,
+  type ThreadIo,
+} from "../backend/backend.ts";
 import { BlkState } from "../blk/blk_state.ts";
 import { MediumErrors } from "../blk/medium_errors.ts";
 import {
@@ -117,12 +122,12 @@ export function openQueues(memory: GuestMemory, queues: QueueHandles): SplitQueu
 
 /**
  * Builds a device's live objects on this thread, opening its own handle on
- * the medium as an I/O queue with room for `capacity` operations (the
- * modules that open the handles loaded: {@linkcode loadDeviceModules}).
+ * the medium as an I/O queue for `thread` (the modules that open the
+ * handles loaded: {@linkcode loadDeviceModules}).
  */
-export function openServedDevice(handles: DeviceHandles, capacity: number): ServedDevice {
+export function openServedDevice(handles: DeviceHandles, thread: ThreadIo): ServedDevice {
   const memory = openGuestMemory(handles.memory);
-  const io = handles.backend && openIoQueue(handles.backend, capacity);
+  const io = handles.backend && openIoQueue(handles.backend, thread);
   return {
     settings: handles.settings,
     memory,

@@ -26,7 +26,7 @@
  */
 
 import { VirtioBlkError } from "../errors.ts";
-import type { DoorbellHandle } from "../virtio/doorbell.ts";
+import { Doorbell, type DoorbellHandle } from "../virtio/doorbell.ts";
 import { IoEventTable } from "./io_events.ts";
 
 /** Header words. */
@@ -94,7 +94,7 @@ export class PortIo {
   readonly #words: Int32Array;
   readonly #base: number;
   readonly #events: IoEventTable | undefined;
-  readonly #targets: { words: Int32Array; index: number }[];
+  readonly #targets: { words: Int32Array; index: number; doorbell: Doorbell }[];
 
   /**
    * @param mailbox the mailbox buffer
@@ -108,6 +108,7 @@ export class PortIo {
     this.#targets = (events?.targets ?? []).map((t) => ({
       words: new Int32Array(t.buffer),
       index: t.index,
+      doorbell: new Doorbell(t),
     }));
   }
 
@@ -125,9 +126,7 @@ export class PortIo {
   write(port: number, size: IoSize, value: number): void {
     const event = this.#events?.matchWrite(port, size, value) ?? -1;
     if (event >= 0) {
-      const target = this.#targets[event];
-      Atomics.add(target.words, target.index, 1);
-      Atomics.notify(target.words, target.index, 1);
+      this.#targets[event].doorbell.ring();
       return;
     }
     this.#post(IoDirection.OUT, port, size, value);

@@ -15,7 +15,10 @@
  * (logical sectors), `nocache` (O_DIRECT). Extensions of this project:
  * `serial=<text>` (GET_ID, at most 20 characters), `queue_size=<n>`,
  * `workers=<n>`, `pool_size=<n>`, `dispatch=worker|device`, `poll_us=<n>`,
- * `io=fsfile|node-fs`.
+ * `io=fsfile|node-fs`. ACRN's `aio=threads|io_uring` picks how the I/O
+ * threads reach the file (io_uring: Deno on Linux), and its
+ * `iothread[=N[@cpus]]`, written before the path as ACRN does, how many I/O
+ * threads serve the device (CPU affinity is not applied here).
  *
  * @module
  */
@@ -72,6 +75,10 @@ export interface SlotSpec {
   readonly dispatch?: Dispatch;
   /** `poll_us=<n>`: an idle worker's longest polling window, 0–1000000 µs (default 0, off). */
   readonly pollUs?: number;
+  /** `aio=threads|io_uring`: synchronous I/O per thread (default), or io_uring. */
+  readonly aio?: FileBackendSpec["aio"];
+  /** `iothread[=N]` (ACRN, before the path): N I/O threads serve the device (a bare one: 1). */
+  readonly iothreads?: number;
 }
 
 /** The only emulation this device model provides. */
@@ -104,7 +111,6 @@ export type SlotOption =
 /** ACRN options this project does not implement, with the reason given to the user. */
 const UNSUPPORTED: Record<string, string> = {
   discard: "DISCARD is not offered by this device",
-  aio: "only the worker-thread engine exists (workers=<n> sets its size)",
   mq: "the device has one queue",
 };
 
@@ -206,7 +212,14 @@ function parseWhere(spec: string, where: string): { slot: number; func: number }
 function parseVirtioBlk(spec: string, slot: number, func: number, config: string[]): SlotSpec {
   if (slot === 0 && func === 0) throw invalid(spec, "slot 0:0 holds the host bridge");
   // ACRN's boot-device flag (`virtio-blk,b,<path>`): the built-in guest boots from nothing.
-  const [path, ...options] = config[0] === "b" && config.length > 1 ? config.slice(1) : config;
+  let rest = config[0] === "b" && config.length > 1 ? config.slice(1) : config;
+  // ACRN's `iothread[=N[@cpuA:cpuB/…]]` comes before the path.
+  let iothreads: number | undefined;
+  while (rest.length > 1 && /^iothread(=|$)/.test(rest[0])) {
+    iothreads = parseIothread(spec, rest[0]);
+    rest = rest.slice(1);
+  }
+  const [path, ...options] = rest;
   if (path === undefined || path === "") throw invalid(spec, "missing backing file path");
 
   let readOnly = false;
@@ -221,6 +234,7 @@ function parseVirtioBlk(spec: string, slot: number, func: number, config: string
   let poolSize: number | undefined;
   let dispatch: Dispatch | undefined;
   let pollUs: number | undefined;
+  let aio: SlotSpec["aio"];
 
   for (const option of options) {
     const equals = option.indexOf("=");
@@ -314,6 +328,15 @@ function parseVirtioBlk(spec: string, slot: number, func: number, config: string
         }
         dispatch = value;
         break;
+      case "aio":
+        if (value !== "threads" && value !== "io_uring") {
+          throw invalid(spec, `aio must be threads or io_uring, not "${value}"`);
+        }
+        aio = value;
+        break;
+      case "iothread":
+        iothreads = parseIothread(spec, option);
+        break;
       default:
         if (name in UNSUPPORTED) {
           throw invalid(spec, `option ${name} is not supported: ${UNSUPPORTED[name]}`);
@@ -340,7 +363,20 @@ function parseVirtioBlk(spec: string, slot: number, func: number, config: string
     poolSize,
     dispatch,
     pollUs,
+    aio,
+    iothreads,
   };
+}
+
+/**
+ * ACRN's `iothread`, `iothread=N` or `iothread=N@cpuA:cpuB/…`: N I/O threads
+ * (1 to 64; a bare one is 1). The CPU list is checked for shape and not
+ * applied: JavaScript threads cannot be pinned.
+ */
+function parseIothread(spec: string, option: string): number {
+  const match = /^iothread(?:=(\d+)(?:@([0-9:/]+))?)?$/.exec(option);
+  if (!match) throw invalid(spec, `"${option}" must be iothread[=N[@cpu:cpu/…]]`);
+  return match[1] === undefined ? 1 : parseInteger(spec, "iothread", match[1], 1, 64);
 }
 
 /**
@@ -358,6 +394,7 @@ export function diskConfig(spec: SlotSpec): VmDiskConfig {
       physicalBlockSize: spec.physicalBlockSize,
       io: spec.io,
       direct: spec.direct,
+      aio: spec.aio,
     });
   } catch (error) {
     if (!(error instanceof VirtioBlkError)) throw error;
@@ -372,7 +409,8 @@ export function diskConfig(spec: SlotSpec): VmDiskConfig {
     physicalBlockSize: spec.physicalBlockSize,
     queueSize: spec.queueSize,
     engine: workerEngine({
-      workers: spec.workers,
+      // ACRN's iothread=N: N threads serve the device (workers= says the same in our words).
+      workers: spec.workers ?? spec.iothreads,
       poolSize: spec.poolSize,
       dispatch: spec.dispatch,
       pollUs: spec.pollUs,

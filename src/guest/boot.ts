@@ -10,6 +10,7 @@
 import { PortIo } from "../dm/io_mailbox.ts";
 import type { VcpuInit } from "../dm/vm.ts";
 import { SharedGuestMemory } from "../memory/shared_memory.ts";
+import { wakeSignals } from "../sync/wake_signal.ts";
 import { GuestAllocator } from "./allocator.ts";
 import { InterruptLine } from "./io.ts";
 import { isVirtioBlk, type PciDeviceInfo, scanBus } from "./pci_scan.ts";
@@ -42,6 +43,17 @@ export function diskName(index: number): string {
     n = Math.floor(n / 26) - 1;
   } while (n >= 0);
   return `vd${suffix}`;
+}
+
+/**
+ * Loads, on this vCPU thread, the modules its set-up names: the wake
+ * signals its doorbells ring besides their words (threads that sleep in
+ * io_uring). Await it before {@linkcode bootGuest}.
+ */
+export async function prepareVcpu(init: VcpuInit): Promise<void> {
+  for (const target of init.ioEvents.targets) {
+    if (target.wake) await wakeSignals.load(target.wake);
+  }
 }
 
 /** Boots the guest side of a machine from its vCPU set-up message. */

@@ -9,14 +9,15 @@
 import type { VcpuInit, VcpuMessage } from "../dm/vm.ts";
 import { VirtioBlkError } from "../errors.ts";
 import { parentChannel } from "../runtime/thread.ts";
-import { bootGuest } from "./boot.ts";
+import { bootGuest, prepareVcpu } from "./boot.ts";
 import { runJob, type UosJob } from "./uos.ts";
 
 const parent = await parentChannel();
-parent.onMessage((message) => {
+parent.onMessage(async (message) => {
   const { init, job } = message as { init: VcpuInit; job: UosJob };
   const post = (reply: VcpuMessage) => parent.postMessage(reply);
   try {
+    await prepareVcpu(init);
     const guest = bootGuest(init, { indirect: true });
     const result = runJob(guest, job, {
       print: (text) => post({ type: "stdout", text }),

@@ -120,6 +120,24 @@ export interface IoQueue {
   wait(): void;
   /** Operations submitted and not yet reaped. */
   readonly inFlight: number;
+  /**
+   * Where a thread whose queue completes asynchronously sleeps instead of
+   * `Atomics.wait` (absent for queues that finish inside `submit`).
+   */
+  readonly waiter?: IoWaiter;
   /** Releases the medium (operations still in flight are abandoned). */
   close(): void;
+}
+
+/**
+ * How a thread sleeps when its I/O completes in the kernel (io_uring): until
+ * an operation finishes or the thread's wake signal is signalled (a kick,
+ * work queued by another thread, a control message; see
+ * `src/sync/wake_signal.ts`). One per thread, shared by its queues.
+ */
+export interface IoWaiter {
+  /** Whether a completion or a wake-up is there already (no system call). */
+  readonly ready: boolean;
+  /** Blocks until an operation finishes or the wake signal is signalled. */
+  sleep(): void;
 }

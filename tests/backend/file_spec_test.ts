@@ -55,6 +55,7 @@ Deno.test("describeFile: a regular file becomes a whole-file, read-write spec", 
     readOnly: false,
     io: isDeno() ? "fsfile" : "node-fs", // FsFile on Deno; positional node:fs elsewhere
     direct: false,
+    aio: "threads",
   });
   assertUnchanged(path, before);
 });

@@ -80,6 +80,48 @@ Deno.test("shared threads: two devices on one group each read back what they wro
   }
 });
 
+Deno.test("shared threads: a pool that runs dry is drained again for every device with chains waiting", async () => {
+  // Two elements for two devices with eight requests each: the pool starves
+  // over and over, and the request that frees an element is often the other
+  // device's. Each starved ring must still be drained.
+  const threads = new BlockifThreads({ workers: 1, poolSize: 2, segMax: 62 });
+  const memory = SharedGuestMemory.allocate(8 * MiB);
+  const disks = [0, 1].map(() =>
+    createVirtioBlkPci(memory, {
+      backend: MemoryBackend.create(MiB),
+      engine: workerEngine({ threads }),
+    })
+  );
+  try {
+    await Promise.all(disks.map((disk) => disk.device.ready()));
+    const drivers = disks.map((disk, i) =>
+      VirtioBlkDriver.init({
+        memory,
+        registers: new DirectRegisters(disk.pci),
+        interrupt: new InterruptLine(disk.transport.buffer),
+        allocator: new GuestAllocator((1 + 3 * i) * MiB, (4 + 3 * i) * MiB),
+      })
+    );
+    for (let round = 0; round < 20; round++) {
+      const writes = drivers.flatMap((driver, d) =>
+        Array.from(
+          { length: 8 },
+          (_, i) => driver.write(i * 8, pattern(4096, round * 100 + d * 10 + i)),
+        )
+      );
+      await Promise.all(writes);
+    }
+    for (const [d, driver] of drivers.entries()) {
+      for (let i = 0; i < 8; i++) {
+        assert.deepEqual(await driver.read(i * 8, 4096), pattern(4096, 19 * 100 + d * 10 + i));
+      }
+    }
+  } finally {
+    for (const disk of disks) await disk.close();
+    await threads.close();
+  }
+});
+
 Deno.test("new guest memory reaches the threads without reopening the medium", async () => {
   const dir = await Deno.makeTempDir();
   try {

@@ -4,7 +4,7 @@
  * the test asks for, then posts the result.
  */
 
-import { bootGuest, type GuestMachine } from "../../src/guest/boot.ts";
+import { bootGuest, type GuestMachine, prepareVcpu } from "../../src/guest/boot.ts";
 import { configRead, configWrite } from "../../src/guest/pci_scan.ts";
 import { RequestType } from "../../src/blk/spec.ts";
 import type { VcpuInit, VcpuMessage } from "../../src/dm/vm.ts";
@@ -51,10 +51,11 @@ export type Access =
   | { op: "port-write"; port: number; size: IoSize; value: number };
 
 const parent = await parentChannel();
-parent.onMessage((message) => {
+parent.onMessage(async (message) => {
   const { init, job } = message as { init: VcpuInit; job: TestJob };
   const post = (reply: VcpuMessage) => parent.postMessage(reply);
   try {
+    await prepareVcpu(init);
     post({ type: "done", result: run(init, job) });
   } catch (error) {
     post({

@@ -25,19 +25,21 @@
  */
 
 import type { MemoryRegion } from "../../memory/guest_memory.ts";
+import type { ThreadIo } from "../../backend/backend.ts";
 import { VirtioBlkError } from "../../errors.ts";
 import { ERRNO } from "../errno.ts";
-import { IO_SHORT, IoOp, type IoQueue, type IoRequest } from "../io_queue.ts";
+import { IO_SHORT, IoOp, type IoQueue, type IoRequest, type IoWaiter } from "../io_queue.ts";
 import { IOVEC_SIZE, Op, RwFlag } from "./abi.ts";
 import { IoUring } from "./ring.ts";
 import { address, cString, errno, ioUringSys, Linux, SyscallError } from "./sys.ts";
+import type { EventFdWakeHandle } from "./wake.ts";
 
 const TWO_POW_32 = 0x1_0000_0000;
 /** User data of the thread's wake-up read (never a pool element index). */
 const WAKE_TOKEN = 0xffff_ffff;
 
 /** Per-thread state of the ring and of every operation in flight. */
-export class UringContext {
+export class UringContext implements IoWaiter {
   /** The ring. */
   readonly ring: IoUring;
   /** Most segments of one operation. */
@@ -63,17 +65,21 @@ export class UringContext {
   #immediateCount = 0;
   /** Region → host address of its first byte. */
   readonly #addresses = new Map<MemoryRegion, number>();
-  // Wake-ups: an eventfd the ring always has a read pending on.
+  // Wake-ups: an eventfd the ring has a read pending on while the thread sleeps.
   readonly wakeFd: number;
+  readonly #ownsWakeFd: boolean;
   readonly #wakeBuffer = new BigUint64Array(new SharedArrayBuffer(8));
   #wakeArmed = false;
-  #woken = false;
+  /** Queues open on this context; the last one to close closes it. */
+  #queues = 0;
+  #closed = false;
 
   /**
    * @param capacity tokens (request-pool elements) the thread may have in flight
    * @param maxSegments most data segments of one operation (seg_max)
+   * @param wakeFd the eventfd of the thread group's wake signal (default: one of its own)
    */
-  constructor(capacity: number, maxSegments: number) {
+  constructor(capacity: number, maxSegments: number, wakeFd?: number) {
     this.capacity = capacity;
     this.maxSegments = maxSegments;
     // One entry per operation in flight, the wake-up read, and room for resubmits.
@@ -93,7 +99,8 @@ export class UringContext {
     this.#active = new Uint8Array(capacity);
     this.#immediateTokens = new Int32Array(capacity);
     this.#immediateResults = new Int32Array(capacity);
-    const fd = ioUringSys().eventfd(0, Linux.EFD_CLOEXEC | Linux.EFD_NONBLOCK);
+    this.#ownsWakeFd = wakeFd === undefined;
+    const fd = wakeFd ?? ioUringSys().eventfd(0, Linux.EFD_CLOEXEC | Linux.EFD_NONBLOCK);
     if (fd < 0) {
       this.ring.close();
       throw new SyscallError("eventfd", errno());
@@ -174,7 +181,6 @@ export class UringContext {
     this.ring.reap((token, result) => {
       if (token === WAKE_TOKEN) {
         this.#wakeArmed = false;
-        this.#woken = true;
         return;
       }
       if (this.#active[token] !== 1) return; // a cancelled operation of a closed queue
@@ -199,36 +205,40 @@ export class UringContext {
     return finished;
   }
 
+  /** Whether a completion (or a wake-up) is there already. */
+  get ready(): boolean {
+    return this.ring.ready > 0 || this.#immediateCount > 0;
+  }
+
   /**
    * Blocks until a completion or a wake-up arrives (after submitting what
    * is prepared). Returns at once if one is already there.
    */
-  wait(): void {
+  sleep(): void {
     this.#armWake();
-    if (this.ring.ready > 0 || this.#immediateCount > 0) {
+    if (this.ready) {
       this.commit();
       return;
     }
     this.ring.submit(1);
   }
 
-  /** Whether a wake-up arrived since the last call (then clears it). */
-  takeWake(): boolean {
-    const woken = this.#woken;
-    this.#woken = false;
-    return woken;
+  /** Counts a queue opened on this context. */
+  retain(): void {
+    this.#queues++;
   }
 
-  /** Wakes the thread that waits in {@linkcode wait} (from any thread of the process). */
-  static wake(wakeFd: number): void {
-    const one = new BigUint64Array([1n]);
-    ioUringSys().write(wakeFd, one, 8n);
+  /** Counts a queue closed; the last one closes the context. */
+  release(): void {
+    if (--this.#queues === 0) this.close();
   }
 
-  /** Closes the ring (abandoning what is in flight) and the wake-up eventfd. */
+  /** Closes the ring (abandoning what is in flight) and its own wake-up eventfd. */
   close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
     this.ring.close();
-    ioUringSys().close(this.wakeFd);
+    if (this.#ownsWakeFd) ioUringSys().close(this.wakeFd);
     this.#active.fill(0);
     this.#inFlight = 0;
     this.#immediateCount = 0;
@@ -339,6 +349,28 @@ export class UringContext {
   }
 }
 
+/** Each thread's rings, by the server (its pool) they serve: tokens are that pool's elements. */
+const contexts = new WeakMap<ThreadIo, UringContext>();
+
+/**
+ * The ring of the server `thread` describes (one per server, shared by its
+ * io_uring queues; its tokens are the server's pool elements), made on
+ * first use. Its sleeps also end on `thread.wake` when that is an eventfd.
+ */
+export function threadUringContext(thread: ThreadIo): UringContext {
+  let context = contexts.get(thread);
+  if (context === undefined) {
+    const wake = thread.wake as Partial<EventFdWakeHandle> | undefined;
+    context = new UringContext(
+      thread.capacity,
+      thread.segMax,
+      wake?.kind === "eventfd" ? wake.fd : undefined,
+    );
+    contexts.set(thread, context);
+  }
+  return context;
+}
+
 /** How a {@linkcode UringIoQueue} opens its file. */
 export interface UringFile {
   /** Path of the file or block device. */
@@ -368,10 +400,12 @@ export class UringIoQueue implements IoQueue {
   constructor(context: UringContext, file: UringFile) {
     this.#context = context;
     this.#file = file;
+    context.retain();
     const flags = (file.readOnly ? Linux.O_RDONLY : Linux.O_RDWR) | Linux.O_CLOEXEC |
       (file.direct ? Linux.O_DIRECT : 0);
     const fd = ioUringSys().open(cString(file.path), flags, 0);
     if (fd < 0) {
+      context.release();
       const error = new SyscallError("open", errno());
       throw new VirtioBlkError(
         "BAD_BACKING_FILE",
@@ -414,12 +448,17 @@ export class UringIoQueue implements IoQueue {
   }
 
   wait(): void {
-    if (this.#context.inFlight > 0) this.#context.wait();
+    if (this.#context.inFlight > 0) this.#context.sleep();
+  }
+
+  get waiter(): IoWaiter {
+    return this.#context;
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     ioUringSys().close(this.#fd);
+    this.#context.release();
   }
 }

@@ -1,0 +1,38 @@
+/**
+ * Waking a thread that sleeps somewhere `Atomics.notify` cannot reach. V8's
+ * `Atomics.wait` keeps its own wait lists: a thread blocked in the kernel
+ * (in `io_uring_enter`, waiting for completions) is not woken by a notify on
+ * a shared word. Such a thread also waits on a wake signal (an eventfd its
+ * ring reads), and everyone who would notify it — a doorbell's ring, another
+ * worker that queued work for it, the engine posting a control message —
+ * signals that too. A wake signal reaches other threads as a handle naming
+ * the module that opens it (`src/runtime/plugins.ts`); this module is the
+ * registry. Browser-safe.
+ *
+ * @module
+ */
+
+import { type PluginHandle, PluginRegistry } from "../runtime/plugins.ts";
+
+/** A structured-cloneable reference to a wake signal. */
+export interface WakeSignalHandle extends PluginHandle {
+  /** The kind of signal, for messages. */
+  readonly kind: string;
+}
+
+/** A wake signal, opened on one thread. */
+export interface WakeSignal {
+  /** Wakes up to `count` threads waiting on the signal (each takes one). */
+  signal(count: number): void;
+  /** Releases what the signal holds (an fd), once no thread waits on it any more. */
+  close(): void;
+}
+
+/** How each kind of wake signal is opened from its handle, by module. */
+export const wakeSignals: PluginRegistry<(handle: WakeSignalHandle) => WakeSignal> =
+  new PluginRegistry("wake signal");
+
+/** Opens `handle` on this thread (its module loaded here). */
+export function openWakeSignal(handle: WakeSignalHandle): WakeSignal {
+  return wakeSignals.get(handle)(handle);
+}
