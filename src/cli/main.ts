@@ -42,6 +42,12 @@ import { programVersion } from "./version.ts";
 import { PROGRAM } from "./program.ts";
 import { describeSummary } from "../blk/medium_errors.ts";
 import { diskName } from "../guest/boot.ts";
+import { wakeSignalFor } from "../backend/backend.ts";
+import { DEFAULT_QUEUE_SIZE } from "../blk/device.ts";
+import { BlockifThreads } from "../blockif/threads.ts";
+import { workerEngine } from "../blockif/worker_engine.ts";
+import { openWakeSignal } from "../sync/wake_signal.ts";
+import type { VmDiskConfig } from "../dm/vm.ts";
 
 export { PROGRAM };
 
@@ -66,6 +72,7 @@ const OPTIONS = {
   "output-format": { type: "string" },
   disk: { type: "string" },
   "vhost-user": { type: "string" },
+  iothreads: { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean" },
   ...LOAD_OPTION_DEFINITIONS,
@@ -94,6 +101,7 @@ export async function main(args: readonly string[], console: Console): Promise<n
   }
 
   let temporary: string | undefined;
+  let iothreads: BlockifThreads | undefined;
   const removeTemporary = () => {
     if (temporary !== undefined) rmSync(temporary, { recursive: true, force: true });
     temporary = undefined;
@@ -129,11 +137,22 @@ export async function main(args: readonly string[], console: Console): Promise<n
       specs = [parseSlotSpec(`${freeSlot(others)},${EMULATION},${image}`)];
     }
     const log = (message: string) => console.stderr(`${PROGRAM}: ${message}\n`);
-    const configs = specs.map(diskConfig).map((config) => ({
+    const iothreadCount = parseIothreads(values.iothreads);
+    let configs = specs.map(diskConfig).map((config) => ({
       ...config,
       device: { ...config.device, log },
     }));
     checkSlots(specs, configs, others);
+    // --iothreads N: the disks that do not size their own threads share N.
+    if (iothreadCount !== undefined) {
+      const sharing = specs.map((spec) => spec.workers === undefined && spec.iothreads === undefined);
+      iothreads = sharedThreads(iothreadCount, configs.filter((_, i) => sharing[i]), log);
+      configs = configs.map((config, i) =>
+        sharing[i]
+          ? { ...config, device: { ...config.device, engine: workerEngine({ threads: iothreads }) } }
+          : config
+      );
+    }
     // Only once the whole command line is good: bad input is one line.
     for (const note of notes) console.stderr(`${PROGRAM}: ${note}\n`);
 
@@ -151,6 +170,7 @@ export async function main(args: readonly string[], console: Console): Promise<n
       return signals.exitStatus ?? result.exitCode;
     } finally {
       await vm.close();
+      await iothreads?.close();
     }
   } catch (error) {
     console.stderr(`${PROGRAM}: ${error instanceof Error ? error.message : String(error)}\n`);
@@ -200,6 +220,13 @@ async function serveOverVhostUser(
     throw new VirtioBlkError(
       "INVALID_CONFIG",
       `--vhost-user serves one device: give exactly one -s (got ${slots.length})`,
+    );
+  }
+  if (values.iothreads !== undefined) {
+    throw new VirtioBlkError(
+      "INVALID_CONFIG",
+      "--iothreads shares threads among the built-in machine's disks; with --vhost-user give " +
+        "the one device iothread=N in its -s",
     );
   }
   const guestOnly = [
@@ -287,6 +314,40 @@ function wantsJson(values: Readonly<Record<string, unknown>> & { json?: boolean 
     throw new VirtioBlkError("INVALID_CONFIG", "--json contradicts --output-format=normal");
   }
   return format === "json";
+}
+
+/** `--iothreads N`: 1 to 64 shared I/O threads. */
+function parseIothreads(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const count = /^[0-9]+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(count) || count < 1 || count > 64) {
+    throw new VirtioBlkError(
+      "INVALID_CONFIG",
+      `--iothreads ${text}: must be a whole number from 1 to 64`,
+    );
+  }
+  return count;
+}
+
+/**
+ * The I/O threads `disks` share (QEMU's `-object iothread`): one pool big
+ * enough for their largest requests, and a wake signal when one of them
+ * sleeps in the kernel (aio=io_uring).
+ */
+function sharedThreads(
+  workers: number,
+  disks: readonly VmDiskConfig[],
+  log: (message: string) => void,
+): BlockifThreads {
+  const segMax = Math.max(
+    DEFAULT_QUEUE_SIZE - 2,
+    ...disks.map(({ device }) => device.segMax ?? (device.queueSize ?? DEFAULT_QUEUE_SIZE) - 2),
+  );
+  const wakes = disks.map(({ device }) => wakeSignalFor(device.backend));
+  const wake = wakes.find((signal) => signal !== undefined);
+  // One signal serves the group; the others made for the asking are not needed.
+  for (const extra of wakes) if (extra !== undefined && extra !== wake) openWakeSignal(extra).close();
+  return new BlockifThreads({ workers, segMax, wake, log });
 }
 
 /** `-m SIZE`, named in a message the way the user spelled it (`-m` or `--memory`). */

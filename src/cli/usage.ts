@@ -42,6 +42,8 @@ Options:
                        ACRN's other device types (-s 0:0,hostbridge,
                        -s 1:0,lpc, …) are accepted and not emulated
   -m, --memory SIZE    guest memory, 16M to 4G (default 256M)
+      --iothreads N    the disks that set no workers= or iothread= share N I/O
+                       threads (1 to 64) instead of 8 each (QEMU's iothread)
       --job lsblk|load what the guest does: lsblk lists the disks (default);
                        load runs a fio-like load on one disk
       --json           print the job's result as JSON: lsblk's (lsblk --json

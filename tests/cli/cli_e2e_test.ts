@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { ioUringUnavailable } from "../../src/io/io_uring/sys.ts";
 import { needsTools } from "../helpers/skip.ts";
 
 const TOOLS = needsTools("mkfs.ext4", "blkid");
@@ -236,6 +237,44 @@ Deno.test("ro and range= hold through the whole stack under a load", async () =>
     assert.deepEqual(after.subarray(0, 1 << 20), original.subarray(0, 1 << 20));
     assert.deepEqual(after.subarray(2 << 20), original.subarray(2 << 20));
     assert.notDeepEqual(after.subarray(1 << 20, 2 << 20), original.subarray(1 << 20, 2 << 20));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("--iothreads 2: two disks share two I/O threads (io_uring where there is one), and verified loads pass on both", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const name of ["a", "b"]) {
+      const file = await Deno.open(`${dir}/${name}.img`, { create: true, write: true });
+      await file.truncate(32 << 20);
+      file.close();
+    }
+    const aio = ioUringUnavailable() === undefined ? ",aio=io_uring" : "";
+    for (const disk of ["vda", "vdb"]) {
+      const { code, stdout, stderr } = await run(
+        "--iothreads",
+        "2",
+        "-s",
+        `9,virtio-blk,${dir}/a.img${aio},writeback`,
+        "-s",
+        `10,virtio-blk,${dir}/b.img,writeback`,
+        "--job",
+        "load",
+        "--disk",
+        disk,
+        "--rw=randwrite",
+        "--bs=4k",
+        "--iodepth=16",
+        "--size=4M",
+        "--verify=crc32c",
+        "--json",
+      );
+      assert.equal(code, 0, stderr);
+      const [job] = JSON.parse(stdout).jobs;
+      assert.equal(job.write.total_ios, 1024);
+      assert.equal(job.verify.mismatches, 0);
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -204,6 +204,25 @@ const cases: Case[] = [
     message: /^virtio-blk-dm: -m -5: expected a size from 16M to 4G$/,
   },
   {
+    name: "no shared I/O threads",
+    args: (d) => ["--iothreads", "0", "-s", `9,virtio-blk,${d}/a.img`],
+    message: /^virtio-blk-dm: --iothreads 0: must be a whole number from 1 to 64$/,
+  },
+  {
+    name: "shared I/O threads for a vhost-user device",
+    args: (
+      d,
+    ) => ["--vhost-user", `${d}/s.sock`, "--iothreads", "2", "-s", `9,virtio-blk,${d}/a.img`],
+    message:
+      /^virtio-blk-dm: --iothreads shares threads among the built-in machine's disks; with --vhost-user give the one device iothread=N in its -s$/,
+  },
+  {
+    name: "an aio= ACRN does not have",
+    args: (d) => ["-s", `9,virtio-blk,${d}/a.img,aio=posix`],
+    message:
+      /^virtio-blk-dm: -s 9,virtio-blk,\S+a\.img,aio=posix: aio must be threads or io_uring, not "posix"$/,
+  },
+  {
     name: "negative iodepth",
     args: (d) => ["-s", `9,virtio-blk,${d}/a.img`, "--job", "load", "--iodepth=-1"],
     message: /^virtio-blk-dm: --iodepth=-1: must be a whole number from 1 to 32768$/,
