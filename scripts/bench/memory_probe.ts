@@ -6,7 +6,10 @@
  * devices use once the load is over (polling must stop when idle).
  * {@linkcode probeMemory} runs it; run directly it prints one JSON line:
  *
- *     deno run -A --v8-flags=--expose-gc scripts/bench/memory_probe.ts <file> <disks> <seconds>
+ *     deno run -A --v8-flags=--expose-gc scripts/bench/memory_probe.ts <file> <disks> <seconds> [iothreads]
+ *
+ * With `iothreads`, every device attaches to that many shared I/O threads
+ * (`--iothreads`) instead of starting 8 of its own.
  *
  * @module
  */
@@ -15,6 +18,9 @@ import { diskConfig, parseSlotSpec } from "../../src/dm/slot_spec.ts";
 import { VirtualMachine } from "../../src/dm/vm.ts";
 import { parseLoadOptions } from "../../src/guest/jobs/load_options.ts";
 import { diskName } from "../../src/guest/boot.ts";
+import { DEFAULT_QUEUE_SIZE } from "../../src/blk/device.ts";
+import { BlockifThreads } from "../../src/blockif/threads.ts";
+import { workerEngine } from "../../src/blockif/worker_engine.ts";
 import { processCpuSeconds, residentBytes } from "./proc_stats.ts";
 import type { MemoryProbe } from "./results.ts";
 
@@ -33,13 +39,23 @@ function settledRss(): number {
 }
 
 /** Runs the probe in this process. */
-async function probeHere(path: string, disks: number, seconds: number): Promise<MemoryProbe> {
+async function probeHere(
+  path: string,
+  disks: number,
+  seconds: number,
+  iothreads?: number,
+): Promise<MemoryProbe> {
   const bareBytes = settledRss();
   // Read-only: one file backs every disk, and a load only reads.
-  const configs = Array.from(
-    { length: disks },
-    (_, i) => diskConfig(parseSlotSpec(`${9 + i},virtio-blk,${path},ro`)),
-  );
+  const threads = iothreads === undefined
+    ? undefined
+    : new BlockifThreads({ workers: iothreads, segMax: DEFAULT_QUEUE_SIZE - 2 });
+  const configs = Array.from({ length: disks }, (_, i) => {
+    const config = diskConfig(parseSlotSpec(`${9 + i},virtio-blk,${path},ro`));
+    return threads === undefined
+      ? config
+      : { ...config, device: { ...config.device, engine: workerEngine({ threads }) } };
+  });
   const vm = await VirtualMachine.create({ disks: configs });
   try {
     const idleBytes = settledRss();
@@ -64,9 +80,10 @@ async function probeHere(path: string, disks: number, seconds: number): Promise<
     const before = processCpuSeconds();
     await sleep(IDLE_MEASURE_MS);
     const idleCpuPercent = ((processCpuSeconds() - before) / (IDLE_MEASURE_MS / 1000)) * 100;
-    return { disks, bareBytes, idleBytes, loadedBytes, idleCpuPercent };
+    return { disks, iothreads, bareBytes, idleBytes, loadedBytes, idleCpuPercent };
   } finally {
     await vm.close();
+    await threads?.close();
   }
 }
 
@@ -75,6 +92,7 @@ export async function probeMemory(
   path: string,
   disks: number,
   seconds: number,
+  iothreads?: number,
 ): Promise<MemoryProbe> {
   const output = await new Deno.Command(Deno.execPath(), {
     args: [
@@ -85,6 +103,7 @@ export async function probeMemory(
       path,
       String(disks),
       String(seconds),
+      ...(iothreads === undefined ? [] : [String(iothreads)]),
     ],
     stdout: "piped",
     stderr: "piped",
@@ -98,6 +117,15 @@ export async function probeMemory(
 }
 
 if (import.meta.main) {
-  const [path, disks, seconds] = Deno.args;
-  console.log(JSON.stringify(await probeHere(path, Number(disks), Number(seconds))));
+  const [path, disks, seconds, iothreads] = Deno.args;
+  console.log(
+    JSON.stringify(
+      await probeHere(
+        path,
+        Number(disks),
+        Number(seconds),
+        iothreads === undefined ? undefined : Number(iothreads),
+      ),
+    ),
+  );
 }

@@ -78,16 +78,21 @@ export function noiseLine(results: BenchResults): string {
 /** Resident memory lines, or none when it was not measured. */
 export function memoryLines(memory: readonly MemoryProbe[] | null): string[] {
   if (memory === null || memory.length === 0) return [];
+  const threads = (m: MemoryProbe) =>
+    m.iothreads === undefined ? "8 threads each" : `${m.iothreads} shared I/O threads`;
   const lines = memory.map((m) =>
-    `${m.disks} device${m.disks === 1 ? "" : "s"}: ${mib(m.idleBytes)} idle, ` +
+    `${m.disks} device${m.disks === 1 ? "" : "s"} (${threads(m)}): ${mib(m.idleBytes)} idle, ` +
     `${mib(m.loadedBytes)} after a short load on each (${mib(m.bareBytes)} before any device); ` +
     `idle afterwards ${m.idleCpuPercent.toFixed(1)} % of a core`
   );
-  const one = memory.find((m) => m.disks === 1);
-  const more = memory.find((m) => m.disks > 1);
-  if (one && more) {
-    const per = (more.idleBytes - one.idleBytes) / (more.disks - 1);
-    lines.push(`each further device adds about ${mib(per)} idle`);
+  for (const iothreads of new Set(memory.map((m) => m.iothreads))) {
+    const set = memory.filter((m) => m.iothreads === iothreads);
+    const one = set.find((m) => m.disks === 1);
+    const more = set.find((m) => m.disks > 1);
+    if (one && more) {
+      const per = (more.idleBytes - one.idleBytes) / (more.disks - 1);
+      lines.push(`each further device (${threads(one)}) adds about ${mib(per)} idle`);
+    }
   }
   return lines;
 }

@@ -76,6 +76,8 @@ export interface SweepResult {
 /** Resident memory and idle CPU of a process with some devices (memory_probe.ts). */
 export interface MemoryProbe {
   readonly disks: number;
+  /** Shared I/O threads every device attached to (`--iothreads`), or absent: 8 threads each. */
+  readonly iothreads?: number;
   /** Before any device was built. */
   readonly bareBytes: number;
   /** With the devices built and their workers idle. */

@@ -72,6 +72,9 @@ export const DEFAULT_BENCH_OPTIONS: BenchOptions = {
   sweepDepths: null,
 };
 
+/** Shared I/O threads of the memory probe's second set (`--iothreads 2`). */
+const SHARED_IOTHREADS = 2;
+
 /** Device counts the memory probe measures. */
 export const MEMORY_PROBE_DISKS = [1, 4];
 
@@ -130,9 +133,13 @@ export async function runBenchmark(
     let memory: MemoryProbe[] | null = null;
     if (options.memory) {
       memory = [];
-      for (const disks of MEMORY_PROBE_DISKS) {
-        log(`memory: ${disks} device${disks === 1 ? "" : "s"}…`);
-        memory.push(await probeMemory(file.path, disks, options.memorySeconds));
+      // Each device with its 8 threads, then every device on 2 shared I/O threads.
+      for (const iothreads of [undefined, SHARED_IOTHREADS]) {
+        for (const disks of MEMORY_PROBE_DISKS) {
+          const how = iothreads === undefined ? "" : `, ${iothreads} shared I/O threads`;
+          log(`memory: ${disks} device${disks === 1 ? "" : "s"}${how}…`);
+          memory.push(await probeMemory(file.path, disks, options.memorySeconds, iothreads));
+        }
       }
     }
     return {

@@ -145,11 +145,16 @@ export async function main(args: readonly string[], console: Console): Promise<n
     checkSlots(specs, configs, others);
     // --iothreads N: the disks that do not size their own threads share N.
     if (iothreadCount !== undefined) {
-      const sharing = specs.map((spec) => spec.workers === undefined && spec.iothreads === undefined);
+      const sharing = specs.map((spec) =>
+        spec.workers === undefined && spec.iothreads === undefined
+      );
       iothreads = sharedThreads(iothreadCount, configs.filter((_, i) => sharing[i]), log);
       configs = configs.map((config, i) =>
         sharing[i]
-          ? { ...config, device: { ...config.device, engine: workerEngine({ threads: iothreads }) } }
+          ? {
+            ...config,
+            device: { ...config.device, engine: workerEngine({ threads: iothreads }) },
+          }
           : config
       );
     }
@@ -346,7 +351,9 @@ function sharedThreads(
   const wakes = disks.map(({ device }) => wakeSignalFor(device.backend));
   const wake = wakes.find((signal) => signal !== undefined);
   // One signal serves the group; the others made for the asking are not needed.
-  for (const extra of wakes) if (extra !== undefined && extra !== wake) openWakeSignal(extra).close();
+  for (const extra of wakes) {
+    if (extra !== undefined && extra !== wake) openWakeSignal(extra).close();
+  }
   return new BlockifThreads({ workers, segMax, wake, log });
 }
 
