@@ -5,12 +5,14 @@
  *   (a) our vhost-user-blk back end (this process): the blockif worker
  *       engine or the in-process one, through the page cache or O_DIRECT
  *       (`-nocache`, as qsd's and QEMU's cache.direct=on here),
- *   (b) qemu-storage-daemon's vhost-user-blk export,
+ *   (b) qemu-storage-daemon's vhost-user-blk export (aio=threads, and
+ *       aio=io_uring when one of our io_uring variants runs),
  *   (c) QEMU's built-in virtio-blk,
  * all modern guests, in one run, printed as a table with ratios.
  *
  *     deno run -A scripts/bench_guest.ts [--runtime 10] [--rounds 1] [--size-mib 512]
- *         [--ours worker,worker-nocache,inline,inline-nocache,worker-writeback,inline-writeback]
+ *         [--ours worker,worker-nocache,inline,inline-nocache,worker-writeback,inline-writeback,
+ *                 uring,uring-nocache]
  *         [--jobs rr4k_qd1,rr4k_qd32,rw4k_qd32,sr1m_qd8,sw1m_qd8]
  *
  * TCG guests on a 2-core machine are noisy (runs differ by tens of per cent):
@@ -43,7 +45,10 @@ const { values } = parseArgs({
  * cache.direct=on here; write-back, which like qsd (O_DIRECT, no flush per
  * write) completes a write before it is synced.
  */
-const VARIANTS: Record<string, { engine: EngineFactory; direct?: boolean; writeback?: boolean }> = {
+const VARIANTS: Record<
+  string,
+  { engine: EngineFactory; direct?: boolean; writeback?: boolean; aio?: "io_uring" }
+> = {
   worker: { engine: workerEngine() },
   inline: { engine: (context) => new InlineEngine(context) },
   "worker-nocache": { engine: workerEngine(), direct: true },
@@ -51,10 +56,19 @@ const VARIANTS: Record<string, { engine: EngineFactory; direct?: boolean; writeb
   // Write-back: a write completes without fdatasync (the guest flushes when it needs to).
   "worker-writeback": { engine: workerEngine(), writeback: true },
   "inline-writeback": { engine: (context) => new InlineEngine(context), writeback: true },
+  // ACRN's aio=io_uring: each worker's own ring; -nocache as qsd's cache.direct=on.
+  uring: { engine: workerEngine(), aio: "io_uring" },
+  "uring-nocache": { engine: workerEngine(), direct: true, aio: "io_uring" },
 };
 
 const oursVariants = values.ours.split(",").filter((name) => name in VARIANTS);
-const configs = [...oursVariants.map((name) => `ours-${name}`), "qsd", "builtin"];
+const withUring = oursVariants.some((name) => VARIANTS[name].aio === "io_uring");
+const configs = [
+  ...oursVariants.map((name) => `ours-${name}`),
+  "qsd",
+  ...(withUring ? ["qsd-uring"] : []),
+  "builtin",
+];
 const dir = await Deno.makeTempDir({ prefix: "bench-guest-" });
 const image = `${dir}/bench.img`;
 const sizeMiB = Number(values["size-mib"]);
@@ -78,7 +92,7 @@ const rows = new Map<string, Map<string, Result[]>>();
 async function runConfig(config: string): Promise<Result[]> {
   const env = { RUNTIME: values.runtime, JOBS: values.jobs, TAG: config };
   if (!config.startsWith("ours-")) {
-    const kind = config === "qsd" ? "qsd" : "builtin";
+    const kind = config.startsWith("qsd") ? config : "builtin";
     const boot = await bootGuest({
       disks: [`${kind}:${image}`],
       run: ["bench.sh"],
@@ -93,7 +107,7 @@ async function runConfig(config: string): Promise<Result[]> {
   const server = serveVhostUserBlk({
     socketPath: socket,
     device: {
-      backend: describeFile(image, { direct: variant.direct }),
+      backend: describeFile(image, { direct: variant.direct, aio: variant.aio }),
       engine: variant.engine,
       writeback: variant.writeback,
     },

@@ -18,7 +18,7 @@
 import type { IoQueue } from "../io/io_queue.ts";
 import { SyncIoQueue } from "../io/sync_io_queue.ts";
 import { type PluginHandle, PluginRegistry } from "../runtime/plugins.ts";
-import type { WakeSignalHandle } from "../sync/wake_signal.ts";
+import type { WakeSignalFactory, WakeSignalHandle } from "../sync/wake_signal.ts";
 
 /** A medium as an executor sees it. */
 export interface BlockBackend {
@@ -88,6 +88,8 @@ export interface ThreadIo {
   readonly segMax: number;
   /** The wake signal the thread's group rings, for a queue that sleeps in the kernel. */
   readonly wake?: WakeSignalHandle;
+  /** The thread's index in its group (which part of `wake` is its own). */
+  readonly thread?: number;
 }
 
 /** Opens media of one kind on any thread. */
@@ -101,10 +103,10 @@ export interface BackendDriver<S extends BackendSpec = BackendSpec> {
   openQueue?(spec: S, thread: ThreadIo): IoQueue;
   /**
    * For a medium whose I/O queue makes its thread sleep in the kernel (where
-   * `Atomics.notify` cannot wake it): a new wake signal for the threads that
-   * serve it, made on the engine's thread (see `src/sync/wake_signal.ts`).
+   * `Atomics.notify` cannot wake it): how to make a wake signal for the
+   * threads that serve it, on the engine's thread (see `src/sync/wake_signal.ts`).
    */
-  wakeSignal?(spec: S): WakeSignalHandle | undefined;
+  wakeSignal?(spec: S): WakeSignalFactory | undefined;
 }
 
 /** The backend drivers, registered by their modules as they are imported. */
@@ -136,7 +138,7 @@ export function openIoQueue(spec: BackendSpec, thread: ThreadIo): IoQueue {
     new SyncIoQueue(driver.open(spec), thread.capacity);
 }
 
-/** A new wake signal for the threads that serve `spec`, if its driver's queues need one. */
-export function wakeSignalFor(spec: BackendSpec): WakeSignalHandle | undefined {
+/** How to make a wake signal for the threads that serve `spec`, if its driver's queues need one. */
+export function wakeSignalFor(spec: BackendSpec): WakeSignalFactory | undefined {
   return backendDrivers.get(spec).wakeSignal?.(spec);
 }

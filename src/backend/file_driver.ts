@@ -60,6 +60,6 @@ backendDrivers.register(FILE_DRIVER, {
   },
   wakeSignal(spec) {
     // Threads that sleep in their rings hear kicks through an eventfd.
-    return (spec as FileBackendSpec).aio === "io_uring" ? createEventFdWake() : undefined;
+    return (spec as FileBackendSpec).aio === "io_uring" ? createEventFdWake : undefined;
   },
 });

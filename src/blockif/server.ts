@@ -33,7 +33,7 @@
  * @module
  */
 
-import type { BlockBackend } from "../backend/backend.ts";
+import type { BlockBackend, ThreadIo } from "../backend/backend.ts";
 import type { BlkState } from "../blk/blk_state.ts";
 import {
   type ExecutionContext,
@@ -102,6 +102,8 @@ export interface ThreadSettings {
    * rung with every wake-up of this thread's making (its module loaded here).
    */
   readonly wake?: WakeSignalHandle;
+  /** This thread's index in its group (which part of `wake` is its own). */
+  readonly thread?: number;
 }
 
 /** A server's plain settings for one device on one thread (the common case, and tests'). */
@@ -143,6 +145,7 @@ export class BlockifServer {
   /** Where this thread sleeps when its I/O completes in the kernel (one ring per thread). */
   #waiter: IoWaiter | undefined;
   readonly #wakeSignal: WakeSignal | undefined;
+  #threadIo: ThreadIo | undefined;
   readonly #poll: AdaptivePoll;
   /** Queues with requests published since their last interrupt: [device, queue, generation]. */
   readonly #toSignal: number[] = [];
@@ -190,9 +193,17 @@ export class BlockifServer {
     return this.#pool;
   }
 
-  /** The group's wake signal this thread rings and its I/O queues wait on. */
-  get wake(): WakeSignalHandle | undefined {
-    return this.#settings.wake;
+  /**
+   * What this thread gives the I/O queues it opens: one object for the
+   * thread's life, so queues that share a ring per thread find the same one.
+   */
+  get threadIo(): ThreadIo {
+    return this.#threadIo ??= {
+      capacity: this.#pool.layout.elements,
+      segMax: this.#pool.layout.segMax,
+      wake: this.#settings.wake,
+      thread: this.#settings.thread,
+    };
   }
 
   /** Serves `device` under `id` (replacing what was attached under it). */

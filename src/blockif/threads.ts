@@ -19,7 +19,12 @@ import type { GuestMemoryHandle } from "../memory/guest_memory.ts";
 import { siblingModule, startThread, type Thread } from "../runtime/thread.ts";
 import { PoolWord } from "./pool_layout.ts";
 import { RequestPool } from "./request_pool.ts";
-import { openWakeSignal, type WakeSignal, type WakeSignalHandle } from "../sync/wake_signal.ts";
+import {
+  openWakeSignal,
+  type WakeSignal,
+  type WakeSignalFactory,
+  type WakeSignalHandle,
+} from "../sync/wake_signal.ts";
 import type { Dispatch } from "./server.ts";
 import type { ControlMessage, DeviceHandles, WorkerInit, WorkerMessage } from "./worker_init.ts";
 
@@ -60,11 +65,12 @@ export interface BlockifThreadsOptions {
   /** Where the threads report medium failures (default: console.error). */
   readonly log?: (message: string) => void;
   /**
-   * The wake signal of threads that sleep in the kernel (io_uring): every
-   * wake-up rings it besides the pool's words. The group closes it when it
-   * closes. Without it, devices whose media need one cannot attach.
+   * Makes the wake signal of threads that sleep in the kernel (io_uring):
+   * every wake-up rings it besides the pool's words. The group makes it for
+   * its threads and closes it when it closes. Without it, devices whose
+   * media need one cannot attach.
    */
-  readonly wake?: WakeSignalHandle;
+  readonly wake?: WakeSignalFactory;
 }
 
 /** The settings a group runs with, defaults filled in. */
@@ -127,14 +133,15 @@ export class BlockifThreads {
     if (!Number.isFinite(pollUs) || pollUs < 0 || pollUs > 1_000_000) {
       throw new VirtioBlkError("INVALID_CONFIG", `poll window ${pollUs} µs must be 0 to 1000000`);
     }
-    this.settings = { workers, poolSize: elements, dispatch, pollUs, wake: options.wake };
-    this.#wakeSignal = options.wake && openWakeSignal(options.wake);
+    const wake = options.wake?.(workers);
+    this.settings = { workers, poolSize: elements, dispatch, pollUs, wake };
+    this.#wakeSignal = wake && openWakeSignal(wake);
     this.#log = options.log ?? ((message) => console.error(message));
     this.pool = new RequestPool({ elements, segMax: options.segMax });
     const init: Omit<WorkerInit, "index"> = {
       type: "init",
       pool: { buffer: this.pool.buffer, dimensions: { elements, segMax: options.segMax } },
-      settings: { dispatch, pollMaxNs: pollUs * 1000, wake: options.wake },
+      settings: { dispatch, pollMaxNs: pollUs * 1000, wake },
       control: Atomics.load(this.pool.words, PoolWord.CONTROL),
     };
     const starts: Promise<void>[] = [];
@@ -275,7 +282,9 @@ export class BlockifThreads {
     const words = this.pool.words;
     Atomics.add(words, PoolWord.WAKE, 1);
     Atomics.notify(words, PoolWord.WAKE);
-    this.#wakeSignal?.signal(this.settings.workers);
+    // Each thread through its own part: one that wakes first could take
+    // another's share of a signal(workers).
+    this.#wakeSignal?.signalAll();
   }
 
   async #close(): Promise<void> {

@@ -54,6 +54,7 @@ async function receive(message: WorkerInit | ControlMessage): Promise<void> {
     if (message.settings.wake) await wakeSignals.load(message.settings.wake);
     server = new BlockifServer(pool, {
       ...message.settings,
+      thread: index,
       log: (text) => post({ type: "log", index, message: text }),
     });
     server.handledControl(handled);
@@ -79,12 +80,7 @@ function control(message: ControlMessage): void {
   const current = server!;
   switch (message.type) {
     case "attach": {
-      const { elements, segMax } = current.pool.layout;
-      const device = openServedDevice(message.handles, {
-        capacity: elements,
-        segMax,
-        wake: current.wake,
-      });
+      const device = openServedDevice(message.handles, current.threadIo);
       handles.set(message.device, message.handles);
       close(current.detach(message.device));
       current.attach(message.device, device);

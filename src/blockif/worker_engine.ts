@@ -9,7 +9,6 @@
  */
 
 import { wakeSignalFor } from "../backend/backend.ts";
-import { openWakeSignal } from "../sync/wake_signal.ts";
 import type { EngineContext, EngineFactory, RequestEngine } from "../blk/engine.ts";
 import { VirtioBlkError } from "../errors.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
@@ -102,7 +101,6 @@ export class WorkerEngine implements RequestEngine {
     const wake = wakeSignalFor(context.backend);
     if (wake !== undefined && options.threads !== undefined) {
       // Shared threads bring their own signal (or cannot serve this medium).
-      openWakeSignal(wake).close();
       if (options.threads.settings.wake === undefined) {
         throw new VirtioBlkError(
           "INVALID_CONFIG",

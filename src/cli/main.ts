@@ -46,7 +46,6 @@ import { wakeSignalFor } from "../backend/backend.ts";
 import { DEFAULT_QUEUE_SIZE } from "../blk/device.ts";
 import { BlockifThreads } from "../blockif/threads.ts";
 import { workerEngine } from "../blockif/worker_engine.ts";
-import { openWakeSignal } from "../sync/wake_signal.ts";
 import type { VmDiskConfig } from "../dm/vm.ts";
 
 export { PROGRAM };
@@ -348,13 +347,9 @@ function sharedThreads(
     DEFAULT_QUEUE_SIZE - 2,
     ...disks.map(({ device }) => device.segMax ?? (device.queueSize ?? DEFAULT_QUEUE_SIZE) - 2),
   );
-  const wakes = disks.map(({ device }) => wakeSignalFor(device.backend));
-  const wake = wakes.find((signal) => signal !== undefined);
-  // One signal serves the group; the others made for the asking are not needed.
-  for (const extra of wakes) {
-    if (extra !== undefined && extra !== wake) openWakeSignal(extra).close();
-  }
-  return new BlockifThreads({ workers, segMax, wake, log });
+  const makeWake = disks.map(({ device }) => wakeSignalFor(device.backend))
+    .find((make) => make !== undefined);
+  return new BlockifThreads({ workers, segMax, wake: makeWake, log });
 }
 
 /** `-m SIZE`, named in a message the way the user spelled it (`-m` or `--memory`). */

@@ -83,6 +83,11 @@ export class InterruptLine {
     return Atomics.wait(this.#words, this.#index, seen, timeoutMs) !== "timed-out";
   }
 
+  /** Wakes the waits on this line without raising an interrupt (they look again and wait on). */
+  wakeWaiters(): void {
+    Atomics.notify(this.#words, this.#index);
+  }
+
   /** Like {@linkcode waitSync} without blocking the thread. */
   async wait(seen: number, timeoutMs = Infinity): Promise<boolean> {
     const result = Atomics.waitAsync(this.#words, this.#index, seen, timeoutMs);

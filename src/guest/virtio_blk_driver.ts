@@ -210,6 +210,10 @@ export class VirtioBlkDriver {
   #closed: VirtioBlkError | undefined;
   /** The interrupt count the ISR was last read at. */
   #acknowledged = 0;
+  /** Reap passes that found completions (an awaited operation may have been among them). */
+  #reaps = 0;
+  /** Calls of wait() asleep now. */
+  #asyncWaiters = 0;
   #poll: AdaptivePoll;
   readonly #completionsReady = (): boolean =>
     this.hasCompletions || this.#needsReset || this.#closed !== undefined;
@@ -494,6 +498,10 @@ export class VirtioBlkDriver {
         this.#callbacks[id] = undefined;
         (callback ?? handler)?.(id, status, length);
       }
+      // Operations awaiting wait() whose completions this reap handled wake
+      // to see them: no interrupt is coming for them any more.
+      this.#reaps++;
+      if (this.#asyncWaiters > 0) this.#interrupt.wakeWaiters();
       if (this.#eventIdx) {
         // Ask for an interrupt at the very next completion (§2.7.10).
         Atomics.store(
@@ -538,12 +546,19 @@ export class VirtioBlkDriver {
   /** Like {@linkcode waitSync} without blocking the thread. */
   async wait(timeoutMs = Infinity): Promise<boolean> {
     const deadline = performance.now() + timeoutMs;
+    // Another operation's reap may take this one's completion: that counts.
+    const reaps = this.#reaps;
     for (;;) {
       const seen = this.#acknowledge();
-      if (this.#completionsReady()) return this.#ready();
+      if (this.#completionsReady() || this.#reaps !== reaps) return this.#ready();
       const left = deadline - performance.now();
       if (left <= 0) return false;
-      await this.#interrupt.wait(seen, left);
+      this.#asyncWaiters++;
+      try {
+        await this.#interrupt.wait(seen, left);
+      } finally {
+        this.#asyncWaiters--;
+      }
     }
   }
 

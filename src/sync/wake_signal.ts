@@ -22,11 +22,20 @@ export interface WakeSignalHandle extends PluginHandle {
 
 /** A wake signal, opened on one thread. */
 export interface WakeSignal {
-  /** Wakes up to `count` threads waiting on the signal (each takes one). */
+  /**
+   * Wakes up to `count` threads waiting on the signal (each takes one). A
+   * thread about to wait again may take one meant for another: fine for
+   * work, which whoever wakes picks up, not for news every thread must hear.
+   */
   signal(count: number): void;
+  /** Wakes every thread of the group, each through its own part of the signal (control, close). */
+  signalAll(): void;
   /** Releases what the signal holds (an fd), once no thread waits on it any more. */
   close(): void;
 }
+
+/** Makes the wake signal of a group of `threads` threads (each gets its own part). */
+export type WakeSignalFactory = (threads: number) => WakeSignalHandle;
 
 /** How each kind of wake signal is opened from its handle, by module. */
 export const wakeSignals: PluginRegistry<(handle: WakeSignalHandle) => WakeSignal> =

@@ -6,7 +6,8 @@
  */
 
 import assert from "node:assert/strict";
-import { describeFile } from "../../src/backend/file_spec.ts";
+import { wakeSignalFor } from "../../src/backend/backend.ts";
+import { isFileSpec } from "../../src/backend/file_driver.ts";
 import { MemoryBackend } from "../../src/backend/memory_backend.ts";
 import { BlockifThreads } from "../../src/blockif/threads.ts";
 import { workerEngine } from "../../src/blockif/worker_engine.ts";
@@ -19,6 +20,7 @@ import { SharedGuestMemory } from "../../src/memory/shared_memory.ts";
 import type { VirtioBlkPci } from "../../src/dm/virtio_blk_pci.ts";
 import { openDescriptors } from "../backend/file_fixtures.ts";
 import { pattern } from "../helpers/harness.ts";
+import { IO_VARIANTS } from "../helpers/io_variants.ts";
 
 const MiB = 1 << 20;
 
@@ -31,54 +33,69 @@ function driverFor(memory: SharedGuestMemory, disk: VirtioBlkPci): VirtioBlkDriv
   });
 }
 
-Deno.test("shared threads: two devices on one group each read back what they wrote, and one leaving does not stop the other", async () => {
-  const threads = new BlockifThreads({ workers: 2, poolSize: 16, segMax: 62 });
-  const memory = SharedGuestMemory.allocate(8 * MiB);
-  const a = createVirtioBlkPci(memory, {
-    backend: MemoryBackend.create(MiB),
-    engine: workerEngine({ threads }),
+for (const io of IO_VARIANTS) {
+  Deno.test({
+    name:
+      `shared threads (${io.name}): two devices on one group each read back what they wrote, and one leaving does not stop the other`,
+    ignore: io.skip.ignore,
+    async fn() {
+      using mediumA = io.medium(MiB);
+      using mediumB = io.medium(MiB);
+      // Threads that sleep in their rings get the wake signal the medium asks for.
+      const threads = new BlockifThreads({
+        workers: 2,
+        poolSize: 16,
+        segMax: 62,
+        wake: wakeSignalFor(mediumA.backend),
+      });
+      const memory = SharedGuestMemory.allocate(8 * MiB);
+      const a = createVirtioBlkPci(memory, {
+        backend: mediumA.backend,
+        engine: workerEngine({ threads }),
+      });
+      const b = createVirtioBlkPci(memory, {
+        backend: mediumB.backend,
+        engine: workerEngine({ threads }),
+      });
+      try {
+        await Promise.all([a.device.ready(), b.device.ready(), threads.ready()]);
+        assert.equal(threads.deviceCount, 2);
+        // Each device's driver gets its own part of guest memory.
+        const driverA = VirtioBlkDriver.init({
+          memory,
+          registers: new DirectRegisters(a.pci),
+          interrupt: new InterruptLine(a.transport.buffer),
+          allocator: new GuestAllocator(0x1000, 4 * MiB),
+        });
+        const driverB = VirtioBlkDriver.init({
+          memory,
+          registers: new DirectRegisters(b.pci),
+          interrupt: new InterruptLine(b.transport.buffer),
+          allocator: new GuestAllocator(4 * MiB, 8 * MiB),
+        });
+        // The same sectors on both disks, at the same time: neither sees the other's data.
+        const writes = [];
+        for (let i = 0; i < 8; i++) {
+          writes.push(driverA.write(i * 8, pattern(4096, 100 + i)));
+          writes.push(driverB.write(i * 8, pattern(4096, 200 + i)));
+        }
+        await Promise.all(writes);
+        for (let i = 0; i < 8; i++) {
+          assert.deepEqual(await driverA.read(i * 8, 4096), pattern(4096, 100 + i));
+          assert.deepEqual(await driverB.read(i * 8, 4096), pattern(4096, 200 + i));
+        }
+        await a.close();
+        assert.equal(threads.deviceCount, 1);
+        await driverB.write(0, pattern(512, 7));
+        assert.deepEqual(await driverB.read(0, 512), pattern(512, 7));
+      } finally {
+        await a.close();
+        await b.close();
+        await threads.close();
+      }
+    },
   });
-  const b = createVirtioBlkPci(memory, {
-    backend: MemoryBackend.create(MiB),
-    engine: workerEngine({ threads }),
-  });
-  try {
-    await Promise.all([a.device.ready(), b.device.ready(), threads.ready()]);
-    assert.equal(threads.deviceCount, 2);
-    // Each device's driver gets its own part of guest memory.
-    const driverA = VirtioBlkDriver.init({
-      memory,
-      registers: new DirectRegisters(a.pci),
-      interrupt: new InterruptLine(a.transport.buffer),
-      allocator: new GuestAllocator(0x1000, 4 * MiB),
-    });
-    const driverB = VirtioBlkDriver.init({
-      memory,
-      registers: new DirectRegisters(b.pci),
-      interrupt: new InterruptLine(b.transport.buffer),
-      allocator: new GuestAllocator(4 * MiB, 8 * MiB),
-    });
-    // The same sectors on both disks, at the same time: neither sees the other's data.
-    const writes = [];
-    for (let i = 0; i < 8; i++) {
-      writes.push(driverA.write(i * 8, pattern(4096, 100 + i)));
-      writes.push(driverB.write(i * 8, pattern(4096, 200 + i)));
-    }
-    await Promise.all(writes);
-    for (let i = 0; i < 8; i++) {
-      assert.deepEqual(await driverA.read(i * 8, 4096), pattern(4096, 100 + i));
-      assert.deepEqual(await driverB.read(i * 8, 4096), pattern(4096, 200 + i));
-    }
-    await a.close();
-    assert.equal(threads.deviceCount, 1);
-    await driverB.write(0, pattern(512, 7));
-    assert.deepEqual(await driverB.read(0, 512), pattern(512, 7));
-  } finally {
-    await a.close();
-    await b.close();
-    await threads.close();
-  }
-});
+}
 
 Deno.test("shared threads: a pool that runs dry is drained again for every device with chains waiting", async () => {
   // Two elements for two devices with eight requests each: the pool starves
@@ -122,37 +139,45 @@ Deno.test("shared threads: a pool that runs dry is drained again for every devic
   }
 });
 
-Deno.test("new guest memory reaches the threads without reopening the medium", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const image = `${dir}/disk.img`;
-    await Deno.writeFile(image, new Uint8Array(MiB));
-    const first = SharedGuestMemory.allocate(4 * MiB);
-    const disk = createVirtioBlkPci(first, {
-      backend: describeFile(image, { io: "node-fs" }),
-      engine: workerEngine({ workers: 2 }),
-    });
-    try {
-      await disk.device.ready();
-      await driverFor(first, disk).write(0, pattern(4096, 1));
-      const descriptors = openDescriptors(image);
-      assert.equal(descriptors.length, 2, "each worker holds its own descriptor");
-      disk.pci.reset(); // the driver's queue goes away: no request in flight
-      const second = SharedGuestMemory.allocate(4 * MiB);
-      await disk.device.attachMemory(second);
-      // A driver over the new memory reads what was written through the old one.
-      const driver = driverFor(second, disk);
-      assert.deepEqual(await driver.read(0, 4096), pattern(4096, 1));
-      await driver.write(8, pattern(4096, 2));
-      assert.deepEqual(await driver.read(8, 4096), pattern(4096, 2));
-      assert.deepEqual(openDescriptors(image), descriptors, "the same descriptors, none reopened");
-    } finally {
-      await disk.close();
-    }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+for (const io of IO_VARIANTS) {
+  Deno.test({
+    name:
+      `new guest memory reaches all 8 threads, again and again, without reopening the medium (${io.name})`,
+    ignore: io.skip.ignore,
+    async fn() {
+      // Eight threads: each must hear every control message, also where they
+      // sleep in their rings and one that wakes first could take another's
+      // share of a wake-up (the io_uring threads hung on the second message).
+      using medium = io.medium(MiB, { file: true });
+      assert.ok(isFileSpec(medium.backend));
+      const path = medium.backend.path;
+      let memory = SharedGuestMemory.allocate(4 * MiB);
+      const disk = createVirtioBlkPci(memory, {
+        backend: medium.backend,
+        engine: workerEngine({ workers: 8 }),
+      });
+      try {
+        await disk.device.ready();
+        await driverFor(memory, disk).write(0, pattern(4096, 1));
+        const descriptors = openDescriptors(path);
+        assert.equal(descriptors.length, 8, "each worker holds its own descriptor");
+        for (let round = 0; round < 5; round++) {
+          disk.pci.reset(); // the driver's queue goes away: no request in flight
+          memory = SharedGuestMemory.allocate(4 * MiB);
+          await disk.device.attachMemory(memory);
+          // A driver over the new memory reads what was written through the old one.
+          const driver = driverFor(memory, disk);
+          assert.deepEqual(await driver.read(0, 4096), pattern(4096, 1 + round));
+          await driver.write(0, pattern(4096, 2 + round));
+          assert.deepEqual(await driver.read(0, 4096), pattern(4096, 2 + round));
+        }
+        assert.deepEqual(openDescriptors(path), descriptors, "the same descriptors, none reopened");
+      } finally {
+        await disk.close();
+      }
+    },
+  });
+}
 
 Deno.test("new guest memory is refused while a queue runs", async () => {
   const memory = SharedGuestMemory.allocate(4 * MiB);

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { RequestType } from "../../src/blk/spec.ts";
 import { LegacyRegister } from "../../src/virtio/legacy_pci.ts";
 import { AvailRing, LEGACY_PFN_SHIFT, legacyRingAddresses } from "../../src/virtio/ring_layout.ts";
-import { DeviceStatus } from "../../src/virtio/spec.ts";
+import { AVAIL_F_NO_INTERRUPT, DeviceStatus } from "../../src/virtio/spec.ts";
 import { InterruptLine } from "../../src/guest/io.ts";
 import { ISR_QUEUE, TransportState } from "../../src/virtio/transport_state.ts";
 import { type Harness, harness } from "../helpers/harness.ts";
@@ -76,5 +76,38 @@ Deno.test("interrupt line: every async wait is answered by an interrupt raised o
     await Promise.resolve();
     transport.raise(ISR_QUEUE);
     assert.equal(await woken, true, `wait ${i}`);
+  }
+});
+
+Deno.test("driver: an async wait wakes when another caller's reap takes the completions, though no interrupt comes", async () => {
+  // Operations awaited at once share one used ring: the first to wake reaps
+  // every completion, the others' among them. An operation asleep in wait()
+  // must then look again instead of waiting for an interrupt that has come
+  // and gone (it hung until its timeout before).
+  const h = harness();
+  try {
+    const ring = h.disk.pci.ioRead(LegacyRegister.QUEUE_PFN, 4) * 2 ** LEGACY_PFN_SHIFT;
+    const { avail } = legacyRingAddresses(ring, h.driver.queueSize);
+    const region = h.memory.regionFor(avail, 4 + 2 * h.driver.queueSize + 2)!;
+    const u16 = (gpa: number) => (gpa - region.gpa) >>> 1;
+    // One request first, answered with an interrupt and reaped (used index 1).
+    await h.driver.execute(RequestType.FLUSH, 0);
+    // No interrupt for the next completion, whichever suppression was
+    // negotiated (§2.7.10): NO_INTERRUPT, or used_event behind the used index.
+    Atomics.store(region.u16, u16(avail + AvailRing.FLAGS), AVAIL_F_NO_INTERRUPT);
+    Atomics.store(region.u16, u16(avail + AvailRing.usedEvent(h.driver.queueSize)), 0);
+    const line = new InterruptLine(h.disk.transport.buffer);
+    const interrupts = line.count;
+
+    const started = performance.now();
+    const asleep = h.driver.wait(5_000);
+    h.driver.submit(RequestType.FLUSH, 0);
+    h.driver.kick(); // served in process, before kick() returns
+    assert.equal(line.count, interrupts, "the device raised no interrupt");
+    assert.equal(h.driver.reap(), 1, "another caller reaps the completion");
+    assert.equal(await asleep, true, "the sleeping wait saw it");
+    assert.ok(performance.now() - started < 2_500, "and did not sleep until its timeout");
+  } finally {
+    await h.close();
   }
 });

@@ -12,6 +12,7 @@ import type { BlkDeviceOptions } from "../../src/blk/device.ts";
 import { workerEngine } from "../../src/blockif/worker_engine.ts";
 import { serveVhostUserBlk, type VhostUserBlkServer } from "../../src/vhost_user/server.ts";
 import { bootGuest, GUEST_TOOLS, result, run, sha256 } from "../../scripts/guest/run_guest.ts";
+import { IO_VARIANTS } from "../helpers/io_variants.ts";
 import { needsTools } from "../helpers/skip.ts";
 
 const TOOLS = needsTools(...GUEST_TOOLS);
@@ -62,47 +63,57 @@ function guestMappings(): string[] {
   );
 }
 
-Deno.test({
-  name:
-    "guest (modern): fio verify passes, then ext4 files written in the guest check out on the host",
-  ignore: TOOLS.ignore,
-  async fn() {
-    await withDir(async (dir) => {
-      const image = `${dir}/disk.img`;
-      await sparseImage(image, 128 * MiB);
-      const { server, socket, logs } = serve(dir, "blk", { backend: describeFile(image) });
-      let boot;
-      try {
-        boot = await bootGuest({
-          disks: [`vhost:${socket}`],
-          run: ["info.sh", "fio_verify.sh", "check.sh"],
-        });
-      } finally {
-        await server.close();
-      }
-      assert.equal(boot.rc, 0, boot.output);
-      const disk = result(boot, "disk");
-      assert.equal(disk.disk, "vda");
-      assert.equal(Number(disk.size_bytes), 128 * MiB, "the guest sees the image's size");
-      assert.equal(disk.ro, "0");
-      assert.equal(result(boot, "pci").device, "0x1042", "a modern virtio-blk function");
-      assert.equal(result(boot, "fio_verify").fio_verify, "PASS");
-      assert.equal(result(boot, "check").check, "PASS");
-      assert.deepEqual(logs, [], "nothing refused");
+for (const io of IO_VARIANTS) {
+  Deno.test({
+    name:
+      `guest (modern, ${io.name}): fio verify passes, then ext4 files written in the guest check out on the host`,
+    ignore: TOOLS.ignore || io.skip.ignore,
+    async fn() {
+      await withDir(async (dir) => {
+        const image = `${dir}/disk.img`;
+        await sparseImage(image, 128 * MiB);
+        // The in-process engine (the back end's default), or the worker engine
+        // on io_uring (ACRN's aio=io_uring): the same device either way.
+        const { server, socket, logs } = serve(
+          dir,
+          "blk",
+          io.name === "io_uring"
+            ? { backend: describeFile(image, { aio: "io_uring" }), engine: workerEngine() }
+            : { backend: describeFile(image) },
+        );
+        let boot;
+        try {
+          boot = await bootGuest({
+            disks: [`vhost:${socket}`],
+            run: ["info.sh", "fio_verify.sh", "check.sh"],
+          });
+        } finally {
+          await server.close();
+        }
+        assert.equal(boot.rc, 0, boot.output);
+        const disk = result(boot, "disk");
+        assert.equal(disk.disk, "vda");
+        assert.equal(Number(disk.size_bytes), 128 * MiB, "the guest sees the image's size");
+        assert.equal(disk.ro, "0");
+        assert.equal(result(boot, "pci").device, "0x1042", "a modern virtio-blk function");
+        assert.equal(result(boot, "fio_verify").fio_verify, "PASS");
+        assert.equal(result(boot, "check").check, "PASS");
+        assert.deepEqual(logs, [], "nothing refused");
 
-      // On the host: the file system is clean and holds the same files.
-      const fsck = await run("e2fsck", ["-fn", image]);
-      assert.equal(fsck.code, 0, fsck.text);
-      const files = boot.results.filter((r) => "file" in r);
-      assert.equal(files.length, 3);
-      for (const { file, sha256: guestSum } of files) {
-        const dumped = await run("debugfs", ["-R", `cat /${file}`, image]);
-        assert.equal(dumped.code, 0, dumped.text);
-        assert.equal(await sha256(dumped.stdout), guestSum, `${file} read by debugfs`);
-      }
-    });
-  },
-});
+        // On the host: the file system is clean and holds the same files.
+        const fsck = await run("e2fsck", ["-fn", image]);
+        assert.equal(fsck.code, 0, fsck.text);
+        const files = boot.results.filter((r) => "file" in r);
+        assert.equal(files.length, 3);
+        for (const { file, sha256: guestSum } of files) {
+          const dumped = await run("debugfs", ["-R", `cat /${file}`, image]);
+          assert.equal(dumped.code, 0, dumped.text);
+          assert.equal(await sha256(dumped.stdout), guestSum, `${file} read by debugfs`);
+        }
+      });
+    },
+  });
+}
 
 Deno.test({
   name:

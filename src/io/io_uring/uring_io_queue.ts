@@ -35,8 +35,24 @@ import { address, cString, errno, ioUringSys, Linux, SyscallError } from "./sys.
 import type { EventFdWakeHandle } from "./wake.ts";
 
 const TWO_POW_32 = 0x1_0000_0000;
-/** User data of the thread's wake-up read (never a pool element index). */
+/** User data of the thread's wake-up reads: the first is 0xffff_ffff, down (never pool element indexes). */
 const WAKE_TOKEN = 0xffff_ffff;
+
+/** The eventfds a thread's ring waits on besides its I/O (see `wake.ts`). */
+export interface UringWakeFds {
+  /** The group's shared eventfd (semaphore mode): wakes for work. */
+  readonly shared: number;
+  /** This thread's own eventfd: wakes every thread must hear. */
+  readonly own: number;
+}
+
+/** An eventfd the ring keeps a read pending on while the thread sleeps. */
+interface WakeRead {
+  readonly fd: number;
+  readonly buffer: BigUint64Array;
+  readonly address: number;
+  armed: boolean;
+}
 
 /** Per-thread state of the ring and of every operation in flight. */
 export class UringContext implements IoWaiter {
@@ -65,11 +81,10 @@ export class UringContext implements IoWaiter {
   #immediateCount = 0;
   /** Region → host address of its first byte. */
   readonly #addresses = new Map<MemoryRegion, number>();
-  // Wake-ups: an eventfd the ring has a read pending on while the thread sleeps.
-  readonly wakeFd: number;
-  readonly #ownsWakeFd: boolean;
-  readonly #wakeBuffer = new BigUint64Array(new SharedArrayBuffer(8));
-  #wakeArmed = false;
+  // Wake-ups: eventfds the ring has reads pending on while the thread sleeps.
+  readonly #wakeReads: WakeRead[];
+  /** An eventfd of the context's own, when no group's was given (closed with it). */
+  readonly #ownWakeFd: number | undefined;
   /** Queues open on this context; the last one to close closes it. */
   #queues = 0;
   #closed = false;
@@ -77,14 +92,14 @@ export class UringContext implements IoWaiter {
   /**
    * @param capacity tokens (request-pool elements) the thread may have in flight
    * @param maxSegments most data segments of one operation (seg_max)
-   * @param wakeFd the eventfd of the thread group's wake signal (default: one of its own)
+   * @param wake the eventfds of the thread group's wake signal (default: one of its own)
    */
-  constructor(capacity: number, maxSegments: number, wakeFd?: number) {
+  constructor(capacity: number, maxSegments: number, wake?: UringWakeFds) {
     this.capacity = capacity;
     this.maxSegments = maxSegments;
-    // One entry per operation in flight, the wake-up read, and room for resubmits.
+    // One entry per operation in flight, the wake-up reads, and room for resubmits.
     let entries = 8;
-    while (entries < capacity + 2) entries *= 2;
+    while (entries < capacity + 3) entries *= 2;
     this.ring = new IoUring(Math.min(entries, 4096));
     const iovecBuffer = new SharedArrayBuffer(Math.max(1, capacity * maxSegments) * IOVEC_SIZE);
     this.#iovecs = new Uint32Array(iovecBuffer);
@@ -99,13 +114,20 @@ export class UringContext implements IoWaiter {
     this.#active = new Uint8Array(capacity);
     this.#immediateTokens = new Int32Array(capacity);
     this.#immediateResults = new Int32Array(capacity);
-    this.#ownsWakeFd = wakeFd === undefined;
-    const fd = wakeFd ?? ioUringSys().eventfd(0, Linux.EFD_CLOEXEC | Linux.EFD_NONBLOCK);
-    if (fd < 0) {
-      this.ring.close();
-      throw new SyscallError("eventfd", errno());
+    if (wake === undefined) {
+      // Blocking, as in wake.ts: io_uring would answer a nonblocking one's read with EAGAIN.
+      const fd = ioUringSys().eventfd(0, Linux.EFD_CLOEXEC);
+      if (fd < 0) {
+        this.ring.close();
+        throw new SyscallError("eventfd", errno());
+      }
+      this.#ownWakeFd = fd;
     }
-    this.wakeFd = fd;
+    const fds = wake === undefined ? [this.#ownWakeFd!] : [wake.shared, wake.own];
+    this.#wakeReads = fds.map((fd) => {
+      const buffer = new BigUint64Array(new SharedArrayBuffer(8));
+      return { fd, buffer, address: address(Deno.UnsafePointer.of(buffer)), armed: false };
+    });
   }
 
   /** Operations submitted and not yet reaped. */
@@ -179,8 +201,8 @@ export class UringContext implements IoWaiter {
       done(this.#immediateTokens[i], this.#immediateResults[i]);
     }
     this.ring.reap((token, result) => {
-      if (token === WAKE_TOKEN) {
-        this.#wakeArmed = false;
+      if (token > WAKE_TOKEN - this.#wakeReads.length) {
+        this.#wakeReads[WAKE_TOKEN - token].armed = false;
         return;
       }
       if (this.#active[token] !== 1) return; // a cancelled operation of a closed queue
@@ -238,7 +260,7 @@ export class UringContext implements IoWaiter {
     if (this.#closed) return;
     this.#closed = true;
     this.ring.close();
-    if (this.#ownsWakeFd) ioUringSys().close(this.wakeFd);
+    if (this.#ownWakeFd !== undefined) ioUringSys().close(this.#ownWakeFd);
     this.#active.fill(0);
     this.#inFlight = 0;
     this.#immediateCount = 0;
@@ -262,18 +284,19 @@ export class UringContext implements IoWaiter {
   }
 
   #armWake(): void {
-    if (this.#wakeArmed) return;
-    if (
-      this.ring.prepareTransfer(
+    for (let i = 0; i < this.#wakeReads.length; i++) {
+      const read = this.#wakeReads[i];
+      if (read.armed) continue;
+      read.armed = this.ring.prepareTransfer(
         Op.READ,
-        this.wakeFd,
-        address(Deno.UnsafePointer.of(this.#wakeBuffer)),
+        read.fd,
+        read.address,
         8,
         0,
         0,
-        WAKE_TOKEN,
-      )
-    ) this.#wakeArmed = true;
+        WAKE_TOKEN - i,
+      );
+    }
   }
 
   /** Whether `count` more entries fit (submitting what is prepared to make room). */
@@ -360,15 +383,25 @@ const contexts = new WeakMap<ThreadIo, UringContext>();
 export function threadUringContext(thread: ThreadIo): UringContext {
   let context = contexts.get(thread);
   if (context === undefined) {
-    const wake = thread.wake as Partial<EventFdWakeHandle> | undefined;
-    context = new UringContext(
-      thread.capacity,
-      thread.segMax,
-      wake?.kind === "eventfd" ? wake.fd : undefined,
-    );
+    context = new UringContext(thread.capacity, thread.segMax, groupWakeFds(thread));
     contexts.set(thread, context);
   }
   return context;
+}
+
+/** The eventfds of `thread`'s group wake signal, if it has one. */
+function groupWakeFds(thread: ThreadIo): UringWakeFds | undefined {
+  const wake = thread.wake as Partial<EventFdWakeHandle> | undefined;
+  if (wake?.kind !== "eventfd") return undefined;
+  const own = thread.thread === undefined ? undefined : wake.threadFds?.[thread.thread];
+  if (own === undefined || wake.fd === undefined) {
+    // Control messages and closing would never reach this thread.
+    throw new VirtioBlkError(
+      "INVALID_CONFIG",
+      `thread ${thread.thread} has no part of its group's wake signal`,
+    );
+  }
+  return { shared: wake.fd, own };
 }
 
 /** How a {@linkcode UringIoQueue} opens its file. */

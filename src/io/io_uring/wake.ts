@@ -1,9 +1,18 @@
 /**
- * The wake signal of threads that sleep in their io_uring: an eventfd in
- * semaphore mode. Each sleeping thread's ring has one 8-byte read pending on
- * it; a write of `n` completes up to `n` of those reads, one per thread, so
- * `signal(n)` wakes up to `n` threads, as `Atomics.notify(…, n)` would. A
- * signal nobody waits for stays counted and makes a later wait return at
+ * The wake signal of threads that sleep in their io_uring: eventfds their
+ * rings have 8-byte reads pending on.
+ *
+ * - One shared eventfd in semaphore mode, for work: a write of `n` completes
+ *   up to `n` reads (each takes one from the counter), so `signal(n)` wakes
+ *   up to `n` threads, as `Atomics.notify(…, n)` would. Whoever reads first
+ *   takes one, though: a thread that wakes and waits again before a slower
+ *   one's read runs may take that one's too (measured: three threads, two
+ *   saw a control message, one slept on). Work is not lost that way — the
+ *   thread that took it looks for work before it waits again.
+ * - One eventfd per thread, for news every thread must hear (a control
+ *   message, closing): `signalAll()` writes each.
+ *
+ * A signal nobody waits for stays counted and makes a later wait return at
  * once: a spurious wake-up, never a lost one. Deno on Linux only.
  *
  * @module
@@ -15,30 +24,43 @@ import { errno, ioUringSys, Linux, SyscallError } from "./sys.ts";
 /** Linux's EFD_SEMAPHORE: each read takes one from the counter. */
 const EFD_SEMAPHORE = 1;
 
-/** The handle of an eventfd wake signal. */
+/** The handle of an eventfd wake signal (its fds are process-wide, so valid on every thread). */
 export interface EventFdWakeHandle extends WakeSignalHandle {
   /** Tells this kind of handle apart. */
   readonly kind: "eventfd";
-  /** The eventfd (process-wide, so valid on every thread). */
+  /** The shared eventfd, in semaphore mode. */
   readonly fd: number;
+  /** Each thread's own eventfd, by its index in the group. */
+  readonly threadFds: readonly number[];
 }
 
 /**
- * Creates the eventfd of a new wake signal (closed through its
- * `WakeSignal.close` once no thread waits on it).
+ * Creates the eventfds of a new wake signal for `threads` threads (closed
+ * through its `WakeSignal.close` once no thread waits on them).
  *
- * @throws {SyscallError} when eventfd fails
+ * @throws {SyscallError} when eventfd fails (none is left open)
  */
-export function createEventFdWake(): EventFdWakeHandle {
-  const fd = ioUringSys().eventfd(0, EFD_SEMAPHORE | Linux.EFD_NONBLOCK | Linux.EFD_CLOEXEC);
-  if (fd < 0) throw new SyscallError("eventfd", errno());
-  return { module: import.meta.url, kind: "eventfd", fd };
+export function createEventFdWake(threads: number): EventFdWakeHandle {
+  const fds: number[] = [];
+  for (let i = 0; i <= threads; i++) {
+    // Blocking: io_uring answers a read of a nonblocking eventfd with EAGAIN
+    // at once instead of waiting for it (the sleeping thread would spin).
+    // Writes never block: the counter would have to reach 2^64 - 2.
+    const fd = ioUringSys().eventfd(0, (i === 0 ? EFD_SEMAPHORE : 0) | Linux.EFD_CLOEXEC);
+    if (fd < 0) {
+      const code = errno();
+      for (const open of fds) ioUringSys().close(open);
+      throw new SyscallError("eventfd", code);
+    }
+    fds.push(fd);
+  }
+  return { module: import.meta.url, kind: "eventfd", fd: fds[0], threadFds: fds.slice(1) };
 }
 
 /** The 8 bytes a signal writes (reused: this thread's only). */
 const increment = new BigUint64Array(1);
 
-/** Adds `count` to the eventfd: nonblocking, and a counter that is full already is left as it is. */
+/** Adds `count` to the eventfd. Never blocks: the counter cannot come near its limit. */
 export function signalEventFd(fd: number, count: number): void {
   if (count <= 0) return;
   increment[0] = BigInt(count);
@@ -46,9 +68,14 @@ export function signalEventFd(fd: number, count: number): void {
 }
 
 wakeSignals.register(import.meta.url, (handle) => {
-  const { fd } = handle as EventFdWakeHandle;
+  const { fd, threadFds } = handle as EventFdWakeHandle;
   return {
     signal: (count) => signalEventFd(fd, count),
-    close: () => ioUringSys().close(fd),
+    signalAll: () => {
+      for (const own of threadFds) signalEventFd(own, 1);
+    },
+    close: () => {
+      for (const open of [fd, ...threadFds]) ioUringSys().close(open);
+    },
   };
 });
