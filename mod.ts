@@ -49,6 +49,7 @@ export {
   loadBackendDriver,
   openBackend,
   openIoQueue,
+  type ThreadIo,
 } from "./src/backend/backend.ts";
 export { MemoryBackend, type MemoryBackendSpec } from "./src/backend/memory_backend.ts";
 
@@ -95,10 +96,19 @@ export {
   type IoQueue,
   type IoRequest,
   IoVector,
+  type IoWaiter,
 } from "./src/io/io_queue.ts";
 export { SyncIoQueue } from "./src/io/sync_io_queue.ts";
 export { ERRNO, errnoName } from "./src/io/errno.ts";
 export { type PluginHandle, PluginRegistry } from "./src/runtime/plugins.ts";
+// Wake signals: how threads that sleep in the kernel (io_uring) are woken
+export {
+  openWakeSignal,
+  type WakeSignal,
+  type WakeSignalFactory,
+  type WakeSignalHandle,
+  wakeSignals,
+} from "./src/sync/wake_signal.ts";
 export type { Dispatch } from "./src/blockif/server.ts";
 export {
   type BlkRequest,

@@ -122,7 +122,8 @@ async function installSystemTools(): Promise<void> {
  * Type-checks everything once (entry points, sources, tests, scripts): the
  * tests then run without checking, so the modules every Worker loads (8 per
  * engine, hundreds of times over the suite) are not checked again at each
- * start. A type error is a failed stage.
+ * start. A type error, or a documentation lint error of the public API, is
+ * a failed stage.
  */
 async function typeCheck(): Promise<StageCounts> {
   const everything = ["mod.ts", "cli.ts", "file.ts", "vhost_user.ts", "src/", "tests/", "scripts/"];
@@ -131,7 +132,11 @@ async function typeCheck(): Promise<StageCounts> {
     ? everything
     : [...paths, "src/blockif/worker.ts", "src/guest/uos_worker.ts"];
   const { code } = await runEchoed(["check", ...targets]);
-  return { name: "type check", passed: 0, failed: code === 0 ? 0 : 1, skipped: 0 };
+  // The whole run also lints the public API's documentation (every export
+  // documented, no exported type referring to one that is not exported).
+  const entries = ["mod.ts", "cli.ts", "file.ts", "vhost_user.ts"];
+  const docs = paths.length === 0 ? (await runEchoed(["doc", "--lint", ...entries])).code : 0;
+  return { name: "type check", passed: 0, failed: code === 0 && docs === 0 ? 0 : 1, skipped: 0 };
 }
 
 async function denoSuite(skipLog: string): Promise<StageCounts> {

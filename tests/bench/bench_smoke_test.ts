@@ -79,7 +79,11 @@ Deno.test("every case runs through the device, the raw baseline and fio, and the
     for (const series of results.sweep!.series) {
       assert.deepEqual(series.points.map((p) => p.iodepth), [1, 4], series.id);
     }
-    assert.deepEqual(results.memory?.map((m) => m.disks), [1, 4]);
+    // Each device with threads of its own, then every device on 2 shared I/O threads.
+    assert.deepEqual(
+      results.memory?.map((m) => [m.disks, m.iothreads]),
+      [[1, undefined], [4, undefined], [1, 2], [4, 2]],
+    );
     for (const m of results.memory!) {
       assert.ok(m.idleBytes > 0 && m.loadedBytes > 0 && m.idleCpuPercent >= 0);
     }
