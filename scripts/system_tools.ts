@@ -42,6 +42,10 @@ export const SYSTEM_TOOLS = {
   "nbdkit": "nbdkit",
   "nbdfuse": "libnbd-bin",
   "fusermount3": "fuse3",
+  // NBD servers the NBD client is tested against (tests/nbd): qemu-nbd
+  // serves raw and qcow2 images, qemu-io writes into images.
+  "qemu-nbd": "qemu-utils",
+  "qemu-io": "qemu-utils",
 } as const;
 
 /** A program the tests may need. */

@@ -123,6 +123,8 @@ export class NbdClient {
   #closing = false;
   #closed: Promise<void> | undefined;
   #drained: (() => void) | undefined;
+  /** Sockets of ended connections still closing (close() waits for them). */
+  readonly #closingSockets = new Set<Promise<void>>();
   readonly #events: TransmissionEvents = {
     replied: (command) => this.#replied(command),
     ended: (transmission, reason) => this.#ended(transmission, reason),
@@ -254,6 +256,7 @@ export class NbdClient {
     await this.#attempt;
     await this.#transmission?.disconnect();
     this.#transmission = undefined;
+    await Promise.all(this.#closingSockets);
     clearInterval(this.#ticker);
     this.#ticker = undefined;
   }
@@ -543,6 +546,9 @@ export class NbdClient {
   #ended(transmission: Transmission, reason: string | undefined): void {
     if (transmission !== this.#transmission) return;
     this.#transmission = undefined;
+    const closed = transmission.closed;
+    this.#closingSockets.add(closed);
+    void closed.then(() => this.#closingSockets.delete(closed));
     if (this.#closing) {
       this.#failQueued(ClientErrno.CLOSED, "the client closed");
       return;

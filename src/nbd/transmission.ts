@@ -52,6 +52,8 @@ export interface TransmissionEvents {
 export class Transmission implements ReplyTarget {
   /** The export as this connection negotiated it. */
   readonly export: NbdExport;
+  /** Resolves once the socket has closed. */
+  readonly closed: Promise<void>;
   readonly #channel: Channel;
   readonly #events: TransmissionEvents;
   readonly #maxInFlight: number;
@@ -82,6 +84,7 @@ export class Transmission implements ReplyTarget {
     this.#maxInFlight = maxInFlight;
     this.#reader = new ReplyReader(this, established.export.structuredReplies);
     this.#channel.switchSink(this.#reader, established.leftover());
+    this.closed = new Promise((resolve) => this.#channel.onClose(() => resolve()));
     this.#channel.onClose((error) => {
       if (this.#alive) {
         this.#end(
@@ -164,7 +167,7 @@ export class Transmission implements ReplyTarget {
    * @param reason why, for the owner's `ended` (undefined: this side just wanted to)
    */
   disconnect(reason?: string): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.#channel.onClose(() => resolve()));
+    const closed = this.closed;
     if (this.#alive) {
       this.#alive = false;
       this.#header(0, Command.DISC, 0, 0, 0, 0);
