@@ -145,6 +145,7 @@ export class NbdClient {
     this.#delayMs = this.#firstDelayMs;
     this.#transfer = maxTransfer(this.export);
     this.#transmission = new Transmission(established, this.#events, this.#maxInFlight);
+    this.#transmission.start();
   }
 
   /**
@@ -592,6 +593,7 @@ export class NbdClient {
     this.#lastFailure = "";
     this.reconnects++;
     this.#log(`${this.address.uri}: reconnected`);
+    this.#transmission.start();
     this.#pump();
   }
 

@@ -110,11 +110,19 @@ export async function establish(
   }
 }
 
-/** Closes `channel` after a failed handshake and waits until it has closed. */
+/** How long a failed handshake's connection may take to close after this side ended it. */
+const CLOSE_GRACE_MS = 1000;
+
+/**
+ * Closes `channel` after a failed handshake, sending what is queued first
+ * (an NBD_OPT_ABORT), and waits until it has closed.
+ */
 async function closeQuietly(channel: Channel): Promise<void> {
   const closed = new Promise<void>((resolve) => channel.onClose(() => resolve()));
-  channel.destroy();
+  channel.end();
+  const timer = setTimeout(() => channel.destroy(), CLOSE_GRACE_MS);
   await closed;
+  clearTimeout(timer);
 }
 
 /** Reads exactly the bytes asked for; what the server sends unasked waits, within a bound. */

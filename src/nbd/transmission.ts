@@ -58,6 +58,7 @@ export class Transmission implements ReplyTarget {
   readonly #events: TransmissionEvents;
   readonly #maxInFlight: number;
   readonly #reader: ReplyReader;
+  readonly #leftover: () => Uint8Array;
   readonly #slots: (NbdCommand | undefined)[] = [];
   #uses = new Uint32Array(16);
   readonly #free: number[] = [];
@@ -73,7 +74,8 @@ export class Transmission implements ReplyTarget {
   readonly #endBatch = () => this.flush();
 
   /**
-   * Takes over `established`'s connection.
+   * Takes over `established`'s connection; replies are read from
+   * {@linkcode start} on.
    *
    * @param maxInFlight most requests sent and not yet answered
    */
@@ -83,7 +85,7 @@ export class Transmission implements ReplyTarget {
     this.#events = events;
     this.#maxInFlight = maxInFlight;
     this.#reader = new ReplyReader(this, established.export.structuredReplies);
-    this.#channel.switchSink(this.#reader, established.leftover());
+    this.#leftover = established.leftover;
     this.closed = new Promise((resolve) => this.#channel.onClose(() => resolve()));
     this.#channel.onClose((error) => {
       if (this.#alive) {
@@ -93,6 +95,15 @@ export class Transmission implements ReplyTarget {
         );
       }
     });
+  }
+
+  /**
+   * Starts reading replies, beginning with what arrived with the end of
+   * the handshake (which may already end the connection: call this once
+   * the owner is ready for `ended`).
+   */
+  start(): void {
+    this.#channel.switchSink(this.#reader, this.#leftover());
   }
 
   /** Replies are being read and requests may be sent. */
