@@ -156,7 +156,10 @@ export class FakeSession {
   }
 
   /** NBD_REP_INFO with NBD_INFO_BLOCK_SIZE. */
-  infoBlockSize(option: number, [minimum, preferred, maximum]: readonly [number, number, number]): void {
+  infoBlockSize(
+    option: number,
+    [minimum, preferred, maximum]: readonly [number, number, number],
+  ): void {
     const data = new Uint8Array(14);
     const view = new DataView(data.buffer);
     view.setUint16(0, Info.BLOCK_SIZE);
@@ -176,9 +179,16 @@ export class FakeSession {
     for (;;) {
       const { option } = await this.option();
       if (option === Option.STRUCTURED_REPLY) {
-        this.optionReply(option, offer.structured === false ? OptionReply.ERR_UNSUP : OptionReply.ACK);
+        this.optionReply(
+          option,
+          offer.structured === false ? OptionReply.ERR_UNSUP : OptionReply.ACK,
+        );
       } else if (option === Option.GO) {
-        this.infoExport(option, offer.size, TransmissionFlag.HAS_FLAGS | (offer.flags ?? ALL_FLAGS));
+        this.infoExport(
+          option,
+          offer.size,
+          TransmissionFlag.HAS_FLAGS | (offer.flags ?? ALL_FLAGS),
+        );
         if (offer.blockSize) this.infoBlockSize(option, offer.blockSize);
         this.optionReply(option, OptionReply.ACK);
         return;
@@ -206,7 +216,12 @@ export class FakeSession {
   }
 
   /** A simple reply, with data (a read's) after it if given. */
-  simpleReply(cookie: Uint8Array, error: number, data?: Uint8Array, magic = SIMPLE_REPLY_MAGIC): void {
+  simpleReply(
+    cookie: Uint8Array,
+    error: number,
+    data?: Uint8Array,
+    magic = SIMPLE_REPLY_MAGIC,
+  ): void {
     const bytes = new Uint8Array(16 + (data?.length ?? 0));
     const view = new DataView(bytes.buffer);
     view.setUint32(0, magic);

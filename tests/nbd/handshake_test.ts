@@ -12,8 +12,8 @@ import { VirtioBlkError } from "../../src/errors.ts";
 import { NbdClient } from "../../src/nbd/client.ts";
 import {
   ChunkType,
-  CLISERV_MAGIC,
   ClientFlag,
+  CLISERV_MAGIC,
   HandshakeFlag,
   IHAVEOPT,
   NBD_MAGIC,
@@ -72,7 +72,11 @@ Deno.test("NBD_OPT_GO: the export, its flags and its block sizes; the client ask
     // An information type this client does not know first: ignored.
     session.optionReply(option, OptionReply.INFO, new Uint8Array([0, 99, 1, 2, 3]));
     session.infoBlockSize(option, [4096, 4096, 65536]);
-    session.infoExport(option, 1 << 20, TransmissionFlag.HAS_FLAGS | TransmissionFlag.READ_ONLY | TransmissionFlag.CAN_MULTI_CONN);
+    session.infoExport(
+      option,
+      1 << 20,
+      TransmissionFlag.HAS_FLAGS | TransmissionFlag.READ_ONLY | TransmissionFlag.CAN_MULTI_CONN,
+    );
     session.optionReply(option, OptionReply.ACK);
     await serveReads(session, true);
   });
@@ -91,7 +95,10 @@ Deno.test("NBD_OPT_GO: the export, its flags and its block sizes; the client ask
     await client.read(4096, bytes);
     assert.deepEqual(bytes, pattern(4096, 8192, 1));
     // The minimum block size binds: a 512-byte read is refused, not sent.
-    await assert.rejects(client.read(512, new Uint8Array(512)), /not aligned to the export's minimum block size 4096/);
+    await assert.rejects(
+      client.read(512, new Uint8Array(512)),
+      /not aligned to the export's minimum block size 4096/,
+    );
   } finally {
     await client.close();
   }
@@ -101,7 +108,10 @@ Deno.test("a fixed-newstyle server without NBD_OPT_GO: NBD_OPT_EXPORT_NAME (with
   for (const noZeroes of [true, false]) {
     await using server = await FakeServer.start(async (session) => {
       await session.greet(HandshakeFlag.FIXED_NEWSTYLE | (noZeroes ? HandshakeFlag.NO_ZEROES : 0));
-      assert.equal(session.clientFlags, ClientFlag.C_FIXED_NEWSTYLE | (noZeroes ? ClientFlag.C_NO_ZEROES : 0));
+      assert.equal(
+        session.clientFlags,
+        ClientFlag.C_FIXED_NEWSTYLE | (noZeroes ? ClientFlag.C_NO_ZEROES : 0),
+      );
       for (;;) {
         const { option, data } = await session.option();
         if (option !== Option.EXPORT_NAME) {
@@ -191,7 +201,8 @@ function goAnswer(answer: (session: FakeSession) => void): (session: FakeSession
 const GO_REFUSALS: [string, (session: FakeSession) => void, RegExp][] = [
   [
     "an unknown export",
-    (s) => s.optionReply(Option.GO, OptionReply.ERR_UNKNOWN, new TextEncoder().encode("no such export")),
+    (s) =>
+      s.optionReply(Option.GO, OptionReply.ERR_UNKNOWN, new TextEncoder().encode("no such export")),
     /the server has no export "fake" \(NBD_OPT_GO: NBD_REP_ERR_UNKNOWN: no such export\)/,
   ],
   [
@@ -284,7 +295,9 @@ const GO_REFUSALS: [string, (session: FakeSession) => void, RegExp][] = [
   [
     "NBD_REP_INFO without end",
     (s) => {
-      for (let i = 0; i < 100; i++) s.optionReply(Option.GO, OptionReply.INFO, new Uint8Array([0, 9]));
+      for (let i = 0; i < 100; i++) {
+        s.optionReply(Option.GO, OptionReply.INFO, new Uint8Array([0, 9]));
+      }
     },
     /more than 64 NBD_REP_INFO replies to NBD_OPT_GO/,
   ],
@@ -395,7 +408,10 @@ Deno.test("nothing listening: refused, naming the socket's error", async () => {
   await assert.rejects(NbdClient.connect(uri), (error: unknown) => {
     assert.ok(error instanceof VirtioBlkError);
     assert.equal(error.code, "BAD_BACKING_FILE");
-    assert.match(error.message, /^nbd\+unix:\/\/\/x\?socket=\/nonexistent\/nbd.sock: cannot connect: .*ENOENT/);
+    assert.match(
+      error.message,
+      /^nbd\+unix:\/\/\/x\?socket=\/nonexistent\/nbd.sock: cannot connect: .*ENOENT/,
+    );
     return true;
   });
 });
@@ -435,7 +451,10 @@ Deno.test("bytes the server sends right after NBD_OPT_GO's ACK are parsed as rep
       client.read(0, new Uint8Array(512)),
       /read of 512 bytes at 0 was not sent within 200 ms \(no connection to the server\)/,
     );
-    assert.match(lines[0], /NBD_REPLY_TYPE_NONE chunk for cookie 0x0000000000000000, which is not in flight/);
+    assert.match(
+      lines[0],
+      /NBD_REPLY_TYPE_NONE chunk for cookie 0x0000000000000000, which is not in flight/,
+    );
   } finally {
     await client.close();
   }

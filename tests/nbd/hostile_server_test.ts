@@ -77,12 +77,14 @@ const VIOLATIONS: Violation[] = [
   },
   {
     name: "a data chunk longer than the read (an oversized chunk)",
-    reply: (s, first) => s.chunk(first.cookie, ChunkType.OFFSET_DATA, ReplyFlag.DONE, new Uint8Array(8), 8 + 8 * KiB),
+    reply: (s, first) =>
+      s.chunk(first.cookie, ChunkType.OFFSET_DATA, ReplyFlag.DONE, new Uint8Array(8), 8 + 8 * KiB),
     problem: /OFFSET_DATA chunk of 8200 bytes \(more data than the request asked for\)/,
   },
   {
     name: "an error chunk of 1 GiB (refused before a byte of it is read)",
-    reply: (s, first) => s.chunk(first.cookie, ChunkType.ERROR, ReplyFlag.DONE, new Uint8Array(0), 1 << 30),
+    reply: (s, first) =>
+      s.chunk(first.cookie, ChunkType.ERROR, ReplyFlag.DONE, new Uint8Array(0), 1 << 30),
     problem: /NBD_REPLY_TYPE_ERROR chunk of 1073741824 bytes \(more than the 4160 accepted\)/,
   },
   {
@@ -97,7 +99,8 @@ const VIOLATIONS: Violation[] = [
   },
   {
     name: "a hole chunk of the wrong length",
-    reply: (s, first) => s.chunk(first.cookie, ChunkType.OFFSET_HOLE, ReplyFlag.DONE, new Uint8Array(13)),
+    reply: (s, first) =>
+      s.chunk(first.cookie, ChunkType.OFFSET_HOLE, ReplyFlag.DONE, new Uint8Array(13)),
     problem: /NBD_REPLY_TYPE_OFFSET_HOLE chunk of 13 bytes \(it MUST be 12\)/,
   },
   {
@@ -140,13 +143,16 @@ const VIOLATIONS: Violation[] = [
     name: "a reply split into more separate chunks than accepted",
     reply: (s, first) => {
       // Every other byte, backwards: no two chunks join.
-      for (let i = MAX_FRAGMENTS; i >= 0; i--) s.offsetData(first.cookie, 2 * i, new Uint8Array(1), false);
+      for (let i = MAX_FRAGMENTS; i >= 0; i--) {
+        s.offsetData(first.cookie, 2 * i, new Uint8Array(1), false);
+      }
     },
     problem: /split its reply to NBD_CMD_READ of 4096 bytes at 0 into too many separate chunks/,
   },
   {
     name: "a chunk type never asked for (block status)",
-    reply: (s, first) => s.chunk(first.cookie, ChunkType.BLOCK_STATUS, ReplyFlag.DONE, new Uint8Array(12)),
+    reply: (s, first) =>
+      s.chunk(first.cookie, ChunkType.BLOCK_STATUS, ReplyFlag.DONE, new Uint8Array(12)),
     problem: /NBD_REPLY_TYPE_BLOCK_STATUS chunk of 12 bytes \(a type this client never asked for\)/,
   },
   {
@@ -227,11 +233,18 @@ for (const violation of VIOLATIONS) {
         assert.match(error.message, /ECONNRESET \(protocol violation: the server /);
         assert.match(error.message, violation.problem);
       }
-      assert.equal(lines.filter((line) => violation.problem.test(line)).length, 1, lines.join("\n"));
+      assert.equal(
+        lines.filter((line) => violation.problem.test(line)).length,
+        1,
+        lines.join("\n"),
+      );
       assert.ok(lines[0].includes("protocol violation") && !lines[0].includes("\n"));
       assert.equal(client.connected, false);
       // The second read was never answered: its memory is as it was.
-      assert.ok(memory.subarray(4 * KiB).every((byte) => byte === 0xaa), "unanswered memory untouched");
+      assert.ok(
+        memory.subarray(4 * KiB).every((byte) => byte === 0xaa),
+        "unanswered memory untouched",
+      );
       // The server sees the connection dropped (bounded, so a failure cannot hang the run).
       await withGuard(closeSeen, "the server did not see the connection dropped");
     } finally {
@@ -251,7 +264,10 @@ Deno.test("hostile server: memory outside a refused chunk's range stays untouche
   const client = await NbdClient.connect(server.uri, { reconnectDelayMs: 60_000 });
   try {
     const memory = new Uint8Array(4096).fill(0xaa);
-    await assert.rejects(client.read(0, memory.subarray(0, 1024)), /outside NBD_CMD_READ of 1024 bytes at 0/);
+    await assert.rejects(
+      client.read(0, memory.subarray(0, 1024)),
+      /outside NBD_CMD_READ of 1024 bytes at 0/,
+    );
     assert.ok(memory.every((byte) => byte === 0xaa), "no byte of the refused chunk was written");
   } finally {
     await client.close();
@@ -326,8 +342,16 @@ Deno.test("errors the protocol allows fail only their request; the connection ke
         return true;
       });
     };
-    await expectFailure(client.read(0, new Uint8Array(4096)), ERRNO.EIO, /NBD_CMD_READ of 4096 bytes at 0 failed: EIO \(disk on fire really\)/);
-    await expectFailure(client.read(4096, new Uint8Array(4096)), ERRNO.ENOSPC, /ENOSPC \(no space\)/);
+    await expectFailure(
+      client.read(0, new Uint8Array(4096)),
+      ERRNO.EIO,
+      /NBD_CMD_READ of 4096 bytes at 0 failed: EIO \(disk on fire really\)/,
+    );
+    await expectFailure(
+      client.read(4096, new Uint8Array(4096)),
+      ERRNO.ENOSPC,
+      /ENOSPC \(no space\)/,
+    );
     await expectFailure(client.read(0, new Uint8Array(512)), ERRNO.EPERM, /EPERM \(new kind\)/);
     await expectFailure(client.read(0, new Uint8Array(512)), ERRNO.EINVAL, /EINVAL/);
     await expectFailure(client.read(0, new Uint8Array(512)), ERRNO.EIO, /EIO/);
@@ -335,7 +359,11 @@ Deno.test("errors the protocol allows fail only their request; the connection ke
     await client.read(8192, bytes);
     assert.deepEqual(bytes.subarray(0, 2048), pattern(8192, 2048, 1));
     assert.ok(bytes.subarray(2048).every((byte) => byte === 0), "the hole reads as zeros");
-    await expectFailure(client.write(0, new Uint8Array(1024)), ERRNO.ENOSPC, /NBD_CMD_WRITE of 1024 bytes at 0 failed: ENOSPC/);
+    await expectFailure(
+      client.write(0, new Uint8Array(1024)),
+      ERRNO.ENOSPC,
+      /NBD_CMD_WRITE of 1024 bytes at 0 failed: ENOSPC/,
+    );
     assert.equal(client.connected, true);
     assert.equal(client.reconnects, 0);
     assert.deepEqual(lines, []);
@@ -363,7 +391,12 @@ Deno.test("NBD_ESHUTDOWN: no more requests on that connection, DISC once it is i
       const request = await session.request();
       seen[1].push(request.type);
       if (request.type === Command.DISC) return;
-      session.offsetData(request.cookie, request.offset, pattern(request.offset, request.length, 1), true);
+      session.offsetData(
+        request.cookie,
+        request.offset,
+        pattern(request.offset, request.length, 1),
+        true,
+      );
     }
   });
   const client = await NbdClient.connect(server.uri, { reconnectDelayMs: 10 });

@@ -66,12 +66,13 @@ export class NbdServer implements AsyncDisposable {
   }
 
   /**
-   * qemu-nbd serving `image` (in `dir`, or a path) as export `disk`:
-   * persistent, up to 8 clients, plus `args` (`--discard=unmap`, …).
+   * qemu-nbd serving `image` (made in the server's directory) as export
+   * `disk`: persistent, up to `shared` clients at once (default 8, with
+   * which qemu-nbd offers CAN_MULTI_CONN), plus `args` (`--discard=unmap`, …).
    */
   static async qemuNbd(
     image: (dir: string) => string,
-    options: ServerOptions & { format?: string; args?: string[] } = {},
+    options: ServerOptions & { format?: string; args?: string[]; shared?: number } = {},
   ): Promise<NbdServer> {
     const exportName = options.exportName ?? "disk";
     return await NbdServer.#start("qemu-nbd", options, exportName, (dir) => (listen) => [
@@ -80,7 +81,7 @@ export class NbdServer implements AsyncDisposable {
       "-x",
       exportName,
       "--persistent",
-      "--shared=8",
+      `--shared=${options.shared ?? 8}`,
       ...listen,
       ...(options.args ?? []),
       image(dir),

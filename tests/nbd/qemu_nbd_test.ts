@@ -49,8 +49,15 @@ for (const transport of ["unix", "tcp"] as const) {
         assert.equal(info.negotiation, "go");
         assert.ok(info.structuredReplies, "qemu-nbd agrees to structured replies");
         assert.ok(info.blockSizeAdvertised, "qemu-nbd answers NBD_INFO_BLOCK_SIZE");
-        assert.ok(!info.readOnly && info.canFlush && info.canFua && info.canTrim && info.canWriteZeroes);
-        for (const [offset, length] of [[0, 512], [4096, 4096], [1000 * 512, 65536], [16 * MiB - 512, 512], [0, 16 * MiB]]) {
+        assert.ok(
+          !info.readOnly && info.canFlush && info.canFua && info.canTrim && info.canWriteZeroes,
+        );
+        for (
+          const [offset, length] of [[0, 512], [4096, 4096], [1000 * 512, 65536], [
+            16 * MiB - 512,
+            512,
+          ], [0, 16 * MiB]]
+        ) {
           const bytes = new Uint8Array(length);
           await client.read(offset, bytes);
           assertSame(bytes, pattern(offset, length, 1), `read of ${length} at ${offset}`);
@@ -60,9 +67,17 @@ for (const transport of ["unix", "tcp"] as const) {
         await client.flush();
         const file = readFileSync(`${server.dir}/disk.img`);
         assertSame(file.subarray(8192, 8192 + MiB), pattern(8192, MiB, 2), "written range");
-        assertSame(file.subarray(12 * MiB, 12 * MiB + 4096), pattern(12 * MiB, 4096, 3), "FUA write");
+        assertSame(
+          file.subarray(12 * MiB, 12 * MiB + 4096),
+          pattern(12 * MiB, 4096, 3),
+          "FUA write",
+        );
         assertSame(file.subarray(0, 8192), pattern(0, 8192, 1), "bytes before the write");
-        assertSame(file.subarray(8192 + MiB, 12 * MiB), pattern(8192 + MiB, 12 * MiB - 8192 - MiB, 1), "bytes after");
+        assertSame(
+          file.subarray(8192 + MiB, 12 * MiB),
+          pattern(8192 + MiB, 12 * MiB - 8192 - MiB, 1),
+          "bytes after",
+        );
       } finally {
         await client.close();
       }
@@ -71,7 +86,8 @@ for (const transport of ["unix", "tcp"] as const) {
 }
 
 Deno.test({
-  name: "qemu-nbd: 64 requests in flight on one connection each complete once, by token, with their own data",
+  name:
+    "qemu-nbd: 64 requests in flight on one connection each complete once, by token, with their own data",
   ignore: skip.ignore,
   fn: async () => {
     await using server = await NbdServer.qemuNbd(patternImage(8 * MiB, 4));
@@ -110,7 +126,11 @@ Deno.test({
       for (const [token, { offset, length, at }] of requests.entries()) {
         assert.equal(results.get(token), 0, `token ${token}`);
         const half = length / 2;
-        assertSame(memory.subarray(at, at + half), pattern(offset, half, 4), `token ${token}, first piece`);
+        assertSame(
+          memory.subarray(at, at + half),
+          pattern(offset, half, 4),
+          `token ${token}, first piece`,
+        );
         assertSame(
           memory.subarray(at + 2 * 8192, at + 2 * 8192 + half),
           pattern(offset + half, half, 4),
@@ -125,7 +145,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "qemu-nbd: a read of 40 MiB (more than its 32 MiB maximum payload) is split and comes back whole",
+  name:
+    "qemu-nbd: a read of 40 MiB (more than its 32 MiB maximum payload) is split and comes back whole",
   ignore: skip.ignore,
   fn: async () => {
     await using server = await NbdServer.qemuNbd(patternImage(40 * MiB, 5));
@@ -144,7 +165,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "qemu-nbd -f qcow2: a qcow2 image made with qemu-img reads as raw data, its unallocated clusters as zeros",
+  name:
+    "qemu-nbd -f qcow2: a qcow2 image made with qemu-img reads as raw data, its unallocated clusters as zeros",
   ignore: skip.ignore,
   fn: async () => {
     // 8 MiB: data in the first and fifth MiB, zeros elsewhere (unallocated in the qcow2).
@@ -153,7 +175,15 @@ Deno.test({
     raw.set(pattern(4 * MiB, MiB, 7), 4 * MiB);
     await using server = await NbdServer.qemuNbd((dir) => {
       writeFileSync(`${dir}/source.raw`, raw);
-      execFileSync("qemu-img", ["convert", "-f", "raw", "-O", "qcow2", `${dir}/source.raw`, `${dir}/disk.qcow2`]);
+      execFileSync("qemu-img", [
+        "convert",
+        "-f",
+        "raw",
+        "-O",
+        "qcow2",
+        `${dir}/source.raw`,
+        `${dir}/disk.qcow2`,
+      ]);
       return `${dir}/disk.qcow2`;
     }, { format: "qcow2" });
     const client = await NbdClient.connect(server.uri);
@@ -168,7 +198,15 @@ Deno.test({
       await client.write(2 * MiB, pattern(2 * MiB, MiB, 8));
       await client.flush();
       raw.set(pattern(2 * MiB, MiB, 8), 2 * MiB);
-      execFileSync("qemu-img", ["convert", "-f", "raw", "-O", "raw", server.uri, `${server.dir}/out.raw`]);
+      execFileSync("qemu-img", [
+        "convert",
+        "-f",
+        "raw",
+        "-O",
+        "raw",
+        server.uri,
+        `${server.dir}/out.raw`,
+      ]);
       assertSame(readFileSync(`${server.dir}/out.raw`), raw, "qemu-img convert of the export");
     } finally {
       await client.close();
@@ -177,10 +215,13 @@ Deno.test({
 });
 
 Deno.test({
-  name: "qemu-nbd --discard=unmap: TRIM punches holes in its file; WRITE_ZEROES punches only without NO_HOLE",
+  name:
+    "qemu-nbd --discard=unmap: TRIM punches holes in its file; WRITE_ZEROES punches only without NO_HOLE",
   ignore: skip.ignore,
   fn: async () => {
-    await using server = await NbdServer.qemuNbd(patternImage(8 * MiB, 9), { args: ["--discard=unmap"] });
+    await using server = await NbdServer.qemuNbd(patternImage(8 * MiB, 9), {
+      args: ["--discard=unmap"],
+    });
     const image = `${server.dir}/disk.img`;
     const blocks = () => statSync(image).blocks;
     const client = await NbdClient.connect(server.uri);
@@ -194,17 +235,31 @@ Deno.test({
 
       await client.writeZeroes(2 * MiB, 2 * MiB);
       await client.flush();
-      assert.ok(blocks() <= full - (2 * MiB) / 512, `WRITE_ZEROES punched 2 MiB (${full} → ${blocks()})`);
+      assert.ok(
+        blocks() <= full - (2 * MiB) / 512,
+        `WRITE_ZEROES punched 2 MiB (${full} → ${blocks()})`,
+      );
 
       const beforeTrim = blocks();
       await client.trim(6 * MiB, MiB);
       await client.flush();
-      assert.ok(blocks() <= beforeTrim - MiB / 512, `TRIM punched 1 MiB (${beforeTrim} → ${blocks()})`);
+      assert.ok(
+        blocks() <= beforeTrim - MiB / 512,
+        `TRIM punched 1 MiB (${beforeTrim} → ${blocks()})`,
+      );
 
       const bytes = new Uint8Array(8 * MiB).fill(0xee);
       await client.read(0, bytes);
-      assertSame(bytes.subarray(0, 4 * MiB), new Uint8Array(4 * MiB), "zeroed ranges read as zeros");
-      assertSame(bytes.subarray(4 * MiB, 6 * MiB), pattern(4 * MiB, 2 * MiB, 9), "bytes between kept");
+      assertSame(
+        bytes.subarray(0, 4 * MiB),
+        new Uint8Array(4 * MiB),
+        "zeroed ranges read as zeros",
+      );
+      assertSame(
+        bytes.subarray(4 * MiB, 6 * MiB),
+        pattern(4 * MiB, 2 * MiB, 9),
+        "bytes between kept",
+      );
       assertSame(bytes.subarray(7 * MiB), pattern(7 * MiB, MiB, 9), "bytes after the trim kept");
     } finally {
       await client.close();
@@ -213,7 +268,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "qemu-nbd -r: a read-only export refuses writes, TRIM and WRITE_ZEROES with EROFS before sending them",
+  name:
+    "qemu-nbd -r: a read-only export refuses writes, TRIM and WRITE_ZEROES with EROFS before sending them",
   ignore: skip.ignore,
   fn: async () => {
     await using server = await NbdServer.qemuNbd(patternImage(MiB, 10), { args: ["-r"] });
@@ -236,7 +292,11 @@ Deno.test({
       const bytes = new Uint8Array(MiB);
       await client.read(0, bytes);
       assertSame(bytes, pattern(0, MiB, 10), "read-only export still reads");
-      assertSame(readFileSync(`${server.dir}/disk.img`), pattern(0, MiB, 10), "nothing was written");
+      assertSame(
+        readFileSync(`${server.dir}/disk.img`),
+        pattern(0, MiB, 10),
+        "nothing was written",
+      );
     } finally {
       await client.close();
     }
@@ -252,7 +312,10 @@ Deno.test({
     await assert.rejects(NbdClient.connect(uri), (error: unknown) => {
       assert.ok(error instanceof VirtioBlkError);
       assert.equal(error.code, "BAD_BACKING_FILE");
-      assert.ok(error.message.startsWith(`${uri}: the server has no export "nosuch"`), error.message);
+      assert.ok(
+        error.message.startsWith(`${uri}: the server has no export "nosuch"`),
+        error.message,
+      );
       assert.match(error.message, /NBD_OPT_GO: NBD_REP_ERR_UNKNOWN/);
       assert.ok(!error.message.includes("\n"));
       return true;
