@@ -267,16 +267,7 @@ export class NbdClient {
       const operation = this.#operations.take();
       operation.callback = (result: number, done: Operation) => {
         if (result === 0) resolve();
-        else {
-          reject(
-            new NbdRequestError(
-              -result,
-              `${this.address.uri}: ${
-                done.reason || `${done.describe()} failed: ${nbdErrnoName(-result)}`
-              }`,
-            ),
-          );
-        }
+        else reject(new NbdRequestError(-result, `${this.address.uri}: ${done.reason}`));
       };
       this.#start(operation, request);
     });
@@ -317,17 +308,13 @@ export class NbdClient {
   #refusal(operation: Operation, request: NbdRequest): [number, string] | undefined {
     const info = this.export;
     const { op, offset, length } = operation;
-    const invalid = (problem: string): [number, string] => [
-      ClientErrno.INVALID,
-      `${operation.describe()}: ${problem}`,
-    ];
-    if (this.#closing) return [ClientErrno.CLOSED, `${operation.describe()}: the client is closed`];
+    const invalid = (problem: string): [number, string] => [ClientErrno.INVALID, problem];
+    if (this.#closing) return [ClientErrno.CLOSED, "the client is closed"];
     if (!(op in NBD_OP_SUPPORT)) return invalid(`unknown operation ${op}`);
     if (op === NbdOp.FLUSH) {
-      return info.canFlush ? undefined : [
-        ClientErrno.UNSUPPORTED,
-        "flush: the export does not offer NBD_CMD_FLUSH",
-      ];
+      return info.canFlush
+        ? undefined
+        : [ClientErrno.UNSUPPORTED, "the export does not offer NBD_CMD_FLUSH"];
     }
     if (
       !Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0
@@ -346,19 +333,13 @@ export class NbdClient {
       if (!operation.memory.inBounds()) return invalid("the memory given lies outside its buffers");
     }
     if (op !== NbdOp.READ && info.readOnly) {
-      return [ClientErrno.READ_ONLY, `${operation.describe()}: the export is read-only`];
+      return [ClientErrno.READ_ONLY, "the export is read-only"];
     }
     if (op === NbdOp.TRIM && !info.canTrim) {
-      return [
-        ClientErrno.UNSUPPORTED,
-        `${operation.describe()}: the export does not offer NBD_CMD_TRIM`,
-      ];
+      return [ClientErrno.UNSUPPORTED, "the export does not offer NBD_CMD_TRIM"];
     }
     if (op === NbdOp.WRITE_ZEROES && !info.canWriteZeroes) {
-      return [
-        ClientErrno.UNSUPPORTED,
-        `${operation.describe()}: the export does not offer NBD_CMD_WRITE_ZEROES`,
-      ];
+      return [ClientErrno.UNSUPPORTED, "the export does not offer NBD_CMD_WRITE_ZEROES"];
     }
     return undefined;
   }
@@ -425,9 +406,7 @@ export class NbdClient {
     const operation = command.operation!;
     if (command.errno !== 0 && operation.result === 0) {
       operation.result = -command.errno;
-      operation.reason = `${command.describe()} failed: ${nbdErrnoName(command.errno)}${
-        command.reason ? ` (${command.reason})` : ""
-      }`;
+      operation.reason = failure(command.describe(), command.errno, command.reason);
     }
     this.#release(command);
     operation.remaining--;
@@ -446,12 +425,16 @@ export class NbdClient {
     this.#finish(operation);
   }
 
-  #fail(operation: Operation, errno: number, reason: string): void {
-    if (operation.result === 0) {
-      operation.result = -errno;
-      operation.reason = reason;
-    }
+  #fail(operation: Operation, errno: number, why: string): void {
+    this.#setFailure(operation, errno, why);
     this.#finish(operation);
+  }
+
+  /** Records the first failure of `operation`: its result, and one line saying why. */
+  #setFailure(operation: Operation, errno: number, why: string): void {
+    if (operation.result !== 0) return;
+    operation.result = -errno;
+    operation.reason = failure(operation.describe(), errno, why);
   }
 
   #finish(operation: Operation): void {
@@ -498,13 +481,10 @@ export class NbdClient {
   }
 
   /** Fails every operation with a command still queued. */
-  #failQueued(errno: number, reason: string): void {
+  #failQueued(errno: number, why: string): void {
     while (this.#queueHead !== undefined) {
       const operation = this.#queueHead.operation!;
-      if (operation.result === 0) {
-        operation.result = -errno;
-        operation.reason = `${operation.describe()}: ${reason}`;
-      }
+      this.#setFailure(operation, errno, why);
       this.#unqueue(operation);
       if (operation.remaining === 0) this.#partsDone(operation);
     }
@@ -527,14 +507,15 @@ export class NbdClient {
       if (operation.deadline <= now && !expired.includes(operation)) expired.push(operation);
     }
     for (const operation of expired) {
-      if (operation.result === 0) {
-        operation.result = -ClientErrno.TIMEOUT;
-        operation.reason = `${operation.describe()} was not sent within ${this.#timeoutMs} ms (${
+      this.#setFailure(
+        operation,
+        ClientErrno.TIMEOUT,
+        `not sent within ${this.#timeoutMs} ms: ${
           this.#transmission === undefined
-            ? `no connection to the server${this.#lastFailure ? `: ${this.#lastFailure}` : ""}`
+            ? `no connection to the server${this.#lastFailure ? ` (${this.#lastFailure})` : ""}`
             : "the connection is busy"
-        })`;
-      }
+        }`,
+      );
       this.#unqueue(operation);
       if (operation.remaining === 0) this.#partsDone(operation);
     }
@@ -612,6 +593,11 @@ const NBD_OP_SUPPORT: Readonly<Record<NbdOpCode, number>> = {
   [NbdOp.TRIM]: Command.TRIM,
   [NbdOp.WRITE_ZEROES]: Command.WRITE_ZEROES,
 };
+
+/** "read of 512 bytes at 0 failed: ETIMEDOUT (why)": how every failure reads. */
+function failure(what: string, errno: number, why: string): string {
+  return `${what} failed: ${nbdErrnoName(errno)}${why ? ` (${why})` : ""}`;
+}
 
 const IGNORE_EVENTS: TransmissionEvents = { replied: () => {}, ended: () => {} };
 

@@ -148,13 +148,12 @@ export class NbdServer implements AsyncDisposable {
 
   /** Stops the server (SIGKILL by default: no goodbye to its clients) and waits for it to exit. */
   async stop(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
-    if (
-      this.#child !== undefined && this.#child.exitCode === null && this.#child.signalCode === null
-    ) {
-      this.#child.kill(signal);
-    }
-    await this.#exited;
-    this.#child = undefined;
+    const child = this.#child;
+    if (child === undefined) return;
+    const exited = this.#exited;
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    await exited;
+    if (this.#child === child) this.#child = undefined;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
