@@ -22,7 +22,8 @@ const BLOCK = 4096;
 const BLOCKS = 4096; // 16 MiB
 
 Deno.test({
-  name: "a server killed mid-load: in-flight writes fail, the client reconnects, no acknowledged write is lost",
+  name:
+    "a server killed mid-load: in-flight writes fail, the client reconnects, no acknowledged write is lost",
   ignore: skip.ignore,
   fn: async () => {
     await using server = await NbdServer.qemuNbd((dir) => {
@@ -69,7 +70,10 @@ Deno.test({
         }
       };
       await Promise.all(Array.from({ length: 16 }, writer));
-      assert.ok(killed && restarted && afterRestart >= 100, `load ran past the restart (${afterRestart})`);
+      assert.ok(
+        killed && restarted && afterRestart >= 100,
+        `load ran past the restart (${afterRestart})`,
+      );
       assert.ok(failures.length > 0, "some writes failed while the server was gone");
       for (const failure of failures) {
         assert.ok(
@@ -78,7 +82,10 @@ Deno.test({
         );
       }
       assert.ok(client.reconnects >= 1);
-      assert.ok(lines.some((line) => /connection lost: .*; reconnecting/.test(line)), lines.join("\n"));
+      assert.ok(
+        lines.some((line) => /connection lost: .*; reconnecting/.test(line)),
+        lines.join("\n"),
+      );
       assert.ok(lines.some((line) => /reconnected/.test(line)), lines.join("\n"));
       await client.flush();
       // Every acknowledged write is in the image, and reads back through the client.
@@ -105,12 +112,18 @@ Deno.test({
       writeFileSync(`${dir}/disk.img`, new Uint8Array(1 << 20));
       return `${dir}/disk.img`;
     });
-    const client = await NbdClient.connect(server.uri, { requestTimeoutMs: 300, reconnectDelayMs: 20 });
+    const client = await NbdClient.connect(server.uri, {
+      requestTimeoutMs: 300,
+      reconnectDelayMs: 20,
+    });
     try {
       await server.stop();
       await assert.rejects(client.read(0, new Uint8Array(512)), (error: unknown) => {
         assert.ok(error instanceof NbdRequestError);
-        assert.ok(([ERRNO.ECONNRESET, ERRNO.ETIMEDOUT] as number[]).includes(error.errno), error.message);
+        assert.ok(
+          ([ERRNO.ECONNRESET, ERRNO.ETIMEDOUT] as number[]).includes(error.errno),
+          error.message,
+        );
         return true;
       });
       await assert.rejects(client.read(0, new Uint8Array(512)), (error: unknown) => {
@@ -130,7 +143,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "a server back with another export (resized) is not used; the client waits for the right one",
+  name:
+    "a server back with another export (resized) is not used; the client waits for the right one",
   ignore: skip.ignore,
   fn: async () => {
     await using server = await NbdServer.qemuNbd((dir) => {
@@ -156,7 +170,11 @@ Deno.test({
         await assert.rejects(client.read(0, new Uint8Array(512)), /ETIMEDOUT/);
       }
       assert.equal(client.connected, false);
-      assert.equal(lines.filter((line) => refusedLine.test(line)).length, 1, "logged once, not per attempt");
+      assert.equal(
+        lines.filter((line) => refusedLine.test(line)).length,
+        1,
+        "logged once, not per attempt",
+      );
 
       await server.stop();
       truncateSync(image, 1 << 20);

@@ -124,6 +124,18 @@ export class NbdServer implements AsyncDisposable {
     return server;
   }
 
+  /** "running", or how the server ended and what it said: for failure messages. */
+  get state(): string {
+    const child = this.#child;
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) {
+      return "running";
+    }
+    const how = child === undefined
+      ? "stopped"
+      : `exited (code ${child.exitCode}, signal ${child.signalCode})`;
+    return `${this.#program} ${how}; stderr: ${this.stderr.trim() || "(nothing)"}`;
+  }
+
   /** The command line, for messages. */
   get command(): string {
     return [this.#program, ...this.#args].join(" ");
