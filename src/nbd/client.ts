@@ -76,6 +76,12 @@ export interface NbdClientOptions {
   readonly structuredReplies?: boolean;
   /** The export must be this one (another connection's): see {@linkcode exportChange}. */
   readonly expect?: NbdExport;
+  /**
+   * This connection is one of several to the export (multi-conn): it, and
+   * every reconnection, must offer NBD_FLAG_CAN_MULTI_CONN when the first
+   * did (default false).
+   */
+  readonly multiConn?: boolean;
   /** Receives each request's token and result (0 or -errno). */
   readonly onComplete?: (token: number, result: number) => void;
   /** Receives one line per connection event (lost, reconnected, a failed attempt). */
@@ -105,6 +111,7 @@ export class NbdClient {
   readonly #maxDelayMs: number;
   readonly #maxInFlight: number;
   readonly #structured: boolean | undefined;
+  readonly #multiConn: boolean;
   readonly #onComplete: (token: number, result: number) => void;
   readonly #log: (line: string) => void;
   readonly #transfer: number;
@@ -140,6 +147,7 @@ export class NbdClient {
     this.#maxDelayMs = options.maxReconnectDelayMs ?? NBD_CLIENT_DEFAULTS.maxReconnectDelayMs;
     this.#maxInFlight = options.maxInFlight ?? NBD_CLIENT_DEFAULTS.maxInFlight;
     this.#structured = options.structuredReplies;
+    this.#multiConn = options.multiConn === true;
     this.#onComplete = options.onComplete ?? (() => {});
     this.#log = options.log ?? (() => {});
     this.#delayMs = this.#firstDelayMs;
@@ -166,7 +174,8 @@ export class NbdClient {
       timeoutMs: options.connectTimeoutMs ?? NBD_CLIENT_DEFAULTS.connectTimeoutMs,
       structuredReplies: options.structuredReplies,
     });
-    const change = options.expect && exportChange(options.expect, established.export);
+    const change = options.expect &&
+      exportChange(options.expect, established.export, options.multiConn === true);
     if (change) {
       await new Transmission(established, IGNORE_EVENTS, 1).disconnect();
       throw exportError(address.uri, `not the export the other connections have: ${change}`);
@@ -563,7 +572,7 @@ export class NbdClient {
       this.#attemptFailed((error as Error).message);
       return;
     }
-    const change = exportChange(this.export, established.export);
+    const change = exportChange(this.export, established.export, this.#multiConn);
     if (this.#closing || change !== undefined) {
       await new Transmission(established, IGNORE_EVENTS, 1).disconnect();
       if (change !== undefined) this.#attemptFailed(`${this.address.uri}: ${change}`);

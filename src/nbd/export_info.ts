@@ -165,8 +165,14 @@ export function maxTransfer(info: NbdExport): number {
  * Why `now` (a reconnection's export) cannot stand in for `before` (the
  * export the device was built on), or undefined when it can: the same
  * size, nothing it offered withdrawn, no stricter size constraints.
+ * CAN_MULTI_CONN counts only for a connection that is one of several
+ * (`multiConn`): a lone connection does not need it.
  */
-export function exportChange(before: NbdExport, now: NbdExport): string | undefined {
+export function exportChange(
+  before: NbdExport,
+  now: NbdExport,
+  multiConn: boolean,
+): string | undefined {
   if (now.size !== before.size) {
     return `the export size changed from ${before.size} to ${now.size} bytes`;
   }
@@ -176,7 +182,9 @@ export function exportChange(before: NbdExport, now: NbdExport): string | undefi
     ["canFua", "NBD_FLAG_SEND_FUA"],
     ["canTrim", "NBD_FLAG_SEND_TRIM"],
     ["canWriteZeroes", "NBD_FLAG_SEND_WRITE_ZEROES"],
-    ["canMultiConn", "NBD_FLAG_CAN_MULTI_CONN"],
+    ...(multiConn
+      ? [["canMultiConn", "NBD_FLAG_CAN_MULTI_CONN"] as [keyof NbdExport, string]]
+      : []),
   ];
   for (const [field, flag] of offers) {
     if (before[field] && !now[field]) return `the export no longer offers ${flag}`;

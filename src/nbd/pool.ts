@@ -13,7 +13,8 @@
  *   made it): open one client on the main thread, let
  *   {@linkcode connectionCount} say how many threads may have their own,
  *   and give each thread the URI and `export` (plain data) to pass as
- *   {@linkcode NbdClientOptions.expect}.
+ *   {@linkcode NbdClientOptions.expect}, with `multiConn: true` when there
+ *   are several.
  *
  * @module
  */
@@ -48,12 +49,14 @@ export class NbdPool {
     options: NbdClientOptions = {},
   ): Promise<NbdPool> {
     const address = typeof uri === "string" ? parseNbdUri(uri) : uri;
-    const first = await NbdClient.connect(address, options);
+    // Every connection of several must keep CAN_MULTI_CONN across reconnections.
+    const shared = { ...options, multiConn: wanted > 1 };
+    const first = await NbdClient.connect(address, shared);
     const more = connectionCount(first.export, wanted) - 1;
     const others = await Promise.allSettled(
       Array.from(
         { length: more },
-        () => NbdClient.connect(address, { ...options, expect: first.export }),
+        () => NbdClient.connect(address, { ...shared, expect: first.export }),
       ),
     );
     const opened = [

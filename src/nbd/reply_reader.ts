@@ -42,7 +42,7 @@ import {
 import { readUint64 } from "./wire.ts";
 
 /** Payloads at least this long are read straight into the caller's memory. */
-export const DIRECT_READ_MIN = 16 * 1024;
+export const DIRECT_READ_MIN = 64 * 1024;
 
 /** The longest non-data chunk payload accepted: an error chunk with the longest message. */
 export const MAX_SMALL_PAYLOAD = MAX_STRING + 64;

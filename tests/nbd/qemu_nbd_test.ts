@@ -138,6 +138,34 @@ Deno.test({
         );
       }
       assert.equal(client.inFlight, 0);
+
+      // And writes from shared memory, gathered from two pieces each.
+      results.clear();
+      const written = new Promise<void>((resolve) => (allDone = resolve));
+      for (const [token, { at, length }] of requests.entries()) {
+        const half = length / 2;
+        const offset = 4 * 1024 * 1024 + token * 12288;
+        memory.set(pattern(offset, half, 12), at);
+        memory.set(pattern(offset + half, half, 12), at + 2 * 8192);
+        const vector: ByteVector = {
+          count: 2,
+          regions: [{ bytes: memory }, { bytes: memory }],
+          offsets: [at, at + 2 * 8192],
+          lengths: [half, half],
+        };
+        client.submit({ op: NbdOp.WRITE, offset, length, vector }, token);
+      }
+      await written;
+      const file = readFileSync(`${server.dir}/disk.img`);
+      for (const [token, { length }] of requests.entries()) {
+        assert.equal(results.get(token), 0, `write ${token}`);
+        const offset = 4 * 1024 * 1024 + token * 12288;
+        assertSame(
+          file.subarray(offset, offset + length),
+          pattern(offset, length, 12),
+          `write ${token}`,
+        );
+      }
     } finally {
       await client.close();
     }
