@@ -98,7 +98,7 @@ export const NBD_CLIENT_DEFAULTS = {
 } as const;
 
 /** A connected NBD export. */
-export class NbdClient {
+export class NbdClient implements AsyncDisposable {
   /** Where the export is. */
   readonly address: NbdAddress;
   /** The export, as the first connection negotiated it (every later one must match). */
@@ -255,6 +255,11 @@ export class NbdClient {
   close(): Promise<void> {
     this.#closed ??= this.#close();
     return this.#closed;
+  }
+
+  /** {@linkcode close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   async #close(): Promise<void> {

@@ -19,7 +19,7 @@
 
 import { VirtioBlkError } from "../errors.ts";
 import { ERRNO, errnoName } from "../io/errno.ts";
-import { NbdErrno } from "./protocol.ts";
+import { MAX_STRING, NbdErrno } from "./protocol.ts";
 
 /** The errno values requests fail with when the client, not the server, decides. */
 export const ClientErrno = {
@@ -72,4 +72,20 @@ export class NbdRequestError extends VirtioBlkError {
 /** The export cannot be used: `uri: problem`. */
 export function exportError(uri: string, problem: string, cause?: unknown): VirtioBlkError {
   return new VirtioBlkError("BAD_BACKING_FILE", `${uri}: ${problem}`, { cause });
+}
+
+/**
+ * A message the server sent (an error reply's or chunk's text) as one line
+ * for a log or an error: UTF-8 (invalid bytes replaced), at most
+ * {@linkcode MAX_STRING} bytes of it, control characters (line breaks
+ * included) as spaces, so a server cannot forge log lines.
+ */
+export function serverMessage(bytes: Uint8Array): string {
+  const text = new TextDecoder().decode(bytes.subarray(0, MAX_STRING));
+  let line = "";
+  for (const char of text) {
+    const code = char.codePointAt(0)!;
+    line += code < 0x20 || code === 0x7f ? " " : char;
+  }
+  return line.replace(/ {2,}/g, " ").trim();
 }

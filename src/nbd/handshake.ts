@@ -18,7 +18,7 @@
  */
 
 import { type ByteSink, Channel } from "./channel.ts";
-import { exportError } from "./errors.ts";
+import { exportError, serverMessage } from "./errors.ts";
 import {
   type BlockSizes,
   DEFAULT_BLOCK_SIZES,
@@ -243,18 +243,36 @@ async function negotiate(
   write(clientFlags);
 
   const exportName = address.exportName;
-  if (!fixed) {
+  /** Enters transmission with NBD_OPT_EXPORT_NAME (no reply header; the server closes to refuse). */
+  const exportNameOption = async (
+    structured: boolean,
+    sizes: BlockSizes,
+    negotiation: Negotiation,
+  ) => {
     step = "NBD_OPT_EXPORT_NAME";
-    return await exportNameOption(
-      read,
-      write,
-      address,
-      noZeroes,
-      false,
-      DEFAULT_BLOCK_SIZES,
-      "newstyle",
+    write(encodeOption(Option.EXPORT_NAME, new TextEncoder().encode(exportName)));
+    let reply: DataView;
+    try {
+      reply = await read(10 + (noZeroes ? 0 : WireSize.EXPORT_NAME_ZEROES));
+    } catch (error) {
+      throw exportError(
+        uri,
+        `the server closed the connection in reply to NBD_OPT_EXPORT_NAME (no export "${exportName}"?)`,
+        error,
+      );
+    }
+    const size = readUint64(reply, 0);
+    return describeExport(
+      uri,
+      exportName,
+      size,
+      reply.getUint16(8),
+      structured,
+      sizes,
+      negotiation,
     );
-  }
+  };
+  if (!fixed) return await exportNameOption(false, DEFAULT_BLOCK_SIZES, "newstyle");
 
   /** Sends `option` and reads one reply to it (header checked, payload bounded). */
   const ask = async (option: number, data?: Uint8Array) => {
@@ -289,7 +307,9 @@ async function negotiate(
   };
   /** A refusal of `option` as one line, with the server's message when it sent one. */
   const refusal = (option: number, type: number, payload: DataView) => {
-    const message = decodeMessage(payload);
+    const message = serverMessage(
+      new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength),
+    );
     const what = refusalText(type, exportName);
     return exportError(
       uri,
@@ -361,16 +381,7 @@ async function negotiate(
     if (type === OptionReply.ERR_UNSUP) {
       // An old server: NBD_OPT_EXPORT_NAME it is ("NBD_OPT_INFO and NBD_OPT_GO":
       // clients SHOULD fall back to it on NBD_REP_ERR_UNSUP).
-      step = "NBD_OPT_EXPORT_NAME";
-      return await exportNameOption(
-        read,
-        write,
-        address,
-        noZeroes,
-        structured,
-        sizes,
-        "export-name",
-      );
+      return await exportNameOption(structured, sizes, "export-name");
     }
     if (isOptionError(type)) {
       abort(write);
@@ -378,39 +389,6 @@ async function negotiate(
     }
     throw exportError(uri, `unexpected ${optionReplyName(type)} in reply to NBD_OPT_GO`);
   }
-}
-
-/** NBD_OPT_EXPORT_NAME: no reply header; size, flags and (unless NO_ZEROES) 124 zeroes. */
-async function exportNameOption(
-  read: (count: number) => Promise<DataView>,
-  write: Write,
-  address: NbdAddress,
-  noZeroes: boolean,
-  structured: boolean,
-  sizes: BlockSizes,
-  negotiation: Negotiation,
-): Promise<NbdExport> {
-  write(encodeOption(Option.EXPORT_NAME, new TextEncoder().encode(address.exportName)));
-  let reply: DataView;
-  try {
-    reply = await read(10 + (noZeroes ? 0 : WireSize.EXPORT_NAME_ZEROES));
-  } catch (error) {
-    // The server MUST close the connection when it will not serve the export.
-    throw exportError(
-      address.uri,
-      `the server closed the connection in reply to NBD_OPT_EXPORT_NAME (no export "${address.exportName}"?)`,
-      error,
-    );
-  }
-  return describeExport(
-    address.uri,
-    address.exportName,
-    readUint64(reply, 0),
-    reply.getUint16(8),
-    structured,
-    sizes,
-    negotiation,
-  );
 }
 
 /** The soft disconnect after a refusal ("Termination of the session during option haggling"). */
@@ -433,14 +411,4 @@ function refusalText(type: number, exportName: string): string {
     default:
       return `the server refused export "${exportName}"`;
   }
-}
-
-/** The server's message in an error reply: UTF-8, at most {@linkcode MAX_STRING} bytes, one line. */
-function decodeMessage(payload: DataView): string {
-  const bytes = new Uint8Array(
-    payload.buffer,
-    payload.byteOffset,
-    Math.min(payload.byteLength, MAX_STRING),
-  );
-  return new TextDecoder().decode(bytes).replace(/[\x00-\x1f\x7f]+/g, " ").trim();
 }

@@ -29,7 +29,7 @@ export function connectionCount(info: NbdExport, wanted: number): number {
 }
 
 /** Connections to one export. */
-export class NbdPool {
+export class NbdPool implements AsyncDisposable {
   /** The connections (one unless the export allows several). */
   readonly clients: readonly NbdClient[];
 
@@ -84,5 +84,10 @@ export class NbdPool {
   /** Closes every connection (see {@linkcode NbdClient.close}). */
   async close(): Promise<void> {
     await Promise.all(this.clients.map((client) => client.close()));
+  }
+
+  /** {@linkcode close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }

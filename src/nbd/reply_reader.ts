@@ -25,7 +25,7 @@
 
 import type { ByteSink } from "./channel.ts";
 import { CoverageResult } from "./coverage.ts";
-import { errnoFromServer } from "./errors.ts";
+import { errnoFromServer, serverMessage } from "./errors.ts";
 import type { NbdCommand } from "./operation.ts";
 import {
   ChunkType,
@@ -330,9 +330,7 @@ export class ReplyReader implements ByteSink {
         return wrong(`for offset ${offset ?? "≥ 2^53"}, outside the request`);
       }
     }
-    const message = new TextDecoder().decode(
-      this.#scratch.subarray(at + 6, at + 6 + Math.min(messageLength, MAX_STRING)),
-    ).replace(/[\x00-\x1f\x7f]+/g, " ").trim();
+    const message = serverMessage(this.#scratch.subarray(at + 6, at + 6 + messageLength));
     this.#fail(command, errnoFromServer(error), message);
     if (done) this.#replyDone(command);
   }

@@ -31,7 +31,7 @@ Deno.test({
       return `${dir}/disk.img`;
     }, { transport: "tcp" });
     const lines: string[] = [];
-    const client = await NbdClient.connect(server.uri, {
+    await using client = await NbdClient.connect(server.uri, {
       requestTimeoutMs: 5000,
       reconnectDelayMs: 20,
       maxReconnectDelayMs: 200,
@@ -116,29 +116,25 @@ Deno.test({
       requestTimeoutMs: 300,
       reconnectDelayMs: 20,
     });
-    try {
-      await server.stop();
-      await assert.rejects(client.read(0, new Uint8Array(512)), (error: unknown) => {
-        assert.ok(error instanceof NbdRequestError);
-        assert.ok(
-          ([ERRNO.ECONNRESET, ERRNO.ETIMEDOUT] as number[]).includes(error.errno),
-          error.message,
-        );
-        return true;
-      });
-      await assert.rejects(client.read(0, new Uint8Array(512)), (error: unknown) => {
-        assert.ok(error instanceof NbdRequestError);
-        assert.equal(error.errno, ERRNO.ETIMEDOUT);
-        assert.match(
-          error.message,
-          /read of 512 bytes at 0 failed: ETIMEDOUT \(not sent within 300 ms: no connection to the server \(.*cannot connect: .*(ENOENT|ECONNREFUSED)/,
-        );
-        return true;
-      });
-      assert.equal(client.connected, false);
-    } finally {
-      await client.close();
-    }
+    await server.stop();
+    await assert.rejects(client.read(0, new Uint8Array(512)), (error: unknown) => {
+      assert.ok(error instanceof NbdRequestError);
+      assert.ok(
+        ([ERRNO.ECONNRESET, ERRNO.ETIMEDOUT] as number[]).includes(error.errno),
+        error.message,
+      );
+      return true;
+    });
+    await assert.rejects(client.read(0, new Uint8Array(512)), (error: unknown) => {
+      assert.ok(error instanceof NbdRequestError);
+      assert.equal(error.errno, ERRNO.ETIMEDOUT);
+      assert.match(
+        error.message,
+        /read of 512 bytes at 0 failed: ETIMEDOUT \(not sent within 300 ms: no connection to the server \(.*cannot connect: .*(ENOENT|ECONNREFUSED)/,
+      );
+      return true;
+    });
+    assert.equal(client.connected, false);
   },
 });
 
@@ -153,45 +149,41 @@ Deno.test({
     });
     const image = `${server.dir}/disk.img`;
     const lines: string[] = [];
-    const client = await NbdClient.connect(server.uri, {
+    await using client = await NbdClient.connect(server.uri, {
       requestTimeoutMs: 300,
       reconnectDelayMs: 10,
       maxReconnectDelayMs: 50,
       log: (line) => lines.push(line),
     });
-    try {
-      await server.stop();
-      truncateSync(image, 2 << 20);
-      await server.start();
-      const refusedLine = /the export size changed from 1048576 to 2097152 bytes/;
-      // Requests wait for a usable connection and fail within their timeout.
-      await assert.rejects(client.read(0, new Uint8Array(512)), /ETIMEDOUT|ECONNRESET/);
-      while (!lines.some((line) => refusedLine.test(line))) {
-        await assert.rejects(client.read(0, new Uint8Array(512)), /ETIMEDOUT/);
-      }
-      assert.equal(client.connected, false);
-      assert.equal(
-        lines.filter((line) => refusedLine.test(line)).length,
-        1,
-        "logged once, not per attempt",
-      );
-
-      await server.stop();
-      truncateSync(image, 1 << 20);
-      await server.start();
-      const bytes = new Uint8Array(4096);
-      for (;;) {
-        try {
-          await client.read(0, bytes);
-          break;
-        } catch (error) {
-          assert.equal((error as NbdRequestError).errno, ERRNO.ETIMEDOUT);
-        }
-      }
-      assert.deepEqual(bytes, pattern(0, 4096, 1));
-      assert.ok(client.connected);
-    } finally {
-      await client.close();
+    await server.stop();
+    truncateSync(image, 2 << 20);
+    await server.start();
+    const refusedLine = /the export size changed from 1048576 to 2097152 bytes/;
+    // Requests wait for a usable connection and fail within their timeout.
+    await assert.rejects(client.read(0, new Uint8Array(512)), /ETIMEDOUT|ECONNRESET/);
+    while (!lines.some((line) => refusedLine.test(line))) {
+      await assert.rejects(client.read(0, new Uint8Array(512)), /ETIMEDOUT/);
     }
+    assert.equal(client.connected, false);
+    assert.equal(
+      lines.filter((line) => refusedLine.test(line)).length,
+      1,
+      "logged once, not per attempt",
+    );
+
+    await server.stop();
+    truncateSync(image, 1 << 20);
+    await server.start();
+    const bytes = new Uint8Array(4096);
+    for (;;) {
+      try {
+        await client.read(0, bytes);
+        break;
+      } catch (error) {
+        assert.equal((error as NbdRequestError).errno, ERRNO.ETIMEDOUT);
+      }
+    }
+    assert.deepEqual(bytes, pattern(0, 4096, 1));
+    assert.ok(client.connected);
   },
 });

@@ -80,28 +80,24 @@ Deno.test("NBD_OPT_GO: the export, its flags and its block sizes; the client ask
     session.optionReply(option, OptionReply.ACK);
     await serveReads(session, true);
   });
-  const client = await NbdClient.connect(server.uri);
-  try {
-    assert.deepEqual(infoRequests, [3], "NBD_INFO_BLOCK_SIZE requested");
-    const info = client.export;
-    assert.equal(info.size, 1 << 20);
-    assert.equal(info.negotiation, "go");
-    assert.ok(info.readOnly && info.canMultiConn && !info.canFlush && !info.canTrim);
-    assert.deepEqual(
-      [info.minimumBlock, info.preferredBlock, info.maximumPayload, info.blockSizeAdvertised],
-      [4096, 4096, 65536, true],
-    );
-    const bytes = new Uint8Array(8192);
-    await client.read(4096, bytes);
-    assert.deepEqual(bytes, pattern(4096, 8192, 1));
-    // The minimum block size binds: a 512-byte read is refused, not sent.
-    await assert.rejects(
-      client.read(512, new Uint8Array(512)),
-      /not aligned to the export's minimum block size 4096/,
-    );
-  } finally {
-    await client.close();
-  }
+  await using client = await NbdClient.connect(server.uri);
+  assert.deepEqual(infoRequests, [3], "NBD_INFO_BLOCK_SIZE requested");
+  const info = client.export;
+  assert.equal(info.size, 1 << 20);
+  assert.equal(info.negotiation, "go");
+  assert.ok(info.readOnly && info.canMultiConn && !info.canFlush && !info.canTrim);
+  assert.deepEqual(
+    [info.minimumBlock, info.preferredBlock, info.maximumPayload, info.blockSizeAdvertised],
+    [4096, 4096, 65536, true],
+  );
+  const bytes = new Uint8Array(8192);
+  await client.read(4096, bytes);
+  assert.deepEqual(bytes, pattern(4096, 8192, 1));
+  // The minimum block size binds: a 512-byte read is refused, not sent.
+  await assert.rejects(
+    client.read(512, new Uint8Array(512)),
+    /not aligned to the export's minimum block size 4096/,
+  );
 });
 
 Deno.test("a fixed-newstyle server without NBD_OPT_GO: NBD_OPT_EXPORT_NAME (with or without the 124 zeroes)", async () => {
@@ -127,17 +123,13 @@ Deno.test("a fixed-newstyle server without NBD_OPT_GO: NBD_OPT_EXPORT_NAME (with
       }
       await serveReads(session, false);
     });
-    const client = await NbdClient.connect(server.uri);
-    try {
-      assert.equal(client.export.negotiation, "export-name");
-      assert.equal(client.export.structuredReplies, false);
-      assert.equal(client.export.size, 2048);
-      const bytes = new Uint8Array(1024);
-      await client.read(1024, bytes);
-      assert.deepEqual(bytes, pattern(1024, 1024, 1), `NO_ZEROES ${noZeroes}`);
-    } finally {
-      await client.close();
-    }
+    await using client = await NbdClient.connect(server.uri);
+    assert.equal(client.export.negotiation, "export-name");
+    assert.equal(client.export.structuredReplies, false);
+    assert.equal(client.export.size, 2048);
+    const bytes = new Uint8Array(1024);
+    await client.read(1024, bytes);
+    assert.deepEqual(bytes, pattern(1024, 1024, 1), `NO_ZEROES ${noZeroes}`);
   }
 });
 
@@ -153,17 +145,13 @@ Deno.test("a plain newstyle server (no FIXED_NEWSTYLE): only NBD_OPT_EXPORT_NAME
     session.write(reply);
     await serveReads(session, false);
   });
-  const client = await NbdClient.connect(server.uri);
-  try {
-    assert.equal(client.export.negotiation, "newstyle");
-    const bytes = new Uint8Array(512);
-    await client.read(0, bytes);
-    assert.deepEqual(bytes, pattern(0, 512, 1));
-    // The export offers nothing but reads and writes.
-    await assert.rejects(client.flush(), /does not offer NBD_CMD_FLUSH/);
-  } finally {
-    await client.close();
-  }
+  await using client = await NbdClient.connect(server.uri);
+  assert.equal(client.export.negotiation, "newstyle");
+  const bytes = new Uint8Array(512);
+  await client.read(0, bytes);
+  assert.deepEqual(bytes, pattern(0, 512, 1));
+  // The export offers nothing but reads and writes.
+  await assert.rejects(client.flush(), /does not offer NBD_CMD_FLUSH/);
 });
 
 Deno.test("structured replies refused (NBD_REP_ERR_UNSUP): simple replies serve reads", async () => {
@@ -171,15 +159,11 @@ Deno.test("structured replies refused (NBD_REP_ERR_UNSUP): simple replies serve 
     await session.handshake({ size: 1 << 16, structured: false });
     await serveReads(session, false);
   });
-  const client = await NbdClient.connect(server.uri);
-  try {
-    assert.equal(client.export.structuredReplies, false);
-    const bytes = new Uint8Array(32768);
-    await client.read(4096, bytes);
-    assert.deepEqual(bytes, pattern(4096, 32768, 1));
-  } finally {
-    await client.close();
-  }
+  await using client = await NbdClient.connect(server.uri);
+  assert.equal(client.export.structuredReplies, false);
+  const bytes = new Uint8Array(32768);
+  await client.read(4096, bytes);
+  assert.deepEqual(bytes, pattern(4096, 32768, 1));
 });
 
 /** A fixed-newstyle handshake up to NBD_OPT_GO, then `answer` to it. */
@@ -441,21 +425,17 @@ Deno.test("bytes the server sends right after NBD_OPT_GO's ACK are parsed as rep
     await session.closedByClient();
   });
   const lines: string[] = [];
-  const client = await NbdClient.connect(server.uri, {
+  await using client = await NbdClient.connect(server.uri, {
     log: (line) => lines.push(line),
     reconnectDelayMs: 60_000,
     requestTimeoutMs: 200,
   });
-  try {
-    await assert.rejects(
-      client.read(0, new Uint8Array(512)),
-      /read of 512 bytes at 0 failed: ETIMEDOUT \(not sent within 200 ms: no connection to the server\)/,
-    );
-    assert.match(
-      lines[0],
-      /NBD_REPLY_TYPE_NONE chunk for cookie 0x0000000000000000, which is not in flight/,
-    );
-  } finally {
-    await client.close();
-  }
+  await assert.rejects(
+    client.read(0, new Uint8Array(512)),
+    /read of 512 bytes at 0 failed: ETIMEDOUT \(not sent within 200 ms: no connection to the server\)/,
+  );
+  assert.match(
+    lines[0],
+    /NBD_REPLY_TYPE_NONE chunk for cookie 0x0000000000000000, which is not in flight/,
+  );
 });

@@ -193,7 +193,7 @@ async function withGuard(promise: Promise<void>, what: string): Promise<void> {
 /** The two reads each violation test has in flight, and their memory. */
 async function twoReads(server: FakeServer, structured: boolean) {
   const lines: string[] = [];
-  const client = await NbdClient.connect(server.uri, {
+  await using client = await NbdClient.connect(server.uri, {
     structuredReplies: structured,
     reconnectDelayMs: 60_000,
     log: (line) => lines.push(line),
@@ -262,16 +262,12 @@ Deno.test("hostile server: memory outside a refused chunk's range stays untouche
     await session.closedByClient();
   });
   const client = await NbdClient.connect(server.uri, { reconnectDelayMs: 60_000 });
-  try {
-    const memory = new Uint8Array(4096).fill(0xaa);
-    await assert.rejects(
-      client.read(0, memory.subarray(0, 1024)),
-      /outside NBD_CMD_READ of 1024 bytes at 0/,
-    );
-    assert.ok(memory.every((byte) => byte === 0xaa), "no byte of the refused chunk was written");
-  } finally {
-    await client.close();
-  }
+  const memory = new Uint8Array(4096).fill(0xaa);
+  await assert.rejects(
+    client.read(0, memory.subarray(0, 1024)),
+    /outside NBD_CMD_READ of 1024 bytes at 0/,
+  );
+  assert.ok(memory.every((byte) => byte === 0xaa), "no byte of the refused chunk was written");
 });
 
 Deno.test("hostile server: a disconnect in the middle of a reply fails every request in flight", async () => {
@@ -331,45 +327,41 @@ Deno.test("errors the protocol allows fail only their request; the connection ke
     await session.closedByClient();
   });
   const lines: string[] = [];
-  const client = await NbdClient.connect(server.uri, { log: (line) => lines.push(line) });
-  try {
-    const expectFailure = async (promise: Promise<void>, errno: number, message: RegExp) => {
-      await assert.rejects(promise, (error: unknown) => {
-        assert.ok(error instanceof NbdRequestError);
-        assert.equal(error.errno, errno);
-        assert.match(error.message, message);
-        assert.ok(!error.message.includes("\n"), "the server's message on one line");
-        return true;
-      });
-    };
-    await expectFailure(
-      client.read(0, new Uint8Array(4096)),
-      ERRNO.EIO,
-      /NBD_CMD_READ of 4096 bytes at 0 failed: EIO \(disk on fire really\)/,
-    );
-    await expectFailure(
-      client.read(4096, new Uint8Array(4096)),
-      ERRNO.ENOSPC,
-      /ENOSPC \(no space\)/,
-    );
-    await expectFailure(client.read(0, new Uint8Array(512)), ERRNO.EPERM, /EPERM \(new kind\)/);
-    await expectFailure(client.read(0, new Uint8Array(512)), ERRNO.EINVAL, /EINVAL/);
-    await expectFailure(client.read(0, new Uint8Array(512)), ERRNO.EIO, /EIO/);
-    const bytes = new Uint8Array(4096).fill(0xee);
-    await client.read(8192, bytes);
-    assert.deepEqual(bytes.subarray(0, 2048), pattern(8192, 2048, 1));
-    assert.ok(bytes.subarray(2048).every((byte) => byte === 0), "the hole reads as zeros");
-    await expectFailure(
-      client.write(0, new Uint8Array(1024)),
-      ERRNO.ENOSPC,
-      /NBD_CMD_WRITE of 1024 bytes at 0 failed: ENOSPC/,
-    );
-    assert.equal(client.connected, true);
-    assert.equal(client.reconnects, 0);
-    assert.deepEqual(lines, []);
-  } finally {
-    await client.close();
-  }
+  await using client = await NbdClient.connect(server.uri, { log: (line) => lines.push(line) });
+  const expectFailure = async (promise: Promise<void>, errno: number, message: RegExp) => {
+    await assert.rejects(promise, (error: unknown) => {
+      assert.ok(error instanceof NbdRequestError);
+      assert.equal(error.errno, errno);
+      assert.match(error.message, message);
+      assert.ok(!error.message.includes("\n"), "the server's message on one line");
+      return true;
+    });
+  };
+  await expectFailure(
+    client.read(0, new Uint8Array(4096)),
+    ERRNO.EIO,
+    /NBD_CMD_READ of 4096 bytes at 0 failed: EIO \(disk on fire really\)/,
+  );
+  await expectFailure(
+    client.read(4096, new Uint8Array(4096)),
+    ERRNO.ENOSPC,
+    /ENOSPC \(no space\)/,
+  );
+  await expectFailure(client.read(0, new Uint8Array(512)), ERRNO.EPERM, /EPERM \(new kind\)/);
+  await expectFailure(client.read(0, new Uint8Array(512)), ERRNO.EINVAL, /EINVAL/);
+  await expectFailure(client.read(0, new Uint8Array(512)), ERRNO.EIO, /EIO/);
+  const bytes = new Uint8Array(4096).fill(0xee);
+  await client.read(8192, bytes);
+  assert.deepEqual(bytes.subarray(0, 2048), pattern(8192, 2048, 1));
+  assert.ok(bytes.subarray(2048).every((byte) => byte === 0), "the hole reads as zeros");
+  await expectFailure(
+    client.write(0, new Uint8Array(1024)),
+    ERRNO.ENOSPC,
+    /NBD_CMD_WRITE of 1024 bytes at 0 failed: ENOSPC/,
+  );
+  assert.equal(client.connected, true);
+  assert.equal(client.reconnects, 0);
+  assert.deepEqual(lines, []);
 });
 
 Deno.test("NBD_ESHUTDOWN: no more requests on that connection, DISC once it is idle, then a new connection", async () => {
@@ -399,21 +391,18 @@ Deno.test("NBD_ESHUTDOWN: no more requests on that connection, DISC once it is i
       );
     }
   });
-  const client = await NbdClient.connect(server.uri, { reconnectDelayMs: 10 });
-  try {
-    const first = client.read(0, new Uint8Array(512));
-    const second = client.flush();
-    await assert.rejects(first, (error: unknown) => (error as NbdRequestError).errno === ESHUTDOWN);
-    // Submitted after the ESHUTDOWN: must not go out on the draining connection.
-    const third = new Uint8Array(1024);
-    const later = client.read(1024, third);
-    await second;
-    await later;
-    assert.deepEqual(third, pattern(1024, 1024, 1));
-    assert.deepEqual(seen[0], [Command.DISC]);
-    assert.equal(client.reconnects, 1);
-  } finally {
-    await client.close();
-  }
-  assert.deepEqual(seen[1], [Command.READ, Command.DISC]);
+  await using client = await NbdClient.connect(server.uri, { reconnectDelayMs: 10 });
+  const first = client.read(0, new Uint8Array(512));
+  const second = client.flush();
+  await assert.rejects(first, (error: unknown) => (error as NbdRequestError).errno === ESHUTDOWN);
+  // Submitted after the ESHUTDOWN: must not go out on the draining connection.
+  const third = new Uint8Array(1024);
+  const later = client.read(1024, third);
+  await second;
+  await later;
+  assert.deepEqual(third, pattern(1024, 1024, 1));
+  assert.deepEqual(seen[0], [Command.DISC]);
+  assert.equal(client.reconnects, 1);
+  await client.close();
+  assert.deepEqual(seen[1], [Command.READ, Command.DISC], "the new connection ends with DISC too");
 });

@@ -87,56 +87,45 @@ for (const transport of ["unix", "tcp"] as const) {
     ignore: skip.ignore,
     fn: async () => {
       await using server = await NbdServer.nbdkit(() => ["memory", "16M"], { transport });
-      const client = await NbdClient.connect(server.uri);
-      try {
-        assert.ok(client.export.canMultiConn && client.export.structuredReplies);
-        await client.write(MiB, pattern(MiB, 3 * MiB, 1));
-        const bytes = new Uint8Array(4 * MiB).fill(0xee);
-        await client.read(0, bytes);
-        assert.ok(bytes.subarray(0, MiB).every((byte) => byte === 0), "never written: zeros");
-        assert.deepEqual(bytes.subarray(MiB), pattern(MiB, 3 * MiB, 1));
-      } finally {
-        await client.close();
-      }
+      await using client = await NbdClient.connect(server.uri);
+      assert.ok(client.export.canMultiConn && client.export.structuredReplies);
+      await client.write(MiB, pattern(MiB, 3 * MiB, 1));
+      const bytes = new Uint8Array(4 * MiB).fill(0xee);
+      await client.read(0, bytes);
+      assert.ok(bytes.subarray(0, MiB).every((byte) => byte === 0), "never written: zeros");
+      assert.deepEqual(bytes.subarray(MiB), pattern(MiB, 3 * MiB, 1));
     },
   });
 }
 
-Deno.test({
-  name: "nbdkit --no-sr: simple replies from a real server carry reads and writes",
-  ignore: skip.ignore,
-  fn: async () => {
-    await using server = await NbdServer.nbdkit(() => ["--no-sr", "memory", "8M"]);
-    const client = await NbdClient.connect(server.uri);
-    try {
-      assert.equal(client.export.structuredReplies, false);
+const OLD_SERVERS: [string, string[], (client: NbdClient) => void][] = [
+  [
+    "--no-sr: simple replies carry reads and writes",
+    ["--no-sr"],
+    (client) => assert.equal(client.export.structuredReplies, false),
+  ],
+  [
+    "--mask-handshake=0: a plain newstyle server is served with NBD_OPT_EXPORT_NAME",
+    ["--mask-handshake=0"],
+    (client) => assert.equal(client.export.negotiation, "newstyle"),
+  ],
+];
+
+for (const [name, flags, check] of OLD_SERVERS) {
+  Deno.test({
+    name: `nbdkit ${name}`,
+    ignore: skip.ignore,
+    fn: async () => {
+      await using server = await NbdServer.nbdkit(() => [...flags, "memory", "8M"]);
+      await using client = await NbdClient.connect(server.uri);
+      check(client);
       await client.write(4096, pattern(4096, 2 * MiB, 2));
       const bytes = new Uint8Array(2 * MiB);
       await client.read(4096, bytes);
       assert.deepEqual(bytes, pattern(4096, 2 * MiB, 2));
-    } finally {
-      await client.close();
-    }
-  },
-});
-
-Deno.test({
-  name: "nbdkit --mask-handshake=0: a plain newstyle server is served with NBD_OPT_EXPORT_NAME",
-  ignore: skip.ignore,
-  fn: async () => {
-    await using server = await NbdServer.nbdkit(() => ["--mask-handshake=0", "memory", "1M"]);
-    const client = await NbdClient.connect(server.uri);
-    try {
-      assert.equal(client.export.negotiation, "newstyle");
-      await client.write(0, pattern(0, 64 * KiB, 3));
-      const bytes = new Uint8Array(64 * KiB);
-      await client.read(0, bytes);
-      assert.deepEqual(bytes, pattern(0, 64 * KiB, 3));
-    } finally {
-      await client.close();
-    }
-  },
-});
+    },
+  });
+}
 
 Deno.test({
   name: "nbdkit refusals: an oldstyle server, an export of 1000 bytes",
@@ -174,29 +163,25 @@ Deno.test({
       "blocksize-maximum=65536",
       "blocksize-error-policy=error",
     ]);
-    const client = await NbdClient.connect(server.uri);
-    try {
-      assert.deepEqual(
-        [client.export.minimumBlock, client.export.maximumPayload],
-        [4096, 65536],
-      );
-      await client.write(MiB, pattern(MiB, MiB, 4));
-      const bytes = new Uint8Array(MiB + 8 * KiB);
-      await client.read(MiB - 4 * KiB, bytes);
-      assert.deepEqual(bytes.subarray(4 * KiB, 4 * KiB + MiB), pattern(MiB, MiB, 4));
-      await expectErrno(
-        client.read(512, new Uint8Array(512)),
-        ERRNO.EINVAL,
-        /minimum block size 4096/,
-      );
-      await expectErrno(
-        client.write(4096, new Uint8Array(1024)),
-        ERRNO.EINVAL,
-        /minimum block size 4096/,
-      );
-    } finally {
-      await client.close();
-    }
+    await using client = await NbdClient.connect(server.uri);
+    assert.deepEqual(
+      [client.export.minimumBlock, client.export.maximumPayload],
+      [4096, 65536],
+    );
+    await client.write(MiB, pattern(MiB, MiB, 4));
+    const bytes = new Uint8Array(MiB + 8 * KiB);
+    await client.read(MiB - 4 * KiB, bytes);
+    assert.deepEqual(bytes.subarray(4 * KiB, 4 * KiB + MiB), pattern(MiB, MiB, 4));
+    await expectErrno(
+      client.read(512, new Uint8Array(512)),
+      ERRNO.EINVAL,
+      /minimum block size 4096/,
+    );
+    await expectErrno(
+      client.write(4096, new Uint8Array(1024)),
+      ERRNO.EINVAL,
+      /minimum block size 4096/,
+    );
     const requests = loggedRequests(`${server.dir}/log`);
     // nbdkit's threads log requests as they run them: in offset order for the comparison.
     const writes = requests.filter((r) => r.op === "Write").sort((a, b) => a.offset - b.offset);
@@ -227,33 +212,29 @@ Deno.test({
         "1M",
         `logfile=${dir}/log`,
       ]);
-      const client = await NbdClient.connect(server.uri);
-      try {
-        assert.equal(client.export.canFua, offersFua);
-        await client.write(0, pattern(0, 8 * KiB, 5), { fua: true });
-        // The promise resolved: nbdkit has answered everything it needed.
-        const durable = loggedRequests(`${server.dir}/log`);
-        assert.deepEqual(
-          durable.map((r) => [r.op, r.fua]),
-          offersFua ? [["Write", true]] : [["Write", false], ["Flush", false]],
-          `offers FUA: ${offersFua}`,
-        );
-        assert.ok(
-          readFileSync(`${server.dir}/log`, "utf8").includes(
-            offersFua ? "...Write id=1 return=0" : "...Flush id=2 return=0",
-          ),
-          "answered before the write completed",
-        );
-        await client.write(8 * KiB, pattern(8 * KiB, 8 * KiB, 5));
-        const plain = loggedRequests(`${server.dir}/log`).slice(durable.length);
-        assert.deepEqual(
-          plain.map((r) => [r.op, r.fua]),
-          [["Write", false]],
-          "a plain write: no FUA, no FLUSH",
-        );
-      } finally {
-        await client.close();
-      }
+      await using client = await NbdClient.connect(server.uri);
+      assert.equal(client.export.canFua, offersFua);
+      await client.write(0, pattern(0, 8 * KiB, 5), { fua: true });
+      // The promise resolved: nbdkit has answered everything it needed.
+      const durable = loggedRequests(`${server.dir}/log`);
+      assert.deepEqual(
+        durable.map((r) => [r.op, r.fua]),
+        offersFua ? [["Write", true]] : [["Write", false], ["Flush", false]],
+        `offers FUA: ${offersFua}`,
+      );
+      assert.ok(
+        readFileSync(`${server.dir}/log`, "utf8").includes(
+          offersFua ? "...Write id=1 return=0" : "...Flush id=2 return=0",
+        ),
+        "answered before the write completed",
+      );
+      await client.write(8 * KiB, pattern(8 * KiB, 8 * KiB, 5));
+      const plain = loggedRequests(`${server.dir}/log`).slice(durable.length);
+      assert.deepEqual(
+        plain.map((r) => [r.op, r.fua]),
+        [["Write", false]],
+        "a plain write: no FUA, no FLUSH",
+      );
     }
   },
 });
@@ -275,33 +256,29 @@ Deno.test({
       `error-pwrite-file=${dir}/fail-writes`,
     ]);
     const lines: string[] = [];
-    const client = await NbdClient.connect(server.uri, { log: (line) => lines.push(line) });
-    try {
-      await client.write(0, pattern(0, 64 * KiB, 6));
-      writeFileSync(`${server.dir}/fail-reads`, "");
-      writeFileSync(`${server.dir}/fail-writes`, "");
-      await expectErrno(
-        client.read(0, new Uint8Array(4 * KiB)),
-        ERRNO.EIO,
-        /NBD_CMD_READ of 4096 bytes at 0 failed: EIO/,
-      );
-      await expectErrno(
-        client.write(0, new Uint8Array(4 * KiB)),
-        ERRNO.ENOSPC,
-        /NBD_CMD_WRITE of 4096 bytes at 0 failed: ENOSPC/,
-      );
-      // A split read: one failing part fails the whole read.
-      rmSync(`${server.dir}/fail-writes`);
-      await client.write(64 * KiB, pattern(64 * KiB, 64 * KiB, 6));
-      rmSync(`${server.dir}/fail-reads`);
-      const bytes = new Uint8Array(128 * KiB);
-      await client.read(0, bytes);
-      assert.deepEqual(bytes, pattern(0, 128 * KiB, 6), "the failed write changed nothing");
-      assert.equal(client.reconnects, 0);
-      assert.deepEqual(lines, []);
-    } finally {
-      await client.close();
-    }
+    await using client = await NbdClient.connect(server.uri, { log: (line) => lines.push(line) });
+    await client.write(0, pattern(0, 64 * KiB, 6));
+    writeFileSync(`${server.dir}/fail-reads`, "");
+    writeFileSync(`${server.dir}/fail-writes`, "");
+    await expectErrno(
+      client.read(0, new Uint8Array(4 * KiB)),
+      ERRNO.EIO,
+      /NBD_CMD_READ of 4096 bytes at 0 failed: EIO/,
+    );
+    await expectErrno(
+      client.write(0, new Uint8Array(4 * KiB)),
+      ERRNO.ENOSPC,
+      /NBD_CMD_WRITE of 4096 bytes at 0 failed: ENOSPC/,
+    );
+    // A split read: one failing part fails the whole read.
+    rmSync(`${server.dir}/fail-writes`);
+    await client.write(64 * KiB, pattern(64 * KiB, 64 * KiB, 6));
+    rmSync(`${server.dir}/fail-reads`);
+    const bytes = new Uint8Array(128 * KiB);
+    await client.read(0, bytes);
+    assert.deepEqual(bytes, pattern(0, 128 * KiB, 6), "the failed write changed nothing");
+    assert.equal(client.reconnects, 0);
+    assert.deepEqual(lines, []);
   },
 });
 
@@ -314,31 +291,27 @@ Deno.test({
       () => ["--filter=delay", "memory", "1M", "delay-read=3"],
     );
     const lines: string[] = [];
-    const client = await NbdClient.connect(server.uri, {
+    await using client = await NbdClient.connect(server.uri, {
       requestTimeoutMs: 300,
       reconnectDelayMs: 10,
       log: (line) => lines.push(line),
     });
-    try {
-      const write = client.write(0, pattern(0, 4 * KiB, 7));
-      const read = client.read(0, new Uint8Array(4 * KiB));
-      await write;
-      await expectErrno(
-        read,
-        ERRNO.ETIMEDOUT,
-        /no reply to NBD_CMD_READ of 4096 bytes at 0 within 300 ms/,
-      );
-      // Writes are not delayed: served on the next connection.
-      await eventually(() => client.write(4 * KiB, pattern(4 * KiB, 4 * KiB, 7)));
-      assert.equal(client.reconnects, 1);
-      assert.match(
-        lines[0],
-        /no reply to NBD_CMD_READ of 4096 bytes at 0 within 300 ms; reconnecting/,
-      );
-      assert.match(lines[1], /reconnected/);
-    } finally {
-      await client.close();
-    }
+    const write = client.write(0, pattern(0, 4 * KiB, 7));
+    const read = client.read(0, new Uint8Array(4 * KiB));
+    await write;
+    await expectErrno(
+      read,
+      ERRNO.ETIMEDOUT,
+      /no reply to NBD_CMD_READ of 4096 bytes at 0 within 300 ms/,
+    );
+    // Writes are not delayed: served on the next connection.
+    await eventually(() => client.write(4 * KiB, pattern(4 * KiB, 4 * KiB, 7)));
+    assert.equal(client.reconnects, 1);
+    assert.match(
+      lines[0],
+      /no reply to NBD_CMD_READ of 4096 bytes at 0 within 300 ms; reconnecting/,
+    );
+    assert.match(lines[1], /reconnected/);
   },
 });
 
@@ -370,30 +343,26 @@ Deno.test({
     ]);
     const control = `${server.dir}/control.sock`;
     const lines: string[] = [];
-    const client = await NbdClient.connect(server.uri, {
+    await using client = await NbdClient.connect(server.uri, {
       requestTimeoutMs: 300,
       reconnectDelayMs: 10,
       log: (line) => lines.push(line),
     });
-    try {
-      await client.write(0, pattern(0, 8 * KiB, 8));
-      await pauseControl(control, "p");
-      const stuck = [
-        client.read(0, new Uint8Array(4 * KiB)),
-        client.read(4 * KiB, new Uint8Array(4 * KiB)),
-      ];
-      for (const read of stuck) await expectErrno(read, ERRNO.ETIMEDOUT, /within 300 ms/);
-      await pauseControl(control, "r");
-      const bytes = new Uint8Array(8 * KiB);
-      await eventually(() => client.read(0, bytes)).catch((error) => {
-        throw new Error(`${(error as Error).message}; nbdkit: ${server.state}`, { cause: error });
-      });
-      assert.deepEqual(bytes, pattern(0, 8 * KiB, 8));
-      assert.ok(client.reconnects >= 1);
-      assert.match(lines[0], /no reply to NBD_CMD_READ of 4096 bytes at 0 within 300 ms/);
-    } finally {
-      await client.close();
-    }
+    await client.write(0, pattern(0, 8 * KiB, 8));
+    await pauseControl(control, "p");
+    const stuck = [
+      client.read(0, new Uint8Array(4 * KiB)),
+      client.read(4 * KiB, new Uint8Array(4 * KiB)),
+    ];
+    for (const read of stuck) await expectErrno(read, ERRNO.ETIMEDOUT, /within 300 ms/);
+    await pauseControl(control, "r");
+    const bytes = new Uint8Array(8 * KiB);
+    await eventually(() => client.read(0, bytes)).catch((error) => {
+      throw new Error(`${(error as Error).message}; nbdkit: ${server.state}`, { cause: error });
+    });
+    assert.deepEqual(bytes, pattern(0, 8 * KiB, 8));
+    assert.ok(client.reconnects >= 1);
+    assert.match(lines[0], /no reply to NBD_CMD_READ of 4096 bytes at 0 within 300 ms/);
   },
 });
 

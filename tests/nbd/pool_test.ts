@@ -31,29 +31,25 @@ Deno.test({
     await using server = await NbdServer.nbdkit((
       dir,
     ) => ["--filter=log", "memory", "4M", `logfile=${dir}/log`]);
-    const pool = await NbdPool.open(server.uri, 4);
-    try {
-      assert.equal(pool.clients.length, 4);
-      assert.ok(pool.export.canMultiConn);
-      assert.deepEqual(
-        connections(`${server.dir}/log`),
-        new Set([1, 2, 3, 4]),
-        "the server saw four",
-      );
-      // Each thread its own connection: write on one, flush on another, read on a third.
-      await Promise.all(
-        [0, 1, 2, 3].map((i) =>
-          pool.client(i).write(i * 64 * KiB, pattern(i * 64 * KiB, 64 * KiB, 1))
-        ),
-      );
-      await pool.client(1).flush();
-      const bytes = new Uint8Array(256 * KiB);
-      await pool.client(2).read(0, bytes);
-      assert.deepEqual(bytes, pattern(0, 256 * KiB, 1));
-      assert.equal(pool.client(5), pool.clients[1], "threads beyond the connections share them");
-    } finally {
-      await pool.close();
-    }
+    await using pool = await NbdPool.open(server.uri, 4);
+    assert.equal(pool.clients.length, 4);
+    assert.ok(pool.export.canMultiConn);
+    assert.deepEqual(
+      connections(`${server.dir}/log`),
+      new Set([1, 2, 3, 4]),
+      "the server saw four",
+    );
+    // Each thread its own connection: write on one, flush on another, read on a third.
+    await Promise.all(
+      [0, 1, 2, 3].map((i) =>
+        pool.client(i).write(i * 64 * KiB, pattern(i * 64 * KiB, 64 * KiB, 1))
+      ),
+    );
+    await pool.client(1).flush();
+    const bytes = new Uint8Array(256 * KiB);
+    await pool.client(2).read(0, bytes);
+    assert.deepEqual(bytes, pattern(0, 256 * KiB, 1));
+    assert.equal(pool.client(5), pool.clients[1], "threads beyond the connections share them");
     const log = readFileSync(`${server.dir}/log`, "utf8");
     for (const connection of [1, 2, 3, 4]) {
       assert.match(
@@ -73,16 +69,12 @@ Deno.test({
       writeFileSync(`${dir}/disk.img`, new Uint8Array(1 << 20));
       return `${dir}/disk.img`;
     }, { shared: 1 });
-    const pool = await NbdPool.open(server.uri, 4);
-    try {
-      assert.equal(pool.export.canMultiConn, false);
-      assert.equal(pool.clients.length, 1);
-      assert.equal(connectionCount(pool.export, 4), 1);
-      assert.equal(pool.client(3), pool.clients[0]);
-      await pool.client(3).write(0, pattern(0, 4 * KiB, 2));
-    } finally {
-      await pool.close();
-    }
+    await using pool = await NbdPool.open(server.uri, 4);
+    assert.equal(pool.export.canMultiConn, false);
+    assert.equal(pool.clients.length, 1);
+    assert.equal(connectionCount(pool.export, 4), 1);
+    assert.equal(pool.client(3), pool.clients[0]);
+    await pool.client(3).write(0, pattern(0, 4 * KiB, 2));
   },
 });
 
@@ -94,19 +86,15 @@ Deno.test({
       writeFileSync(`${dir}/disk.img`, pattern(0, 1 << 20, 3));
       return `${dir}/disk.img`;
     }, { args: ["-r"] });
-    const pool = await NbdPool.open(server.uri, 3);
-    try {
-      assert.ok(pool.export.canMultiConn && pool.export.readOnly);
-      assert.equal(pool.clients.length, 3);
-      const reads = pool.clients.map(async (client, i) => {
-        const bytes = new Uint8Array(4 * KiB);
-        await client.read(i * 4 * KiB, bytes);
-        assert.deepEqual(bytes, pattern(i * 4 * KiB, 4 * KiB, 3));
-      });
-      await Promise.all(reads);
-    } finally {
-      await pool.close();
-    }
+    await using pool = await NbdPool.open(server.uri, 3);
+    assert.ok(pool.export.canMultiConn && pool.export.readOnly);
+    assert.equal(pool.clients.length, 3);
+    const reads = pool.clients.map(async (client, i) => {
+      const bytes = new Uint8Array(4 * KiB);
+      await client.read(i * 4 * KiB, bytes);
+      assert.deepEqual(bytes, pattern(i * 4 * KiB, 4 * KiB, 3));
+    });
+    await Promise.all(reads);
   },
 });
 

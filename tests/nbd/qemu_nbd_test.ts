@@ -41,46 +41,42 @@ for (const transport of ["unix", "tcp"] as const) {
     ignore: skip.ignore,
     fn: async () => {
       await using server = await NbdServer.qemuNbd(patternImage(16 * MiB, 1), { transport });
-      const client = await NbdClient.connect(server.uri);
-      try {
-        const info = client.export;
-        assert.equal(info.size, 16 * MiB);
-        assert.equal(info.name, "disk");
-        assert.equal(info.negotiation, "go");
-        assert.ok(info.structuredReplies, "qemu-nbd agrees to structured replies");
-        assert.ok(info.blockSizeAdvertised, "qemu-nbd answers NBD_INFO_BLOCK_SIZE");
-        assert.ok(
-          !info.readOnly && info.canFlush && info.canFua && info.canTrim && info.canWriteZeroes,
-        );
-        for (
-          const [offset, length] of [[0, 512], [4096, 4096], [1000 * 512, 65536], [
-            16 * MiB - 512,
-            512,
-          ], [0, 16 * MiB]]
-        ) {
-          const bytes = new Uint8Array(length);
-          await client.read(offset, bytes);
-          assertSame(bytes, pattern(offset, length, 1), `read of ${length} at ${offset}`);
-        }
-        await client.write(8192, pattern(8192, MiB, 2));
-        await client.write(12 * MiB, pattern(12 * MiB, 4096, 3), { fua: true });
-        await client.flush();
-        const file = readFileSync(`${server.dir}/disk.img`);
-        assertSame(file.subarray(8192, 8192 + MiB), pattern(8192, MiB, 2), "written range");
-        assertSame(
-          file.subarray(12 * MiB, 12 * MiB + 4096),
-          pattern(12 * MiB, 4096, 3),
-          "FUA write",
-        );
-        assertSame(file.subarray(0, 8192), pattern(0, 8192, 1), "bytes before the write");
-        assertSame(
-          file.subarray(8192 + MiB, 12 * MiB),
-          pattern(8192 + MiB, 12 * MiB - 8192 - MiB, 1),
-          "bytes after",
-        );
-      } finally {
-        await client.close();
+      await using client = await NbdClient.connect(server.uri);
+      const info = client.export;
+      assert.equal(info.size, 16 * MiB);
+      assert.equal(info.name, "disk");
+      assert.equal(info.negotiation, "go");
+      assert.ok(info.structuredReplies, "qemu-nbd agrees to structured replies");
+      assert.ok(info.blockSizeAdvertised, "qemu-nbd answers NBD_INFO_BLOCK_SIZE");
+      assert.ok(
+        !info.readOnly && info.canFlush && info.canFua && info.canTrim && info.canWriteZeroes,
+      );
+      for (
+        const [offset, length] of [[0, 512], [4096, 4096], [1000 * 512, 65536], [
+          16 * MiB - 512,
+          512,
+        ], [0, 16 * MiB]]
+      ) {
+        const bytes = new Uint8Array(length);
+        await client.read(offset, bytes);
+        assertSame(bytes, pattern(offset, length, 1), `read of ${length} at ${offset}`);
       }
+      await client.write(8192, pattern(8192, MiB, 2));
+      await client.write(12 * MiB, pattern(12 * MiB, 4096, 3), { fua: true });
+      await client.flush();
+      const file = readFileSync(`${server.dir}/disk.img`);
+      assertSame(file.subarray(8192, 8192 + MiB), pattern(8192, MiB, 2), "written range");
+      assertSame(
+        file.subarray(12 * MiB, 12 * MiB + 4096),
+        pattern(12 * MiB, 4096, 3),
+        "FUA write",
+      );
+      assertSame(file.subarray(0, 8192), pattern(0, 8192, 1), "bytes before the write");
+      assertSame(
+        file.subarray(8192 + MiB, 12 * MiB),
+        pattern(8192 + MiB, 12 * MiB - 8192 - MiB, 1),
+        "bytes after",
+      );
     },
   });
 }
@@ -95,79 +91,75 @@ Deno.test({
     const count = 64;
     let allDone!: () => void;
     const done = new Promise<void>((resolve) => (allDone = resolve));
-    const client = await NbdClient.connect(server.uri, {
+    await using client = await NbdClient.connect(server.uri, {
       onComplete: (token, result) => {
         assert.ok(!results.has(token), `token ${token} completed twice`);
         results.set(token, result);
         if (results.size === count) allDone();
       },
     });
-    try {
-      // One shared buffer, as guest memory is: each request scatters into
-      // two pieces of it, apart, so a misplaced byte shows.
-      const memory = new Uint8Array(new SharedArrayBuffer(count * 3 * 8192));
-      const requests: { offset: number; length: number; at: number }[] = [];
-      for (let token = 0; token < count; token++) {
-        const length = 4096 * (1 + (token % 3));
-        const offset = ((token * 7919) % 2000) * 4096;
-        const at = token * 3 * 8192;
-        const half = length / 2;
-        const vector: ByteVector = {
-          count: 2,
-          regions: [{ bytes: memory }, { bytes: memory }],
-          offsets: [at, at + 2 * 8192],
-          lengths: [half, half],
-        };
-        requests.push({ offset, length, at });
-        client.submit({ op: NbdOp.READ, offset, length, vector }, token);
-      }
-      assert.equal(client.inFlight, count);
-      await done;
-      for (const [token, { offset, length, at }] of requests.entries()) {
-        assert.equal(results.get(token), 0, `token ${token}`);
-        const half = length / 2;
-        assertSame(
-          memory.subarray(at, at + half),
-          pattern(offset, half, 4),
-          `token ${token}, first piece`,
-        );
-        assertSame(
-          memory.subarray(at + 2 * 8192, at + 2 * 8192 + half),
-          pattern(offset + half, half, 4),
-          `token ${token}, second piece`,
-        );
-      }
-      assert.equal(client.inFlight, 0);
+    // One shared buffer, as guest memory is: each request scatters into
+    // two pieces of it, apart, so a misplaced byte shows.
+    const memory = new Uint8Array(new SharedArrayBuffer(count * 3 * 8192));
+    const requests: { offset: number; length: number; at: number }[] = [];
+    for (let token = 0; token < count; token++) {
+      const length = 4096 * (1 + (token % 3));
+      const offset = ((token * 7919) % 2000) * 4096;
+      const at = token * 3 * 8192;
+      const half = length / 2;
+      const vector: ByteVector = {
+        count: 2,
+        regions: [{ bytes: memory }, { bytes: memory }],
+        offsets: [at, at + 2 * 8192],
+        lengths: [half, half],
+      };
+      requests.push({ offset, length, at });
+      client.submit({ op: NbdOp.READ, offset, length, vector }, token);
+    }
+    assert.equal(client.inFlight, count);
+    await done;
+    for (const [token, { offset, length, at }] of requests.entries()) {
+      assert.equal(results.get(token), 0, `token ${token}`);
+      const half = length / 2;
+      assertSame(
+        memory.subarray(at, at + half),
+        pattern(offset, half, 4),
+        `token ${token}, first piece`,
+      );
+      assertSame(
+        memory.subarray(at + 2 * 8192, at + 2 * 8192 + half),
+        pattern(offset + half, half, 4),
+        `token ${token}, second piece`,
+      );
+    }
+    assert.equal(client.inFlight, 0);
 
-      // And writes from shared memory, gathered from two pieces each.
-      results.clear();
-      const written = new Promise<void>((resolve) => (allDone = resolve));
-      for (const [token, { at, length }] of requests.entries()) {
-        const half = length / 2;
-        const offset = 4 * 1024 * 1024 + token * 12288;
-        memory.set(pattern(offset, half, 12), at);
-        memory.set(pattern(offset + half, half, 12), at + 2 * 8192);
-        const vector: ByteVector = {
-          count: 2,
-          regions: [{ bytes: memory }, { bytes: memory }],
-          offsets: [at, at + 2 * 8192],
-          lengths: [half, half],
-        };
-        client.submit({ op: NbdOp.WRITE, offset, length, vector }, token);
-      }
-      await written;
-      const file = readFileSync(`${server.dir}/disk.img`);
-      for (const [token, { length }] of requests.entries()) {
-        assert.equal(results.get(token), 0, `write ${token}`);
-        const offset = 4 * 1024 * 1024 + token * 12288;
-        assertSame(
-          file.subarray(offset, offset + length),
-          pattern(offset, length, 12),
-          `write ${token}`,
-        );
-      }
-    } finally {
-      await client.close();
+    // And writes from shared memory, gathered from two pieces each.
+    results.clear();
+    const written = new Promise<void>((resolve) => (allDone = resolve));
+    for (const [token, { at, length }] of requests.entries()) {
+      const half = length / 2;
+      const offset = 4 * 1024 * 1024 + token * 12288;
+      memory.set(pattern(offset, half, 12), at);
+      memory.set(pattern(offset + half, half, 12), at + 2 * 8192);
+      const vector: ByteVector = {
+        count: 2,
+        regions: [{ bytes: memory }, { bytes: memory }],
+        offsets: [at, at + 2 * 8192],
+        lengths: [half, half],
+      };
+      client.submit({ op: NbdOp.WRITE, offset, length, vector }, token);
+    }
+    await written;
+    const file = readFileSync(`${server.dir}/disk.img`);
+    for (const [token, { length }] of requests.entries()) {
+      assert.equal(results.get(token), 0, `write ${token}`);
+      const offset = 4 * 1024 * 1024 + token * 12288;
+      assertSame(
+        file.subarray(offset, offset + length),
+        pattern(offset, length, 12),
+        `write ${token}`,
+      );
     }
   },
 });
@@ -178,17 +170,13 @@ Deno.test({
   ignore: skip.ignore,
   fn: async () => {
     await using server = await NbdServer.qemuNbd(patternImage(40 * MiB, 5));
-    const client = await NbdClient.connect(server.uri);
-    try {
-      assert.equal(client.export.maximumPayload, 32 * MiB);
-      const bytes = new Uint8Array(40 * MiB);
-      await client.read(0, bytes);
-      assertSame(bytes, pattern(0, 40 * MiB, 5), "40 MiB read");
-      await client.write(0, pattern(0, 40 * MiB, 6));
-      assertSame(readFileSync(`${server.dir}/disk.img`), pattern(0, 40 * MiB, 6), "40 MiB write");
-    } finally {
-      await client.close();
-    }
+    await using client = await NbdClient.connect(server.uri);
+    assert.equal(client.export.maximumPayload, 32 * MiB);
+    const bytes = new Uint8Array(40 * MiB);
+    await client.read(0, bytes);
+    assertSame(bytes, pattern(0, 40 * MiB, 5), "40 MiB read");
+    await client.write(0, pattern(0, 40 * MiB, 6));
+    assertSame(readFileSync(`${server.dir}/disk.img`), pattern(0, 40 * MiB, 6), "40 MiB write");
   },
 });
 
@@ -214,31 +202,27 @@ Deno.test({
       ]);
       return `${dir}/disk.qcow2`;
     }, { format: "qcow2" });
-    const client = await NbdClient.connect(server.uri);
-    try {
-      assert.equal(client.export.size, 8 * MiB);
-      // Memory that is not zero: holes must be written as zeros, not skipped.
-      const bytes = new Uint8Array(8 * MiB).fill(0xee);
-      await client.read(0, bytes);
-      assertSame(bytes, raw, "qcow2 read as raw");
+    await using client = await NbdClient.connect(server.uri);
+    assert.equal(client.export.size, 8 * MiB);
+    // Memory that is not zero: holes must be written as zeros, not skipped.
+    const bytes = new Uint8Array(8 * MiB).fill(0xee);
+    await client.read(0, bytes);
+    assertSame(bytes, raw, "qcow2 read as raw");
 
-      // Written through the client, read back by qemu-img from the export.
-      await client.write(2 * MiB, pattern(2 * MiB, MiB, 8));
-      await client.flush();
-      raw.set(pattern(2 * MiB, MiB, 8), 2 * MiB);
-      execFileSync("qemu-img", [
-        "convert",
-        "-f",
-        "raw",
-        "-O",
-        "raw",
-        server.uri,
-        `${server.dir}/out.raw`,
-      ]);
-      assertSame(readFileSync(`${server.dir}/out.raw`), raw, "qemu-img convert of the export");
-    } finally {
-      await client.close();
-    }
+    // Written through the client, read back by qemu-img from the export.
+    await client.write(2 * MiB, pattern(2 * MiB, MiB, 8));
+    await client.flush();
+    raw.set(pattern(2 * MiB, MiB, 8), 2 * MiB);
+    execFileSync("qemu-img", [
+      "convert",
+      "-f",
+      "raw",
+      "-O",
+      "raw",
+      server.uri,
+      `${server.dir}/out.raw`,
+    ]);
+    assertSame(readFileSync(`${server.dir}/out.raw`), raw, "qemu-img convert of the export");
   },
 });
 
@@ -252,46 +236,42 @@ Deno.test({
     });
     const image = `${server.dir}/disk.img`;
     const blocks = () => statSync(image).blocks;
-    const client = await NbdClient.connect(server.uri);
-    try {
-      const full = blocks();
-      assert.ok(full >= (8 * MiB) / 512, "the image starts fully allocated");
+    await using client = await NbdClient.connect(server.uri);
+    const full = blocks();
+    assert.ok(full >= (8 * MiB) / 512, "the image starts fully allocated");
 
-      await client.writeZeroes(0, 2 * MiB, { noHole: true });
-      await client.flush();
-      assert.equal(blocks(), full, "NO_HOLE kept every block");
+    await client.writeZeroes(0, 2 * MiB, { noHole: true });
+    await client.flush();
+    assert.equal(blocks(), full, "NO_HOLE kept every block");
 
-      await client.writeZeroes(2 * MiB, 2 * MiB);
-      await client.flush();
-      assert.ok(
-        blocks() <= full - (2 * MiB) / 512,
-        `WRITE_ZEROES punched 2 MiB (${full} → ${blocks()})`,
-      );
+    await client.writeZeroes(2 * MiB, 2 * MiB);
+    await client.flush();
+    assert.ok(
+      blocks() <= full - (2 * MiB) / 512,
+      `WRITE_ZEROES punched 2 MiB (${full} → ${blocks()})`,
+    );
 
-      const beforeTrim = blocks();
-      await client.trim(6 * MiB, MiB);
-      await client.flush();
-      assert.ok(
-        blocks() <= beforeTrim - MiB / 512,
-        `TRIM punched 1 MiB (${beforeTrim} → ${blocks()})`,
-      );
+    const beforeTrim = blocks();
+    await client.trim(6 * MiB, MiB);
+    await client.flush();
+    assert.ok(
+      blocks() <= beforeTrim - MiB / 512,
+      `TRIM punched 1 MiB (${beforeTrim} → ${blocks()})`,
+    );
 
-      const bytes = new Uint8Array(8 * MiB).fill(0xee);
-      await client.read(0, bytes);
-      assertSame(
-        bytes.subarray(0, 4 * MiB),
-        new Uint8Array(4 * MiB),
-        "zeroed ranges read as zeros",
-      );
-      assertSame(
-        bytes.subarray(4 * MiB, 6 * MiB),
-        pattern(4 * MiB, 2 * MiB, 9),
-        "bytes between kept",
-      );
-      assertSame(bytes.subarray(7 * MiB), pattern(7 * MiB, MiB, 9), "bytes after the trim kept");
-    } finally {
-      await client.close();
-    }
+    const bytes = new Uint8Array(8 * MiB).fill(0xee);
+    await client.read(0, bytes);
+    assertSame(
+      bytes.subarray(0, 4 * MiB),
+      new Uint8Array(4 * MiB),
+      "zeroed ranges read as zeros",
+    );
+    assertSame(
+      bytes.subarray(4 * MiB, 6 * MiB),
+      pattern(4 * MiB, 2 * MiB, 9),
+      "bytes between kept",
+    );
+    assertSame(bytes.subarray(7 * MiB), pattern(7 * MiB, MiB, 9), "bytes after the trim kept");
   },
 });
 
@@ -301,33 +281,29 @@ Deno.test({
   ignore: skip.ignore,
   fn: async () => {
     await using server = await NbdServer.qemuNbd(patternImage(MiB, 10), { args: ["-r"] });
-    const client = await NbdClient.connect(server.uri);
-    try {
-      assert.ok(client.export.readOnly);
-      const attempts = [
-        client.write(0, new Uint8Array(512)),
-        client.trim(0, 512),
-        client.writeZeroes(0, 512),
-      ];
-      for (const attempt of attempts) {
-        await assert.rejects(attempt, (error: unknown) => {
-          assert.ok(error instanceof NbdRequestError);
-          assert.equal(error.errno, ERRNO.EROFS);
-          assert.match(error.message, /the export is read-only/);
-          return true;
-        });
-      }
-      const bytes = new Uint8Array(MiB);
-      await client.read(0, bytes);
-      assertSame(bytes, pattern(0, MiB, 10), "read-only export still reads");
-      assertSame(
-        readFileSync(`${server.dir}/disk.img`),
-        pattern(0, MiB, 10),
-        "nothing was written",
-      );
-    } finally {
-      await client.close();
+    await using client = await NbdClient.connect(server.uri);
+    assert.ok(client.export.readOnly);
+    const attempts = [
+      client.write(0, new Uint8Array(512)),
+      client.trim(0, 512),
+      client.writeZeroes(0, 512),
+    ];
+    for (const attempt of attempts) {
+      await assert.rejects(attempt, (error: unknown) => {
+        assert.ok(error instanceof NbdRequestError);
+        assert.equal(error.errno, ERRNO.EROFS);
+        assert.match(error.message, /the export is read-only/);
+        return true;
+      });
     }
+    const bytes = new Uint8Array(MiB);
+    await client.read(0, bytes);
+    assertSame(bytes, pattern(0, MiB, 10), "read-only export still reads");
+    assertSame(
+      readFileSync(`${server.dir}/disk.img`),
+      pattern(0, MiB, 10),
+      "nothing was written",
+    );
   },
 });
 
