@@ -47,6 +47,7 @@ import { type NbdAddress, parseNbdUri } from "./uri.ts";
 
 /** One request, as {@linkcode NbdClient.submit} receives it (the caller's record, reusable at once). */
 export interface NbdRequest {
+  /** What to do. */
   op: NbdOpCode;
   /** Export byte offset (0 for FLUSH). */
   offset: number;

@@ -38,7 +38,7 @@ export const ClientErrno = {
 } as const;
 
 /** ESHUTDOWN: the server is shutting down (an NBD error value; not in the general errno table). */
-export const ESHUTDOWN = NbdErrno.ESHUTDOWN;
+export const ESHUTDOWN: number = NbdErrno.ESHUTDOWN;
 
 const SERVER_ERRNO = new Set<number>(Object.values(NbdErrno));
 
@@ -63,7 +63,11 @@ export class NbdRequestError extends VirtioBlkError {
    * @param errno the positive errno (`errnoOf` reads it)
    * @param message one line: the request, the errno, and the server's or client's reason
    */
-  constructor(readonly errno: number, message: string) {
+  constructor(
+    /** The positive errno: a completion callback's result is its negation. */
+    readonly errno: number,
+    message: string,
+  ) {
     super("IO_ERROR", message);
     this.name = "NbdRequestError";
   }

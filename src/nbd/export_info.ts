@@ -60,9 +60,13 @@ export interface NbdExport {
 
 /** The size constraints a server advertised, or the defaults when it did not. */
 export interface BlockSizes {
+  /** Smallest length and alignment of a request. */
   readonly minimumBlock: number;
+  /** Size at which aligned requests are efficient. */
   readonly preferredBlock: number;
+  /** Largest payload of one request. */
   readonly maximumPayload: number;
+  /** The server stated these (NBD_INFO_BLOCK_SIZE); false: the defaults. */
   readonly blockSizeAdvertised: boolean;
 }
 

@@ -47,7 +47,7 @@ import type { NbdAddress } from "./uri.ts";
 import { encodeInfoRequest, encodeOption, readUint64 } from "./wire.ts";
 
 /** The longest option reply accepted: a string of the longest length the protocol allows, and its fields. */
-export const MAX_OPTION_REPLY = MAX_STRING + 64;
+export const MAX_OPTION_REPLY: number = MAX_STRING + 64;
 
 /** The most NBD_REP_INFO replies accepted for one option (a server that never ends its list is refused). */
 export const MAX_INFO_REPLIES = 64;
@@ -62,7 +62,9 @@ export interface HandshakeOptions {
 
 /** A connection in the transmission phase. */
 export interface Established {
+  /** The connection, its bytes still going to the handshake's reader. */
   readonly channel: Channel;
+  /** The export as negotiated. */
   readonly export: NbdExport;
   /**
    * Takes the bytes the server sent after its last handshake message (the

@@ -45,8 +45,11 @@ export type OperationCallback = (result: number, operation: Operation) => void;
 
 /** A submitted operation. */
 export class Operation {
+  /** What to do. */
   op: NbdOpCode = NbdOp.READ;
+  /** Export byte offset. */
   offset = 0;
+  /** Bytes. */
   length = 0;
   /** Durable before completion (FUA, or write then FLUSH). */
   fua = false;
@@ -56,7 +59,8 @@ export class Operation {
   token = 0;
   /** Its own completion (the promise API); undefined: the client's callback with the token. */
   callback: OperationCallback | undefined;
-  readonly memory = new ScatterList();
+  /** The caller's memory (a copy of its vector's pieces). */
+  readonly memory: ScatterList = new ScatterList();
   /** performance.now() by which it must complete. */
   deadline = 0;
   /** Commands still to finish. */
@@ -89,6 +93,7 @@ export class NbdCommand {
   length = 0;
   /** Where this command's data starts within its operation's memory. */
   memoryAt = 0;
+  /** The operation it is part of (undefined while pooled). */
   operation: Operation | undefined;
   /** 0, or the errno its reply (or the connection) failed it with. */
   errno = 0;
@@ -97,9 +102,9 @@ export class NbdCommand {
   /** Structured reply chunks received so far. */
   chunks = 0;
   /** Bytes of a structured read reply described so far. */
-  readonly coverage = new Coverage();
+  readonly coverage: Coverage = new Coverage();
   /** Slot in the connection's table while in flight (the cookie's low half), else -1. */
-  slot = -1;
+  slot: number = -1;
   /** Next command in the client's send queue. */
   next: NbdCommand | undefined;
 
@@ -116,12 +121,19 @@ export class NbdCommand {
 export class RecordPool<T> {
   readonly #free: T[] = [];
 
+  /**
+   * A pool of records made by `make`.
+   *
+   * @param make makes a record when none is free
+   */
   constructor(readonly make: () => T) {}
 
+  /** A free record, or a new one. */
   take(): T {
     return this.#free.pop() ?? this.make();
   }
 
+  /** Returns `record` for reuse. */
   give(record: T): void {
     this.#free.push(record);
   }

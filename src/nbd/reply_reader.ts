@@ -45,7 +45,7 @@ import { readUint64 } from "./wire.ts";
 export const DIRECT_READ_MIN = 64 * 1024;
 
 /** The longest non-data chunk payload accepted: an error chunk with the longest message. */
-export const MAX_SMALL_PAYLOAD = MAX_STRING + 64;
+export const MAX_SMALL_PAYLOAD: number = MAX_STRING + 64;
 
 /** Bytes of the scratch buffer replies are read into. */
 const SCRATCH_BYTES = 128 * 1024;
@@ -105,6 +105,9 @@ export class ReplyReader implements ByteSink {
   #dataEnd: number = DataEnd.NONE;
 
   /**
+   * A parser for one connection's reply stream.
+   *
+   * @param target the connection the replies belong to
    * @param structured structured replies were agreed (chunks are valid, and
    *   the only valid reply to a read)
    */

@@ -16,9 +16,13 @@
  * and a length.
  */
 export interface ByteVector {
+  /** Pieces in use. */
   readonly count: number;
+  /** Each piece's memory (its `bytes`). */
   readonly regions: ArrayLike<{ readonly bytes: Uint8Array }>;
+  /** Each piece's offset in its bytes. */
   readonly offsets: ArrayLike<number>;
+  /** Each piece's length. */
   readonly lengths: ArrayLike<number>;
 }
 

@@ -26,9 +26,11 @@ export type NbdAddress = NbdTcpAddress | NbdUnixAddress;
 
 /** An export served over TCP. */
 export interface NbdTcpAddress {
+  /** Over TCP. */
   readonly transport: "tcp";
   /** Host name or IP address (an IPv6 address without its brackets). */
   readonly host: string;
+  /** TCP port (10809 unless the URI gave one). */
   readonly port: number;
   /** The export name sent to the server ("" for the default export). */
   readonly exportName: string;
@@ -38,10 +40,13 @@ export interface NbdTcpAddress {
 
 /** An export served on a Unix socket. */
 export interface NbdUnixAddress {
+  /** Over a Unix socket. */
   readonly transport: "unix";
   /** The socket's path. */
   readonly socketPath: string;
+  /** The export name sent to the server ("" for the default export). */
   readonly exportName: string;
+  /** The URI as given, for messages. */
   readonly uri: string;
 }
 
