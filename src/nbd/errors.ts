@@ -59,16 +59,18 @@ export function nbdErrnoName(errno: number): string {
 
 /** A request that failed, for the promise API: `errno` is what a completion callback gets negated. */
 export class NbdRequestError extends VirtioBlkError {
+  /** The positive errno (`errnoOf` reads it): a completion callback's result is its negation. */
+  readonly errno: number;
+
   /**
-   * @param errno the positive errno (`errnoOf` reads it)
+   * An `IO_ERROR` carrying `errno`.
+   *
+   * @param errno the positive errno
    * @param message one line: the request, the errno, and the server's or client's reason
    */
-  constructor(
-    /** The positive errno: a completion callback's result is its negation. */
-    readonly errno: number,
-    message: string,
-  ) {
+  constructor(errno: number, message: string) {
     super("IO_ERROR", message);
+    this.errno = errno;
     this.name = "NbdRequestError";
   }
 }
