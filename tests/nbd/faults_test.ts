@@ -31,7 +31,7 @@ Deno.test({
       return `${dir}/disk.img`;
     }, { transport: "tcp" });
     const lines: string[] = [];
-    await using client = await NbdClient.connect(server.uri, {
+    const client = await NbdClient.connect(server.uri, {
       requestTimeoutMs: 5000,
       reconnectDelayMs: 20,
       maxReconnectDelayMs: 200,
@@ -112,7 +112,7 @@ Deno.test({
       writeFileSync(`${dir}/disk.img`, new Uint8Array(1 << 20));
       return `${dir}/disk.img`;
     });
-    const client = await NbdClient.connect(server.uri, {
+    await using client = await NbdClient.connect(server.uri, {
       requestTimeoutMs: 300,
       reconnectDelayMs: 20,
     });

@@ -193,7 +193,7 @@ async function withGuard(promise: Promise<void>, what: string): Promise<void> {
 /** The two reads each violation test has in flight, and their memory. */
 async function twoReads(server: FakeServer, structured: boolean) {
   const lines: string[] = [];
-  await using client = await NbdClient.connect(server.uri, {
+  const client = await NbdClient.connect(server.uri, {
     structuredReplies: structured,
     reconnectDelayMs: 60_000,
     log: (line) => lines.push(line),
@@ -261,7 +261,7 @@ Deno.test("hostile server: memory outside a refused chunk's range stays untouche
     session.offsetData(first.cookie, 512, new Uint8Array(1024).fill(0x55), true);
     await session.closedByClient();
   });
-  const client = await NbdClient.connect(server.uri, { reconnectDelayMs: 60_000 });
+  await using client = await NbdClient.connect(server.uri, { reconnectDelayMs: 60_000 });
   const memory = new Uint8Array(4096).fill(0xaa);
   await assert.rejects(
     client.read(0, memory.subarray(0, 1024)),
