@@ -42,10 +42,9 @@ export const SYSTEM_TOOLS = {
   "nbdkit": "nbdkit",
   "nbdfuse": "libnbd-bin",
   "fusermount3": "fuse3",
-  // NBD servers the NBD client is tested against (tests/nbd): qemu-nbd
-  // serves raw and qcow2 images, qemu-io writes into images.
+  // The NBD server the NBD client is tested against (tests/nbd) besides
+  // nbdkit: qemu-nbd serves raw and qcow2 images (qemu-img makes them).
   "qemu-nbd": "qemu-utils",
-  "qemu-io": "qemu-utils",
 } as const;
 
 /** A program the tests may need. */
