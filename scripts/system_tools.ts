@@ -42,6 +42,9 @@ export const SYSTEM_TOOLS = {
   "nbdkit": "nbdkit",
   "nbdfuse": "libnbd-bin",
   "fusermount3": "fuse3",
+  // The NBD server the NBD client is tested against (tests/nbd) besides
+  // nbdkit: qemu-nbd serves raw and qcow2 images (qemu-img makes them).
+  "qemu-nbd": "qemu-utils",
 } as const;
 
 /** A program the tests may need. */
