@@ -90,6 +90,7 @@ export {
 
 // I/O queues: how a thread hands I/O to a medium (for drivers of asynchronous media)
 export {
+  type EventLoopIoWaiter,
   IO_SHORT,
   IoOp,
   type IoOpCode,
@@ -97,8 +98,10 @@ export {
   type IoRequest,
   IoVector,
   type IoWaiter,
+  type KernelIoWaiter,
 } from "./src/io/io_queue.ts";
 export { SyncIoQueue } from "./src/io/sync_io_queue.ts";
+export { EventLoopWaiter, eventLoopWaiterFor } from "./src/io/event_loop_waiter.ts";
 export { ERRNO, errnoName } from "./src/io/errno.ts";
 export { type PluginHandle, PluginRegistry } from "./src/runtime/plugins.ts";
 // Wake signals: how threads that sleep in the kernel (io_uring) are woken

@@ -107,7 +107,7 @@ export class DeviceRig {
     const options = [writeback ? "writeback" : "writethru", variant.options].filter((o) =>
       o !== ""
     );
-    const disk = diskConfig(parseSlotSpec(`${SLOT},virtio-blk,${path},${options.join(",")}`));
+    const disk = await diskConfig(parseSlotSpec(`${SLOT},virtio-blk,${path},${options.join(",")}`));
     const vm = await VirtualMachine.create({ disks: [disk] });
     return new DeviceRig(vm, variant, writeback, cores);
   }

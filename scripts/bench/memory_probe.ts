@@ -50,12 +50,12 @@ async function probeHere(
   const threads = iothreads === undefined
     ? undefined
     : new BlockifThreads({ workers: iothreads, segMax: DEFAULT_QUEUE_SIZE - 2 });
-  const configs = Array.from({ length: disks }, (_, i) => {
-    const config = diskConfig(parseSlotSpec(`${9 + i},virtio-blk,${path},ro`));
+  const configs = await Promise.all(Array.from({ length: disks }, async (_, i) => {
+    const config = await diskConfig(parseSlotSpec(`${9 + i},virtio-blk,${path},ro`));
     return threads === undefined
       ? config
       : { ...config, device: { ...config.device, engine: workerEngine({ threads }) } };
-  });
+  }));
   const vm = await VirtualMachine.create({ disks: configs });
   try {
     const idleBytes = settledRss();

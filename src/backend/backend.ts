@@ -90,6 +90,8 @@ export interface ThreadIo {
   readonly wake?: WakeSignalHandle;
   /** The thread's index in its group (which part of `wake` is its own). */
   readonly thread?: number;
+  /** Where the thread reports what the medium tells the user (a lost connection, say). */
+  readonly log?: (message: string) => void;
 }
 
 /** Opens media of one kind on any thread. */

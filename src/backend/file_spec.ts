@@ -28,6 +28,7 @@ import { ioUringUnavailable } from "../io/io_uring/sys.ts";
 import { isReadOnlyDevice, probeDeviceSize, seekDeviceSize } from "./block_device.ts";
 import { errnoName, errorText, openFailure, type OpenPurpose } from "./file_errors.ts";
 import { notRawMessage, readImageFormat } from "./image_format.ts";
+import { rangeBytes } from "./range_window.ts";
 import { validateSectorSize } from "./sector_size.ts";
 
 /** The bytes a device shows must be whole virtio sectors (§5.2.4: capacity counts 512 bytes). */
@@ -195,34 +196,6 @@ function chooseIo(io: FileIo | undefined, direct: boolean): FileIo {
     );
   }
   return io;
-}
-
-/** The byte window `[offset, end)` of a `range=` counted in `logical`-byte blocks. */
-function rangeBytes(
-  range: { readonly start: number; readonly size: number },
-  logical: number,
-): { offset: number; end: number } {
-  const { start, size } = range;
-  for (const [name, value] of [["start", start], ["size", size]] as const) {
-    if (!Number.isSafeInteger(value) || value < 0) {
-      throw new VirtioBlkError(
-        "INVALID_CONFIG",
-        `range ${name} ${value} must be a whole number of ${logical}-byte sectors`,
-      );
-    }
-  }
-  if (size === 0) {
-    throw new VirtioBlkError("INVALID_CONFIG", `range=${start}/0 gives a zero-size device`);
-  }
-  const offset = start * logical;
-  const end = (start + size) * logical;
-  if (!Number.isSafeInteger(end)) {
-    throw new VirtioBlkError(
-      "INVALID_CONFIG",
-      `range=${start}/${size} of ${logical}-byte sectors ends beyond 2^53 bytes`,
-    );
-  }
-  return { offset, end };
 }
 
 /**

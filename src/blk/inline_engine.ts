@@ -7,12 +7,21 @@
  * another thread (a guest in a Worker) are picked up with
  * `Atomics.waitAsync`.
  *
+ * A medium whose operations complete on this thread's event loop (a
+ * network disk: an `"event-loop"` I/O waiter) cannot be waited for inside
+ * `notify`, which would block that loop: there, `notify` starts every
+ * chain of the kick (many in flight at once) and returns, and the engine
+ * completes them as they finish, from its waiter. `settle` awaits them;
+ * the synchronous `quiesce` (a reset through the legacy transport) cannot,
+ * so it abandons them (`IoQueue.abandon`): they fail at once, and none
+ * touches guest memory afterwards.
+ *
  * @module
  */
 
 import type { BlockBackend } from "../backend/backend.ts";
 import { openIoQueue } from "../backend/backend.ts";
-import type { IoQueue } from "../io/io_queue.ts";
+import type { EventLoopIoWaiter, IoQueue } from "../io/io_queue.ts";
 import { RequestPool } from "../blockif/request_pool.ts";
 import { BlockifServer } from "../blockif/server.ts";
 import { SyncIoQueue } from "../io/sync_io_queue.ts";
@@ -51,6 +60,8 @@ export class InlineEngine implements RequestEngine {
     const words = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT * this.#queues.length);
     this.#doorbells = this.#queues.map((_, index) => ({ buffer: words, index }));
     this.#queues.forEach((_, index) => this.#watchDoorbell(index));
+    const waiter = this.#io.waiter;
+    if (waiter?.kind === "event-loop") this.#completeAsTheyFinish(waiter);
   }
 
   doorbell(index: number): DoorbellHandle {
@@ -73,7 +84,8 @@ export class InlineEngine implements RequestEngine {
       do {
         while (server.drain(index, 0, 1) > 0 && !this.#closed) {
           while (server.runOne());
-          // An asynchronous medium (io_uring) finishes later: wait for it here.
+          // io_uring finishes later: wait for it here. A medium that completes
+          // on this thread's event loop is completed by #completeAsTheyFinish.
           while (server.inFlight > 0 && server.sleepOnIo()) server.reap();
         }
       } while (queue.hasAvailable && !this.#closed);
@@ -82,12 +94,22 @@ export class InlineEngine implements RequestEngine {
     }
   }
 
-  quiesce(_index: number): void {
-    // Requests run to completion inside notify(): nothing is ever in flight here.
+  quiesce(index: number): void {
+    // Requests run to completion inside notify(), except on a medium that
+    // completes on this thread's event loop, which this call cannot wait for.
+    if (this.#server.pool.busyFor(0, index) === 0) return;
+    this.#io.abandon?.();
+    this.#server.reap();
   }
 
-  settle(_index: number): Promise<void> {
-    return Promise.resolve();
+  async settle(index: number): Promise<void> {
+    const waiter = this.#io.waiter;
+    if (waiter?.kind !== "event-loop") return;
+    // Bounded: every operation of such a medium completes within its timeout.
+    while (this.#server.pool.busyFor(0, index) > 0 && !this.#closed) {
+      await waiter.completion();
+      this.#complete();
+    }
   }
 
   attachMemory(memory: GuestMemory): Promise<void> {
@@ -95,14 +117,12 @@ export class InlineEngine implements RequestEngine {
     return Promise.resolve();
   }
 
-  close(): Promise<void> {
-    if (!this.#closed) {
-      this.#closed = true;
-      // Wake the doorbell watchers so they see #closed and end.
-      for (const handle of this.#doorbells) new Doorbell(handle).ring();
-      this.#io.close();
-    }
-    return Promise.resolve();
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    // Wake the doorbell watchers so they see #closed and end.
+    for (const handle of this.#doorbells) new Doorbell(handle).ring();
+    await this.#io.close();
   }
 
   #attach(memory: GuestMemory): void {
@@ -123,6 +143,29 @@ export class InlineEngine implements RequestEngine {
       errors: context.errors,
       io: this.#io,
     });
+  }
+
+  /**
+   * For a medium that completes on this thread's event loop: completes
+   * requests as their operations finish, runs what they unblocked, and
+   * takes chains that arrived meanwhile.
+   */
+  async #completeAsTheyFinish(waiter: EventLoopIoWaiter): Promise<void> {
+    while (!this.#closed) {
+      await waiter.completion();
+      if (this.#closed) return;
+      this.#complete();
+      for (let i = 0; i < this.#queues.length; i++) {
+        if (this.#queues[i].hasAvailable) this.notify(i);
+      }
+    }
+  }
+
+  /** Completes what finished, and starts what that made runnable (a blocked overlapping write). */
+  #complete(): void {
+    const server = this.#server;
+    server.reap();
+    if (!this.#running) { while (server.runOne()); }
   }
 
   /** Serves kicks rung on the doorbell by other threads (a guest in a Worker). */

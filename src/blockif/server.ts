@@ -29,6 +29,12 @@
  *   chain is never dropped and never waits for another kick.
  * - A thread leaves its loop when CLOSING is set, or when CONTROL changes:
  *   the engine posted it a message (see `worker.ts`).
+ * - A thread whose I/O queues complete on its event loop (a network disk:
+ *   an `"event-loop"` {@linkcode IoWaiter}) must not block at all: where
+ *   others sleep, its loop returns `"yield"`, and the thread awaits
+ *   {@linkcode BlockifServer.idle} (WAKE through `Atomics.waitAsync`, or a
+ *   completion) on its event loop, then loops again. It never polls:
+ *   spinning would hold up the very loop its completions come from.
  *
  * @module
  */
@@ -142,8 +148,16 @@ export class BlockifServer {
   readonly #devices: (Attached | undefined)[] = [];
   /** Each distinct I/O queue of the attached devices once (several may share one ring). */
   #ioQueues: IoQueue[] = [];
-  /** Where this thread sleeps when its I/O completes in the kernel (one ring per thread). */
+  /**
+   * Where this thread sleeps when its I/O completes asynchronously: in the
+   * kernel (one ring per thread) or on its event loop.
+   */
   #waiter: IoWaiter | undefined;
+  /**
+   * The one `Atomics.waitAsync` on WAKE this thread has pending (see
+   * {@linkcode idle}); cleared once it resolves.
+   */
+  #wakeWait: Promise<void> | undefined;
   readonly #wakeSignal: WakeSignal | undefined;
   #threadIo: ThreadIo | undefined;
   readonly #poll: AdaptivePoll;
@@ -203,10 +217,17 @@ export class BlockifServer {
       segMax: this.#pool.layout.segMax,
       wake: this.#settings.wake,
       thread: this.#settings.thread,
+      log: this.#log,
     };
   }
 
-  /** Serves `device` under `id` (replacing what was attached under it). */
+  /**
+   * Serves `device` under `id` (replacing what was attached under it).
+   *
+   * @throws {RangeError} for a seg_max beyond the pool's, or a medium that
+   *   waits in another way than the media this thread serves (io_uring and
+   *   a network disk cannot share a thread)
+   */
   attach(id: number, device: ServedDevice): void {
     const segMax = device.settings.limits.segMax;
     if (segMax > this.#pool.layout.segMax) {
@@ -214,6 +235,7 @@ export class BlockifServer {
         `a device with seg_max ${segMax} cannot use a pool of ${this.#pool.layout.segMax}`,
       );
     }
+    const previous = this.#devices[id];
     this.#devices[id] = {
       device,
       execution: device.io && {
@@ -230,7 +252,13 @@ export class BlockifServer {
       scratch: new BlkRequest(segMax),
       ioRequest: ioRequestFor(segMax),
     };
-    this.#collectIoQueues();
+    try {
+      this.#collectIoQueues();
+    } catch (error) {
+      this.#devices[id] = previous;
+      this.#collectIoQueues();
+      throw error;
+    }
   }
 
   /** Stops serving device `id`; returns what was attached. */
@@ -383,12 +411,45 @@ export class BlockifServer {
 
   /**
    * Blocks until this thread's I/O finishes or it is woken; returns false at
-   * once when its queues complete inside `submit` (nothing to wait for).
+   * once when its queues complete inside `submit` (nothing to wait for) or
+   * on its event loop (which blocking would stop).
    */
   sleepOnIo(): boolean {
-    if (this.#waiter === undefined) return false;
+    if (this.#waiter?.kind !== "kernel") return false;
     this.#waiter.sleep();
     return true;
+  }
+
+  /**
+   * Where a thread whose I/O completes on its event loop waits after
+   * {@linkcode loop} returned `"yield"`: resolves once WAKE moved from what
+   * the loop last saw (a kick, work queued by another thread, a control
+   * message, closing) or an operation finished. Resolves at once for other
+   * threads.
+   *
+   * One `Atomics.waitAsync` at a time: when a completion wins, the wait on
+   * WAKE stays pending and is awaited again next time instead of adding
+   * another. V8 wakes waiters oldest first, so a stale second wait of this
+   * thread could take a notify meant for a thread that really sleeps.
+   */
+  async idle(): Promise<void> {
+    const waiter = this.#waiter;
+    if (waiter?.kind !== "event-loop") return;
+    const words = this.#words;
+    if (waiter.ready || Atomics.load(words, PoolWord.WAKE) !== this.#seen) return;
+    if (this.#wakeWait === undefined) {
+      const wait = Atomics.waitAsync(words, PoolWord.WAKE, this.#seen);
+      if (!wait.async) return;
+      this.#wakeWait = wait.value.then(() => {
+        this.#wakeWait = undefined;
+      });
+    }
+    Atomics.add(words, PoolWord.IDLE, 1);
+    try {
+      await Promise.race([this.#wakeWait, waiter.completion()]);
+    } finally {
+      Atomics.sub(words, PoolWord.IDLE, 1);
+    }
   }
 
   /**
@@ -396,9 +457,11 @@ export class BlockifServer {
    * when a ring has chains (worker dispatch), otherwise poll for a while
    * (one worker at a time, for an adaptive window) and then sleep on WAKE;
    * until the pool is closing or the engine posted a control message.
-   * Returns `"closing"` or `"control"`.
+   * Returns `"closing"` or `"control"`; or `"yield"` where a thread whose
+   * I/O completes on its event loop would sleep (await {@linkcode idle},
+   * then loop again).
    */
-  loop(): "closing" | "control" {
+  loop(): "closing" | "control" | "yield" {
     const pool = this.#pool;
     const dispatch = this.#settings.dispatch;
     const words = this.#words;
@@ -412,6 +475,10 @@ export class BlockifServer {
       if (this.reap() > 0) continue;
       if (this.runOne()) continue;
       if (dispatch === "worker" && pool.freeCount > 0 && this.#drainAny()) continue;
+      if (this.#waiter?.kind === "event-loop") {
+        this.#seen = seen;
+        return "yield";
+      }
       // Poll only while no other worker runs a request: spinning next to busy
       // workers takes the CPU they need (measured: −33 % at QD32 on 2 cores).
       // A thread whose I/O completes in the kernel polls its ring too, and may
@@ -516,8 +583,18 @@ export class BlockifServer {
   #collectIoQueues(): void {
     const queues = new Set<IoQueue>();
     for (const attached of this.#devices) if (attached?.device.io) queues.add(attached.device.io);
+    const waiters = new Set<IoWaiter>();
+    for (const queue of queues) if (queue.waiter) waiters.add(queue.waiter);
+    // A thread sleeps in one place: its ring, or its event loop.
+    if (waiters.size > 1) {
+      throw new RangeError(
+        `one thread cannot serve media that wait in different ways (${
+          [...waiters].map((waiter) => waiter.kind).join(", ")
+        }): give them threads of their own`,
+      );
+    }
     this.#ioQueues = [...queues];
-    this.#waiter = this.#ioQueues.find((queue) => queue.waiter)?.waiter;
+    this.#waiter = waiters.values().next().value;
   }
 
   #anyAvailable(): boolean {

@@ -10,6 +10,12 @@
  * re-enters the loop once it has handled every message posted so far.
  * Messages are handled one after another, in order.
  *
+ * A thread whose media complete on its event loop (a network disk) leaves
+ * the loop also when it has nothing runnable (`"yield"`): it awaits
+ * `server.idle()` (a kick, a control message, or a completion), so its
+ * event loop delivers replies, fires timers and reads messages meanwhile.
+ * A message read then is handled at once: the loop is between passes.
+ *
  * @module
  */
 
@@ -73,7 +79,7 @@ async function receive(message: WorkerInit | ControlMessage): Promise<void> {
     server!.handledControl(handled);
     post({ type: "done", index, control: handled, error });
   }
-  run();
+  void run();
 }
 
 function control(message: ControlMessage): void {
@@ -81,9 +87,15 @@ function control(message: ControlMessage): void {
   switch (message.type) {
     case "attach": {
       const device = openServedDevice(message.handles, current.threadIo);
+      const previous = current.device(message.device);
+      try {
+        current.attach(message.device, device);
+      } catch (error) {
+        void close(device);
+        throw error;
+      }
+      void close(previous);
       handles.set(message.device, message.handles);
-      close(current.detach(message.device));
-      current.attach(message.device, device);
       return;
     }
     case "memory": {
@@ -95,28 +107,34 @@ function control(message: ControlMessage): void {
     }
     case "detach":
       handles.delete(message.device);
-      close(current.detach(message.device));
+      void close(current.detach(message.device));
       return;
   }
 }
 
 /** Serves until the pool closes or a control message waits. */
-function run(): void {
+async function run(): Promise<void> {
   if (running || closed || server === undefined || server.control !== handled) return;
   running = true;
-  let reason: "closing" | "control";
+  let reason: "closing" | "control" | "yield";
   try {
-    reason = server.loop();
+    // Media that complete on this thread's event loop: back to it while idle.
+    while ((reason = server.loop()) === "yield") await server.idle();
   } finally {
     running = false;
   }
   if (reason === "closing") {
     closed = true;
-    for (const id of handles.keys()) close(server.detach(id));
+    await Promise.all([...handles.keys()].map((id) => close(server!.detach(id))));
     post({ type: "closed", index });
   }
 }
 
-function close(device: ServedDevice | undefined): void {
-  device?.io?.close();
+/** Releases a device's medium (resolving once a network disk said goodbye). */
+async function close(device: ServedDevice | undefined): Promise<void> {
+  try {
+    await device?.io?.close();
+  } catch (error) {
+    post({ type: "log", index, message: `blockif worker ${index}: ${error}` });
+  }
 }

@@ -137,10 +137,12 @@ export async function main(args: readonly string[], console: Console): Promise<n
     }
     const log = (message: string) => console.stderr(`${PROGRAM}: ${message}\n`);
     const iothreadCount = parseIothreads(values.iothreads);
-    let configs = specs.map(diskConfig).map((config) => ({
-      ...config,
-      device: { ...config.device, log },
-    }));
+    let configs: VmDiskConfig[] = [];
+    // One at a time, in command-line order: the first bad medium is the one named.
+    for (const spec of specs) {
+      const config = await diskConfig(spec);
+      configs.push({ ...config, device: { ...config.device, log } });
+    }
     checkSlots(specs, configs, others);
     // --iothreads N: the disks that do not size their own threads share N.
     if (iothreadCount !== undefined) {
@@ -249,7 +251,7 @@ async function serveOverVhostUser(
     );
   }
   const spec = parseSlotSpec(slots[0]);
-  const { device } = diskConfig(spec);
+  const { device } = await diskConfig(spec);
   const { serveVhostUserBlk } = await import("../vhost_user/server.ts");
   const log = (message: string) => console.stderr(`${PROGRAM}: ${message}\n`);
   const server = serveVhostUserBlk({

@@ -20,12 +20,21 @@
  * `iothread[=N[@cpus]]`, written before the path as ACRN does, how many I/O
  * threads serve the device (CPU affinity is not applied here).
  *
+ * The path may be an NBD URI instead of a file (`nbd://host[:port]/export`,
+ * `nbd+unix:///export?socket=/path`): the disk is then an export on an NBD
+ * server, probed when the configuration is checked; `ro`, `range=` and
+ * `sectorsize=` apply to it, the file options (`nocache`, `io=`, `aio=`) do
+ * not.
+ *
  * @module
  */
 
 import { statSync } from "node:fs";
 import { type FileBackendSpec, isFileSpec } from "../backend/file_driver.ts";
 import { describeFile } from "../backend/file_spec.ts";
+import { describeNbd } from "../backend/nbd_spec.ts";
+import type { BackendSpec } from "../backend/backend.ts";
+import { isNbdUri } from "../nbd/uri.ts";
 import { validateSectorSize } from "../backend/sector_size.ts";
 import type { BlkDeviceOptions } from "../blk/device.ts";
 import { serialBytes } from "../blk/serial.ts";
@@ -380,22 +389,16 @@ function parseIothread(spec: string, option: string): number {
 }
 
 /**
- * Checks a parsed spec against its backing file (see `describeFile`) and
- * returns the machine's disk configuration. Never creates or changes the file.
- * A problem with the file is a `VirtioBlkError` that names the `-s` value.
+ * Checks a parsed spec against its backing file (see `describeFile`), or
+ * the NBD export its URI names (see `describeNbd`: one connection to the
+ * server), and returns the machine's disk configuration. Never creates or
+ * changes the file. A problem with the medium is a `VirtioBlkError` that
+ * names the `-s` value.
  */
-export function diskConfig(spec: SlotSpec): VmDiskConfig {
+export async function diskConfig(spec: SlotSpec): Promise<VmDiskConfig> {
   let backend;
   try {
-    backend = describeFile(spec.path, {
-      readOnly: spec.readOnly,
-      range: spec.range,
-      logicalBlockSize: spec.logicalBlockSize,
-      physicalBlockSize: spec.physicalBlockSize,
-      io: spec.io,
-      direct: spec.direct,
-      aio: spec.aio,
-    });
+    backend = await describeMedium(spec);
   } catch (error) {
     if (!(error instanceof VirtioBlkError)) throw error;
     throw new VirtioBlkError(error.code, `-s ${spec.text}: ${error.message}`, { cause: error });
@@ -417,6 +420,33 @@ export function diskConfig(spec: SlotSpec): VmDiskConfig {
     }),
   };
   return { slot: spec.slot, func: spec.func, device };
+}
+
+/** The medium `spec`'s path names: an NBD export for an NBD URI, else a file. */
+function describeMedium(spec: SlotSpec): Promise<BackendSpec> {
+  const common = {
+    readOnly: spec.readOnly,
+    range: spec.range,
+    logicalBlockSize: spec.logicalBlockSize,
+    physicalBlockSize: spec.physicalBlockSize,
+  };
+  if (!isNbdUri(spec.path)) {
+    return Promise.resolve(
+      describeFile(spec.path, { ...common, io: spec.io, direct: spec.direct, aio: spec.aio }),
+    );
+  }
+  const fileOnly = [
+    spec.direct ? "nocache" : undefined,
+    spec.io === undefined ? undefined : `io=${spec.io}`,
+    spec.aio === undefined ? undefined : `aio=${spec.aio}`,
+  ].find((option) => option !== undefined);
+  if (fileOnly !== undefined) {
+    throw new VirtioBlkError(
+      "INVALID_CONFIG",
+      `option ${fileOnly} applies to files, not to an NBD export`,
+    );
+  }
+  return describeNbd(spec.path, common);
 }
 
 /**

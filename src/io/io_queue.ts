@@ -115,7 +115,9 @@ export interface IoQueue {
   /**
    * Blocks until an operation finished (returns at once when one has, or
    * when nothing is in flight). A thread that also waits for other events
-   * waits on its own terms instead (see the engine's I/O threads).
+   * waits on its own terms instead (see the engine's I/O threads). A queue
+   * whose operations complete on the thread's event loop cannot block: its
+   * `wait` returns at once, and callers wait through its `waiter`.
    */
   wait(): void;
   /** Operations submitted and not yet reaped. */
@@ -125,19 +127,54 @@ export interface IoQueue {
    * `Atomics.wait` (absent for queues that finish inside `submit`).
    */
   readonly waiter?: IoWaiter;
-  /** Releases the medium (operations still in flight are abandoned). */
-  close(): void;
+  /**
+   * Ends every operation in flight at once: each completes (with a
+   * failure) before this returns, and none touches its memory afterwards.
+   * Only a queue whose operations complete on the thread's event loop has
+   * it: a thread that cannot wait for them (it would block the loop that
+   * completes them) abandons them instead, when a reset must be sure no
+   * started request touches guest memory again.
+   */
+  abandon?(): void;
+  /**
+   * Releases the medium (operations still in flight are abandoned); a
+   * promise when releasing takes a conversation with it (a network disk
+   * says goodbye), resolving once done.
+   */
+  close(): void | Promise<void>;
 }
 
 /**
- * How a thread sleeps when its I/O completes in the kernel (io_uring): until
- * an operation finishes or the thread's wake signal is signalled (a kick,
- * work queued by another thread, a control message; see
- * `src/sync/wake_signal.ts`). One per thread, shared by its queues.
+ * How a thread sleeps when its I/O completes asynchronously. One per
+ * thread, shared by its queues; of one of two kinds:
+ *
+ * - `"kernel"` (io_uring): the thread blocks in the kernel until an
+ *   operation finishes or its wake signal is signalled (a kick, work
+ *   queued by another thread, a control message; `src/sync/wake_signal.ts`).
+ * - `"event-loop"` (a network disk): completions arrive through callbacks
+ *   on the thread's own event loop, so the thread must not block at all: it
+ *   returns to its event loop while it has nothing runnable, and comes back
+ *   when an operation finished ({@linkcode EventLoopIoWaiter.completion}) or
+ *   the pool's WAKE word moved (`Atomics.waitAsync`).
  */
-export interface IoWaiter {
+export type IoWaiter = KernelIoWaiter | EventLoopIoWaiter;
+
+/** A thread that sleeps in the kernel until its I/O or its wake signal wakes it (io_uring). */
+export interface KernelIoWaiter {
+  /** Tells the kinds apart. */
+  readonly kind: "kernel";
   /** Whether a completion or a wake-up is there already (no system call). */
   readonly ready: boolean;
   /** Blocks until an operation finishes or the wake signal is signalled. */
   sleep(): void;
+}
+
+/** A thread whose I/O completes on its own event loop (callbacks of sockets and timers). */
+export interface EventLoopIoWaiter {
+  /** Tells the kinds apart. */
+  readonly kind: "event-loop";
+  /** Whether an operation finished and waits to be reaped. */
+  readonly ready: boolean;
+  /** Resolves once an operation finished (at once if one has and was not reaped). */
+  completion(): Promise<void>;
 }

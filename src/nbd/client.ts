@@ -106,6 +106,8 @@ export class NbdClient implements AsyncDisposable {
   readonly export: NbdExport;
   /** Connections made after the first. */
   reconnects = 0;
+  /** Whether a connection was ever made (false while an {@linkcode open}ed client connects). */
+  #connectedOnce = false;
   readonly #timeoutMs: number;
   readonly #connectTimeoutMs: number;
   readonly #firstDelayMs: number;
@@ -128,6 +130,8 @@ export class NbdClient implements AsyncDisposable {
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   #attempt: Promise<void> | undefined;
   #lastFailure = "";
+  /** Connection attempts that failed since the last connection. */
+  #attemptsFailed = 0;
   #closing = false;
   #closed: Promise<void> | undefined;
   #drained: (() => void) | undefined;
@@ -139,9 +143,14 @@ export class NbdClient implements AsyncDisposable {
   };
   readonly #tick = () => this.#checkDeadlines();
 
-  private constructor(address: NbdAddress, established: Established, options: NbdClientOptions) {
+  private constructor(
+    address: NbdAddress,
+    established: Established | undefined,
+    info: NbdExport,
+    options: NbdClientOptions,
+  ) {
     this.address = address;
-    this.export = established.export;
+    this.export = info;
     this.#timeoutMs = options.requestTimeoutMs ?? NBD_CLIENT_DEFAULTS.requestTimeoutMs;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? NBD_CLIENT_DEFAULTS.connectTimeoutMs;
     this.#firstDelayMs = options.reconnectDelayMs ?? NBD_CLIENT_DEFAULTS.reconnectDelayMs;
@@ -153,6 +162,11 @@ export class NbdClient implements AsyncDisposable {
     this.#log = options.log ?? (() => {});
     this.#delayMs = this.#firstDelayMs;
     this.#transfer = maxTransfer(this.export);
+    if (established === undefined) {
+      this.#startAttempt();
+      return;
+    }
+    this.#connectedOnce = true;
     this.#transmission = new Transmission(established, this.#events, this.#maxInFlight);
     this.#transmission.start();
   }
@@ -181,7 +195,26 @@ export class NbdClient implements AsyncDisposable {
       await new Transmission(established, IGNORE_EVENTS, 1).disconnect();
       throw exportError(address.uri, `not the export the other connections have: ${change}`);
     }
-    return new NbdClient(address, established, options);
+    return new NbdClient(address, established, established.export, options);
+  }
+
+  /**
+   * A client of an export already known (another connection's `export`,
+   * plain data: one probed on another thread), returned at once: it
+   * connects in the background as it would reconnect (the export must be
+   * `expected`; failures are logged and retried with back-off). Requests
+   * submitted meanwhile wait for the connection within their timeout.
+   *
+   * @throws VirtioBlkError INVALID_CONFIG (bad URI or options), UNSUPPORTED (TLS)
+   */
+  static open(
+    uri: string | NbdAddress,
+    expected: NbdExport,
+    options: NbdClientOptions = {},
+  ): NbdClient {
+    const address = typeof uri === "string" ? parseNbdUri(uri) : uri;
+    checkOptions(address, options);
+    return new NbdClient(address, undefined, expected, options);
   }
 
   /** Operations submitted and not yet completed. */
@@ -244,6 +277,22 @@ export class NbdClient implements AsyncDisposable {
     options: { fua?: boolean; noHole?: boolean } = {},
   ): Promise<void> {
     return this.#promise({ op: NbdOp.WRITE_ZEROES, offset, length, ...options });
+  }
+
+  /**
+   * Ends every operation now, each completing before this returns: those
+   * not sent fail with ECANCELED, and the connection is dropped (a hard
+   * disconnect, as after a protocol violation) so that those in flight
+   * fail too and no reply ever touches their memory. The client then
+   * connects again as after any lost connection. For a caller that must
+   * be sure no request of its touches memory any more and cannot wait for
+   * replies (a device reset on the thread that runs this client).
+   *
+   * @param reason one line for the log and the failures (`the device was reset`)
+   */
+  abort(reason: string): void {
+    this.#failQueued(ClientErrno.CANCELLED, reason);
+    this.#transmission?.abort(reason, ClientErrno.CANCELLED);
   }
 
   /**
@@ -560,11 +609,16 @@ export class NbdClient implements AsyncDisposable {
     this.#delayMs = Math.min(2 * delay, this.#maxDelayMs);
     this.#reconnectTimer = setTimeout(() => {
       this.#reconnectTimer = undefined;
-      this.#attempt = this.#reconnect().finally(() => {
-        this.#attempt = undefined;
-        if (this.#transmission === undefined) this.#scheduleReconnect();
-      });
+      this.#startAttempt();
     }, delay);
+  }
+
+  /** Tries to connect now; schedules the next try if it fails. */
+  #startAttempt(): void {
+    this.#attempt = this.#reconnect().finally(() => {
+      this.#attempt = undefined;
+      if (this.#transmission === undefined) this.#scheduleReconnect();
+    });
   }
 
   async #reconnect(): Promise<void> {
@@ -587,15 +641,24 @@ export class NbdClient implements AsyncDisposable {
     this.#transmission = new Transmission(established, this.#events, this.#maxInFlight);
     this.#delayMs = this.#firstDelayMs;
     this.#lastFailure = "";
-    this.reconnects++;
-    this.#log(`${this.address.uri}: reconnected`);
+    if (this.#connectedOnce) {
+      this.reconnects++;
+      this.#log(`${this.address.uri}: reconnected`);
+    } else if (this.#attemptsFailed > 0) {
+      this.#log(`${this.address.uri}: connected`);
+    }
+    this.#connectedOnce = true;
+    this.#attemptsFailed = 0;
     this.#transmission.start();
     this.#pump();
   }
 
   #attemptFailed(message: string): void {
+    this.#attemptsFailed++;
     // One line per new reason, not one per attempt.
-    if (message !== this.#lastFailure) this.#log(`reconnecting failed: ${message}`);
+    if (message !== this.#lastFailure) {
+      this.#log(`${this.#connectedOnce ? "reconnecting" : "connecting"} failed: ${message}`);
+    }
     this.#lastFailure = message;
   }
 }

@@ -35,6 +35,8 @@ export const ClientErrno = {
   UNSUPPORTED: ERRNO.EOPNOTSUPP,
   /** A write to a read-only export. */
   READ_ONLY: ERRNO.EROFS,
+  /** The caller abandoned every request (`NbdClient.abort`). */
+  CANCELLED: ERRNO.ECANCELED,
 } as const;
 
 /** ESHUTDOWN: the server is shutting down (an NBD error value; not in the general errno table). */

@@ -27,7 +27,7 @@ const guestProgram = new URL("../helpers/test_guest.ts", import.meta.url);
 async function withVm<T>(specs: string[], body: (vm: VirtualMachine) => Promise<T>): Promise<T> {
   const vm = await VirtualMachine.create({
     memoryBytes: 64 << 20,
-    disks: specs.map((spec) => diskConfig(parseSlotSpec(spec))),
+    disks: await Promise.all(specs.map((spec) => diskConfig(parseSlotSpec(spec)))),
   });
   try {
     return await body(vm);

@@ -120,7 +120,7 @@ Deno.test("a spec becomes a device configuration once its file checks out", asyn
   const dir = await Deno.makeTempDir();
   try {
     await Deno.writeFile(`${dir}/d.img`, new Uint8Array(1 << 20));
-    const config = diskConfig(
+    const config = await diskConfig(
       parseSlotSpec(`5:1,virtio-blk,${dir}/d.img,writeback,range=8/64,sectorsize=4096`),
     );
     assert.deepEqual([config.slot, config.func], [5, 1]);
@@ -168,7 +168,7 @@ Deno.test("engine options of a spec reach the engine the device runs on", async 
     for (const [text, expected] of specs) {
       const vm = await VirtualMachine.create({
         memoryBytes: 16 << 20,
-        disks: [diskConfig(parseSlotSpec(text))],
+        disks: [await diskConfig(parseSlotSpec(text))],
       });
       try {
         const engine = vm.disks[0].function.device.engine;
@@ -217,7 +217,7 @@ Deno.test("ACRN's aio= and iothread (written before the path): parsed, checked, 
     const text = `7,virtio-blk,iothread=3,${dir}/d.img`;
     const vm = await VirtualMachine.create({
       memoryBytes: 16 << 20,
-      disks: [diskConfig(parseSlotSpec(text))],
+      disks: [await diskConfig(parseSlotSpec(text))],
     });
     try {
       const engine = vm.disks[0].function.device.engine;
@@ -238,11 +238,11 @@ Deno.test("aio=io_uring where a ring can be set up; elsewhere one line naming wh
     const text = `7,virtio-blk,${dir}/d.img,aio=io_uring`;
     const unavailable = ioUringUnavailable();
     if (unavailable === undefined) {
-      assert.equal(diskConfig(parseSlotSpec(text)).device.backend.name, `${dir}/d.img`);
-      const backend = diskConfig(parseSlotSpec(text)).device.backend as FileBackendSpec;
+      assert.equal((await diskConfig(parseSlotSpec(text))).device.backend.name, `${dir}/d.img`);
+      const backend = (await diskConfig(parseSlotSpec(text))).device.backend as FileBackendSpec;
       assert.equal(backend.aio, "io_uring");
     } else {
-      assert.throws(() => diskConfig(parseSlotSpec(text)), (error: unknown) => {
+      await assert.rejects(diskConfig(parseSlotSpec(text)), (error: unknown) => {
         assert.ok(error instanceof VirtioBlkError);
         assert.equal(error.code, "UNSUPPORTED");
         assert.equal(error.message, `-s ${text}: aio=io_uring: ${unavailable}`);

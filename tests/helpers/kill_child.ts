@@ -12,7 +12,7 @@ import { VirtualMachine } from "../../src/dm/vm.ts";
 const [image, mode] = Deno.args;
 const vm = await VirtualMachine.create({
   memoryBytes: 32 << 20,
-  disks: [diskConfig(parseSlotSpec(`3,virtio-blk,${image},${mode}`))],
+  disks: [await diskConfig(parseSlotSpec(`3,virtio-blk,${image},${mode}`))],
 });
 const encoder = new TextEncoder();
 await vm.runVcpu(

@@ -28,7 +28,14 @@ import type { MemoryRegion } from "../../memory/guest_memory.ts";
 import type { ThreadIo } from "../../backend/backend.ts";
 import { VirtioBlkError } from "../../errors.ts";
 import { ERRNO } from "../errno.ts";
-import { IO_SHORT, IoOp, type IoQueue, type IoRequest, type IoWaiter } from "../io_queue.ts";
+import {
+  IO_SHORT,
+  IoOp,
+  type IoQueue,
+  type IoRequest,
+  type IoWaiter,
+  type KernelIoWaiter,
+} from "../io_queue.ts";
 import { IOVEC_SIZE, Op, RwFlag } from "./abi.ts";
 import { IoUring } from "./ring.ts";
 import { address, cString, errno, ioUringSys, Linux, SyscallError } from "./sys.ts";
@@ -55,7 +62,9 @@ interface WakeRead {
 }
 
 /** Per-thread state of the ring and of every operation in flight. */
-export class UringContext implements IoWaiter {
+export class UringContext implements KernelIoWaiter {
+  /** The thread sleeps in its ring (`io_uring_enter`). */
+  readonly kind = "kernel";
   /** The ring. */
   readonly ring: IoUring;
   /** Most segments of one operation. */

@@ -1,0 +1,172 @@
+/**
+ * An {@linkcode IoQueue} over an NBD connection (`src/nbd/`): each thread
+ * that serves an NBD disk has one, on a connection of its own, with as
+ * many requests in flight as the thread has pool elements. The client
+ * completes requests from its socket's callbacks and timers, on this
+ * thread's event loop: the queue collects the results for `reap` and
+ * tells the thread's {@linkcode EventLoopWaiter}, which the thread awaits
+ * instead of blocking (see `BlockifServer.idle`).
+ *
+ * - READ, WRITE and FLUSH become NBD_CMD_READ, WRITE and FLUSH (the seam's
+ *   numbers are the client's). A durable (write-through) write is a FUA
+ *   write, or the write and then a FLUSH where the export has no FUA: it
+ *   completes only once the server said it is stable.
+ * - A write completes only after the server's reply; a failure is -errno
+ *   (`ECONNRESET` when the connection was lost with the request in flight,
+ *   `ETIMEDOUT` past the request timeout, the server's own errors as
+ *   errno), so the guest sees IOERR, never a success that was not one.
+ * - The `range=` window is this queue's to enforce: a request outside it
+ *   completes with {@linkcode IO_SHORT} without reaching the server.
+ *
+ * @module
+ */
+
+import type { ThreadIo } from "./backend.ts";
+import { EventLoopWaiter, eventLoopWaiterFor } from "../io/event_loop_waiter.ts";
+import { IO_SHORT, IoOp, type IoOpCode, type IoQueue, type IoRequest } from "../io/io_queue.ts";
+import { NbdClient, type NbdRequest } from "../nbd/client.ts";
+import { NbdOp, type NbdOpCode } from "../nbd/operation.ts";
+import type { NbdBackendSpec } from "./nbd_driver.ts";
+
+/**
+ * The NBD operation of each I/O operation. (DISCARD and WRITE_ZEROES, once
+ * the seam has them, map to `NbdOp.TRIM` and `NbdOp.WRITE_ZEROES` here, and
+ * the spec's capabilities offer them where the export has SEND_TRIM and
+ * SEND_WRITE_ZEROES.)
+ */
+const NBD_OP_OF: Readonly<Record<IoOpCode, NbdOpCode>> = {
+  [IoOp.READ]: NbdOp.READ,
+  [IoOp.WRITE]: NbdOp.WRITE,
+  [IoOp.FLUSH]: NbdOp.FLUSH,
+};
+
+/** Finished operations waiting for `reap`: tokens and results. */
+class Finished {
+  readonly tokens: Int32Array;
+  readonly results: Int32Array;
+  count = 0;
+
+  constructor(capacity: number) {
+    this.tokens = new Int32Array(capacity);
+    this.results = new Int32Array(capacity);
+  }
+}
+
+/** One thread's connection to an NBD export, as an I/O queue. */
+export class NbdIoQueue implements IoQueue {
+  readonly #client: NbdClient;
+  readonly #waiter: EventLoopWaiter;
+  /** Byte offset of the window in the export, and its size. */
+  readonly #offset: number;
+  readonly #size: number;
+  readonly #capacity: number;
+  /**
+   * Two lists used in turn: `reap` hands one out while completions that
+   * arrive meanwhile (a request refused inside `submit`) go to the other.
+   */
+  #finished: Finished;
+  #spare: Finished;
+  /** Operations submitted and not yet reaped. */
+  #inFlight = 0;
+  readonly #request: NbdRequest = { op: NbdOp.READ, offset: 0, length: 0, fua: false };
+  #closed = false;
+
+  /**
+   * Opens this thread's connection to `spec`'s export (in the background:
+   * requests submitted before it is up wait for it, within their timeout).
+   */
+  constructor(spec: NbdBackendSpec, thread: ThreadIo) {
+    this.#waiter = eventLoopWaiterFor(thread);
+    this.#offset = spec.offset;
+    this.#size = spec.size;
+    this.#capacity = thread.capacity;
+    this.#finished = new Finished(thread.capacity);
+    this.#spare = new Finished(thread.capacity);
+    const log = thread.log ?? ((line: string) => console.error(line));
+    this.#client = NbdClient.open(spec.uri, spec.export, {
+      ...spec.connection,
+      // One of several connections: each must keep offering CAN_MULTI_CONN.
+      multiConn: spec.capabilities.handles === "async",
+      onComplete: (token, result) => this.#complete(token, result),
+      log,
+    });
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  get waiter(): EventLoopWaiter {
+    return this.#waiter;
+  }
+
+  submit(request: IoRequest, token: number): boolean {
+    if (this.#inFlight === this.#capacity) return false;
+    this.#inFlight++;
+    const nbd = this.#request;
+    const op = request.op;
+    if (op === IoOp.FLUSH) {
+      nbd.offset = 0;
+      nbd.length = 0;
+      nbd.vector = undefined;
+      nbd.fua = false;
+    } else {
+      const { offset, vector } = request;
+      if (offset < 0 || vector.bytes > this.#size || offset > this.#size - vector.bytes) {
+        this.#complete(token, IO_SHORT);
+        return true;
+      }
+      nbd.offset = this.#offset + offset;
+      nbd.length = vector.bytes;
+      nbd.vector = vector;
+      nbd.fua = op === IoOp.WRITE && request.durable;
+    }
+    nbd.op = NBD_OP_OF[op];
+    this.#client.submit(nbd, token);
+    return true;
+  }
+
+  commit(): void {
+    this.#client.commit();
+  }
+
+  reap(done: (token: number, result: number) => void): number {
+    const finished = this.#finished;
+    const count = finished.count;
+    if (count === 0) return 0;
+    this.#finished = this.#spare;
+    this.#spare = finished;
+    this.#inFlight -= count;
+    this.#waiter.taken(count);
+    for (let i = 0; i < count; i++) done(finished.tokens[i], finished.results[i]);
+    finished.count = 0;
+    return count;
+  }
+
+  wait(): void {
+    // Completions arrive on this thread's event loop, which blocking would stop.
+  }
+
+  abandon(): void {
+    this.#client.abort("abandoned: the device stopped the queue");
+  }
+
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#waiter.taken(this.#finished.count);
+      this.#finished.count = 0;
+    }
+    return this.#client.close();
+  }
+
+  #complete(token: number, result: number): void {
+    // After close, completions of what was in flight have nobody to go to.
+    if (this.#closed) return;
+    const finished = this.#finished;
+    finished.tokens[finished.count] = token;
+    finished.results[finished.count] = result;
+    finished.count++;
+    this.#waiter.arrived();
+  }
+}
