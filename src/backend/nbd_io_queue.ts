@@ -22,7 +22,7 @@
  */
 
 import type { ThreadIo } from "./backend.ts";
-import { EventLoopWaiter, eventLoopWaiterFor } from "../io/event_loop_waiter.ts";
+import { type EventLoopWaiter, eventLoopWaiterFor } from "../io/event_loop_waiter.ts";
 import { IO_SHORT, IoOp, type IoOpCode, type IoQueue, type IoRequest } from "../io/io_queue.ts";
 import { NbdClient, type NbdRequest } from "../nbd/client.ts";
 import { NbdOp, type NbdOpCode } from "../nbd/operation.ts";
