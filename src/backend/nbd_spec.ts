@@ -40,9 +40,20 @@ export interface NbdOptions {
   readonly logicalBlockSize?: number;
   /** `sectorsize=<logical>/<physical>`: a power of two >= logical (default logical). */
   readonly physicalBlockSize?: number;
-  /** Timeouts and limits of every connection (the client's defaults where absent). */
+  /**
+   * Timeouts and limits of every connection (the client's defaults where
+   * absent, except `requestTimeoutMs`: {@linkcode NBD_DEVICE_REQUEST_TIMEOUT_MS}).
+   */
   readonly connection?: NbdConnectionSettings;
 }
+
+/**
+ * How long a disk's request may wait for the server (or for a connection to
+ * it) before it fails with IOERR: 15 s, half of the 30 s a Linux guest's
+ * block layer (and the built-in guest) waits before it gives up on a
+ * request, so the guest sees the error status rather than its own timeout.
+ */
+export const NBD_DEVICE_REQUEST_TIMEOUT_MS = 15_000;
 
 /**
  * Probes the export `uri` names and describes the device built on it. Pass
@@ -68,7 +79,10 @@ export async function describeNbd(uri: string, options: NbdOptions = {}): Promis
   const { logical } = validateSectorSize(options.logicalBlockSize, options.physicalBlockSize);
   const address = parseNbdUri(uri);
   const window = options.range === undefined ? undefined : rangeBytes(options.range, logical);
-  const connection = options.connection ?? {};
+  const connection = {
+    requestTimeoutMs: NBD_DEVICE_REQUEST_TIMEOUT_MS,
+    ...options.connection,
+  };
   const probe = await NbdClient.connect(address, {
     connectTimeoutMs: connection.connectTimeoutMs,
     structuredReplies: connection.structuredReplies,

@@ -272,6 +272,32 @@ const cases: Case[] = [
     args: (d) => ["-s", `9,virtio-blk,${d}/a.img`, "stray"],
     message: /^virtio-blk-dm: unexpected argument "stray": every value follows its option/,
   },
+  // Disks on an NBD server: the URI, then the export it names (probed once).
+  {
+    name: "an NBD URI with a port out of range",
+    args: () => ["-s", "9,virtio-blk,nbd://127.0.0.1:99999/disk"],
+    message: /^virtio-blk-dm: -s 9,virtio-blk,nbd:\/\/127\.0\.0\.1:99999\/disk: .*port/,
+  },
+  {
+    name: "an NBD URI asking for TLS",
+    args: () => ["-s", "9,virtio-blk,nbds://127.0.0.1/disk"],
+    message: /nbds:\/\/127\.0\.0\.1\/disk: .*TLS/,
+  },
+  {
+    name: "a Unix-socket NBD URI without its socket",
+    args: () => ["-s", "9,virtio-blk,nbd+unix:///disk"],
+    message: /nbd\+unix:\/\/\/disk: .*socket/,
+  },
+  {
+    name: "an NBD server that is not there",
+    args: (d) => ["-s", `9,virtio-blk,nbd+unix:///disk?socket=${d}/none.sock`],
+    message: /none\.sock: cannot connect: .*ENOENT/,
+  },
+  {
+    name: "an option that applies to files only, on an NBD disk",
+    args: (d) => ["-s", `9,virtio-blk,nbd+unix:///disk?socket=${d}/none.sock,nocache`],
+    message: /option nocache applies to files, not to an NBD export/,
+  },
   // Refused by the file check where Deno.FsFile does not exist.
   ...(isDeno() ? [] : [{
     name: "io=fsfile on Node",

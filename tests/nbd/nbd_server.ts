@@ -13,6 +13,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
+import process from "node:process";
 
 /** Where a server listens. */
 export type Transport = "unix" | "tcp";
@@ -163,9 +164,29 @@ export class NbdServer implements AsyncDisposable {
     const child = this.#child;
     if (child === undefined) return;
     const exited = this.#exited;
-    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill(signal);
+      // A paused server must run to act on any signal but SIGKILL.
+      child.kill("SIGCONT");
+    }
     await exited;
     if (this.#child === child) this.#child = undefined;
+  }
+
+  /**
+   * Freezes the server (SIGSTOP): its sockets stay open and connections are
+   * still accepted by the kernel, but nothing is answered until
+   * {@linkcode resume}: a server that stopped answering.
+   */
+  pause(): void {
+    // process.kill, not child.kill: Deno's child.kill takes a stopped child
+    // for an exited one and sends it nothing more.
+    if (this.#child?.pid !== undefined) process.kill(this.#child.pid, "SIGSTOP");
+  }
+
+  /** Lets a {@linkcode pause}d server run again (SIGCONT). */
+  resume(): void {
+    if (this.#child?.pid !== undefined) process.kill(this.#child.pid, "SIGCONT");
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
