@@ -50,6 +50,7 @@ export const ENTRY_POINTS: Readonly<Record<string, string>> = {
   ".": "mod.ts",
   "./cli": "cli.ts",
   "./file": "file.ts",
+  "./nbd": "nbd.ts",
   "./vhost-user": "vhost_user.ts",
 };
 
