@@ -21,6 +21,7 @@ import type { UosJob, UosResult } from "../../src/guest/uos.ts";
 import { type BenchCase, isWrite } from "./cases.ts";
 import { type Measurement, measurementOf } from "./measurement.ts";
 import { markUsage, usageBetween, type UsageMark } from "./proc_stats.ts";
+import { NbdServer } from "../../tests/nbd/nbd_server.ts";
 
 const UOS_WORKER = new URL("../../src/guest/uos_worker.ts", import.meta.url);
 
@@ -37,10 +38,18 @@ export interface DeviceVariant {
   readonly workers: number;
   /** The guest polls for completions (`hipri`, fio's polled I/O) instead of sleeping on interrupts. */
   readonly hipri: boolean;
+  /**
+   * The disk is the same file served by qemu-nbd over a Unix socket (`nbd`):
+   * NBD over loopback, next to the file itself in the same run.
+   */
+  readonly nbd: boolean;
 }
 
 /** A variant option that goes to the guest's load rather than to the device. */
 const GUEST_POLLING = "hipri";
+
+/** A variant option that puts the disk on qemu-nbd instead of the file. */
+const OVER_NBD = "nbd";
 
 /** Options a case decides, which a variant may not set. */
 const CASE_OPTIONS = ["writeback", "writethru", "ro"];
@@ -58,7 +67,8 @@ const CASE_OPTIONS = ["writeback", "writethru", "ro"];
 export function deviceVariant(options: string): DeviceVariant {
   const trimmed = options.trim();
   const all = trimmed === "" ? [] : trimmed.split(",");
-  const deviceOptions = all.filter((option) => option !== GUEST_POLLING).join(",");
+  const deviceOptions = all.filter((option) => option !== GUEST_POLLING && option !== OVER_NBD)
+    .join(",");
   for (const option of all) {
     if (CASE_OPTIONS.includes(option.split("=")[0])) {
       throw new VirtioBlkError(
@@ -75,6 +85,7 @@ export function deviceVariant(options: string): DeviceVariant {
     label: trimmed === "" ? "device" : `device ${trimmed}`,
     workers: spec.workers ?? DEFAULT_WORKERS,
     hipri: all.includes(GUEST_POLLING),
+    nbd: all.includes(OVER_NBD),
   };
 }
 
@@ -84,14 +95,17 @@ export class DeviceRig {
   readonly writeback: boolean;
   readonly #vm: VirtualMachine;
   readonly #cores: number;
+  readonly #server: NbdServer | undefined;
 
   private constructor(
     vm: VirtualMachine,
     variant: DeviceVariant,
     writeback: boolean,
     cores: number,
+    server: NbdServer | undefined,
   ) {
     this.#vm = vm;
+    this.#server = server;
     this.variant = variant;
     this.writeback = writeback;
     this.#cores = cores;
@@ -107,9 +121,19 @@ export class DeviceRig {
     const options = [writeback ? "writeback" : "writethru", variant.options].filter((o) =>
       o !== ""
     );
-    const disk = await diskConfig(parseSlotSpec(`${SLOT},virtio-blk,${path},${options.join(",")}`));
-    const vm = await VirtualMachine.create({ disks: [disk] });
-    return new DeviceRig(vm, variant, writeback, cores);
+    // qemu-nbd as QEMU would serve the file: its default cache (write-back,
+    // flushed on FLUSH and FUA), 8 clients for multi-conn.
+    const server = variant.nbd ? await NbdServer.qemuNbd(() => path, { shared: 8 }) : undefined;
+    try {
+      const disk = await diskConfig(
+        parseSlotSpec(`${SLOT},virtio-blk,${server?.uri ?? path},${options.join(",")}`),
+      );
+      const vm = await VirtualMachine.create({ disks: [disk] });
+      return new DeviceRig(vm, variant, writeback, cores, server);
+    } catch (error) {
+      await server?.[Symbol.asyncDispose]();
+      throw error;
+    }
   }
 
   /** Runs `benchCase` through the guest for `seconds` and measures it. */
@@ -155,8 +179,9 @@ export class DeviceRig {
     });
   }
 
-  /** Stops the machine's workers. */
-  close(): Promise<void> {
-    return this.#vm.close();
+  /** Stops the machine's workers (and its NBD server). */
+  async close(): Promise<void> {
+    await this.#vm.close();
+    await this.#server?.[Symbol.asyncDispose]();
   }
 }

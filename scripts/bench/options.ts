@@ -69,7 +69,8 @@ warmed file, and prints one table of medians and [min–max] spreads.
   --rounds N           measurements per subject and case (default ${d.rounds})
   --seconds T          length of one measurement: 1.5, 500ms (default ${d.seconds})
   --device OPTS        a device variant: extra -s options such as workers=2,dispatch=device,
-                       and hipri for a guest that polls for completions (fio's polled I/O)
+                       hipri for a guest that polls for completions (fio's polled I/O), and
+                       nbd for the same file served by qemu-nbd over a Unix socket
                        (repeatable: each variant is measured and compared; --device= is the
                        defaults, which is also what runs when no --device is given)
   --threads LIST       raw baseline and fio thread counts (default ${d.threads.join(",")})
@@ -92,6 +93,7 @@ warmed file, and prints one table of medians and [min–max] spreads.
 Examples:
   deno task bench --case randread-qd32 --rounds 3
   deno task bench --case randread-qd1 --device= --device workers=2 --no-fio   (defaults vs 2 workers)
+  deno task bench --case randread-qd32 --device= --device nbd --no-fio        (file vs NBD)
   deno task bench --chart --markdown --json tmp/bench/results.json
 `;
 }

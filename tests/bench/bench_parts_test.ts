@@ -76,12 +76,19 @@ Deno.test("baseline thread counts: one thread at QD1, else the configured ones a
 });
 
 Deno.test("device variants take engine options and refuse what each case sets", () => {
-  assert.deepEqual(deviceVariant(""), { options: "", label: "device", workers: 8, hipri: false });
+  assert.deepEqual(deviceVariant(""), {
+    options: "",
+    label: "device",
+    workers: 8,
+    hipri: false,
+    nbd: false,
+  });
   assert.deepEqual(deviceVariant("workers=2,dispatch=device"), {
     options: "workers=2,dispatch=device",
     label: "device workers=2,dispatch=device",
     workers: 2,
     hipri: false,
+    nbd: false,
   });
   // hipri goes to the guest's load, not to the device's options.
   assert.deepEqual(deviceVariant("workers=2,hipri"), {
@@ -89,6 +96,15 @@ Deno.test("device variants take engine options and refuse what each case sets", 
     label: "device workers=2,hipri",
     workers: 2,
     hipri: true,
+    nbd: false,
+  });
+  // nbd puts the disk on qemu-nbd serving the same file; the device's options stay.
+  assert.deepEqual(deviceVariant("nbd,workers=2"), {
+    options: "workers=2",
+    label: "device nbd,workers=2",
+    workers: 2,
+    hipri: false,
+    nbd: true,
   });
   for (const bad of ["writeback", "ro", "pool_size=0", "turbo"]) {
     assert.throws(() => deviceVariant(bad), VirtioBlkError, bad);
