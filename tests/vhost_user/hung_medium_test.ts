@@ -25,7 +25,7 @@ import {
 } from "../../src/vhost_user/messages.ts";
 import { PollSet } from "../../src/vhost_user/sys_structs.ts";
 import { pattern } from "../helpers/harness.ts";
-import { PAUSABLE_MEDIUM_TOOLS, PausableMedium } from "../helpers/pausable_medium.ts";
+import { NBD_MEDIUM_TOOLS, NbdMedium } from "../helpers/nbd_medium.ts";
 import { needsTools } from "../helpers/skip.ts";
 import {
   type ChildBackEnd,
@@ -35,7 +35,7 @@ import {
 } from "./child_back_end.ts";
 import { DATA_BUFFER, FakeFrontEnd, QemuFeatures } from "./front_end.ts";
 
-const skip = needsTools(...PAUSABLE_MEDIUM_TOOLS);
+const skip = needsTools(...NBD_MEDIUM_TOOLS);
 
 const MEDIUM_BYTES = 1 << 20;
 const HANG_MS = 6000;
@@ -58,13 +58,12 @@ function sleep(ms: number): Promise<void> {
 async function withStuckWrites(
   body: (
     fe: FakeFrontEnd,
-    medium: PausableMedium,
+    medium: NbdMedium,
     backEnd: ChildBackEnd,
     posted: Posted[],
   ) => Promise<void>,
 ): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "vhost-hung-" });
-  const medium = await PausableMedium.start(dir, MEDIUM_BYTES);
+  const medium = await NbdMedium.start({ plugin: { memory: MEDIUM_BYTES }, pausable: true });
   try {
     await withChildBackEnd(async (backEnd) => {
       const fe = await connectedFrontEnd(backEnd);
@@ -91,7 +90,6 @@ async function withStuckWrites(
     }, { image: medium.path, deviceOptions: "workers=1" });
   } finally {
     await medium.close();
-    await Deno.remove(dir, { recursive: true });
   }
 }
 
@@ -158,7 +156,7 @@ Deno.test({
   ignore: skip.ignore,
   fn: async () => {
     const dir = await Deno.makeTempDir({ prefix: "vhost-hotplug-" });
-    const medium = await PausableMedium.start(dir, MEDIUM_BYTES);
+    const medium = await NbdMedium.start({ plugin: { memory: MEDIUM_BYTES }, pausable: true });
     // In process: the back end waits without blocking the event loop this test runs on.
     const server = serveVhostUserBlk({
       socketPath: `${dir}/blk.sock`,

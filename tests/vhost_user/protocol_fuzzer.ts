@@ -412,10 +412,6 @@ export function unexpectedOutput(stderr: string): string[] {
 
 /** The log lines of `stderr` with numbers blanked, each once: what kinds of refusal a run saw. */
 export function refusalKinds(stderr: string): string[] {
-  return [
-    ...new Set(
-      stderr.split("\n").filter((line) => line.startsWith("vhost-user: "))
-        .map((line) => line.replace(/0x[0-9a-f]+|\d+/g, "N")),
-    ),
-  ].sort();
+  const lines = stderr.split("\n").filter((line) => line.includes("vhost-user: "));
+  return [...new Set(lines.map((line) => line.replace(/0x[0-9a-f]+|\d+/g, "N")))].sort();
 }
