@@ -6,7 +6,10 @@
  * if the back end shared the test's event loop.
  */
 
+import { within } from "../helpers/within.ts";
 import { FakeFrontEnd } from "./front_end.ts";
+
+export { within };
 
 const mod = new URL("../../mod.ts", import.meta.url).pathname;
 
@@ -35,22 +38,6 @@ export interface ChildOptions {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/**
- * Resolves with `promise`'s value, or rejects naming `what` when it has not
- * settled after `ms`: the bound that turns "never" into a failure.
- */
-export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms / 1000} s`)), ms);
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /**
