@@ -25,7 +25,7 @@ import assert from "node:assert/strict";
 import { describeFile } from "../../src/backend/file_spec.ts";
 import type { MediumErrorSummary } from "../../src/blk/medium_errors.ts";
 import { ID_BYTES, RequestStatus, RequestType } from "../../src/blk/spec.ts";
-import { WorkerEngine, workerEngine } from "../../src/blockif/worker_engine.ts";
+import { type WorkerEngine, workerEngine } from "../../src/blockif/worker_engine.ts";
 import { IoOp } from "../../src/io/io_queue.ts";
 import { TmpfsMount, tmpfsUnavailable } from "../backend/file_fixtures.ts";
 import { type Harness, harness, MiB, pattern } from "../helpers/harness.ts";
