@@ -23,6 +23,7 @@ import {
   Sys,
 } from "../../src/vhost_user/libc.ts";
 import type { Random } from "../../src/guest/jobs/block_order.ts";
+import { unixSocketPair } from "../../src/vhost_user/unix_socket.ts";
 
 /** Seals F_ADD_SEALS takes beyond the ones `Sys` names (fcntl(2)). */
 const F_SEAL_WRITE = 0x8;
@@ -197,18 +198,12 @@ export function makeFd(kind: FdKind, random: Random, shape?: MemfdShape): number
     case "dev-null":
       return check("open", libc().open(cString("/dev/null"), Sys.O_RDWR | Sys.O_CLOEXEC));
     case "socket": {
-      const pair = new Int32Array(2);
-      check(
-        "socketpair",
-        libc().socketpair(
-          Sys.AF_UNIX,
-          Sys.SOCK_STREAM | Sys.SOCK_CLOEXEC,
-          0,
-          new Uint8Array(pair.buffer),
-        ),
-      );
-      closeFd(pair[1]);
-      return pair[0];
+      // One end of a pair whose other end is closed (its own fd, without the connection's waker).
+      const [mine, theirs] = unixSocketPair();
+      theirs.close();
+      const fd = check("fcntl", libc().fcntl(mine.fd, Sys.F_DUPFD_CLOEXEC, 0));
+      mine.close();
+      return fd;
     }
     case "regular-file":
       // A file on disk that every run has, opened read-only: Deno's own binary.

@@ -531,7 +531,7 @@ export function postChains(
   };
   for (let c = 0; c < count; c++) {
     let head: number;
-    if (room > 0 && random.below(5) !== 0) {
+    if (room > 0 && random.below(12) !== 0) {
       const header = dataStart + 64 * random.below(Math.floor(room / 64 / 2));
       const type = pick(random, [
         RequestType.IN,
@@ -582,13 +582,13 @@ export function postChains(
     }
     view.setUint16(
       avail + AvailRing.RING + 2 * (idx % plan.num),
-      random.below(16) === 0 ? random.nextU32() & 0xffff : head,
+      random.below(48) === 0 ? random.nextU32() & 0xffff : head,
       true,
     );
     idx = (idx + 1) & 0xffff;
   }
   // Now and then an index that jumps past the ring (a broken driver).
-  if (random.below(32) === 0) idx = random.nextU32() & 0xffff;
+  if (random.below(64) === 0) idx = random.nextU32() & 0xffff;
   view.setUint16(avail + AvailRing.IDX, idx, true);
   return idx;
 }

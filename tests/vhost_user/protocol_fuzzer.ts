@@ -41,6 +41,8 @@ import {
 } from "../../src/vhost_user/messages.ts";
 import { MessageHeader } from "../../src/vhost_user/sys_structs.ts";
 import { connectUnix, type UnixConnection } from "../../src/vhost_user/unix_socket.ts";
+import { UsedRing } from "../../src/virtio/ring_layout.ts";
+import { within } from "../helpers/within.ts";
 import { makeFd, makeMemfd, releaseKeptFds } from "./fuzz_fds.ts";
 import {
   ALWAYS_ANSWERED,
@@ -51,6 +53,7 @@ import {
   randomMessage,
   randomPlan,
   readableHeader,
+  ringParts,
   startSequence,
   unreadableMessage,
 } from "./fuzz_messages.ts";
@@ -84,6 +87,8 @@ export interface FuzzReport {
   fdsSent: number;
   /** Chains put on the ring (then kicked). */
   chains: number;
+  /** Chains the back end completed (used.idx of each connection's ring at its end). */
+  completed: number;
   elapsedMs: number;
 }
 
@@ -166,6 +171,12 @@ class FuzzConnection {
     }
   }
 
+  /** The ring's used.idx as the back end left it: chains it completed (mod 2^16). */
+  usedIndex(): number {
+    const at = ringParts(this.plan).used + UsedRing.IDX;
+    return this.memory[at] | (this.memory[at + 1] << 8);
+  }
+
   close(): void {
     this.connection.close();
     closeFd(this.memfd);
@@ -202,19 +213,6 @@ export function sendWithFds(
   return sent;
 }
 
-/** Resolves with `promise`'s value, or throws a finding after `ms`. */
-async function watchdog<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new FuzzFinding(`${what}: nothing within ${ms / 1000} s`)), ms);
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** Checks one reply against the message it answers. */
 function checkReply(reply: Message | null, message: FuzzMessage, where: string): Message {
   if (reply === null) {
@@ -245,9 +243,10 @@ function checkReply(reply: Message | null, message: FuzzMessage, where: string):
 
 /**
  * Runs the fuzzer against the back end on `options.socket`. Resolves with
- * what it did; rejects with a {@linkcode FuzzFinding} at the first thing
- * the back end must not do (the run stops there: what follows a hang or a
- * crash tells nothing).
+ * what it did; rejects at the first thing the back end must not do (a
+ * {@linkcode FuzzFinding}, or `within`'s error for a reply or hang-up that
+ * did not come: the run stops there, as what follows a hang or a crash
+ * tells nothing).
  */
 export async function fuzzBackEnd(options: FuzzOptions): Promise<FuzzReport> {
   const bound = options.replyBoundMs ?? 20_000;
@@ -261,6 +260,7 @@ export async function fuzzBackEnd(options: FuzzOptions): Promise<FuzzReport> {
     connections: 0,
     fdsSent: 0,
     chains: 0,
+    completed: 0,
     elapsedMs: 0,
   };
   let lastProgress = started;
@@ -272,6 +272,7 @@ export async function fuzzBackEnd(options: FuzzOptions): Promise<FuzzReport> {
     try {
       await runConnection(fc, random, options, report, bound);
     } finally {
+      report.completed += fc.usedIndex();
       fc.close();
     }
     if (options.alive && !options.alive()) {
@@ -308,7 +309,7 @@ async function runConnection(
     }
     report.fdsSent += sent;
     if (!readableHeader(message)) {
-      const next = await watchdog(
+      const next = await within(
         receiveMessage(fc.connection),
         bound,
         `${where}: hang-up after ${describe(message)}`,
@@ -329,7 +330,7 @@ async function runConnection(
       return "silent";
     }
     const reply = checkReply(
-      await watchdog(
+      await within(
         receiveMessage(fc.connection),
         bound,
         `${where}: the reply to ${describe(message)}`,

@@ -9,6 +9,7 @@ import { MemoryBackend } from "../../src/backend/memory_backend.ts";
 import type { EngineFactory } from "../../src/blk/engine.ts";
 import { BlkFeature, RequestStatus, RequestType } from "../../src/blk/spec.ts";
 import { workerEngine } from "../../src/blockif/worker_engine.ts";
+import { Random } from "../../src/guest/jobs/block_order.ts";
 import { createEventFd, drainEventFd } from "../../src/vhost_user/eventfd.ts";
 import { closeFd, cString, libc, Sys } from "../../src/vhost_user/libc.ts";
 import { createMemoryFile } from "../../src/vhost_user/mapping.ts";
@@ -38,6 +39,7 @@ import { DESCRIPTOR_SIZE, DescriptorFlag, RingFeature } from "../../src/virtio/s
 import { pattern } from "../helpers/harness.ts";
 import { within } from "./child_back_end.ts";
 import { DATA_BUFFER, FakeFrontEnd, QemuFeatures } from "./front_end.ts";
+import { makeFd } from "./fuzz_fds.ts";
 import { sendWithFds } from "./protocol_fuzzer.ts";
 
 const DISK_BYTES = 4 << 20;
@@ -342,6 +344,23 @@ Deno.test("vhost-user: a message with more fds than the back end takes (MSG_CTRU
       assert.ok(logs.some((line) => /request 13 refused: .*MSG_CTRUNC/.test(line)), `${logs}`);
     } finally {
       fds.forEach(closeFd);
+      fe.close();
+    }
+  });
+});
+
+Deno.test("vhost-user: a kick fd that is not an eventfd (a pipe at end of file) ends its watch with a log line that says so; the session goes on", async () => {
+  await withServer(async ({ server, logs }) => {
+    const fe = FakeFrontEnd.connect(server.socketPath);
+    try {
+      await fe.handshake();
+      const pipe = makeFd("pipe-read-no-writer", new Random(1));
+      fe.send(Request.SET_VRING_KICK, encodeU64(0n), { fds: [pipe] });
+      closeFd(pipe);
+      await eventually(() => logs.some((line) => line.includes("kick fd failed")), "the log line");
+      assert.ok(logs.some((line) => /kick fd failed: .*not an eventfd/.test(line)), `${logs}`);
+      assert.notEqual(await fe.getU64(Request.GET_FEATURES), 0n, "still serving");
+    } finally {
       fe.close();
     }
   });
