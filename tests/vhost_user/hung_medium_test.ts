@@ -26,6 +26,7 @@ import {
 import { PollSet } from "../../src/vhost_user/sys_structs.ts";
 import { pattern } from "../helpers/harness.ts";
 import { NBD_MEDIUM_TOOLS, NbdMedium } from "../helpers/nbd_medium.ts";
+import { holdings } from "./back_end_health.ts";
 import { needsTools } from "../helpers/skip.ts";
 import {
   type ChildBackEnd,
@@ -147,6 +148,37 @@ Deno.test({
       await medium.resume();
       const status = await within(backEnd.child.status, BOUND_MS, "the back end exits");
       assert.equal(status.code, 143, "a run ended by SIGTERM exits 128 + 15");
+    }),
+});
+
+Deno.test({
+  name:
+    "vhost-user: a front end that leaves while its requests hang in the medium does not hold up the next one, and its guest memory stays mapped until they finish",
+  ignore: skip.ignore,
+  fn: () =>
+    withStuckWrites(async (fe, medium, backEnd, _posted) => {
+      const pid = backEnd.child.pid;
+      fe.connection.close();
+      await backEnd.said(/still running on the medium/, BOUND_MS);
+      // The next front end is served while the medium still hangs.
+      const next = await within(connectedFrontEnd(backEnd), BOUND_MS, "the next front end served");
+      try {
+        // Past the blockif threads' 5 s close grace: a thread held in the medium is not
+        // stopped by its end, and its read would land in whatever is mapped there then.
+        await sleep(HANG_MS);
+        assert.equal(
+          holdings(pid).memfdMappings,
+          1,
+          "the first front end's guest memory is still mapped: its requests may yet write to it",
+        );
+        await medium.resume();
+        const released = async () => {
+          while (holdings(pid).memfdMappings !== 0) await sleep(20);
+        };
+        await within(released(), BOUND_MS, "its guest memory unmapped once they finished");
+      } finally {
+        next.close();
+      }
     }),
 });
 
