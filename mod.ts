@@ -4,6 +4,10 @@
  * lives in guest memory held in a SharedArrayBuffer, plus the guest-side
  * driver that uses it.
  *
+ * This is the browser-safe core: nothing it reaches uses Node or Deno. Files
+ * and block devices are `./file`, the vhost-user-blk export for QEMU is
+ * `./vhost-user` (Deno), the ACRN-style command line is `./cli`.
+ *
  * @example Put a RAM disk in front of a guest and drive it with the guest driver
  * ```ts
  * import {
@@ -27,26 +31,26 @@
  * @module
  */
 
-import { isMainModule } from "./src/runtime/main_module.ts";
-
 // Guest memory
 export {
   type GuestMemory,
   type GuestMemoryHandle,
   type MemoryRegion,
 } from "./src/memory/guest_memory.ts";
-export { SharedGuestMemory } from "./src/memory/shared_memory.ts";
+export { SharedGuestMemory, type SharedMemoryHandle } from "./src/memory/shared_memory.ts";
 
 // Backends
-export type {
-  BackendSpec,
-  BlockBackend,
-  FileBackendSpec,
-  MemoryBackendSpec,
+export {
+  type BackendCapabilities,
+  type BackendDriver,
+  backendDrivers,
+  type BackendSpec,
+  type BlockBackend,
+  loadBackendDriver,
+  openBackend,
+  openIoQueue,
 } from "./src/backend/backend.ts";
-export { MemoryBackend } from "./src/backend/memory_backend.ts";
-export { openBackend } from "./src/backend/open_backend.ts";
-export { describeFile, type FileIo, type FileOptions } from "./src/backend/file_spec.ts";
+export { MemoryBackend, type MemoryBackendSpec } from "./src/backend/memory_backend.ts";
 
 // The virtio-blk device and its PCI function
 export {
@@ -61,18 +65,40 @@ export { BlkFeature, RequestStatus, RequestType } from "./src/blk/spec.ts";
 
 // Request engines: in-process, and blockif's pool of worker threads, with
 // the parsed request and the pool's element states, for reading them.
-export type {
-  EngineContext,
-  EngineFactory,
-  InterruptHandle,
-  RequestEngine,
-} from "./src/blk/engine.ts";
+export type { EngineContext, EngineFactory, RequestEngine } from "./src/blk/engine.ts";
 export { InlineEngine } from "./src/blk/inline_engine.ts";
 export {
   WorkerEngine,
   workerEngine,
   type WorkerEngineOptions,
 } from "./src/blockif/worker_engine.ts";
+export {
+  BlockifThreads,
+  type BlockifThreadsOptions,
+  type BlockifThreadsSettings,
+  type DeviceHandles,
+} from "./src/blockif/threads.ts";
+export type { QueueHandles } from "./src/blockif/worker_init.ts";
+export type { DeviceSettings } from "./src/blockif/server.ts";
+export {
+  describeSummary,
+  type MediumErrorKind,
+  MediumErrors,
+  type MediumErrorSummary,
+} from "./src/blk/medium_errors.ts";
+
+// I/O queues: how a thread hands I/O to a medium (for drivers of asynchronous media)
+export {
+  IO_SHORT,
+  IoOp,
+  type IoOpCode,
+  type IoQueue,
+  type IoRequest,
+  IoVector,
+} from "./src/io/io_queue.ts";
+export { SyncIoQueue } from "./src/io/sync_io_queue.ts";
+export { ERRNO, errnoName } from "./src/io/errno.ts";
+export { type PluginHandle, PluginRegistry } from "./src/runtime/plugins.ts";
 export type { Dispatch } from "./src/blockif/server.ts";
 export {
   type BlkRequest,
@@ -95,8 +121,12 @@ export { LegacyRegister, LegacyVirtioPci } from "./src/virtio/legacy_pci.ts";
 export type { IoBar, PciConfigSpace } from "./src/pci/config_space.ts";
 export type { VirtioDevice } from "./src/virtio/device.ts";
 export {
+  type InterruptHandle,
   type InterruptLineHandle,
   type InterruptSink,
+  interruptSinks,
+  openInterruptSink,
+  type TransportInterruptHandle,
   TransportState,
 } from "./src/virtio/transport_state.ts";
 export {
@@ -126,20 +156,7 @@ export {
   VirtioBlkDriver,
 } from "./src/guest/virtio_blk_driver.ts";
 
-// vhost-user-blk (Deno only: FFI)
-export {
-  serveVhostUserBlk,
-  VHOST_USER_MAX_QUEUE_SIZE,
-  VHOST_USER_SEG_MAX,
-  type VhostUserBlkOptions,
-  type VhostUserBlkServer,
-} from "./src/vhost_user/server.ts";
-export type { VhostUserBlkSession } from "./src/vhost_user/session.ts";
-export type { TableRegion } from "./src/vhost_user/memory_table.ts";
-export type { Mapping } from "./src/vhost_user/mapping.ts";
-export { MappedGuestMemory, type MappedMemoryHandle } from "./src/memory/mapped_memory.ts";
-
-// The device model and its command line
+// The device model: a machine with its PCI bus and vCPU (for the command line see `./cli`)
 export {
   type VcpuInit,
   VirtualMachine,
@@ -149,22 +166,5 @@ export {
 } from "./src/dm/vm.ts";
 export type { PciBus, PciFunction } from "./src/dm/pci_bus.ts";
 export type { IoEvents, IoSize } from "./src/dm/io_mailbox.ts";
-export {
-  checkSlots,
-  diskConfig,
-  type OtherDeviceSpec,
-  parseSlotOption,
-  parseSlotSpec,
-  type SlotOption,
-  type SlotSpec,
-} from "./src/dm/slot_spec.ts";
-export { type Console, main } from "./src/cli/main.ts";
-
 // Errors
 export { type ErrorCode, VirtioBlkError } from "./src/errors.ts";
-
-// `deno run mod.ts …` and `node mod.js …` (the npm package) start the command line.
-if (isMainModule(import.meta)) {
-  const { runCli } = await import("./src/cli/run.ts");
-  await runCli();
-}

@@ -93,6 +93,9 @@ export async function describeSource(): Promise<SourceDescription | null> {
     "src",
     "scripts",
     "mod.ts",
+    "cli.ts",
+    "file.ts",
+    "vhost_user.ts",
   );
   const modified = (status ?? "").split("\n").filter((line) => line.length > 3).map((line) =>
     line.slice(3)

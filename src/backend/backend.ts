@@ -1,8 +1,12 @@
 /**
- * The block backend interface: what an executor needs from the medium. All
- * calls are synchronous because they run on I/O threads (or on the device
- * thread for the in-process executor); each thread opens its own backend
- * from a {@linkcode BackendSpec}, so handles are never shared across threads.
+ * The block backend interface: what an executor needs from the medium, and
+ * how media plug in. A medium is described once by a structured-cloneable
+ * {@linkcode BackendSpec} that names its driver; every thread opens its own
+ * handle from it ({@linkcode openBackend}), so handles are never shared
+ * across threads. A synchronous handle ({@linkcode BlockBackend}) serves
+ * behind the synchronous I/O queue; a driver of an asynchronous medium
+ * opens an I/O queue itself. Adding a kind of medium adds a driver module
+ * that registers itself; nothing else changes.
  *
  * Data moves straight between the medium and a guest-memory view: `bytes`
  * is the whole region's Uint8Array and `at` the offset in it, so no view is
@@ -10,6 +14,10 @@
  *
  * @module
  */
+
+import type { IoQueue } from "../io/io_queue.ts";
+import { SyncIoQueue } from "../io/sync_io_queue.ts";
+import { type PluginHandle, PluginRegistry } from "../runtime/plugins.ts";
 
 /** A medium as an executor sees it. */
 export interface BlockBackend {
@@ -31,41 +39,81 @@ export interface BlockBackend {
   close(): void;
 }
 
-/** A structured-cloneable description from which any thread opens a backend. */
-export type BackendSpec =
-  | MemoryBackendSpec
-  | FileBackendSpec;
-
-/** A RAM disk in a SharedArrayBuffer. */
-export interface MemoryBackendSpec {
-  /** Tells this spec from a {@linkcode FileBackendSpec}. */
-  readonly kind: "memory";
-  /** The disk's bytes; every thread that opens the spec sees the same memory. */
-  readonly buffer: SharedArrayBuffer;
-  /** Whether writes are refused (the device then offers VIRTIO_BLK_F_RO). */
-  readonly readOnly: boolean;
+/** What a medium can do; the device offers features and config fields from it. */
+export interface BackendCapabilities {
+  /**
+   * FLUSH makes completed writes stable (a file's fdatasync), or the medium
+   * has no volatile cache to empty: the device offers VIRTIO_BLK_F_FLUSH
+   * and CONFIG_WCE (§5.2.3). False only for a medium that cannot promise
+   * stability at all.
+   */
+  readonly flush: boolean;
+  /** Ranges can be given back (hole punching, BLKDISCARD): VIRTIO_BLK_F_DISCARD. */
+  readonly discard: boolean;
+  /** Ranges can be zeroed without sending zeros: VIRTIO_BLK_F_WRITE_ZEROES. */
+  readonly writeZeroes: boolean;
+  /**
+   * How threads may hold the medium: `"per-thread"`, each thread opens its
+   * own handle (files); `"shared"`, every handle sees the same bytes at
+   * once (a RAM disk); `"exclusive"`, one handle at a time (the engine then
+   * runs one I/O thread); `"async"`, one handle serves many requests in
+   * flight (a network disk).
+   */
+  readonly handles: "per-thread" | "shared" | "exclusive" | "async";
 }
 
-/** A regular file or block device (see `src/backend/file_spec.ts`). */
-export interface FileBackendSpec {
-  /** Tells this spec from a {@linkcode MemoryBackendSpec}. */
-  readonly kind: "file";
-  /** Path of the file or block device. */
-  readonly path: string;
-  /** Byte offset of the device's first byte in the file (`range=`). */
-  readonly offset: number;
-  /** Bytes the device exposes. */
+/**
+ * A structured-cloneable description from which any thread opens a
+ * backend: the driver that opens it (by its module's URL), the medium's
+ * name and size, and what it can do. Each driver extends it with what it
+ * needs (a path, a buffer, a URL).
+ */
+export interface BackendSpec extends PluginHandle {
+  /** What identifies the medium in messages, and for a default serial. */
+  readonly name: string;
+  /** Bytes the device exposes (a multiple of 512). */
   readonly size: number;
-  /**
-   * Whether `range=` chose the window (`offset`, `size`); absent or false:
-   * the device shows the whole file, at the size it had when described.
-   * A window is part of the medium's name (`src/backend/medium_name.ts`).
-   */
-  readonly windowed?: boolean;
-  /** `ro`: opened read-only, writes refused (the device then offers VIRTIO_BLK_F_RO). */
+  /** Whether writes are refused (the device then offers VIRTIO_BLK_F_RO). */
   readonly readOnly: boolean;
-  /** Which I/O implementation each thread opens. */
-  readonly io: "fsfile" | "node-fs";
-  /** Open with O_DIRECT (`nocache`); needs aligned guest memory and offsets. */
-  readonly direct: boolean;
+  /** What the medium can do. */
+  readonly capabilities: BackendCapabilities;
+}
+
+/** Opens media of one kind on any thread. */
+export interface BackendDriver<S extends BackendSpec = BackendSpec> {
+  /** Opens a handle on this thread for synchronous I/O. */
+  open(spec: S): BlockBackend;
+  /**
+   * Opens an I/O queue on this thread with room for `capacity` operations;
+   * without it, {@linkcode open}'s handle serves behind a synchronous queue.
+   */
+  openQueue?(spec: S, capacity: number): IoQueue;
+}
+
+/** The backend drivers, registered by their modules as they are imported. */
+export const backendDrivers: PluginRegistry<BackendDriver> = new PluginRegistry("backend driver");
+
+/**
+ * Opens `spec` on this thread, whose driver must be loaded here (it is on
+ * the thread that described the medium; a worker loads it first with
+ * {@linkcode loadBackendDriver}).
+ *
+ * @throws {VirtioBlkError} `BAD_BACKING_FILE` when the medium cannot be opened
+ */
+export function openBackend(spec: BackendSpec): BlockBackend {
+  return backendDrivers.get(spec).open(spec);
+}
+
+/** Imports `spec`'s driver on this thread if it is not yet. */
+export async function loadBackendDriver(spec: BackendSpec): Promise<void> {
+  await backendDrivers.load(spec);
+}
+
+/**
+ * This thread's I/O queue on `spec` with room for `capacity` operations:
+ * the driver's own, or its synchronous handle behind a synchronous queue.
+ */
+export function openIoQueue(spec: BackendSpec, capacity: number): IoQueue {
+  const driver = backendDrivers.get(spec);
+  return driver.openQueue?.(spec, capacity) ?? new SyncIoQueue(driver.open(spec), capacity);
 }

@@ -24,7 +24,8 @@
  */
 
 import { VirtioBlkError } from "../errors.ts";
-import type { BlockBackend, FileBackendSpec } from "./backend.ts";
+import type { BlockBackend } from "./backend.ts";
+import type { FileBackendSpec } from "./file_driver.ts";
 import { errorText } from "./file_errors.ts";
 
 /** A backend over a window of a file or block device. */

@@ -22,7 +22,7 @@ import * as fs from "node:fs";
 import { resolve } from "node:path";
 import { VirtioBlkError } from "../errors.ts";
 import { isDeno } from "../runtime/is_deno.ts";
-import type { FileBackendSpec } from "./backend.ts";
+import { FILE_DRIVER, type FileBackendSpec } from "./file_driver.ts";
 import { isReadOnlyDevice, probeDeviceSize, seekDeviceSize } from "./block_device.ts";
 import { errnoName, errorText, openFailure, type OpenPurpose } from "./file_errors.ts";
 import { notRawMessage, readImageFormat } from "./image_format.ts";
@@ -98,7 +98,7 @@ export function describeFile(path: string, options: FileOptions = {}): FileBacke
           `${VIRTIO_SECTOR} bytes`,
       );
     }
-    return { kind: "file", path: absolute, offset: 0, size: fileSize, readOnly, io, direct };
+    return fileSpec({ path: absolute, offset: 0, size: fileSize, readOnly, io, direct });
   }
   if (window.end > fileSize) {
     const { start, size } = options.range!;
@@ -108,8 +108,7 @@ export function describeFile(path: string, options: FileOptions = {}): FileBacke
         `file ${absolute} (${fileSize} bytes)`,
     );
   }
-  return {
-    kind: "file",
+  return fileSpec({
     path: absolute,
     offset: window.offset,
     size: window.end - window.offset,
@@ -117,6 +116,28 @@ export function describeFile(path: string, options: FileOptions = {}): FileBacke
     readOnly,
     io,
     direct,
+  });
+}
+
+/** What a file's spec holds besides what every file spec has in common. */
+type FileFields = Omit<FileBackendSpec, "module" | "kind" | "name" | "capabilities">;
+
+/**
+ * The spec of a checked file: its driver, and its name (the absolute path,
+ * plus the byte window when `range=` chose one: the same file is the same
+ * name in every run, also after a resize, and two windows of it are two).
+ */
+function fileSpec(fields: FileFields): FileBackendSpec {
+  const name = fields.windowed
+    ? `${fields.path} bytes ${fields.offset}-${fields.offset + fields.size}`
+    : fields.path;
+  return {
+    module: FILE_DRIVER,
+    kind: "file",
+    name,
+    // fdatasync empties the page cache; each thread opens its own descriptor.
+    capabilities: { flush: true, discard: false, writeZeroes: false, handles: "per-thread" },
+    ...fields,
   };
 }
 

@@ -15,7 +15,7 @@
  * @module
  */
 
-import type { FileBackendSpec } from "./backend.ts";
+import type { FileBackendSpec } from "./file_driver.ts";
 import { FileBackend } from "./file_backend.ts";
 import { openFailure } from "./file_errors.ts";
 

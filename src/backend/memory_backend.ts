@@ -1,13 +1,31 @@
 /**
  * A RAM disk: the medium is a SharedArrayBuffer, so every thread that opens
  * the same {@linkcode MemoryBackendSpec} sees the same bytes. Writes are
- * stable as soon as they are done, so `flush` has nothing to do.
+ * stable as soon as they are done, so `flush` has nothing to do. This
+ * module is the RAM disk's backend driver (it registers itself).
+ * Browser-safe.
+ *
+ * A RAM disk has no path to name it by: it gets a random name when it is
+ * described (64 bits from WebCrypto), which its spec carries, so devices
+ * made again over the same RAM disk keep their default serial, and RAM
+ * disks of two processes serving one guest never share one.
  *
  * @module
  */
 
 import { VirtioBlkError } from "../errors.ts";
-import type { BlockBackend, MemoryBackendSpec } from "./backend.ts";
+import { backendDrivers, type BackendSpec, type BlockBackend } from "./backend.ts";
+
+/** A RAM disk in a SharedArrayBuffer. */
+export interface MemoryBackendSpec extends BackendSpec {
+  /** Tells this spec from other drivers' specs. */
+  readonly kind: "memory";
+  /** The disk's bytes; every thread that opens the spec sees the same memory. */
+  readonly buffer: SharedArrayBuffer;
+}
+
+/** Random bytes in a RAM disk's name. */
+const RAM_DISK_ID_BYTES = 8;
 
 /** A RAM disk backend. */
 export class MemoryBackend implements BlockBackend {
@@ -32,10 +50,32 @@ export class MemoryBackend implements BlockBackend {
         `RAM disk size ${size} must be a positive multiple of 512 bytes`,
       );
     }
+    return MemoryBackend.describe(new SharedArrayBuffer(size), options);
+  }
+
+  /**
+   * Describes a RAM disk over an existing buffer (its size a multiple of
+   * 512), e.g. one a WASM virtual machine already has.
+   */
+  static describe(
+    buffer: SharedArrayBuffer,
+    options: { readOnly?: boolean } = {},
+  ): MemoryBackendSpec {
+    if (!(buffer instanceof SharedArrayBuffer) || buffer.byteLength % 512 !== 0) {
+      throw new VirtioBlkError(
+        "INVALID_CONFIG",
+        "a RAM disk is a SharedArrayBuffer whose size is a multiple of 512 bytes",
+      );
+    }
+    const id = crypto.getRandomValues(new Uint8Array(RAM_DISK_ID_BYTES));
     return {
+      module: import.meta.url,
       kind: "memory",
-      buffer: new SharedArrayBuffer(size),
+      name: `RAM disk ${Array.from(id, (b) => b.toString(16).padStart(2, "0")).join("")}`,
+      size: buffer.byteLength,
       readOnly: options.readOnly ?? false,
+      capabilities: { flush: true, discard: false, writeZeroes: false, handles: "shared" },
+      buffer,
     };
   }
 
@@ -63,3 +103,7 @@ export class MemoryBackend implements BlockBackend {
     }
   }
 }
+
+backendDrivers.register(import.meta.url, {
+  open: (spec) => new MemoryBackend(spec as MemoryBackendSpec),
+});

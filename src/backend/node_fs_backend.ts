@@ -23,7 +23,7 @@
  */
 
 import * as fs from "node:fs";
-import type { FileBackendSpec } from "./backend.ts";
+import type { FileBackendSpec } from "./file_driver.ts";
 import { FileBackend } from "./file_backend.ts";
 import { openFailure } from "./file_errors.ts";
 

@@ -8,8 +8,6 @@
  */
 
 import type { BackendSpec } from "../backend/backend.ts";
-import { mediumName } from "../backend/medium_name.ts";
-import { backendSize } from "../backend/open_backend.ts";
 import { VirtioBlkError } from "../errors.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import type { VirtioDevice } from "../virtio/device.ts";
@@ -148,7 +146,7 @@ export class VirtioBlkDevice implements VirtioDevice {
     }
     const logical = options.logicalBlockSize ?? SECTOR_SIZE;
     const physical = options.physicalBlockSize ?? logical;
-    const sizeBytes = backendSize(options.backend);
+    const sizeBytes = options.backend.size;
     if (sizeBytes % SECTOR_SIZE !== 0) {
       throw new VirtioBlkError(
         "BAD_BACKING_FILE",
@@ -160,7 +158,7 @@ export class VirtioBlkDevice implements VirtioDevice {
     this.maxChain = Math.max(queueSize, segMax + 2);
     this.capacity = sizeBytes / SECTOR_SIZE;
     this.readOnly = options.backend.readOnly;
-    const medium = mediumName(options.backend);
+    const medium = options.backend.name;
     this.name = `virtio-blk device on ${medium}`;
     this.serial = serialBytes(options.serial ?? defaultSerial(options.optionString ?? medium));
     this.#defaultWriteback = options.writeback ?? false;
@@ -172,8 +170,12 @@ export class VirtioBlkDevice implements VirtioDevice {
       queues: queueCount,
     });
 
+    // What the medium can do decides the rest (§5.2.3).
+    const can = options.backend.capabilities;
     let features = bit(BlkFeature.SEG_MAX) | bit(BlkFeature.BLK_SIZE) | bit(BlkFeature.TOPOLOGY) |
-      bit(BlkFeature.FLUSH) | bit(BlkFeature.CONFIG_WCE) | bit(RingFeature.INDIRECT_DESC);
+      bit(RingFeature.INDIRECT_DESC);
+    // A cache the driver may switch on needs a FLUSH to empty it.
+    if (can.flush) features |= bit(BlkFeature.FLUSH) | bit(BlkFeature.CONFIG_WCE);
     if (options.eventIdx ?? true) features |= bit(RingFeature.EVENT_IDX);
     if (this.readOnly) features |= bit(BlkFeature.RO);
     if (queueCount > 1) features |= bit(BlkFeature.MQ);

@@ -17,7 +17,8 @@ import type { BackendSpec } from "../backend/backend.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import type { DoorbellHandle } from "../virtio/doorbell.ts";
 import type { QueueStateBuffer } from "../virtio/queue_state.ts";
-import type { InterruptLineHandle, InterruptSink } from "../virtio/transport_state.ts";
+import type { InterruptHandle, InterruptSink } from "../virtio/transport_state.ts";
+export type { InterruptHandle };
 import type { BlkState } from "./blk_state.ts";
 import type { MediumErrors } from "./medium_errors.ts";
 import type { RequestLimits } from "./request.ts";
@@ -51,29 +52,6 @@ export interface EngineContext {
   /** Where a medium failure of a new kind is reported (default: console.error). */
   readonly log?: (message: string) => void;
 }
-
-/** How a worker thread reaches the interrupt sink. */
-export type InterruptHandle =
-  | {
-    readonly kind: "transport";
-    readonly buffer: SharedArrayBuffer;
-    readonly line: InterruptLineHandle;
-  }
-  | {
-    /**
-     * vhost-user: one call and one err eventfd per queue, whose numbers stay
-     * valid while the device exists (`src/vhost_user/interrupts.ts` builds
-     * the sink on any thread).
-     */
-    readonly kind: "eventfd";
-    readonly call: readonly number[];
-    readonly err: readonly number[];
-    /**
-     * The process's Linux AIO context that signals them without ever
-     * waiting (`src/vhost_user/kernel_signal.ts`).
-     */
-    readonly signal: { readonly context: bigint; readonly source: number };
-  };
 
 /** An executor of a device's requests. */
 export interface RequestEngine {

@@ -11,7 +11,7 @@
  */
 
 import type { BlockBackend } from "../backend/backend.ts";
-import { openBackend } from "../backend/open_backend.ts";
+import { openBackend } from "../backend/backend.ts";
 import { RequestPool } from "../blockif/request_pool.ts";
 import { BlockifServer } from "../blockif/server.ts";
 import { SyncIoQueue } from "../io/sync_io_queue.ts";

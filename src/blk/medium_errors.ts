@@ -11,7 +11,7 @@
  */
 
 import { errnoName } from "../io/errno.ts";
-import { IO_OP_NAMES, IO_SHORT, type IoOpCode } from "../io/io_queue.ts";
+import { IO_OP_NAMES, IO_SHORT, IoOp, type IoOpCode } from "../io/io_queue.ts";
 import { lock, unlock } from "../sync/mutex.ts";
 
 /** Word indexes of the region. */
@@ -60,6 +60,25 @@ export function describeFailure(op: IoOpCode, result: number, offset?: number): 
   return `${IO_OP_NAMES[op]}${offset === undefined ? "" : ` at offset ${offset}`} failed: ${cause}`;
 }
 
+/**
+ * One line for a device's failures so far: `3 medium errors: write ENOSPC
+ * ×2, flush EIO ×1; last: write at offset 4096 failed: ENOSPC`.
+ */
+export function describeSummary(summary: MediumErrorSummary): string {
+  const kinds = summary.kinds.map(({ op, result, count }) =>
+    `${IO_OP_NAMES[op]} ${result === IO_SHORT ? "short" : errnoName(-result)} ×${count}`
+  );
+  const last = summary.last;
+  const lastText = last === undefined
+    ? ""
+    : `; last: ${
+      describeFailure(last.op, last.result, last.op === IoOp.FLUSH ? undefined : last.offset)
+    }`;
+  return `${summary.total} medium error${summary.total === 1 ? "" : "s"}: ${
+    kinds.join(", ")
+  }${lastText}`;
+}
+
 /** Whether the `count`th failure of a kind is logged: the 1st, 10th, 100th, … */
 export function logsAt(count: number): boolean {
   for (let n = 1; n <= count; n *= 10) if (n === count) return true;
@@ -68,6 +87,7 @@ export function logsAt(count: number): boolean {
 
 /** A device's medium-error counters, viewed from one thread. */
 export class MediumErrors {
+  /** The region's words (this module owns their layout). */
   readonly words: Int32Array;
 
   /** Views a region made by another thread ({@linkcode MediumErrors.buffer}), or makes one. */

@@ -19,7 +19,7 @@ import { ID_BYTES } from "./spec.ts";
 /**
  * The serial a device with option string `options` gets by default; a
  * device made without one (by the library) passes its medium's name
- * (`src/backend/medium_name.ts`) instead.
+ * (each backend spec's `name`) instead.
  */
 export function defaultSerial(options: string): string {
   const d = md5(options);

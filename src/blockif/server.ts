@@ -65,6 +65,7 @@ export type Dispatch = "worker" | "device";
 export interface DeviceSettings {
   /** The device offers VIRTIO_BLK_F_RO: writes fail. */
   readonly readOnly: boolean;
+  /** Capacity and seg_max every parsed request is checked against. */
   readonly limits: RequestLimits;
   /** The 20 GET_ID bytes. */
   readonly serial: Uint8Array;

@@ -22,6 +22,8 @@ import { RequestPool } from "./request_pool.ts";
 import type { Dispatch } from "./server.ts";
 import type { ControlMessage, DeviceHandles, WorkerInit, WorkerMessage } from "./worker_init.ts";
 
+export type { DeviceHandles };
+
 /** ACRN's number of blockif threads per device. */
 export const DEFAULT_WORKERS = 8;
 /** ACRN's number of request elements (BLOCKIF_MAXREQ). */
@@ -60,9 +62,13 @@ export interface BlockifThreadsOptions {
 
 /** The settings a group runs with, defaults filled in. */
 export interface BlockifThreadsSettings {
+  /** Worker threads. */
   readonly workers: number;
+  /** Request elements in the pool. */
   readonly poolSize: number;
+  /** Who drains the rings. */
   readonly dispatch: Dispatch;
+  /** Longest adaptive polling window of an idle worker, in microseconds. */
   readonly pollUs: number;
 }
 

@@ -19,6 +19,7 @@ import { BlockifServer, type ServedDevice } from "./server.ts";
 import {
   type ControlMessage,
   type DeviceHandles,
+  loadDeviceModules,
   openServedDevice,
   withMemory,
   type WorkerInit,
@@ -43,7 +44,7 @@ parent.onMessage((message) => {
   pending = pending.then(() => receive(message as WorkerInit | ControlMessage));
 });
 
-function receive(message: WorkerInit | ControlMessage): void {
+async function receive(message: WorkerInit | ControlMessage): Promise<void> {
   if (closed) return;
   if (message.type === "init") {
     index = message.index;
@@ -58,6 +59,9 @@ function receive(message: WorkerInit | ControlMessage): void {
   } else {
     let error: string | undefined;
     try {
+      // The modules that open the message's handles, if this thread has not loaded them yet.
+      if (message.type === "attach") await loadDeviceModules(message.handles);
+      if (message.type === "memory") await loadDeviceModules({ memory: message.memory });
       control(message);
     } catch (cause) {
       error = `blockif worker ${index}: ${cause instanceof Error ? cause.message : String(cause)}`;

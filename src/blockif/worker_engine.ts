@@ -9,9 +9,11 @@
  */
 
 import type { EngineContext, EngineFactory, RequestEngine } from "../blk/engine.ts";
+import { VirtioBlkError } from "../errors.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import { Doorbell, type DoorbellHandle } from "../virtio/doorbell.ts";
 import { SplitQueue } from "../virtio/split_queue.ts";
+import { waitFor } from "../sync/wait.ts";
 import { PoolWord } from "./pool_layout.ts";
 import type { RequestPool } from "./request_pool.ts";
 import { BlockifServer, type Dispatch } from "./server.ts";
@@ -83,8 +85,17 @@ export class WorkerEngine implements RequestEngine {
   constructor(context: EngineContext, options: WorkerEngineOptions = {}) {
     this.#context = context;
     this.#ownThreads = options.threads === undefined;
+    // A medium only one handle may hold at a time is served by one thread.
+    const exclusive = context.backend.capabilities.handles === "exclusive";
+    if (exclusive && options.threads !== undefined && options.threads.settings.workers > 1) {
+      throw new VirtioBlkError(
+        "INVALID_CONFIG",
+        `${context.name}: its medium takes one handle at a time; it cannot share ` +
+          `${options.threads.settings.workers} blockif threads`,
+      );
+    }
     this.threads = options.threads ?? new BlockifThreads({
-      workers: options.workers,
+      workers: exclusive ? 1 : options.workers,
       poolSize: options.poolSize,
       dispatch: options.dispatch,
       pollUs: options.pollUs,
@@ -158,7 +169,7 @@ export class WorkerEngine implements RequestEngine {
     const words = this.#beginQuiesce(index);
     try {
       for (let seen = this.#unsettled(index); seen !== undefined; seen = this.#unsettled(index)) {
-        Atomics.wait(words, PoolWord.SETTLED, seen, QUIESCE_POLL_MS);
+        waitFor(words, PoolWord.SETTLED, seen, QUIESCE_POLL_MS);
       }
     } finally {
       Atomics.sub(words, PoolWord.QUIESCING, 1);

@@ -11,19 +11,22 @@
  * @module
  */
 
-import type { BackendSpec } from "../backend/backend.ts";
-import { openBackend } from "../backend/open_backend.ts";
+import { backendDrivers, type BackendSpec, openIoQueue } from "../backend/backend.ts";
 import { BlkState } from "../blk/blk_state.ts";
-import type { InterruptHandle } from "../blk/engine.ts";
 import { MediumErrors } from "../blk/medium_errors.ts";
-import { SyncIoQueue } from "../io/sync_io_queue.ts";
-import type { GuestMemory, GuestMemoryHandle } from "../memory/guest_memory.ts";
-import { MappedGuestMemory } from "../memory/mapped_memory.ts";
-import { SharedGuestMemory } from "../memory/shared_memory.ts";
+import {
+  type GuestMemory,
+  type GuestMemoryHandle,
+  guestMemoryKinds,
+  openGuestMemory,
+} from "../memory/guest_memory.ts";
 import { QueueStateBuffer } from "../virtio/queue_state.ts";
 import { SplitQueue } from "../virtio/split_queue.ts";
-import { type InterruptSink, TransportState } from "../virtio/transport_state.ts";
-import { eventFdInterruptSink } from "../vhost_user/interrupts.ts";
+import {
+  type InterruptHandle,
+  interruptSinks,
+  openInterruptSink,
+} from "../virtio/transport_state.ts";
 import type { PoolDimensions } from "./pool_layout.ts";
 import type { DeviceSettings, ServedDevice, ThreadSettings } from "./server.ts";
 
@@ -46,11 +49,17 @@ export type QueueHandles = readonly {
 
 /** Everything a thread needs to serve a device, as handles. */
 export interface DeviceHandles {
+  /** The device's plain settings. */
   readonly settings: DeviceSettings;
+  /** Its guest memory. */
   readonly memory: GuestMemoryHandle;
+  /** The shared state of its queues. */
   readonly queues: QueueHandles;
+  /** Its block state region ({@linkcode BlkState}). */
   readonly state: SharedArrayBuffer;
+  /** How to reach its interrupt sink. */
   readonly interrupts: InterruptHandle;
+  /** Its medium-error region ({@linkcode MediumErrors}). */
   readonly errors: SharedArrayBuffer;
   /** The medium, which the thread opens for itself; absent on a thread that only drains. */
   readonly backend?: BackendSpec;
@@ -86,21 +95,19 @@ export type WorkerMessage =
   | { readonly type: "log"; readonly index: number; readonly message: string }
   | { readonly type: "closed"; readonly index: number };
 
-/** Rebuilds guest memory from its handle on this thread. */
-export function openGuestMemory(handle: GuestMemoryHandle): GuestMemory {
-  switch (handle.kind) {
-    case "shared":
-      return SharedGuestMemory.fromHandle(handle);
-    case "mapped":
-      return MappedGuestMemory.fromHandle(handle);
-  }
-}
-
-/** Rebuilds the interrupt sink from its handle on this thread. */
-export function openInterruptSink(handle: InterruptHandle): InterruptSink {
-  return handle.kind === "eventfd"
-    ? eventFdInterruptSink(handle)
-    : new TransportState(handle.buffer, handle.line);
+/**
+ * Imports, on this thread, the modules that open `handles` (the medium's
+ * driver, the kinds of guest memory and interrupt sink): a thread loads
+ * only what the devices it serves need.
+ */
+export async function loadDeviceModules(handles: {
+  readonly memory?: GuestMemoryHandle;
+  readonly interrupts?: InterruptHandle;
+  readonly backend?: BackendSpec;
+}): Promise<void> {
+  if (handles.memory) await guestMemoryKinds.load(handles.memory);
+  if (handles.interrupts) await interruptSinks.load(handles.interrupts);
+  if (handles.backend) await backendDrivers.load(handles.backend);
 }
 
 /** This thread's views of a device's queues over `memory`. */
@@ -110,11 +117,12 @@ export function openQueues(memory: GuestMemory, queues: QueueHandles): SplitQueu
 
 /**
  * Builds a device's live objects on this thread, opening its own handle on
- * the medium as an I/O queue with room for `capacity` operations.
+ * the medium as an I/O queue with room for `capacity` operations (the
+ * modules that open the handles loaded: {@linkcode loadDeviceModules}).
  */
 export function openServedDevice(handles: DeviceHandles, capacity: number): ServedDevice {
   const memory = openGuestMemory(handles.memory);
-  const io = handles.backend && new SyncIoQueue(openBackend(handles.backend), capacity);
+  const io = handles.backend && openIoQueue(handles.backend, capacity);
   return {
     settings: handles.settings,
     memory,

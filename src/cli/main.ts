@@ -1,7 +1,7 @@
 /**
  * The device model's command line, in ACRN's style:
  *
- *     deno run -A mod.ts -s 9,virtio-blk,test.img -s 10,virtio-blk,other.img,ro
+ *     ./virtio-blk-dm -s 9,virtio-blk,test.img -s 10,virtio-blk,other.img,ro
  *
  * builds the machine (PCI bus, one virtio-blk function per `-s`, 8 blockif
  * workers each), launches the built-in guest in a vCPU Worker, runs its job
@@ -39,9 +39,11 @@ import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "./exit_status.ts";
 import { SIGNAL_EXIT_STATUS, StopSignals } from "./signals.ts";
 import { usage } from "./usage.ts";
 import { programVersion } from "./version.ts";
+import { PROGRAM } from "./program.ts";
+import { describeSummary } from "../blk/medium_errors.ts";
+import { diskName } from "../guest/boot.ts";
 
-/** The program's name in messages. */
-export const PROGRAM = "virtio-blk-dm";
+export { PROGRAM };
 
 /** Where the CLI writes; the process's stdout and stderr by default. */
 export interface Console {
@@ -126,7 +128,11 @@ export async function main(args: readonly string[], console: Console): Promise<n
       );
       specs = [parseSlotSpec(`${freeSlot(others)},${EMULATION},${image}`)];
     }
-    const configs = specs.map(diskConfig);
+    const log = (message: string) => console.stderr(`${PROGRAM}: ${message}\n`);
+    const configs = specs.map(diskConfig).map((config) => ({
+      ...config,
+      device: { ...config.device, log },
+    }));
     checkSlots(specs, configs, others);
     // Only once the whole command line is good: bad input is one line.
     for (const note of notes) console.stderr(`${PROGRAM}: ${note}\n`);
@@ -141,6 +147,7 @@ export async function main(args: readonly string[], console: Console): Promise<n
           text,
         ) => (stream === "stdout" ? console.stdout(text + "\n") : console.stderr(text)),
       ) as UosResult;
+      reportMediumErrors(vm, log);
       return signals.exitStatus ?? result.exitCode;
     } finally {
       await vm.close();
@@ -152,6 +159,21 @@ export async function main(args: readonly string[], console: Console): Promise<n
     signals.close();
     removeTemporary();
   }
+}
+
+/**
+ * What each disk's medium did wrong during the run, one line per disk (the
+ * guest saw only IOERR; the first failure of each kind was logged as it
+ * happened). Disks are named as the guest names them, in slot order.
+ */
+function reportMediumErrors(vm: VirtualMachine, log: (message: string) => void): void {
+  const disks = [...vm.disks].sort((a, b) => a.slot - b.slot || a.func - b.func);
+  disks.forEach((disk, i) => {
+    const summary = disk.function.device.mediumErrors.summary();
+    if (summary.total > 0) {
+      log(`${diskName(i)} (slot ${disk.slot}:${disk.func}): ${describeSummary(summary)}`);
+    }
+  });
 }
 
 /** Errors that are the user's input: bad options or files, or a mode this runtime lacks. */
@@ -198,11 +220,12 @@ async function serveOverVhostUser(
   const spec = parseSlotSpec(slots[0]);
   const { device } = diskConfig(spec);
   const { serveVhostUserBlk } = await import("../vhost_user/server.ts");
+  const log = (message: string) => console.stderr(`${PROGRAM}: ${message}\n`);
   const server = serveVhostUserBlk({
     socketPath,
-    device,
+    device: { ...device, log },
     signal: signals.signal,
-    log: (message) => console.stderr(`${PROGRAM}: ${message}\n`),
+    log,
   });
   console.stderr(
     `${PROGRAM}: serving ${spec.path} over vhost-user-blk on ${server.socketPath}; connect QEMU with ` +

@@ -2,7 +2,7 @@
  * Runs the command line in this process: arguments from `process.argv`,
  * output to its stdout and stderr, the exit status in `process.exitCode`.
  * `node:process` is the same on Deno and Node, so this one module serves
- * `deno run mod.ts` and the npm package's bin.
+ * `deno run cli.ts` (the launcher) and the npm package's bin.
  *
  * @module
  */

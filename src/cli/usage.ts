@@ -5,11 +5,14 @@
  */
 
 import { LOAD_OPTION_HELP } from "../guest/jobs/load_options.ts";
-import { isDeno } from "../runtime/is_deno.ts";
 import { EXIT_STATUSES } from "./exit_status.ts";
+import { PROGRAM } from "./program.ts";
 
-/** How the user runs this program: the sources on Deno, or the npm package's bin on Node. */
-const COMMAND = isDeno() ? "deno run -A mod.ts" : "virtio-blk-dm";
+/**
+ * How the user runs this program: the launcher in a checkout
+ * (`./virtio-blk-dm`), or the npm package's bin, which has the same name.
+ */
+const COMMAND = PROGRAM;
 
 function loadHelp(): string {
   return LOAD_OPTION_HELP.map(({ name, value, description }) => {

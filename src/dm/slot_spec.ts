@@ -21,7 +21,7 @@
  */
 
 import { statSync } from "node:fs";
-import type { FileBackendSpec } from "../backend/backend.ts";
+import { type FileBackendSpec, isFileSpec } from "../backend/file_driver.ts";
 import { describeFile } from "../backend/file_spec.ts";
 import { validateSectorSize } from "../backend/sector_size.ts";
 import type { BlkDeviceOptions } from "../blk/device.ts";
@@ -423,7 +423,7 @@ export function checkSlots(
   specs.forEach((spec, i) => {
     const text = spec.text;
     const backend = configs[i].device.backend;
-    if (backend.kind !== "file") return;
+    if (!isFileSpec(backend)) return;
     // The same file under another name (symlink, hard link) is the same file.
     const { dev, ino } = statSync(backend.path);
     const identity = `${dev}:${ino}`;

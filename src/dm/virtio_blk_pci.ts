@@ -54,7 +54,7 @@ export function createVirtioBlkPci(
   const transport = new TransportState(undefined, interruptLine);
   const device = new VirtioBlkDevice(memory, { engine: workerEngine(), ...options }, {
     sink: transport,
-    handle: { kind: "transport", buffer: transport.buffer, line: transport.line },
+    handle: transport.handle(),
   });
   const pci = new LegacyVirtioPci(device, transport, BLK_PCI_CLASS);
   const close = async () => {

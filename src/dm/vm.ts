@@ -17,8 +17,7 @@ import type { BlkDeviceOptions } from "../blk/device.ts";
 import { createVirtioBlkPci, type VirtioBlkPci } from "./virtio_blk_pci.ts";
 import { workerEngine } from "../blockif/worker_engine.ts";
 import { VirtioBlkError } from "../errors.ts";
-import type { GuestMemoryHandle } from "../memory/guest_memory.ts";
-import { SharedGuestMemory } from "../memory/shared_memory.ts";
+import { SharedGuestMemory, type SharedMemoryHandle } from "../memory/shared_memory.ts";
 import { startThread, type Thread } from "../runtime/thread.ts";
 import { LegacyRegister } from "../virtio/legacy_pci.ts";
 import { type InterruptLineHandle, TransportWord } from "../virtio/transport_state.ts";
@@ -57,7 +56,7 @@ export interface VcpuInit {
   /** The vCPU's number: its slot in the I/O-request mailbox. */
   readonly vcpu: number;
   /** The guest memory, to be opened in the vCPU thread. */
-  readonly memory: GuestMemoryHandle;
+  readonly memory: SharedMemoryHandle;
   /** The I/O-request mailbox the vCPU posts port accesses to. */
   readonly mailbox: SharedArrayBuffer;
   /** Port accesses the vCPU completes itself: QUEUE_NOTIFY doorbells and ISR reads. */

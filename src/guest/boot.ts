@@ -49,7 +49,6 @@ export function bootGuest(
   init: VcpuInit,
   driverOptions: Pick<DriverOptions, "indirect" | "eventIdx" | "readIsr"> = {},
 ): GuestMachine {
-  if (init.memory.kind !== "shared") throw new Error("a vCPU needs shared guest memory");
   const memory = SharedGuestMemory.fromHandle(init.memory);
   const io = new PortIo(init.mailbox, init.vcpu, init.ioEvents);
   const allocator = new GuestAllocator(init.ram.start, init.ram.end);

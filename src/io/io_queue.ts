@@ -37,7 +37,7 @@ export const IoOp = {
 export type IoOpCode = typeof IoOp[keyof typeof IoOp];
 
 /** The result of an operation that ended before moving every byte (end of the medium). */
-export const IO_SHORT = -4097;
+export const IO_SHORT: number = -4097;
 
 /** Names of the operations, for messages and counters. */
 export const IO_OP_NAMES: Readonly<Record<IoOpCode, string>> = {

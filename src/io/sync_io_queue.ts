@@ -25,6 +25,8 @@ export class SyncIoQueue implements IoQueue {
   #count = 0;
 
   /**
+   * Serves `backend` (a synchronous handle on this thread).
+   *
    * @param backend the medium, opened on this thread
    * @param capacity most completions waiting to be reaped at once
    */

@@ -13,6 +13,8 @@
  * @module
  */
 
+import { type PluginHandle, PluginRegistry } from "../runtime/plugins.ts";
+
 /** One contiguous range of guest-physical memory backed by one buffer. */
 export interface MemoryRegion {
   /** Guest-physical address of the first byte. */
@@ -27,13 +29,25 @@ export interface MemoryRegion {
   readonly u32: Uint32Array;
 }
 
-/** What every thread needs to rebuild its own view of a guest memory. */
-export type GuestMemoryHandle =
-  | { readonly kind: "shared"; readonly buffer: SharedArrayBuffer; readonly gpa: number }
-  | {
-    readonly kind: "mapped";
-    readonly regions: readonly { gpa: number; size: number; hostAddress: bigint }[];
-  };
+/**
+ * What every thread needs to rebuild its own view of a guest memory: the
+ * module of its kind (which registered an opener in
+ * {@linkcode guestMemoryKinds}) and the kind's own fields (a buffer, mapped
+ * addresses).
+ */
+export interface GuestMemoryHandle extends PluginHandle {
+  /** The kind of memory, for messages. */
+  readonly kind: string;
+}
+
+/** How each kind of guest memory is opened from its handle, by module. */
+export const guestMemoryKinds: PluginRegistry<(handle: GuestMemoryHandle) => GuestMemory> =
+  new PluginRegistry("guest memory kind");
+
+/** Rebuilds guest memory from its handle on this thread (its module loaded here). */
+export function openGuestMemory(handle: GuestMemoryHandle): GuestMemory {
+  return guestMemoryKinds.get(handle)(handle);
+}
 
 /** Guest memory as the device sees it: a set of non-overlapping regions. */
 export interface GuestMemory {

@@ -10,9 +10,20 @@ import {
   findRegion,
   type GuestMemory,
   type GuestMemoryHandle,
+  guestMemoryKinds,
   makeRegion,
   type MemoryRegion,
 } from "./guest_memory.ts";
+
+/** The handle of a shared guest memory: its buffer and where it is mapped. */
+export interface SharedMemoryHandle extends GuestMemoryHandle {
+  /** Tells this kind of handle apart. */
+  readonly kind: "shared";
+  /** The guest's memory. */
+  readonly buffer: SharedArrayBuffer;
+  /** Guest-physical address of its first byte. */
+  readonly gpa: number;
+}
 
 /** Size of a WebAssembly page. */
 export const WASM_PAGE_SIZE = 65536;
@@ -63,7 +74,7 @@ export class SharedGuestMemory implements GuestMemory {
   }
 
   /** Rebuilds a view from a handle made by {@linkcode SharedGuestMemory.handle}. */
-  static fromHandle(handle: GuestMemoryHandle & { kind: "shared" }): SharedGuestMemory {
+  static fromHandle(handle: SharedMemoryHandle): SharedGuestMemory {
     return new SharedGuestMemory(handle.buffer, handle.gpa);
   }
 
@@ -81,7 +92,12 @@ export class SharedGuestMemory implements GuestMemory {
     return findRegion(this.regions, gpa, length);
   }
 
-  handle(): GuestMemoryHandle {
-    return { kind: "shared", buffer: this.#buffer, gpa: this.#gpa };
+  handle(): SharedMemoryHandle {
+    return { module: import.meta.url, kind: "shared", buffer: this.#buffer, gpa: this.#gpa };
   }
 }
+
+guestMemoryKinds.register(
+  import.meta.url,
+  (handle) => SharedGuestMemory.fromHandle(handle as SharedMemoryHandle),
+);

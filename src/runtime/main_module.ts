@@ -2,8 +2,8 @@
  * The runtime seam for "is this module the program?". Deno (and Node from
  * 24.2) say so in `import.meta.main`; Node 20 does not, so there the answer
  * is whether the process's entry script (`process.argv[1]`) is this module's
- * file, on the main thread. It lets `deno run mod.ts …` and
- * `node mod.js …` both start the command line, from the same source.
+ * file, on the main thread. It lets `deno run cli.ts …` and
+ * `node cli.js …` both start the command line, from the same source.
  *
  * @module
  */

@@ -1,6 +1,6 @@
 /**
  * The runtime seam for threads. Deno and browsers have Web Workers; Node 20
- * has `worker_threads` instead. Both carry structured-cloneable messages and
+ * has `worker_threads` instead (`node_thread.ts`, loaded only there). Both carry structured-cloneable messages and
  * SharedArrayBuffers, which is all the engine uses them for (set-up and
  * shutdown; nothing per request).
  *
@@ -33,6 +33,20 @@ export function siblingModule(importMetaUrl: string, name: string): URL {
   return new URL(`./${name}${extension}`, importMetaUrl);
 }
 
+/** The Node half of this seam (`worker_threads`), loaded only where there is no global Worker. */
+interface NodeThreads {
+  startNodeThread(url: URL, name: string): Thread;
+  nodeParentChannel(): ParentChannel;
+}
+
+/**
+ * Imports the Node half by a computed URL, so that neither a bundler nor
+ * the browser-safe core's module graph ever reaches `node:worker_threads`.
+ */
+function nodeThreads(): Promise<NodeThreads> {
+  return import(siblingModule(import.meta.url, "node_thread").href);
+}
+
 /** Starts the ES module at `url` in a new thread. */
 export async function startThread(url: URL, name: string): Promise<Thread> {
   if (typeof globalThis.Worker === "function") {
@@ -48,16 +62,7 @@ export async function startThread(url: URL, name: string): Promise<Thread> {
       terminate: () => Promise.resolve(worker.terminate()),
     };
   }
-  const { Worker: NodeWorker } = await import("node:worker_threads");
-  const worker = new NodeWorker(url, { name });
-  return {
-    postMessage: (message) => worker.postMessage(message),
-    onMessage: (listener) => worker.on("message", listener),
-    onError: (listener) => worker.on("error", listener),
-    terminate: async () => {
-      await worker.terminate();
-    },
-  };
+  return (await nodeThreads()).startNodeThread(url, name);
 }
 
 /** Inside a thread: the channel to the parent (Web Worker scope or `worker_threads`). */
@@ -73,10 +78,5 @@ export async function parentChannel(): Promise<ParentChannel> {
       onMessage: (listener) => scope.addEventListener!("message", (e) => listener(e.data)),
     };
   }
-  const { parentPort } = await import("node:worker_threads");
-  if (parentPort === null) throw new Error("parentChannel() called outside a worker thread");
-  return {
-    postMessage: (message) => parentPort.postMessage(message),
-    onMessage: (listener) => parentPort.on("message", listener),
-  };
+  return (await nodeThreads()).nodeParentChannel();
 }

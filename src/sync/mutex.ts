@@ -3,13 +3,16 @@
  * "Futexes Are Tricky" (mutex 3): 0 = unlocked, 1 = locked, 2 = locked with
  * possible waiters. Uncontended lock and unlock are one compare-exchange
  * each; a contended thread sleeps in `Atomics.wait` instead of spinning, which
- * matters on a 2-core machine where the holder may be descheduled.
+ * matters on a 2-core machine where the holder may be descheduled (a web
+ * page's main thread, which may not sleep, spins: `wait.ts`).
  *
  * Critical sections guarded by these locks are a few hundred instructions
  * (moving a ring index, a list link) and never do I/O or wait.
  *
  * @module
  */
+
+import { waitFor } from "./wait.ts";
 
 const UNLOCKED = 0;
 const LOCKED = 1;
@@ -31,7 +34,7 @@ export function lock(words: Int32Array, index: number): void {
   }
   if (state !== CONTENDED) state = Atomics.exchange(words, index, CONTENDED);
   while (state !== UNLOCKED) {
-    Atomics.wait(words, index, CONTENDED);
+    waitFor(words, index, CONTENDED);
     state = Atomics.exchange(words, index, CONTENDED);
   }
 }

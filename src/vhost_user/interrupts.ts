@@ -15,12 +15,33 @@
  * @module
  */
 
-import type { InterruptHandle } from "../blk/engine.ts";
-import type { InterruptSink } from "../virtio/transport_state.ts";
-import { EventFdSignaller } from "./kernel_signal.ts";
+import {
+  type InterruptHandle,
+  type InterruptSink,
+  interruptSinks,
+} from "../virtio/transport_state.ts";
+import { EventFdSignaller, type KernelSignalHandle } from "./kernel_signal.ts";
 
-/** The eventfd variant of the engine's {@linkcode InterruptHandle}. */
-export type EventFdInterruptHandle = Extract<InterruptHandle, { kind: "eventfd" }>;
+/**
+ * vhost-user's interrupt handle: one call and one err eventfd per queue,
+ * whose numbers stay valid while the device exists, and the process's
+ * Linux AIO context that signals them without ever waiting.
+ */
+export interface EventFdInterruptHandle extends InterruptHandle {
+  readonly kind: "eventfd";
+  readonly call: readonly number[];
+  readonly err: readonly number[];
+  readonly signal: KernelSignalHandle;
+}
+
+/** The handle of a sink that signals `call` and `err` (one fd of each per queue). */
+export function eventFdInterruptHandle(
+  call: readonly number[],
+  err: readonly number[],
+  signal: KernelSignalHandle,
+): EventFdInterruptHandle {
+  return { module: import.meta.url, kind: "eventfd", call, err, signal };
+}
 
 /** An {@linkcode InterruptSink} that writes to per-queue eventfds. */
 export class EventFdInterruptSink implements InterruptSink {
@@ -58,3 +79,8 @@ export class EventFdInterruptSink implements InterruptSink {
 export function eventFdInterruptSink(handle: EventFdInterruptHandle): InterruptSink {
   return new EventFdInterruptSink(handle);
 }
+
+interruptSinks.register(
+  import.meta.url,
+  (handle) => new EventFdInterruptSink(handle as EventFdInterruptHandle),
+);

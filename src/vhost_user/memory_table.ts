@@ -24,7 +24,7 @@
  * @module
  */
 
-import { MappedGuestMemory } from "../memory/mapped_memory.ts";
+import { MappedGuestMemory } from "./mapped_memory.ts";
 import { closeFd, Sys } from "./libc.ts";
 import { fileSeals, fileSize, type Mapping, mapShared, unmap } from "./mapping.ts";
 import type { RegionDescription } from "./messages.ts";

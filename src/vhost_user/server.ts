@@ -16,8 +16,8 @@ import type { BlkDeviceOptions } from "../blk/device.ts";
 import { VirtioBlkDevice } from "../blk/device.ts";
 import { InlineEngine } from "../blk/inline_engine.ts";
 import { VirtioBlkError } from "../errors.ts";
-import { MappedGuestMemory } from "../memory/mapped_memory.ts";
-import { EventFdInterruptSink } from "./interrupts.ts";
+import { MappedGuestMemory } from "./mapped_memory.ts";
+import { eventFdInterruptHandle, EventFdInterruptSink } from "./interrupts.ts";
 import { kernelSignalHandle } from "./kernel_signal.ts";
 import { ffiAvailable, libc } from "./libc.ts";
 import { VhostUserBlkSession } from "./session.ts";
@@ -143,13 +143,8 @@ function checkDeviceOptions(device: BlkDeviceOptions): void {
     MappedGuestMemory.empty(),
     { ...device, engine: (context) => new InlineEngine(context) },
     {
-      sink: new EventFdInterruptSink({
-        kind: "eventfd",
-        call: [],
-        err: [],
-        signal: kernelSignalHandle(),
-      }),
-      handle: { kind: "eventfd", call: [], err: [], signal: kernelSignalHandle() },
+      sink: new EventFdInterruptSink(eventFdInterruptHandle([], [], kernelSignalHandle())),
+      handle: eventFdInterruptHandle([], [], kernelSignalHandle()),
     },
   );
   void probe.close();

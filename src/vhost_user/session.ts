@@ -53,11 +53,15 @@
  */
 
 import { type BlkDeviceOptions, VirtioBlkDevice } from "../blk/device.ts";
-import type { MappedGuestMemory } from "../memory/mapped_memory.ts";
+import type { MappedGuestMemory } from "./mapped_memory.ts";
 import { AvailRing, descriptorTableSize, UsedRing } from "../virtio/ring_layout.ts";
 import { isValidQueueSize, RingFeature } from "../virtio/spec.ts";
 import { StableEventFd } from "./eventfd.ts";
-import { type EventFdInterruptHandle, EventFdInterruptSink } from "./interrupts.ts";
+import {
+  type EventFdInterruptHandle,
+  eventFdInterruptHandle,
+  EventFdInterruptSink,
+} from "./interrupts.ts";
 import { kernelSignalHandle } from "./kernel_signal.ts";
 import { KickWatcher } from "./kick_watcher.ts";
 import { closeFd } from "./libc.ts";
@@ -484,12 +488,11 @@ export class VhostUserBlkSession {
   }
 
   #interruptHandle(): EventFdInterruptHandle {
-    return {
-      kind: "eventfd",
-      call: this.#calls.map((call) => call.fd),
-      err: this.#errs.map((err) => err.fd),
-      signal: kernelSignalHandle(),
-    };
+    return eventFdInterruptHandle(
+      this.#calls.map((call) => call.fd),
+      this.#errs.map((err) => err.fd),
+      kernelSignalHandle(),
+    );
   }
 
   #closeNotifiers(): void {

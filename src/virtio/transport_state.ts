@@ -13,6 +13,7 @@
  * @module
  */
 
+import { type PluginHandle, PluginRegistry } from "../runtime/plugins.ts";
 import { DeviceStatus } from "./spec.ts";
 
 /** Word indexes in the transport region. */
@@ -38,6 +39,35 @@ export interface InterruptSink {
   usedBuffers(queueIndex: number): void;
   /** The device needs a reset (a queue is broken): DEVICE_NEEDS_RESET and a config interrupt. */
   needsReset(queueIndex: number): void;
+}
+
+/**
+ * How any thread reaches a device's interrupt sink (structured-cloneable):
+ * the module of its kind, which registered an opener in
+ * {@linkcode interruptSinks}, and the kind's own fields.
+ */
+export interface InterruptHandle extends PluginHandle {
+  /** The kind of sink, for messages. */
+  readonly kind: string;
+}
+
+/** How each kind of interrupt sink is opened from its handle, by module. */
+export const interruptSinks: PluginRegistry<(handle: InterruptHandle) => InterruptSink> =
+  new PluginRegistry("interrupt sink");
+
+/** Rebuilds an interrupt sink from its handle on this thread (its module loaded here). */
+export function openInterruptSink(handle: InterruptHandle): InterruptSink {
+  return interruptSinks.get(handle)(handle);
+}
+
+/** The handle of a legacy transport's sink: its region and interrupt line. */
+export interface TransportInterruptHandle extends InterruptHandle {
+  /** Tells this kind of handle apart. */
+  readonly kind: "transport";
+  /** The transport region ({@linkcode TransportState.buffer}). */
+  readonly buffer: SharedArrayBuffer;
+  /** The interrupt word to pulse. */
+  readonly line: InterruptLineHandle;
 }
 
 /** Where an interrupt line's counter word lives (structured-cloneable). */
@@ -79,6 +109,12 @@ export class TransportState implements InterruptSink {
   }
 
   /** The interrupt word this transport pulses. */
+  /** How other threads reach this sink. */
+  handle(): TransportInterruptHandle {
+    return { module: import.meta.url, kind: "transport", buffer: this.buffer, line: this.line };
+  }
+
+  /** Where the interrupt word this sink pulses lives. */
   get line(): InterruptLineHandle {
     return { buffer: this.#line.buffer as SharedArrayBuffer, index: this.#lineIndex };
   }
@@ -151,3 +187,8 @@ export class TransportState implements InterruptSink {
     Atomics.store(this.words, TransportWord.ISR, 0);
   }
 }
+
+interruptSinks.register(import.meta.url, (handle) => {
+  const { buffer, line } = handle as TransportInterruptHandle;
+  return new TransportState(buffer, line);
+});

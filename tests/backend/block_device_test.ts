@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { probeDeviceSize, seekDeviceSize } from "../../src/backend/block_device.ts";
 import { describeFile } from "../../src/backend/file_spec.ts";
-import { openBackend } from "../../src/backend/open_backend.ts";
+import { openBackend } from "../../src/backend/backend.ts";
 import {
   assertUnchanged,
   blkError,

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import type { BlockBackend } from "../../src/backend/backend.ts";
 import { describeFile } from "../../src/backend/file_spec.ts";
-import { openBackend } from "../../src/backend/open_backend.ts";
+import { openBackend } from "../../src/backend/backend.ts";
 import { VirtioBlkError } from "../../src/errors.ts";
 import {
   blkError,

@@ -9,7 +9,7 @@ import type { BlockBackend } from "../../src/backend/backend.ts";
 import { describeFile, type FileIo, type FileOptions } from "../../src/backend/file_spec.ts";
 import { FsFileBackend } from "../../src/backend/fsfile_backend.ts";
 import { NodeFsBackend } from "../../src/backend/node_fs_backend.ts";
-import { openBackend } from "../../src/backend/open_backend.ts";
+import { openBackend } from "../../src/backend/backend.ts";
 import {
   accessMode,
   assertUnchanged,

@@ -1,5 +1,6 @@
 import { isDeno } from "../../src/runtime/is_deno.ts";
 import assert from "node:assert/strict";
+import { FILE_DRIVER } from "../../src/backend/file_driver.ts";
 import { describeFile, type FileOptions } from "../../src/backend/file_spec.ts";
 import type { ErrorCode } from "../../src/errors.ts";
 import {
@@ -44,7 +45,10 @@ Deno.test("describeFile: a regular file becomes a whole-file, read-write spec", 
   const path = dir.file("disk.img", pattern(MiB, 1));
   const before = snapshot(path);
   assert.deepEqual(describeFile(path), {
+    module: FILE_DRIVER,
     kind: "file",
+    name: path,
+    capabilities: { flush: true, discard: false, writeZeroes: false, handles: "per-thread" },
     path,
     offset: 0,
     size: MiB,

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import type { BlockBackend } from "../../src/backend/backend.ts";
 import { describeFile } from "../../src/backend/file_spec.ts";
-import { openBackend } from "../../src/backend/open_backend.ts";
+import { openBackend } from "../../src/backend/backend.ts";
 import { InlineEngine } from "../../src/blk/inline_engine.ts";
 import { RequestFailed } from "../../src/guest/virtio_blk_driver.ts";
 import { harness } from "../helpers/harness.ts";

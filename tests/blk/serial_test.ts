@@ -31,7 +31,7 @@ async function serialOf(options: BlkDeviceOptions): Promise<string> {
     ...options,
   }, {
     sink: transport,
-    handle: { kind: "transport", buffer: transport.buffer, line: transport.line },
+    handle: transport.handle(),
   });
   await device.close();
   return decodeSerial(device.serial);

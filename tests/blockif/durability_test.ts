@@ -39,7 +39,7 @@ for (const mode of ["writethru", "writeback"] as const) {
       for (let kill = 0; kill < KILLS_PER_MODE; kill++) {
         const image = `${dir}/disk-${kill}.img`;
         await Deno.writeFile(image, new Uint8Array(IMAGE_BYTES));
-        const run = await streamUntilCut(image, mode, "worker", 150 + kill * 120, (process) => {
+        const run = await streamUntilCut(image, mode, "honest", 150 + kill * 120, (process) => {
           process.kill("SIGKILL");
         });
         assert.equal(run.status.signal, "SIGKILL", `the child ended on its own: ${run.stderr}`);

@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { describeFile } from "../../src/backend/file_spec.ts";
 import { MemoryBackend } from "../../src/backend/memory_backend.ts";
 import { workerEngine } from "../../src/blockif/worker_engine.ts";
 import { VirtioBlkError } from "../../src/errors.ts";
@@ -13,23 +14,17 @@ import { SharedGuestMemory } from "../../src/memory/shared_memory.ts";
 
 Deno.test("workers that cannot open the medium: ready() rejects naming it, close() ends every thread", async () => {
   const memory = SharedGuestMemory.allocate(1 << 20);
-  const disk = createVirtioBlkPci(memory, {
-    // A file that vanished between validation and the workers' open.
-    backend: {
-      kind: "file",
-      path: "/nonexistent/disk.img",
-      offset: 0,
-      size: 1 << 20,
-      readOnly: false,
-      io: "node-fs",
-      direct: false,
-    },
-    engine: workerEngine({ workers: 3 }),
-  });
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/disk.img`;
+  await Deno.writeFile(path, new Uint8Array(1 << 20));
+  const backend = describeFile(path, { io: "node-fs" });
+  // The file vanishes between validation and the workers' open.
+  await Deno.remove(dir, { recursive: true });
+  const disk = createVirtioBlkPci(memory, { backend, engine: workerEngine({ workers: 3 }) });
   await assert.rejects(disk.device.ready(), (error: unknown) => {
     assert.ok(error instanceof VirtioBlkError);
     assert.equal(error.code, "BAD_BACKING_FILE");
-    assert.match(error.message, /blockif worker \d: .*\/nonexistent\/disk\.img/);
+    assert.match(error.message, new RegExp(`blockif worker \\d: .*${path}`));
     return true;
   });
   await disk.close();

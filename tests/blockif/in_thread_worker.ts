@@ -7,7 +7,7 @@
  */
 
 import type { BlockBackend } from "../../src/backend/backend.ts";
-import { openBackend } from "../../src/backend/open_backend.ts";
+import { openBackend } from "../../src/backend/backend.ts";
 import type { EngineContext, RequestEngine } from "../../src/blk/engine.ts";
 import { InlineEngine } from "../../src/blk/inline_engine.ts";
 import { RequestPool } from "../../src/blockif/request_pool.ts";

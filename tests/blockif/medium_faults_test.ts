@@ -31,7 +31,7 @@ import { TmpfsMount, tmpfsUnavailable } from "../backend/file_fixtures.ts";
 import { type Harness, harness, MiB, pattern } from "../helpers/harness.ts";
 import { NBD_MEDIUM_TOOLS, NbdMedium } from "../helpers/nbd_medium.ts";
 import { needsTools, skipWhen } from "../helpers/skip.ts";
-import { within } from "../helpers/within.ts";
+import { until, within } from "../helpers/within.ts";
 
 const NO_TMPFS = skipWhen("a full file system (medium faults)", tmpfsUnavailable());
 const NO_NBD = needsTools(...NBD_MEDIUM_TOOLS);
@@ -268,12 +268,11 @@ Deno.test(
         length: [CHUNK],
       }, (_, status) => done.push(status));
       hung.driver.kick();
-      const taken = async () => {
-        while (engine.pool.busyFor(engine.deviceId, 0) === 0) {
-          await new Promise((r) => setTimeout(r, 5));
-        }
-      };
-      await within(taken(), BOUND_MS, "a worker takes the read");
+      await until(
+        () => engine.pool.busyFor(engine.deviceId, 0) > 0,
+        BOUND_MS,
+        "a worker takes the read",
+      );
 
       // Another device is not held by this one's medium.
       const data = pattern(CHUNK, 5);

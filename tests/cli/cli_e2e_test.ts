@@ -9,7 +9,7 @@ import { needsTools } from "../helpers/skip.ts";
 
 const TOOLS = needsTools("mkfs.ext4", "blkid");
 
-const mod = new URL("../../mod.ts", import.meta.url).pathname;
+const mod = new URL("../../cli.ts", import.meta.url).pathname;
 
 async function run(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const output = await new Deno.Command(Deno.execPath(), { args: ["run", "-A", mod, ...args] })

@@ -315,7 +315,7 @@ Deno.test("the real process: bad input is one line and exit status 2, without a 
     args: [
       "run",
       "-A",
-      new URL("../../mod.ts", import.meta.url).pathname,
+      new URL("../../cli.ts", import.meta.url).pathname,
       "-s",
       "9,virtio-blk,/nonexistent/x.img",
     ],

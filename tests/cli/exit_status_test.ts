@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 
-const mod = new URL("../../mod.ts", import.meta.url).pathname;
+const mod = new URL("../../cli.ts", import.meta.url).pathname;
 
 interface Run {
   code: number;

@@ -6,6 +6,7 @@ import { defaultSerial } from "../../src/blk/serial.ts";
 import { WorkerEngine } from "../../src/blockif/worker_engine.ts";
 import { VirtualMachine } from "../../src/dm/vm.ts";
 import { isDeno } from "../../src/runtime/is_deno.ts";
+import { FILE_DRIVER } from "../../src/backend/file_driver.ts";
 
 Deno.test("a bare slot: function 0, write-through, 512-byte sectors, the whole file", () => {
   assert.deepEqual(parseSlotSpec("9,virtio-blk,disk.img"), {
@@ -125,7 +126,10 @@ Deno.test("a spec becomes a device configuration once its file checks out", asyn
     assert.deepEqual(
       { ...config.device.backend },
       {
+        module: FILE_DRIVER,
         kind: "file",
+        name: `${dir}/d.img bytes ${8 * 4096}-${72 * 4096}`,
+        capabilities: { flush: true, discard: false, writeZeroes: false, handles: "per-thread" },
         path: `${dir}/d.img`,
         offset: 8 * 4096,
         size: 64 * 4096,

@@ -5,38 +5,25 @@
  * <round>`: in write-through on its completion, in write-back once a later
  * FLUSH completed).
  *
- *     deno run -A kill_child.ts <image> <writethru|writeback> [worker|inline|lying]
+ *     deno run -A kill_child.ts <image> <writethru|writeback> [honest|lying]
  *
- * The device runs on the blockif worker engine (`worker`, the default, as
- * the CLI does), on the in-process engine (`inline`), or on the in-process
- * engine over a medium whose flush does nothing (`lying`: see
- * `lying_backend.ts`).
+ * The device is the CLI's (the blockif worker engine, each thread with its
+ * own handle on the file); `lying` puts a medium whose flush does nothing
+ * between it and the file (`lying_backend.ts`).
  */
 
-import { openBackend } from "../../src/backend/open_backend.ts";
-import { InlineEngine } from "../../src/blk/inline_engine.ts";
 import { diskConfig, parseSlotSpec } from "../../src/dm/slot_spec.ts";
 import { VirtualMachine } from "../../src/dm/vm.ts";
-import { LyingBackend } from "./lying_backend.ts";
+import { lyingSpec } from "./lying_backend.ts";
 
-const [image, mode, engine = "worker"] = Deno.args;
+const [image, mode, medium = "honest"] = Deno.args;
 const disk = diskConfig(parseSlotSpec(`3,virtio-blk,${image},${mode}`));
 const vm = await VirtualMachine.create({
   memoryBytes: 32 << 20,
   disks: [
-    engine === "worker" ? disk : {
-      ...disk,
-      device: {
-        ...disk.device,
-        engine: (context) => {
-          const backend = openBackend(context.backend);
-          return new InlineEngine(
-            context,
-            engine === "lying" ? new LyingBackend(backend) : backend,
-          );
-        },
-      },
-    },
+    medium === "lying"
+      ? { ...disk, device: { ...disk.device, backend: lyingSpec(disk.device.backend) } }
+      : disk,
   ],
 });
 const encoder = new TextEncoder();

@@ -1,19 +1,35 @@
 /**
- * A medium that lies about durability: every call goes to the real
- * backend but `flush()`, which returns at once without making anything
- * stable (no fdatasync). A device over it acknowledges writes as durable
- * (write-through completions, FLUSH) that are not: the durability tests
- * run it through their harness to show that the harness catches a device
- * that loses acknowledged writes. A test fixture only: no production option
- * turns flushing off.
+ * A medium that lies about durability: a backend driver (it plugs in as
+ * any medium does, so the blockif threads open it for themselves) whose
+ * handles pass every call to the real medium but `flush()`, which returns
+ * at once without making anything stable (no fdatasync). A device over it
+ * acknowledges writes as durable (write-through completions, FLUSH) that are
+ * not: the durability tests run it through their harness to show that the
+ * harness catches a device that loses acknowledged writes. A test fixture
+ * only: no production option turns flushing off.
  *
  * @module
  */
 
-import type { BlockBackend } from "../../src/backend/backend.ts";
+import {
+  backendDrivers,
+  type BackendSpec,
+  type BlockBackend,
+  openBackend,
+} from "../../src/backend/backend.ts";
 
-/** `inner` with a flush that does nothing. */
-export class LyingBackend implements BlockBackend {
+/** A spec of this driver: the real medium's spec inside. */
+export interface LyingSpec extends BackendSpec {
+  readonly inner: BackendSpec;
+}
+
+/** `inner`'s medium, with a flush that does nothing. */
+export function lyingSpec(inner: BackendSpec): LyingSpec {
+  return { ...inner, module: import.meta.url, inner };
+}
+
+/** A handle on the real medium whose flush is a no-op. */
+class LyingBackend implements BlockBackend {
   constructor(readonly inner: BlockBackend) {}
   get size(): number {
     return this.inner.size;
@@ -34,3 +50,7 @@ export class LyingBackend implements BlockBackend {
     this.inner.close();
   }
 }
+
+backendDrivers.register(import.meta.url, {
+  open: (spec) => new LyingBackend(openBackend((spec as LyingSpec).inner)),
+});

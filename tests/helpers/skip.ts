@@ -22,6 +22,9 @@ export interface Skip {
   readonly reason: string | undefined;
 }
 
+/** Skips this process reported already (each is said once). */
+const reported = new Set<string>();
+
 /** The environment variable naming the file skip reasons are appended to. */
 export const SKIP_LOG_VARIABLE = "VIRTIO_BLK_SKIP_LOG";
 
@@ -30,8 +33,9 @@ export const SKIP_LOG_VARIABLE = "VIRTIO_BLK_SKIP_LOG";
  * `reason` (nothing when `reason` is undefined), and returns the decision.
  */
 export function skipWhen(what: string, reason: string | undefined): Skip {
-  if (reason !== undefined) {
+  if (reason !== undefined && !reported.has(`${what}: ${reason}`)) {
     const line = `${what}: ${reason}`;
+    reported.add(line);
     console.warn(`skipped: ${line}`);
     const log = process.env[SKIP_LOG_VARIABLE];
     if (log) appendFileSync(log, line + "\n");

@@ -69,12 +69,12 @@ const child = new URL("./kill_child.ts", import.meta.url);
 export async function streamUntilCut(
   image: string,
   mode: "writethru" | "writeback",
-  engine: "worker" | "inline" | "lying",
+  medium: "honest" | "lying",
   delayMs: number,
   cut: (process: Deno.ChildProcess) => Promise<void> | void,
 ): Promise<StreamRun> {
   const process = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", child.pathname, image, mode, engine],
+    args: ["run", "-A", child.pathname, image, mode, medium],
     stdout: "piped",
     stderr: "piped",
   }).spawn();

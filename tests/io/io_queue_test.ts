@@ -9,8 +9,8 @@
 import assert from "node:assert/strict";
 import { readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { describeFile } from "../../src/backend/file_spec.ts";
-import { openBackend } from "../../src/backend/open_backend.ts";
-import type { FileBackendSpec } from "../../src/backend/backend.ts";
+import { openBackend } from "../../src/backend/backend.ts";
+import type { FileBackendSpec } from "../../src/backend/file_driver.ts";
 import { IO_SHORT, IoOp, type IoQueue, type IoRequest, IoVector } from "../../src/io/io_queue.ts";
 import { SyncIoQueue } from "../../src/io/sync_io_queue.ts";
 import { UringContext, UringIoQueue } from "../../src/io/io_uring/uring_io_queue.ts";
@@ -30,7 +30,8 @@ const KINDS: QueueKind[] = [
     name: "sync over node-fs",
     skip: { ignore: false },
     open(spec) {
-      const queue = new SyncIoQueue(openBackend({ ...spec, io: "node-fs" }), 8);
+      const file: FileBackendSpec = { ...spec, io: "node-fs" };
+      const queue = new SyncIoQueue(openBackend(file), 8);
       return Object.assign(queue, { dispose: () => queue.close() });
     },
   },
@@ -38,7 +39,8 @@ const KINDS: QueueKind[] = [
     name: "sync over fsfile",
     skip: skipWhen("io queue tests over Deno.FsFile", isDeno() ? undefined : "Deno only"),
     open(spec) {
-      const queue = new SyncIoQueue(openBackend({ ...spec, io: "fsfile" }), 8);
+      const file: FileBackendSpec = { ...spec, io: "fsfile" };
+      const queue = new SyncIoQueue(openBackend(file), 8);
       return Object.assign(queue, { dispose: () => queue.close() });
     },
   },

@@ -55,9 +55,10 @@ function expect(condition: boolean, message: string): asserts condition {
 
 const FILE_DEVICE = `
 import {
-  createVirtioBlkPci, describeFile, DirectRegisters, GuestAllocator, InterruptLine,
+  createVirtioBlkPci, DirectRegisters, GuestAllocator, InterruptLine,
   SharedGuestMemory, VirtioBlkDriver, workerEngine,
 } from "PACKAGE";
+import { describeFile } from "PACKAGE/file";
 import { readFileSync, writeFileSync } from "node:fs";
 
 const SECTOR = 512;
@@ -94,7 +95,7 @@ const checks: Check[] = [
     async run(project, packageName) {
       await Deno.writeTextFile(
         `${project}/file_device.mjs`,
-        FILE_DEVICE.replace("PACKAGE", packageName),
+        FILE_DEVICE.replaceAll("PACKAGE", packageName),
       );
       const result = JSON.parse(await run("node", ["file_device.mjs"], project));
       expect(result.io === "node-fs", `io is ${result.io}, not node-fs`);
@@ -157,9 +158,12 @@ const checks: Check[] = [
       await Deno.writeTextFile(
         `${project}/consumer.ts`,
         `import {
-  createVirtioBlkPci, DirectRegisters, GuestAllocator, InterruptLine, main, MemoryBackend,
+  createVirtioBlkPci, DirectRegisters, GuestAllocator, InterruptLine, MemoryBackend,
   SharedGuestMemory, type VirtioBlkPci, VirtioBlkDriver, VirtioBlkError, workerEngine,
 } from "${packageName}";
+import { main } from "${packageName}/cli";
+import { describeFile, type FileBackendSpec } from "${packageName}/file";
+const file: (path: string) => FileBackendSpec = describeFile;
 
 const memory = SharedGuestMemory.allocate(16 << 20);
 const disk: VirtioBlkPci = createVirtioBlkPci(memory, {
@@ -175,7 +179,7 @@ const driver = VirtioBlkDriver.init({
 const bytes: Uint8Array = await driver.read(0, 512);
 const status: number = await main(["--help"], { stdout: () => {}, stderr: () => {} });
 const code: string | undefined = new VirtioBlkError("IO_ERROR", "x").code;
-export { bytes, code, status };
+export { bytes, code, file, status };
 `,
       );
       const program = ts.createProgram({

@@ -2,7 +2,7 @@
  * The npm package as Node 20 sees it (run by `tests/node/run.ts` only,
  * against the built package this file is compiled into): it loads without
  * Deno, its declarations and modules name no `.ts` file, its manifest points
- * at files that exist, the Deno-only parts refuse cleanly, and `node mod.js`
+ * at files that exist, the Deno-only parts refuse cleanly, and `node cli.js`
  * is the command line.
  *
  * Each check that must not see the test shim's `Deno` global runs in a
@@ -30,7 +30,10 @@ function filesUnder(dir: string): string[] {
 
 /** The package's own files: what `files` in package.json ships. */
 function shippedFiles(): string[] {
-  return ["mod.js", "mod.d.ts", ...filesUnder("src"), ...filesUnder("bin")];
+  const entries = ["mod", "cli", "file", "vhost_user"].flatMap((
+    base,
+  ) => [`${base}.js`, `${base}.d.ts`]);
+  return [...entries, ...filesUnder("src"), ...filesUnder("bin")];
 }
 
 /** Runs `node` (no test shim) on an ES module `script`; returns its exit status and output. */
@@ -77,10 +80,18 @@ Deno.test("package.json: exports, types, bin and engines point at files that exi
   const manifest = JSON.parse(fs.readFileSync(join(PACKAGE, "package.json"), "utf8"));
   assert.equal(manifest.type, "module");
   assert.equal(manifest.engines.node, ">=20");
-  assert.deepEqual(manifest.exports["."], { types: "./mod.d.ts", import: "./mod.js" });
   const deno = JSON.parse(
     fs.readFileSync(new URL("../../../../deno.json", import.meta.url), "utf8"),
   );
+  assert.deepEqual(manifest.exports["."], { types: "./mod.d.ts", import: "./mod.js" });
+  // The sub-path exports deno.json declares, each with its declarations.
+  for (const [name, source] of Object.entries(deno.exports as Record<string, string>)) {
+    const base = source.replace(/\.ts$/, "");
+    assert.deepEqual(manifest.exports[name], { types: `${base}.d.ts`, import: `${base}.js` });
+    for (const file of Object.values(manifest.exports[name]) as string[]) {
+      assert.ok(fs.existsSync(join(PACKAGE, file)), `${file} is missing`);
+    }
+  }
   assert.equal(manifest.version, deno.version);
   assert.equal(manifest.name, deno.name);
   const bins = Object.values(manifest.bin) as string[];
@@ -95,7 +106,7 @@ Deno.test("vhost-user on Node: the entry point throws UNSUPPORTED and creates no
   const dir = fs.mkdtempSync(join(tmpdir(), "vhost-node-"));
   try {
     const { status, stdout, stderr } = plainNode(`
-      import { serveVhostUserBlk } from "./src/vhost_user/server.js";
+      import { serveVhostUserBlk } from "./vhost_user.js";
       import { MemoryBackend } from "./mod.js";
       try {
         await serveVhostUserBlk({
@@ -124,7 +135,7 @@ Deno.test("file backends on Node: io defaults to node-fs and io=fsfile is INVALI
     const image = `${dir}/disk.img`;
     fs.writeFileSync(image, new Uint8Array(64 * 1024));
     const { status, stdout, stderr } = plainNode(`
-      import { describeFile } from "./mod.js";
+      import { describeFile } from "./file.js";
       const spec = describeFile(${JSON.stringify(image)});
       let refused;
       try {
@@ -144,23 +155,23 @@ Deno.test("file backends on Node: io defaults to node-fs and io=fsfile is INVALI
   }
 });
 
-Deno.test("node mod.js is the command line, as deno run mod.ts is; --version is the package's", () => {
+Deno.test("node cli.js is the command line, as deno run cli.ts is; --version is the package's", () => {
   const dir = fs.mkdtempSync(join(tmpdir(), "cli-node-"));
   try {
     fs.writeFileSync(`${dir}/a.img`, new Uint8Array(1 << 20));
-    const direct = spawnSync(process.execPath, ["mod.js", "-s", `5,virtio-blk,${dir}/a.img`], {
+    const direct = spawnSync(process.execPath, ["cli.js", "-s", `5,virtio-blk,${dir}/a.img`], {
       cwd: PACKAGE,
       encoding: "utf8",
     });
     assert.equal(direct.status, 0, direct.stderr);
     assert.match(direct.stdout, /^vda +5 +1M /m);
-    const help = spawnSync(process.execPath, ["mod.js", "--help"], {
+    const help = spawnSync(process.execPath, ["cli.js", "--help"], {
       cwd: PACKAGE,
       encoding: "utf8",
     });
     assert.equal(help.status, 0, help.stderr);
     assert.match(help.stdout, /^Usage: virtio-blk-dm \[options\]/);
-    const version = spawnSync(process.execPath, ["mod.js", "--version"], {
+    const version = spawnSync(process.execPath, ["cli.js", "--version"], {
       cwd: PACKAGE,
       encoding: "utf8",
     });
@@ -168,7 +179,10 @@ Deno.test("node mod.js is the command line, as deno run mod.ts is; --version is 
     const manifest = JSON.parse(fs.readFileSync(join(PACKAGE, "package.json"), "utf8"));
     assert.equal(version.stdout, `virtio-blk-dm ${manifest.version}\n`);
     // Imported, not run: nothing is printed.
-    const imported = plainNode(`await import("./mod.js");`, ["-s", `5,virtio-blk,${dir}/a.img`]);
+    const imported = plainNode(`await import("./cli.js"); await import("./mod.js");`, [
+      "-s",
+      `5,virtio-blk,${dir}/a.img`,
+    ]);
     assert.equal(imported.status, 0, imported.stderr);
     assert.equal(imported.stdout, "");
   } finally {

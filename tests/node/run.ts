@@ -18,7 +18,14 @@
  */
 
 import { relative } from "node:path";
-import { buildPackage, compile, PACKAGE_DIR, ROOT, sourceFiles } from "../../scripts/build_npm.ts";
+import {
+  buildPackage,
+  compile,
+  ENTRY_POINTS,
+  PACKAGE_DIR,
+  ROOT,
+  sourceFiles,
+} from "../../scripts/build_npm.ts";
 import type { NodeTestCounts } from "./count_reporter.ts";
 import { skippedFileReason } from "./node_skips.ts";
 
@@ -37,7 +44,9 @@ const tests = sourceFiles(`${ROOT}tests`);
 compile({
   entries: tests,
   declarations: false,
-  emits: (source) => !source.startsWith(`${ROOT}src/`) && source !== `${ROOT}mod.ts`,
+  emits: (source) =>
+    !source.startsWith(`${ROOT}src/`) &&
+    !Object.values(ENTRY_POINTS).some((entry) => source === `${ROOT}${entry}`),
 });
 
 const candidates = tests.map((file) => relative(ROOT, file)).filter((file) =>

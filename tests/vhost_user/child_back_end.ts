@@ -6,12 +6,12 @@
  * if the back end shared the test's event loop.
  */
 
-import { within } from "../helpers/within.ts";
+import { until, within } from "../helpers/within.ts";
 import { FakeFrontEnd } from "./front_end.ts";
 
-export { within };
+export { until, within };
 
-const mod = new URL("../../mod.ts", import.meta.url).pathname;
+const mod = new URL("../../cli.ts", import.meta.url).pathname;
 
 /** A running back end process. */
 export interface ChildBackEnd {
@@ -73,13 +73,7 @@ export async function withChildBackEnd(
       child,
       stderr: () => said,
       said: (pattern, ms = 10_000) =>
-        within(
-          (async () => {
-            while (!pattern.test(said)) await sleep(10);
-          })(),
-          ms,
-          `the back end to say ${pattern} (it said: ${said})`,
-        ),
+        until(() => pattern.test(said), ms, `the back end to say ${pattern} (it said: ${said})`),
     });
   } finally {
     try {

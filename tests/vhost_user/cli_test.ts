@@ -9,7 +9,7 @@ import { BlkConfig, BlkFeature } from "../../src/blk/spec.ts";
 import { decodeConfig, encodeConfig, Request } from "../../src/vhost_user/messages.ts";
 import { FakeFrontEnd } from "./front_end.ts";
 
-const mod = new URL("../../mod.ts", import.meta.url).pathname;
+const mod = new URL("../../cli.ts", import.meta.url).pathname;
 
 Deno.test("vhost-user CLI: serves one -s device until SIGINT, then removes its socket", async () => {
   const dir = await Deno.makeTempDir({ prefix: "vhost-cli-" });

@@ -31,6 +31,7 @@ import { needsTools } from "../helpers/skip.ts";
 import {
   type ChildBackEnd,
   connectedFrontEnd,
+  until,
   withChildBackEnd,
   within,
 } from "./child_back_end.ts";
@@ -78,10 +79,11 @@ async function withStuckWrites(
           posted.push(fe.post(RequestType.OUT, (i * LENGTH) / 512, { gpa, length: LENGTH }));
         }
         fe.kickRing();
-        const taken = async () => {
-          while (fe.takenByDevice() !== REQUESTS) await sleep(10);
-        };
-        await within(taken(), BOUND_MS, "the device takes every request off the ring");
+        await until(
+          () => fe.takenByDevice() === REQUESTS,
+          BOUND_MS,
+          "the device takes every request off the ring",
+        );
         await body(fe, medium, backEnd, posted);
       } finally {
         fe.close();
@@ -134,10 +136,11 @@ Deno.test({
       fe.send(Request.GET_VRING_BASE, encodeVringState(0, 0));
       await sleep(HANG_MS);
       backEnd.child.kill("SIGTERM");
-      const stopped = async () => {
-        while (!backEnd.stderr().includes("server stopped")) await sleep(20);
-      };
-      await within(stopped(), BOUND_MS, "the back end stops serving on SIGTERM").catch((error) => {
+      await until(
+        () => backEnd.stderr().includes("server stopped"),
+        BOUND_MS,
+        "the back end stops serving on SIGTERM",
+      ).catch((error) => {
         throw new Error(`${error.message}; it said: ${backEnd.stderr()}`);
       });
       assert.equal(await Deno.lstat(backEnd.socket).then(() => true, () => false), false);
@@ -172,10 +175,11 @@ Deno.test({
           "the first front end's guest memory is still mapped: its requests may yet write to it",
         );
         await medium.resume();
-        const released = async () => {
-          while (holdings(pid).memfdMappings !== 0) await sleep(20);
-        };
-        await within(released(), BOUND_MS, "its guest memory unmapped once they finished");
+        await until(
+          () => holdings(pid).memfdMappings === 0,
+          BOUND_MS,
+          "its guest memory unmapped once they finished",
+        );
       } finally {
         next.close();
       }
@@ -205,10 +209,11 @@ Deno.test({
         fe.post(RequestType.OUT, (i * LENGTH) / 512, { gpa: DATA_BUFFER, length: LENGTH });
       }
       fe.kickRing();
-      const taken = async () => {
-        while (fe.takenByDevice() !== REQUESTS) await sleep(10);
-      };
-      await within(taken(), BOUND_MS, "the device takes every request off the ring");
+      await until(
+        () => fe.takenByDevice() === REQUESTS,
+        BOUND_MS,
+        "the device takes every request off the ring",
+      );
       assert.equal(server.session!.device.queue(0).inFlight, REQUESTS, "all in flight, stuck");
       // Memory hot-plug (or any change of QEMU's RAM layout) while they are stuck.
       const region = {

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { MappedGuestMemory } from "../../src/memory/mapped_memory.ts";
+import { MappedGuestMemory } from "../../src/vhost_user/mapped_memory.ts";
 import { closeFd } from "../../src/vhost_user/libc.ts";
 import { createMemoryFile, type Mapping, mapShared, unmap } from "../../src/vhost_user/mapping.ts";
 
@@ -63,6 +63,7 @@ Deno.test("mapped memory: a Worker rebuilds the same memory from the handle", as
     ]);
     const handle = memory.handle();
     assert.deepEqual(handle, {
+      module: new URL("../../src/vhost_user/mapped_memory.ts", import.meta.url).href,
       kind: "mapped",
       regions: [{ gpa: 0x10_0000, size: MiB, hostAddress: maps.first[0].address }],
     });

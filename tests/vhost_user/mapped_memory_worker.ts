@@ -4,7 +4,7 @@
  * handle it is sent, reads a word the main thread wrote, writes one back.
  */
 
-import { MappedGuestMemory, type MappedMemoryHandle } from "../../src/memory/mapped_memory.ts";
+import { MappedGuestMemory, type MappedMemoryHandle } from "../../src/vhost_user/mapped_memory.ts";
 
 self.onmessage = (event: MessageEvent<{ handle: MappedMemoryHandle; gpa: number }>) => {
   const memory = MappedGuestMemory.fromHandle(event.data.handle);

@@ -5,7 +5,7 @@
  */
 
 import { SharedGuestMemory } from "../../src/memory/shared_memory.ts";
-import type { GuestMemoryHandle } from "../../src/memory/guest_memory.ts";
+import type { SharedMemoryHandle } from "../../src/memory/shared_memory.ts";
 import { parentChannel } from "../../src/runtime/thread.ts";
 import { QueueStateBuffer } from "../../src/virtio/queue_state.ts";
 import { SplitQueue } from "../../src/virtio/split_queue.ts";
@@ -28,7 +28,7 @@ const parent = await parentChannel().catch(() => undefined);
 if (parent !== undefined) {
   parent.onMessage((message) => {
     const { memory, state, control } = message as {
-      memory: GuestMemoryHandle & { kind: "shared" };
+      memory: SharedMemoryHandle;
       state: SharedArrayBuffer;
       control: SharedArrayBuffer;
     };

@@ -22,9 +22,10 @@ import {
   findRegion,
   type GuestMemory,
   type GuestMemoryHandle,
+  guestMemoryKinds,
   makeRegion,
   type MemoryRegion,
-} from "./guest_memory.ts";
+} from "../memory/guest_memory.ts";
 
 /** One mapped region: where it sits in the guest and in this process. */
 export interface MappedRegion {
@@ -36,8 +37,13 @@ export interface MappedRegion {
   readonly hostAddress: bigint;
 }
 
-/** The handle of a mapped guest memory. */
-export type MappedMemoryHandle = GuestMemoryHandle & { kind: "mapped" };
+/** The handle of a mapped guest memory: each region's guest address, size and host address. */
+export interface MappedMemoryHandle extends GuestMemoryHandle {
+  /** Tells this kind of handle apart. */
+  readonly kind: "mapped";
+  /** Each region's guest address, size and host address in this process. */
+  readonly regions: readonly { gpa: number; size: number; hostAddress: bigint }[];
+}
 
 /**
  * Guest memory over regions mapped at host addresses.
@@ -104,7 +110,11 @@ export class MappedGuestMemory implements GuestMemory {
   }
 
   handle(): MappedMemoryHandle {
-    return { kind: "mapped", regions: this.#mapped.map((region) => ({ ...region })) };
+    return {
+      module: import.meta.url,
+      kind: "mapped",
+      regions: this.#mapped.map((region) => ({ ...region })),
+    };
   }
 
   /**
@@ -120,3 +130,8 @@ export class MappedGuestMemory implements GuestMemory {
     }
   }
 }
+
+guestMemoryKinds.register(
+  import.meta.url,
+  (handle) => MappedGuestMemory.fromHandle(handle as MappedMemoryHandle),
+);

@@ -1,0 +1,129 @@
+/**
+ * Two commits' devices, measured in one run: the benchmark of this checkout
+ * and of another one (a `git worktree` of the commit to compare with, set
+ * up with `npm install`) take turns, one round each, so both see the same
+ * machine, page cache and background load. Prints each case's median device
+ * IOPS, p50 latency and CPU per request for both, and the ratio.
+ *
+ *     deno run -A scripts/bench/compare_trees.ts --base ../old-checkout [--rounds 5]
+ *       [--case randread-qd1 …] [--device workers=2 …] [--seconds 1]
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { resolve } from "node:path";
+import type { BenchResults } from "./results.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    base: { type: "string" },
+    rounds: { type: "string" },
+    seconds: { type: "string" },
+    case: { type: "string", multiple: true },
+    device: { type: "string", multiple: true },
+  },
+});
+if (values.base === undefined) {
+  console.error("compare_trees: --base <checkout of the commit to compare with> is required");
+  Deno.exit(2);
+}
+const trees = { base: resolve(values.base), head: new URL("../..", import.meta.url).pathname };
+const rounds = Number(values.rounds ?? 5);
+
+async function commitOf(tree: string): Promise<string> {
+  const output = await new Deno.Command("git", {
+    args: ["-C", tree, "rev-parse", "--short", "HEAD"],
+  })
+    .output();
+  return new TextDecoder().decode(output.stdout).trim();
+}
+
+/** One round of the benchmark in `tree`; its results. */
+async function measure(tree: string): Promise<BenchResults> {
+  const json = await Deno.makeTempFile({ suffix: ".json" });
+  try {
+    const args = [
+      "run",
+      "-A",
+      `${tree}/scripts/bench/main.ts`,
+      "--rounds",
+      "1",
+      "--no-baseline",
+      "--no-fio",
+      "--no-memory",
+      "--json",
+      json,
+      ...(values.seconds ? ["--seconds", values.seconds] : []),
+      ...(values.case ?? []).flatMap((name) => ["--case", name]),
+      ...(values.device ?? []).flatMap((options) => [`--device=${options}`]),
+    ];
+    const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+      args,
+      cwd: tree,
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (code !== 0) throw new Error(`bench in ${tree} failed: ${new TextDecoder().decode(stderr)}`);
+    return JSON.parse(await Deno.readTextFile(json));
+  } finally {
+    await Deno.remove(json);
+  }
+}
+
+type Figures = Map<string, { iops: number[]; p50: number[]; cpu: number[] }>;
+
+function collect(into: Figures, results: BenchResults): void {
+  for (const { case: benchCase, subjects } of results.cases) {
+    for (const subject of subjects) {
+      if (subject.kind !== "device") continue;
+      const key = `${benchCase.name} ${subject.label}`;
+      const figures = into.get(key) ?? { iops: [], p50: [], cpu: [] };
+      for (const round of subject.rounds) {
+        figures.iops.push(round.iops);
+        figures.p50.push(round.p50Us);
+        figures.cpu.push(round.cpuSecondsPerMillion);
+      }
+      into.set(key, figures);
+    }
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+const base: Figures = new Map();
+const head: Figures = new Map();
+for (let round = 0; round < rounds; round++) {
+  // Alternate which goes first, so neither always runs on a warmer machine.
+  const order = round % 2 === 0 ? ["base", "head"] as const : ["head", "base"] as const;
+  for (const which of order) {
+    collect(which === "base" ? base : head, await measure(trees[which]));
+  }
+  console.error(`round ${round + 1}/${rounds} done`);
+}
+
+const [baseCommit, headCommit] = await Promise.all([commitOf(trees.base), commitOf(trees.head)]);
+console.log(
+  `base ${baseCommit} (${trees.base}) vs head ${headCommit}, ${rounds} rounds each, medians`,
+);
+console.log(
+  "| case | base IOPS | head IOPS | head ÷ base | base p50 µs | head p50 µs | base CPU s/M | head CPU s/M |",
+);
+console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+for (const [key, b] of base) {
+  const h = head.get(key);
+  if (h === undefined) continue;
+  const ratio = median(h.iops) / median(b.iops);
+  console.log(
+    `| ${key} | ${median(b.iops).toFixed(0)} | ${median(h.iops).toFixed(0)} | ${
+      ratio.toFixed(2)
+    }× | ` +
+      `${median(b.p50).toFixed(1)} | ${median(h.p50).toFixed(1)} | ${median(b.cpu).toFixed(1)} | ` +
+      `${median(h.cpu).toFixed(1)} |`,
+  );
+}
