@@ -17,13 +17,16 @@ import {
   type BlockBackend,
   openBackend,
 } from "../../src/backend/backend.ts";
+// A thread loads the module its spec names, this one: the media it wraps here are files,
+// whose driver must then be loaded too.
+import "../../src/backend/file_driver.ts";
 
 /** A spec of this driver: the real medium's spec inside. */
 export interface LyingSpec extends BackendSpec {
   readonly inner: BackendSpec;
 }
 
-/** `inner`'s medium, with a flush that does nothing. */
+/** `inner`'s medium (a file), with a flush that does nothing. */
 export function lyingSpec(inner: BackendSpec): LyingSpec {
   return { ...inner, module: import.meta.url, inner };
 }
