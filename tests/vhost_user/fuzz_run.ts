@@ -19,7 +19,13 @@ import {
   within,
 } from "./child_back_end.ts";
 import { DATA_BUFFER, QemuFeatures } from "./front_end.ts";
-import { fuzzBackEnd, type FuzzReport, refusalKinds, unexpectedOutput } from "./protocol_fuzzer.ts";
+import {
+  fuzzBackEnd,
+  FuzzFinding,
+  type FuzzReport,
+  refusalKinds,
+  unexpectedOutput,
+} from "./protocol_fuzzer.ts";
 
 /** What to run. */
 export interface FuzzRunOptions {
@@ -30,6 +36,8 @@ export interface FuzzRunOptions {
   /** Bound of every wait (a reply, a hang-up, resources released). */
   readonly boundMs?: number;
   readonly progress?: (line: string) => void;
+  /** Connections between two looks at what the back end holds (default 250). */
+  readonly checkpointEvery?: number;
 }
 
 /** What a run found. */
@@ -87,6 +95,10 @@ export async function fuzzChildBackEnd(options: FuzzRunOptions): Promise<FuzzRun
     const baseline = await settledHoldings(pid);
     let exited = false;
     void backEnd.child.status.then(() => (exited = true));
+    const lastWords = (error: Error) => {
+      error.message += `\nthe back end said (last lines):\n${backEnd.stderr().slice(-3000)}`;
+      return error;
+    };
     const report = await fuzzBackEnd({
       socket: backEnd.socket,
       seed: options.seed,
@@ -94,11 +106,24 @@ export async function fuzzChildBackEnd(options: FuzzRunOptions): Promise<FuzzRun
       replyBoundMs: boundMs,
       alive: () => !exited,
       progress: options.progress,
+      // Between connections, once the back end let the last one go (a probe is served
+      // only then): it must hold what it held before the run.
+      checkpoint: async (connections) => {
+        (await within(connectedFrontEnd(backEnd), boundMs, "a probe connects")).close();
+        const leaks = await settledLeaks(pid, baseline, boundMs);
+        if (leaks.length > 0) {
+          throw new FuzzFinding(
+            `after ${connections} connections the back end holds more: ${leaks}`,
+          );
+        }
+      },
+      checkpointEvery: options.checkpointEvery,
     }).catch((error) => {
-      error.message += `\nthe back end said (last lines):\n${backEnd.stderr().slice(-3000)}`;
-      throw error;
+      throw lastWords(error);
     });
-    await wellBehavedFrontEnd(backEnd, boundMs);
+    await wellBehavedFrontEnd(backEnd, boundMs).catch((error) => {
+      throw lastWords(error);
+    });
     result = {
       report,
       leaks: await settledLeaks(pid, baseline, boundMs),

@@ -72,6 +72,14 @@ export interface FuzzOptions {
   readonly alive?: () => boolean;
   /** Progress lines (default: none). */
   readonly progress?: (line: string) => void;
+  /**
+   * Called after every {@linkcode FuzzOptions.checkpointEvery} connections
+   * (with the number of connections so far), between two connections: a
+   * look at what the back end holds, which rejects to end the run.
+   */
+  readonly checkpoint?: (connections: number) => Promise<void>;
+  /** Connections between two checkpoints (default 250). */
+  readonly checkpointEvery?: number;
 }
 
 /** What a run did. */
@@ -277,6 +285,9 @@ export async function fuzzBackEnd(options: FuzzOptions): Promise<FuzzReport> {
     }
     if (options.alive && !options.alive()) {
       throw new FuzzFinding(`${where}: the back end process is gone`);
+    }
+    if (options.checkpoint && report.connections % (options.checkpointEvery ?? 250) === 0) {
+      await options.checkpoint(report.connections);
     }
     if (options.progress && Date.now() - lastProgress > 10_000) {
       lastProgress = Date.now();
