@@ -77,17 +77,20 @@ async function request(
   }
 }
 
-/** The log lines that name a failure of `op` with `errno`, and how many of them say a count. */
+/**
+ * The log lines about failures of `op` with `errno`: how many name the
+ * kind's first failure, and the counts the others say (`… (10 times)`).
+ */
 function logged(logs: string[], op: string, errno: string) {
   const lines = logs.filter((line) =>
-    line.includes(`${op} at offset`) && line.endsWith(errno) ||
-    line.includes(`${op} at offset`) && line.includes(`${errno} (`)
+    line.includes(`${op} at offset`) && line.includes(`failed: ${errno}`)
   );
   return {
     first: lines.filter((line) => line.endsWith(`failed: ${errno}`)).length,
-    counted: lines.filter((line) => /\(\d+ times\)$/.test(line)).map((line) =>
-      Number(/\((\d+) times\)$/.exec(line)![1])
-    ),
+    counted: lines.flatMap((line) => {
+      const count = /\((\d+) times\)$/.exec(line);
+      return count ? [Number(count[1])] : [];
+    }),
   };
 }
 
