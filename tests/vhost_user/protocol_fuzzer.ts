@@ -146,8 +146,9 @@ class FuzzConnection {
 
   /**
    * Sends `message` with fresh fds (closed once sent, but a kick eventfd,
-   * which is kept to kick with). Returns false when the back end had
-   * already hung up (EPIPE); throws a finding when it does not read.
+   * which is kept to kick with). Returns how many fds went with it, or
+   * -errno (EPIPE: the back end had already hung up); throws a finding when
+   * the back end does not read.
    */
   send(message: FuzzMessage): number {
     const fds = message.fds.map((request) => {
