@@ -26,6 +26,9 @@ import { lostWrites, streamUntilCut } from "../helpers/stream_block.ts";
 
 const skip = needsTools(...NBD_MEDIUM_TOOLS);
 const ROUNDS = Number(Deno.env.get("POWER_CUT_ROUNDS") ?? "2");
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) {
+  throw new Error(`POWER_CUT_ROUNDS must be a whole number of rounds, at least 1`);
+}
 const LYING_ROUNDS = Math.min(ROUNDS, 3);
 const IMAGE_BYTES = 1 << 20;
 
