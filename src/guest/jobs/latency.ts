@@ -82,6 +82,11 @@ export class LatencyHistogram {
     return this.#count;
   }
 
+  /** Sum of the values recorded (nanoseconds, rounded as recorded). */
+  get total(): number {
+    return this.#sum;
+  }
+
   /**
    * The value at percentile `p` (0–100]: the middle of the bucket holding
    * the ⌈p/100 · count⌉-th smallest value, clamped to the observed min and

@@ -67,6 +67,12 @@ export interface LoadProgress {
   readonly write: { readonly ios: number; readonly bytes: number };
   readonly errors: number;
   readonly mismatches: number;
+  /**
+   * Requests of this phase completed so far (every direction, failed ones
+   * too) and the sum of their latencies: two snapshots give the mean
+   * latency between them (a live chart).
+   */
+  readonly latency: { readonly count: number; readonly totalNs: number };
 }
 
 /** Callbacks and limits around a run. */
@@ -641,6 +647,12 @@ class LoadRun {
         : { ios: this.#write.ios, bytes: this.#write.bytes },
       errors: this.#errorCount,
       mismatches: this.#mismatches,
+      latency: this.#phase === "verify"
+        ? { count: this.#verifyRead.latency.count, totalNs: this.#verifyRead.latency.total }
+        : {
+          count: this.#read.latency.count + this.#write.latency.count,
+          totalNs: this.#read.latency.total + this.#write.latency.total,
+        },
     });
   }
 }
