@@ -27,6 +27,8 @@ export type UosJob =
     readonly progress: boolean;
     /** Hand each progress snapshot over as data too (a page draws its chart from them). */
     readonly progressEvents?: boolean;
+    /** How often progress is reported, in milliseconds (default 1000). */
+    readonly progressIntervalMs?: number;
     /** A {@linkcode StopFlag}'s buffer: once set, the load stops and reports what it did. */
     readonly stop?: SharedArrayBuffer;
   };
@@ -86,6 +88,7 @@ export function runJob(guest: GuestMachine, job: UosJob, output: JobOutput): Uos
             }
             : undefined,
           signal: job.stop === undefined ? undefined : new StopFlag(job.stop),
+          progressIntervalMs: job.progressIntervalMs,
         },
       );
       if (job.progress) output.endProgress?.();
