@@ -47,6 +47,7 @@ export type { UosJob, UosResult } from "./src/guest/uos.ts";
 export type { LoadProgress, LoadResult } from "./src/guest/jobs/load.ts";
 export { type LoadOptions, parseLoadOptions } from "./src/guest/jobs/load_options.ts";
 export { formatBinary, formatCount, humanSize } from "./src/guest/jobs/units.ts";
+export { StopFlag } from "./src/sync/stop_flag.ts";
 
 /**
  * What each worker entry point of the bundle runs, by file name (next to
