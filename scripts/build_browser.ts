@@ -81,6 +81,10 @@ export interface BrowserBuild {
   readonly files: readonly string[];
   /** Bytes of the bundle. */
   readonly bundleBytes: number;
+  /** The modules bundled into it (esbuild's metafile: paths relative to the checkout). */
+  readonly bundleInputs: readonly string[];
+  /** What the bundle still imports at run time (esbuild's metafile; none should be `node:`). */
+  readonly bundleImports: readonly string[];
 }
 
 /**
@@ -113,6 +117,9 @@ export async function buildBrowser(outdir: string = BROWSER_DIR): Promise<Browse
       throw new Error(`the browser bundle uses what browsers lack: ${unsafe.join(", ")}`);
     }
     const files = Object.keys(result.metafile.outputs).map((file) => relative(outdir, file));
+    const output = Object.entries(result.metafile.outputs).find(([file]) =>
+      file.endsWith(`/${BUNDLE}`)
+    )![1];
     for (const name of THREAD_ENTRY_NAMES) {
       await Deno.writeTextFile(
         `${outdir}${name}.js`,
@@ -122,7 +129,12 @@ export async function buildBrowser(outdir: string = BROWSER_DIR): Promise<Browse
       );
       files.push(`${name}.js`);
     }
-    return { files: files.sort(), bundleBytes: bundle.length };
+    return {
+      files: files.sort(),
+      bundleBytes: bundle.length,
+      bundleInputs: Object.keys(output.inputs).map((file) => relative(ROOT, file)).sort(),
+      bundleImports: output.imports.map((imported) => imported.path),
+    };
   } finally {
     await esbuild.stop();
   }
