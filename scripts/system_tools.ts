@@ -38,7 +38,7 @@ export const SYSTEM_TOOLS = {
   "cpio": "cpio",
   "xz": "xz-utils",
   // Media that fail, hang or hold requests on demand: a FUSE file served by
-  // nbdkit (tests/helpers/paused_medium.ts, tests/vhost_user).
+  // nbdkit (tests/helpers/nbd_medium.ts).
   "nbdkit": "nbdkit",
   "nbdfuse": "libnbd-bin",
   "fusermount3": "fuse3",
