@@ -51,7 +51,9 @@ export const THREAD_ENTRY_NAMES: readonly string[] = Object.keys(THREAD_ENTRIES)
 export function runtimeGlobalsIn(code: string): string[] {
   const found = new Set<string>();
   for (const match of code.matchAll(/(?<![\w.$])Deno\.\w+/g)) found.add(match[0]);
-  for (const match of code.matchAll(/(?:from\s*|import\s*\(\s*|require\s*\(\s*)["'](node:[\w/]+)["']/g)) {
+  for (
+    const match of code.matchAll(/(?:from\s*|import\s*\(\s*|require\s*\(\s*)["'](node:[\w/]+)["']/g)
+  ) {
     found.add(match[1]);
   }
   return [...found].sort();

@@ -65,4 +65,6 @@ const server = await startStaticServer({
   isolate: !values["no-isolation"],
 }).catch((error) => usage(`cannot listen on ${values.hostname}:${port}: ${error.message}`));
 console.log(`built ${build.files.length} files; serving the page at ${server.url}`);
-if (values.images !== undefined) console.log(`images from ${values.images} at ${server.url}images/`);
+if (values.images !== undefined) {
+  console.log(`images from ${values.images} at ${server.url}images/`);
+}

@@ -278,11 +278,17 @@ function formatTable(devices: Record<string, unknown>[]): string {
   for (const device of devices) {
     rows.push(columns.map((c) => {
       const v = device[c];
-      return v === null || v === undefined ? "" : typeof v === "boolean" ? (v ? "1" : "0") : String(v);
+      return v === null || v === undefined
+        ? ""
+        : typeof v === "boolean"
+        ? (v ? "1" : "0")
+        : String(v);
     }));
   }
   const widths = columns.map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd()).join("\n") +
+  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd()).join(
+    "\n",
+  ) +
     "\n";
 }
 

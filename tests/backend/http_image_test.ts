@@ -22,7 +22,7 @@ import type { LsblkJsonDevice } from "../../src/guest/jobs/lsblk.ts";
 import { runUos } from "../../src/guest/uos_run.ts";
 import { startStaticServer, type StaticServer } from "../../scripts/serve/static_server.ts";
 import { needsTools } from "../helpers/skip.ts";
-import { ROGUE_ANSWERS, startServerThread } from "../helpers/server_thread.ts";
+import { type ROGUE_ANSWERS, startServerThread } from "../helpers/server_thread.ts";
 import { blkid, run } from "../guest/tools.ts";
 
 const MiB = 1 << 20;
@@ -171,7 +171,11 @@ Deno.test("lazy HTTP image: reads see the overlay's sectors and the image's arou
     assert.deepEqual(out, image.subarray(3 * 65536 + 512, 3 * 65536 + 512 + 8192));
     assert.deepEqual(await ranges(), ["bytes=196608-262143"], "one whole cache block");
     backend.read(3 * 65536, out, 0, 4096);
-    assert.deepEqual((await ranges()).length, 1, "the second read of the block came from the cache");
+    assert.deepEqual(
+      (await ranges()).length,
+      1,
+      "the second read of the block came from the cache",
+    );
     // A read across three blocks, the first cached: one request for the other two.
     const wide = new Uint8Array(3 * 65536);
     backend.read(3 * 65536, wide, 0, wide.length);

@@ -6,7 +6,9 @@
  * page is cross-origin isolated; the verified load job passes on an OPFS
  * disk, and what it wrote is read back and verified after a reload; an ext4
  * image served over HTTP shows its label and UUID in the page's lsblk; the
- * guest's writes to a lazy image go to the overlay, never to the server;
+ * guest's writes to a lazy image go to the overlay, never to the server,
+ * and an OPFS overlay keeps them across a reload; an OPFS disk's range=
+ * window is all the guest touches, and ro keeps the file unchanged;
  * without isolation the page says what is missing. A screenshot of the page
  * after a load is kept (in `$VIRTIO_BLK_ARTIFACTS`, or the temporary
  * directory) for the README.
@@ -119,80 +121,197 @@ Deno.test({
         await page.close();
       });
 
-      await t.step("the verified load job passes on an OPFS disk, and its data is there after a reload", async () => {
-        const page = await open(browser, server.url);
-        await page.fill("#new-name", "disks/test.img");
-        await page.fill("#new-size", "16");
-        await page.click("#create");
-        await page.waitForFunction(() =>
-          document.getElementById("status")!.textContent === "Created disks/test.img."
-        );
-        await loadOptions(page, { rw: "randwrite", bs: "4k", iodepth: "16", size: "2M" });
-        const written = await runJob(page, "#load");
-        assert.equal(written.state, "done", written.text);
-        assert.equal(written.result.exitCode, 0);
-        assert.equal(written.result.load?.write.ios, 512);
-        assert.deepEqual(written.result.load?.verify, {
-          ...written.result.load?.verify,
-          checked: 512,
-          mismatches: 0,
-        });
-        const artifacts = process.env.VIRTIO_BLK_ARTIFACTS ?? tmpdir();
-        const shot = join(artifacts, "browser_page.png");
-        await page.screenshot({ path: shot, fullPage: true });
-        console.log(`screenshot: ${shot}`);
+      await t.step(
+        "the verified load job passes on an OPFS disk, and its data is there after a reload",
+        async () => {
+          const page = await open(browser, server.url);
+          await page.fill("#new-name", "disks/test.img");
+          await page.fill("#new-size", "16");
+          await page.click("#create");
+          await page.waitForFunction(() =>
+            document.getElementById("status")!.textContent === "Created disks/test.img."
+          );
+          await loadOptions(page, { rw: "randwrite", bs: "4k", iodepth: "16", size: "2M" });
+          const written = await runJob(page, "#load");
+          assert.equal(written.state, "done", written.text);
+          assert.equal(written.result.exitCode, 0);
+          assert.equal(written.result.load?.write.ios, 512);
+          assert.deepEqual(written.result.load?.verify, {
+            ...written.result.load?.verify,
+            checked: 512,
+            mismatches: 0,
+          });
+          const artifacts = process.env.VIRTIO_BLK_ARTIFACTS ?? tmpdir();
+          const shot = join(artifacts, "browser_page.png");
+          await page.screenshot({ path: shot, fullPage: true });
+          console.log(`screenshot: ${shot}`);
 
-        // The page again: the OPFS file from before, read back and checked block by block.
-        await page.reload();
-        await page.waitForFunction(() =>
-          (document.getElementById("opfs-files") as HTMLSelectElement).value === "disks/test.img"
-        );
-        await loadOptions(page, { rw: "read", bs: "4k", iodepth: "16", size: "2M" });
-        const read = await runJob(page, "#load");
-        assert.equal(read.state, "done", read.text);
-        assert.equal(read.result.load?.verify?.checked, 512, "every block written was read back");
-        assert.equal(read.result.load?.verify?.mismatches, 0);
-        await page.close();
-      });
+          // The page again: the OPFS file from before, read back and checked block by block.
+          await page.reload();
+          await page.waitForFunction(() =>
+            (document.getElementById("opfs-files") as HTMLSelectElement).value === "disks/test.img"
+          );
+          await loadOptions(page, { rw: "read", bs: "4k", iodepth: "16", size: "2M" });
+          const read = await runJob(page, "#load");
+          assert.equal(read.state, "done", read.text);
+          assert.equal(read.result.load?.verify?.checked, 512, "every block written was read back");
+          assert.equal(read.result.load?.verify?.mismatches, 0);
+          await page.close();
+        },
+      );
 
-      await t.step("an ext4 image served over HTTP shows its label and UUID in the page's lsblk", async () => {
-        const expected = await blkid(ext4);
-        const page = await open(browser, `${server.url}?image=/images/ext4.img`);
-        const listed = await runJob(page, "#lsblk");
-        assert.equal(listed.state, "done", listed.text);
-        const [disk] = listed.result.blockdevices!;
-        assert.equal(disk.fstype, "ext4");
-        assert.equal(disk.label, "webdisk");
-        assert.equal(disk.uuid, expected.UUID);
-        assert.equal(disk.ro, true);
-        const table = await page.textContent("#output");
-        assert.match(table!, new RegExp(`vda .*ext4 +webdisk +${expected.UUID}`));
-        await page.close();
-      });
+      await t.step(
+        "an ext4 image served over HTTP shows its label and UUID in the page's lsblk",
+        async () => {
+          const expected = await blkid(ext4);
+          const page = await open(browser, `${server.url}?image=/images/ext4.img`);
+          const listed = await runJob(page, "#lsblk");
+          assert.equal(listed.state, "done", listed.text);
+          const [disk] = listed.result.blockdevices!;
+          assert.equal(disk.fstype, "ext4");
+          assert.equal(disk.label, "webdisk");
+          assert.equal(disk.uuid, expected.UUID);
+          assert.equal(disk.ro, true);
+          const table = await page.textContent("#output");
+          assert.match(table!, new RegExp(`vda .*ext4 +webdisk +${expected.UUID}`));
+          await page.close();
+        },
+      );
 
-      await t.step("the guest's writes to a lazy image go to the overlay, never to the server", async () => {
-        const before = sha256(base);
-        const asked = server.requests.length;
-        const page = await open(browser, `${server.url}?image=/images/base.img`);
-        await page.selectOption("#overlay", "memory");
-        await loadOptions(page, { rw: "randrw", bs: "4k", iodepth: "8", size: "2M" });
-        const loaded = await runJob(page, "#load");
-        assert.equal(loaded.state, "done", loaded.text);
-        assert.deepEqual(loaded.result.load?.errors, []);
-        assert.ok(loaded.result.load!.write.ios > 0);
-        assert.ok(loaded.result.load!.verify!.checked > 0);
-        assert.equal(loaded.result.load?.verify?.mismatches, 0);
-        assert.equal(sha256(base), before, "the image on the server is unchanged");
-        const imageRequests = server.requests.slice(asked).filter((r) =>
-          r.path === "/images/base.img"
-        );
-        assert.ok(imageRequests.length > 0);
-        assert.ok(
-          imageRequests.every((r) => r.method === "GET" && r.range !== undefined),
-          "only Range reads of the image reached the server",
-        );
-        await page.close();
-      });
+      await t.step(
+        "the guest's writes to a lazy image go to the overlay, never to the server",
+        async () => {
+          const before = sha256(base);
+          const asked = server.requests.length;
+          const page = await open(browser, `${server.url}?image=/images/base.img`);
+          await page.selectOption("#overlay", "memory");
+          await loadOptions(page, { rw: "randrw", bs: "4k", iodepth: "8", size: "2M" });
+          const loaded = await runJob(page, "#load");
+          assert.equal(loaded.state, "done", loaded.text);
+          assert.deepEqual(loaded.result.load?.errors, []);
+          assert.ok(loaded.result.load!.write.ios > 0);
+          assert.ok(loaded.result.load!.verify!.checked > 0);
+          assert.equal(loaded.result.load?.verify?.mismatches, 0);
+          assert.equal(sha256(base), before, "the image on the server is unchanged");
+          const imageRequests = server.requests.slice(asked).filter((r) =>
+            r.path === "/images/base.img"
+          );
+          assert.ok(imageRequests.length > 0);
+          assert.ok(
+            imageRequests.every((r) => r.method === "GET" && r.range !== undefined),
+            "only Range reads of the image reached the server",
+          );
+          await page.close();
+        },
+      );
+
+      await t.step(
+        "an OPFS overlay keeps the guest's writes to a lazy image across a reload",
+        async () => {
+          const before = sha256(base);
+          const url = `${server.url}?image=/images/base.img`;
+          const page = await open(browser, url);
+          await page.selectOption("#overlay", "opfs");
+          await loadOptions(page, { rw: "randwrite", bs: "4k", iodepth: "8", size: "2M" });
+          const written = await runJob(page, "#load");
+          assert.equal(written.state, "done", written.text);
+          assert.equal(written.result.load?.verify?.checked, 512);
+          await page.reload();
+          await page.waitForFunction(() => document.getElementById("status")!.textContent !== "");
+          await page.selectOption("#overlay", "opfs");
+          await loadOptions(page, { rw: "read", bs: "4k", iodepth: "8", size: "2M" });
+          const read = await runJob(page, "#load");
+          assert.equal(read.state, "done", read.text);
+          assert.equal(read.result.load?.verify?.checked, 512, "every block written came back");
+          assert.equal(read.result.load?.verify?.mismatches, 0);
+          assert.equal(sha256(base), before, "the image on the server is unchanged");
+          await page.close();
+        },
+      );
+
+      await t.step(
+        "an OPFS disk's range= window is all the guest touches, and ro keeps it unchanged",
+        async () => {
+          const page = await open(browser, server.url);
+          const found = await page.evaluate(async () => {
+            const lib = await import("/dist/virtio-blk.js") as typeof import("../../browser.ts");
+            const MiB = 1 << 20;
+            const fileBytes = async (name: string) => {
+              const root = await navigator.storage.getDirectory();
+              const disks = await root.getDirectoryHandle("disks");
+              const file = await (await disks.getFileHandle(name)).getFile();
+              return new Uint8Array(await file.arrayBuffer());
+            };
+            const run = async (backend: import("../../browser.ts").BackendSpec, job: string) => {
+              const vm = await lib.VirtualMachine.create({
+                disks: [{ slot: 3, func: 0, device: { backend } }],
+              });
+              let text = "";
+              try {
+                const result = job === "lsblk"
+                  ? await lib.runUos(vm, { kind: "lsblk", json: true }, {
+                    stdout: (t) => text += t,
+                  })
+                  : await lib.runUos(vm, {
+                    kind: "load",
+                    disk: "vda",
+                    options: lib.parseLoadOptions({
+                      rw: job,
+                      bs: "64k",
+                      size: "1M",
+                      verify: "crc32c",
+                    }),
+                    json: false,
+                    progress: false,
+                  });
+                return { result, text };
+              } finally {
+                await vm.close();
+              }
+            };
+            const touched = (bytes: Uint8Array, from: number, to: number) =>
+              bytes.subarray(from, to).some((b) => b !== 0);
+
+            await lib.createOpfsDisk("disks/window.img", 4 * MiB);
+            // Sectors 2048..4095: the second MiB of the file.
+            const windowed = await lib.describeOpfsFile("disks/window.img", {
+              range: { start: 2048, size: 2048 },
+            });
+            const written = await run(windowed, "write");
+            const bytes = await fileBytes("window.img");
+
+            await lib.createOpfsDisk("disks/ro.img", 2 * MiB);
+            const readOnly = await lib.describeOpfsFile("disks/ro.img", { readOnly: true });
+            const listed = await run(readOnly, "lsblk");
+            const refused = await run(readOnly, "write");
+            return {
+              windowSize: windowed.size,
+              writeExit: written.result.exitCode,
+              checked: written.result.load?.verify?.checked,
+              before: touched(bytes, 0, MiB),
+              inside: [0, 1, 2, 3].map((q) =>
+                touched(bytes, MiB + q * MiB / 4, MiB + (q + 1) * MiB / 4)
+              ),
+              after: touched(bytes, 2 * MiB, 4 * MiB),
+              ro: JSON.parse(listed.text).blockdevices[0].ro,
+              roExit: refused.result.exitCode,
+              roWriteErrors: refused.result.load?.errorCount,
+              roTouched: touched(await fileBytes("ro.img"), 0, 2 * MiB),
+            };
+          });
+          assert.equal(found.windowSize, MiB);
+          assert.equal(found.writeExit, 0);
+          assert.equal(found.checked, 16);
+          assert.deepEqual(found.inside, [true, true, true, true], "the window was written");
+          assert.equal(found.before, false, "nothing before the window");
+          assert.equal(found.after, false, "nothing after the window");
+          assert.equal(found.ro, true);
+          assert.notEqual(found.roExit, 0, "the writes of a load on a read-only disk fail");
+          assert.ok(found.roWriteErrors! > 0);
+          assert.equal(found.roTouched, false, "the read-only file is unchanged");
+          await page.close();
+        },
+      );
 
       await t.step("without cross-origin isolation the page says what is missing", async () => {
         const plain = await startStaticServer({ mounts, isolate: false });

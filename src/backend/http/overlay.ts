@@ -11,7 +11,7 @@ import { VirtioBlkError } from "../../errors.ts";
 import type { SyncAccessMode } from "../opfs/opfs_api.ts";
 import { OpfsBackend, prepareAccessHandle, takePreparedHandle } from "../opfs/opfs_driver.ts";
 import type { OverlayFileLayout } from "./overlay_file.ts";
-import { MAP_PAGE_BYTES, OverlayMap } from "./overlay_map.ts";
+import { MAP_PAGE_BYTES, type OverlayMap } from "./overlay_map.ts";
 
 /** An overlay in memory: lost when the last thread lets it go. */
 export interface MemoryOverlaySpec {

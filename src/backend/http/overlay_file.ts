@@ -20,7 +20,7 @@
 import { VirtioBlkError } from "../../errors.ts";
 import { opfsFile } from "../opfs/opfs_api.ts";
 import { opfsFileExists } from "../opfs/opfs_files.ts";
-import { MAP_PAGE_BYTES, mapPages, OVERLAY_SECTOR, OverlayMap } from "./overlay_map.ts";
+import { MAP_PAGE_BYTES, mapPages, OVERLAY_SECTOR, type OverlayMap } from "./overlay_map.ts";
 
 /** Bytes of the header. */
 const HEADER_BYTES = 4096;
