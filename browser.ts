@@ -31,6 +31,8 @@ export * from "./mod.ts";
 // The OPFS medium and the page's disk files
 export { describeOpfsFile, type OpfsOptions } from "./src/backend/opfs/opfs_spec.ts";
 export { OpfsBackend, type OpfsBackendSpec } from "./src/backend/opfs/opfs_driver.ts";
+export { FileBackend, type FileWindow } from "./src/backend/file_backend.ts";
+export type { SectorRange } from "./src/backend/range_window.ts";
 export {
   copyIntoOpfs,
   createOpfsDisk,
@@ -44,8 +46,27 @@ export { opfsUnavailable } from "./src/backend/opfs/opfs_api.ts";
 // The built-in guest: its jobs, and running them on a machine
 export { runUos, type UosOutput } from "./src/guest/uos_run.ts";
 export type { UosJob, UosResult } from "./src/guest/uos.ts";
-export type { LoadProgress, LoadResult } from "./src/guest/jobs/load.ts";
-export { type LoadOptions, parseLoadOptions } from "./src/guest/jobs/load_options.ts";
+export type {
+  DirectionResult,
+  IoErrorRecord,
+  LoadPhase,
+  LoadProgress,
+  LoadResult,
+  MismatchRecord,
+  StopReason,
+  VerifyResult,
+} from "./src/guest/jobs/load.ts";
+export type { LoadPlan } from "./src/guest/jobs/load_plan.ts";
+export type { LatencySummary } from "./src/guest/jobs/latency.ts";
+export { VerifyStatus, type VerifyStatusCode } from "./src/guest/jobs/verify.ts";
+export {
+  type Amount,
+  type LoadOptions,
+  parseLoadOptions,
+  READ_WRITE_MODES,
+  type ReadWrite,
+  type VerifyMethod,
+} from "./src/guest/jobs/load_options.ts";
 export { formatBinary, formatCount, humanSize } from "./src/guest/jobs/units.ts";
 export { StopFlag } from "./src/sync/stop_flag.ts";
 

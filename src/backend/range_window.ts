@@ -15,7 +15,9 @@ const VIRTIO_SECTOR = 512;
 
 /** A `range=` as given: both numbers count logical blocks. */
 export interface SectorRange {
+  /** First logical block of the window. */
   readonly start: number;
+  /** Logical blocks in the window. */
   readonly size: number;
 }
 

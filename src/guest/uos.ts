@@ -35,6 +35,7 @@ export type UosJob =
 
 /** What a job reports: 0 when it went as expected. */
 export interface UosResult {
+  /** The guest program's exit status (0: the job went as expected). */
   readonly exitCode: number;
   /** A load job's figures, for callers that use them rather than the printed report. */
   readonly load?: LoadResult;

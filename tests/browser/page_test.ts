@@ -5,7 +5,8 @@
  * browser build and the real server (scripts/serve/static_server.ts): the
  * page is cross-origin isolated; the verified load job passes on an OPFS
  * disk, and what it wrote is read back and verified after a reload; an ext4
- * image served over HTTP shows its label and UUID in the page's lsblk; the
+ * image served over HTTP shows its label and UUID in the page's lsblk, and
+ * so does a local image picked in the page (copied into the OPFS); the
  * guest's writes to a lazy image go to the overlay, never to the server,
  * and an OPFS overlay keeps them across a reload; an OPFS disk's range=
  * window is all the guest touches, and ro keeps the file unchanged;
@@ -174,6 +175,26 @@ Deno.test({
           assert.equal(disk.ro, true);
           const table = await page.textContent("#output");
           assert.match(table!, new RegExp(`vda .*ext4 +webdisk +${expected.UUID}`));
+          await page.close();
+        },
+      );
+
+      await t.step(
+        "a local image picked in the page is copied into the OPFS and boots",
+        async () => {
+          const expected = await blkid(ext4);
+          const page = await open(browser, server.url);
+          await page.setInputFiles("#pick", ext4);
+          await page.waitForFunction(() =>
+            document.getElementById("status")!.textContent === "Copied ext4.img to disks/ext4.img."
+          );
+          assert.equal(await page.inputValue("#opfs-files"), "disks/ext4.img");
+          const listed = await runJob(page, "#lsblk");
+          assert.equal(listed.state, "done", listed.text);
+          const [disk] = listed.result.blockdevices!;
+          assert.equal(disk.label, "webdisk");
+          assert.equal(disk.uuid, expected.UUID);
+          assert.equal(disk.ro, false, "an OPFS copy is writable");
           await page.close();
         },
       );

@@ -73,6 +73,7 @@ export function takePreparedHandle(path: string): SyncAccessHandle {
 
 /** A window of an OPFS file through this thread's access handle. */
 export class OpfsBackend extends FileBackend {
+  /** What the sync is called in messages: the access handle's `flush`. */
   protected override readonly syncName: string = "flush";
   readonly #handle: SyncAccessHandle;
 
@@ -82,18 +83,22 @@ export class OpfsBackend extends FileBackend {
     this.#handle = handle;
   }
 
+  /** `read` at `position` straight into `bytes` (guest memory). */
   protected readAt(bytes: Uint8Array, at: number, length: number, position: number): number {
     return this.#handle.read(bytes.subarray(at, at + length), { at: position });
   }
 
+  /** `write` at `position` straight from `bytes` (guest memory). */
   protected writeAt(bytes: Uint8Array, at: number, length: number, position: number): number {
     return this.#handle.write(bytes.subarray(at, at + length), { at: position });
   }
 
+  /** `flush()`: FLUSH, and each write in write-through mode. */
   protected syncData(): void {
     this.#handle.flush();
   }
 
+  /** Lets the access handle go, so others may open the file. */
   protected closeFile(): void {
     this.#handle.close();
   }
