@@ -10,6 +10,7 @@
  * guest's writes to a lazy image go to the overlay, never to the server,
  * and an OPFS overlay keeps them across a reload; an OPFS disk's range=
  * window is all the guest touches, and ro keeps the file unchanged;
+ * without handle modes one I/O thread serves an OPFS disk;
  * without isolation the page says what is missing. A screenshot of the page
  * after a load is kept (in `$VIRTIO_BLK_ARTIFACTS`, or the temporary
  * directory) for the README.
@@ -333,6 +334,59 @@ Deno.test({
           await page.close();
         },
       );
+
+      await t.step("without handle modes an OPFS disk is served by one I/O thread", async () => {
+        const page = await open(browser, server.url);
+        const found = await page.evaluate(async () => {
+          const lib = await import("/dist/virtio-blk.js") as typeof import("../../browser.ts");
+          await lib.createOpfsDisk("disks/exclusive.img", 4 << 20);
+          const described = await lib.describeOpfsFile("disks/exclusive.img");
+          // What describeOpfsFile says in a browser whose handles have no modes (before
+          // Chromium 121): plain "readwrite" handles, each of which locks the file.
+          const exclusive: import("../../browser.ts").OpfsBackendSpec = {
+            ...described,
+            mode: "readwrite" as const,
+            capabilities: { ...described.capabilities, handles: "exclusive" },
+          };
+          const load = async (backend: import("../../browser.ts").OpfsBackendSpec) => {
+            const vm = await lib.VirtualMachine.create({
+              disks: [{ slot: 3, func: 0, device: { backend } }],
+            });
+            try {
+              const result = await lib.runUos(vm, {
+                kind: "load",
+                disk: "vda",
+                options: lib.parseLoadOptions({
+                  rw: "randwrite",
+                  bs: "4k",
+                  iodepth: "16",
+                  size: "1M",
+                  verify: "crc32c",
+                }),
+                json: false,
+                progress: false,
+              });
+              return {
+                checked: result.load?.verify?.checked,
+                mismatches: result.load?.verify?.mismatches,
+              };
+            } finally {
+              await vm.close();
+            }
+          };
+          const oneThread = await load(exclusive);
+          // The same handles on every thread: the second cannot open the file.
+          const everyThread = await load({
+            ...exclusive,
+            capabilities: { ...exclusive.capabilities, handles: "per-thread" },
+          }).then((r) => `served: ${JSON.stringify(r)}`, (error) => `refused: ${error.message}`);
+          return { modes: described.mode, oneThread, everyThread };
+        });
+        assert.equal(found.modes, "readwrite-unsafe", "this Chromium has handle modes");
+        assert.deepEqual(found.oneThread, { checked: 256, mismatches: 0 });
+        assert.match(found.everyThread, /^refused: .*exclusive\.img/);
+        await page.close();
+      });
 
       await t.step("without cross-origin isolation the page says what is missing", async () => {
         const plain = await startStaticServer({ mounts, isolate: false });
