@@ -247,6 +247,20 @@ Deno.test({
           assert.equal(read.result.load?.verify?.checked, 512, "every block written came back");
           assert.equal(read.result.load?.verify?.mismatches, 0);
           assert.equal(sha256(base), before, "the image on the server is unchanged");
+          // The overlay names its image: another image is refused it, and it stays as it is.
+          const refused = await page.evaluate(async () => {
+            const lib = await import("/dist/virtio-blk.js") as typeof import("../../browser.ts");
+            const before = (await lib.listOpfsFiles("overlays"))[0];
+            const answer = await lib.describeHttpImage("/images/ext4.img", {
+              overlay: { opfs: "overlays/base.img.cow" },
+            }).then(() => "accepted", (error) => `${error.code}: ${error.message}`);
+            return { answer, before, after: (await lib.listOpfsFiles("overlays"))[0] };
+          });
+          assert.match(
+            refused.answer,
+            /^INVALID_CONFIG: OPFS overlay overlays\/base\.img\.cow belongs to .*base\.img/,
+          );
+          assert.deepEqual(refused.after, refused.before);
           await page.close();
         },
       );
