@@ -296,6 +296,8 @@ function formatTable(devices: Record<string, unknown>[]): string {
 class Chart {
   readonly #canvas: HTMLCanvasElement;
   readonly #points: { iops: number; latencyUs: number }[] = [];
+  /** Where each phase after the first starts (an index into the points), and its name. */
+  readonly #phases: { at: number; phase: string }[] = [];
   #last: LoadProgress | undefined;
 
   constructor(canvas: HTMLCanvasElement) {
@@ -306,6 +308,10 @@ class Chart {
   add(p: LoadProgress): void {
     const last = this.#last;
     this.#last = p;
+    if (last !== undefined && last.phase !== p.phase) {
+      // Snapshots of different phases do not make a rate: mark where the next one starts.
+      this.#phases.push({ at: this.#points.length, phase: p.phase });
+    }
     if (last === undefined || last.phase !== p.phase || p.elapsedMs <= last.elapsedMs) return;
     const ios = p.read.ios + p.write.ios - last.read.ios - last.write.ios;
     const count = p.latency.count - last.latency.count;
@@ -321,6 +327,18 @@ class Chart {
     const { width, height } = this.#canvas;
     context.clearRect(0, 0, width, height);
     context.font = "12px system-ui, sans-serif";
+    const xOf = (i: number) =>
+      this.#points.length <= 1 ? 0 : (i / (this.#points.length - 1)) * width;
+    context.strokeStyle = "#999";
+    context.fillStyle = "#666";
+    for (const { at, phase } of this.#phases) {
+      const x = xOf(Math.min(at, this.#points.length - 1));
+      context.beginPath();
+      context.moveTo(x, 20);
+      context.lineTo(x, height);
+      context.stroke();
+      context.fillText(phase, x + 4, 32);
+    }
     const series: [string, string, (q: { iops: number; latencyUs: number }) => number, string][] = [
       ["IOPS", "#1565c0", (q) => q.iops, ""],
       ["mean latency", "#c62828", (q) => q.latencyUs, " µs"],
@@ -332,7 +350,7 @@ class Chart {
       context.fillStyle = color;
       context.beginPath();
       values.forEach((v, i) => {
-        const x = values.length === 1 ? 0 : (i / (values.length - 1)) * width;
+        const x = xOf(i);
         const y = height - 4 - (v / top) * (height - 24);
         if (i === 0) context.moveTo(x, y);
         else context.lineTo(x, y);
