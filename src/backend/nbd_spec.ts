@@ -22,7 +22,7 @@ import { VirtioBlkError } from "../errors.ts";
 import { NbdClient } from "../nbd/client.ts";
 import { parseNbdUri } from "../nbd/uri.ts";
 import { NBD_DRIVER, type NbdBackendSpec, type NbdConnectionSettings } from "./nbd_driver.ts";
-import { rangeBytes } from "./range_window.ts";
+import { deviceWindow, rangeBytes, type SectorRange } from "./range_window.ts";
 import { validateSectorSize } from "./sector_size.ts";
 
 export type { NbdBackendSpec, NbdConnectionSettings };
@@ -35,7 +35,7 @@ export interface NbdOptions {
    * `range=<start>/<size>`: the device sees only this window of the export.
    * Both numbers count logical blocks (`logicalBlockSize` bytes each).
    */
-  readonly range?: { readonly start: number; readonly size: number };
+  readonly range?: SectorRange;
   /** `sectorsize=<logical>`: logical block size, a power of two >= 512 (default 512). */
   readonly logicalBlockSize?: number;
   /** `sectorsize=<logical>/<physical>`: a power of two >= logical (default logical). */
@@ -96,25 +96,21 @@ export async function describeNbd(uri: string, options: NbdOptions = {}): Promis
         `logical block size ${logical}; use sectorsize=${info.minimumBlock}`,
     );
   }
-  if (window !== undefined && window.end > info.size) {
-    const { start, size } = options.range!;
-    throw new VirtioBlkError(
-      "INVALID_CONFIG",
-      `range=${start}/${size} (bytes ${window.offset} to ${window.end}) lies outside export ` +
-        `${uri} (${info.size} bytes)`,
-    );
-  }
-  const offset = window?.offset ?? 0;
-  const size = window === undefined ? info.size : window.end - window.offset;
+  const { offset, size, windowed } = deviceWindow(
+    `export ${uri}`,
+    info.size,
+    options.range,
+    window,
+  );
   return {
     module: NBD_DRIVER,
     kind: "nbd",
-    name: window === undefined ? uri : `${uri} bytes ${offset}-${offset + size}`,
+    name: windowed ? `${uri} bytes ${offset}-${offset + size}` : uri,
     uri,
     export: info,
     offset,
     size,
-    windowed: window !== undefined,
+    windowed,
     readOnly: (options.readOnly ?? false) || info.readOnly,
     capabilities: {
       flush: info.canFlush,

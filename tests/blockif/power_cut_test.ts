@@ -15,11 +15,15 @@
  * device that lies (its medium's flush does nothing: `lying_backend.ts`),
  * which loses them.
  *
+ * Each runs with the device's threads on synchronous calls and on io_uring
+ * (`aio=io_uring`: write-through as RWF_DSYNC writes, FLUSH as an fsync op).
+ *
  * `POWER_CUT_ROUNDS=N` sets the rounds per cache mode (default 2; the long
  * run is 50: `POWER_CUT_ROUNDS=50 deno test -A tests/blockif/power_cut_test.ts`).
  */
 
 import assert from "node:assert/strict";
+import { IO_VARIANTS, type IoVariant } from "../helpers/io_variants.ts";
 import { NBD_MEDIUM_TOOLS, NbdMedium } from "../helpers/nbd_medium.ts";
 import { needsTools } from "../helpers/skip.ts";
 import { lostWrites, streamUntilCut } from "../helpers/stream_block.ts";
@@ -37,13 +41,21 @@ async function powerCutRound(
   mode: "writethru" | "writeback",
   device: "honest" | "lying",
   delayMs: number,
+  variant: IoVariant = IO_VARIANTS[0],
 ) {
   const dir = await Deno.makeTempDir({ prefix: "power-cut-" });
   try {
     const backing = `${dir}/backing.img`;
     await Deno.writeFile(backing, new Uint8Array(IMAGE_BYTES));
     await using medium = await NbdMedium.start({ plugin: { file: backing }, cache: "writeback" });
-    const run = await streamUntilCut(medium.path, mode, device, delayMs, () => medium.powerCut());
+    const run = await streamUntilCut(
+      medium.path,
+      mode,
+      device,
+      delayMs,
+      () => medium.powerCut(),
+      variant.name === "io_uring" ? "io_uring" : "threads",
+    );
     await medium.close();
     assert.ok(run.acked.size > 0, `nothing was acknowledged before the cut: ${run.stderr}`);
     return { acked: run.acked, lost: lostWrites(await Deno.readFile(backing), run.acked) };
@@ -55,22 +67,24 @@ async function powerCutRound(
 const delay = (round: number) => 100 + (round * 97) % 400;
 
 for (const mode of ["writethru", "writeback"] as const) {
-  Deno.test({
-    name:
-      `power cut (${mode}, ${ROUNDS} rounds): every write acknowledged as durable is in the backing file, whole`,
-    ignore: skip.ignore,
-    fn: async () => {
-      let acknowledged = 0;
-      for (let round = 0; round < ROUNDS; round++) {
-        const { acked, lost } = await powerCutRound(mode, "honest", delay(round));
-        acknowledged += acked.size;
-        assert.deepEqual(lost, [], `round ${round} (cut ${delay(round)} ms after the first ack)`);
-      }
-      console.log(
-        `power cut (${mode}): ${ROUNDS} rounds, ${acknowledged} acknowledged blocks, none lost`,
-      );
-    },
-  });
+  for (const variant of IO_VARIANTS) {
+    Deno.test({
+      name:
+        `power cut (${variant.name}, ${mode}, ${ROUNDS} rounds): every write acknowledged as durable is in the backing file, whole`,
+      ignore: skip.ignore || variant.skip.ignore,
+      fn: async () => {
+        let acknowledged = 0;
+        for (let round = 0; round < ROUNDS; round++) {
+          const { acked, lost } = await powerCutRound(mode, "honest", delay(round), variant);
+          acknowledged += acked.size;
+          assert.deepEqual(lost, [], `round ${round} (cut ${delay(round)} ms after the first ack)`);
+        }
+        console.log(
+          `power cut (${variant.name}, ${mode}): ${ROUNDS} rounds, ${acknowledged} acknowledged blocks, none lost`,
+        );
+      },
+    });
+  }
 
   Deno.test({
     name:

@@ -5,7 +5,7 @@
  * <round>`: in write-through on its completion, in write-back once a later
  * FLUSH completed).
  *
- *     deno run -A kill_child.ts <image> <writethru|writeback> [honest|lying]
+ *     deno run -A kill_child.ts <image> <writethru|writeback> [honest|lying] [threads|io_uring]
  *
  * The device is the CLI's (the blockif worker engine, each thread with its
  * own handle on the file); `lying` puts a medium whose flush does nothing
@@ -16,8 +16,8 @@ import { diskConfig, parseSlotSpec } from "../../src/dm/slot_spec.ts";
 import { VirtualMachine } from "../../src/dm/vm.ts";
 import { lyingSpec } from "./lying_backend.ts";
 
-const [image, mode, medium = "honest"] = Deno.args;
-const disk = await diskConfig(parseSlotSpec(`3,virtio-blk,${image},${mode}`));
+const [image, mode, medium = "honest", aio = "threads"] = Deno.args;
+const disk = await diskConfig(parseSlotSpec(`3,virtio-blk,${image},${mode},aio=${aio}`));
 const vm = await VirtualMachine.create({
   memoryBytes: 32 << 20,
   disks: [

@@ -64,7 +64,8 @@ const child = new URL("./kill_child.ts", import.meta.url);
  * Runs `kill_child.ts` on `image` and calls `cut` (which must end the
  * stream: kill the child, or take its medium away) `delayMs` after the
  * first acknowledgement; then kills the child if it still runs, and returns
- * every acknowledgement it printed.
+ * every acknowledgement it printed. `aio` is how the device's threads reach
+ * the image (ACRN's `aio=`).
  */
 export async function streamUntilCut(
   image: string,
@@ -72,9 +73,10 @@ export async function streamUntilCut(
   medium: "honest" | "lying",
   delayMs: number,
   cut: (process: Deno.ChildProcess) => Promise<void> | void,
+  aio: "threads" | "io_uring" = "threads",
 ): Promise<StreamRun> {
   const process = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", child.pathname, image, mode, medium],
+    args: ["run", "-A", child.pathname, image, mode, medium, aio],
     stdout: "piped",
     stderr: "piped",
   }).spawn();
