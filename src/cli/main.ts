@@ -43,7 +43,7 @@ import { PROGRAM } from "./program.ts";
 import { describeSummary } from "../blk/medium_errors.ts";
 import { diskName } from "../guest/boot.ts";
 import { wakeSignalFor } from "../backend/backend.ts";
-import { DEFAULT_QUEUE_SIZE } from "../blk/device.ts";
+import { DEFAULT_QUEUE_SIZE, VirtioBlkDevice } from "../blk/device.ts";
 import { BlockifThreads } from "../blockif/threads.ts";
 import { workerEngine } from "../blockif/worker_engine.ts";
 import type { VmDiskConfig } from "../dm/vm.ts";
@@ -345,7 +345,7 @@ function sharedThreads(
 ): BlockifThreads {
   const segMax = Math.max(
     DEFAULT_QUEUE_SIZE - 2,
-    ...disks.map(({ device }) => device.segMax ?? (device.queueSize ?? DEFAULT_QUEUE_SIZE) - 2),
+    ...disks.map(({ device }) => VirtioBlkDevice.recordSlots(device)),
   );
   const makeWake = disks.map(({ device }) => wakeSignalFor(device.backend))
     .find((make) => make !== undefined);

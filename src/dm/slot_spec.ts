@@ -12,7 +12,10 @@
  *
  * Options (reference §5): `writethru` (default) / `writeback` (the last one
  * wins), `ro`, `sectorsize=<logical>[/<physical>]`, `range=<start>/<size>`
- * (logical sectors), `nocache` (O_DIRECT). Extensions of this project:
+ * (logical sectors), `nocache` (O_DIRECT),
+ * `discard[=max_discard_sectors:max_discard_seg:discard_sector_alignment]`
+ * (offer DISCARD), `no_bst_block` (overlapping requests are not held back
+ * for each other). Extensions of this project:
  * `serial=<text>` (GET_ID, at most 20 characters), `queue_size=<n>`,
  * `workers=<n>`, `pool_size=<n>`, `dispatch=worker|device`, `poll_us=<n>`,
  * `io=fsfile|node-fs`. ACRN's `aio=threads|io_uring` picks how the I/O
@@ -27,7 +30,8 @@ import { statSync } from "node:fs";
 import { type FileBackendSpec, isFileSpec } from "../backend/file_driver.ts";
 import { describeFile } from "../backend/file_spec.ts";
 import { validateSectorSize } from "../backend/sector_size.ts";
-import type { BlkDeviceOptions } from "../blk/device.ts";
+import type { BlkDeviceOptions, DiscardOptions } from "../blk/device.ts";
+import { MAX_RANGE_SEGMENTS, U32_MAX } from "../blk/spec.ts";
 import { serialBytes } from "../blk/serial.ts";
 import type { Dispatch } from "../blockif/server.ts";
 import { workerEngine } from "../blockif/worker_engine.ts";
@@ -61,6 +65,16 @@ export interface SlotSpec {
   readonly range?: { readonly start: number; readonly size: number };
   /** `nocache`: open the file with O_DIRECT. */
   readonly direct: boolean;
+  /**
+   * `discard[=max_discard_sectors:max_discard_seg:discard_sector_alignment]`:
+   * offer DISCARD (where the medium can give space back); absent: not offered.
+   */
+  readonly discard?: DiscardOptions;
+  /**
+   * False with `no_bst_block`: a request is not held back while an earlier
+   * overlapping one is in flight (default true).
+   */
+  readonly orderOverlapping: boolean;
   /** `serial=<text>`: the GET_ID serial (default derived from the option string, as ACRN). */
   readonly serial?: string;
   /** `io=fsfile|node-fs`: which file I/O each thread uses (default by runtime). */
@@ -110,7 +124,6 @@ export type SlotOption =
 
 /** ACRN options this project does not implement, with the reason given to the user. */
 const UNSUPPORTED: Record<string, string> = {
-  discard: "DISCARD is not offered by this device",
   mq: "the device has one queue",
 };
 
@@ -227,6 +240,8 @@ function parseVirtioBlk(spec: string, slot: number, func: number, config: string
   let sector: { logical: number; physical: number } = { logical: 512, physical: 512 };
   let range: SlotSpec["range"];
   let direct = false;
+  let discard: DiscardOptions | undefined;
+  let orderOverlapping = true;
   let serial: string | undefined;
   let io: SlotSpec["io"];
   let queueSize: number | undefined;
@@ -265,6 +280,13 @@ function parseVirtioBlk(spec: string, slot: number, func: number, config: string
       case "nocache":
         noValue();
         direct = true;
+        break;
+      case "discard":
+        discard = value === undefined ? {} : parseDiscard(spec, value);
+        break;
+      case "no_bst_block":
+        noValue();
+        orderOverlapping = false;
         break;
       case "sectorsize": {
         const match = /^(\d+)(?:\/(\d+))?$/.exec(needValue());
@@ -356,6 +378,8 @@ function parseVirtioBlk(spec: string, slot: number, func: number, config: string
     physicalBlockSize: sector.physical,
     range,
     direct,
+    discard,
+    orderOverlapping,
     serial,
     io,
     queueSize,
@@ -365,6 +389,26 @@ function parseVirtioBlk(spec: string, slot: number, func: number, config: string
     pollUs,
     aio,
     iothreads,
+  };
+}
+
+/**
+ * ACRN's `discard=max_discard_sectors:max_discard_seg:discard_sector_alignment`:
+ * all three numbers, each in the range its config field takes (the segments
+ * at most 256, the most Linux sends).
+ */
+function parseDiscard(spec: string, value: string): DiscardOptions {
+  const parts = value.split(":");
+  if (parts.length !== 3 || parts.some((part) => part === "")) {
+    throw invalid(
+      spec,
+      `discard "${value}" must be max_discard_sectors:max_discard_seg:discard_sector_alignment`,
+    );
+  }
+  return {
+    maxSectors: parseInteger(spec, "max_discard_sectors", parts[0], 1, U32_MAX),
+    maxSegments: parseInteger(spec, "max_discard_seg", parts[1], 1, MAX_RANGE_SEGMENTS),
+    alignment: parseInteger(spec, "discard_sector_alignment", parts[2], 0, U32_MAX),
   };
 }
 
@@ -408,6 +452,8 @@ export function diskConfig(spec: SlotSpec): VmDiskConfig {
     logicalBlockSize: spec.logicalBlockSize,
     physicalBlockSize: spec.physicalBlockSize,
     queueSize: spec.queueSize,
+    discard: spec.discard,
+    orderOverlapping: spec.orderOverlapping,
     engine: workerEngine({
       // ACRN's iothread=N: N threads serve the device (workers= says the same in our words).
       workers: spec.workers ?? spec.iothreads,

@@ -11,7 +11,14 @@ import { readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { describeFile } from "../../src/backend/file_spec.ts";
 import { openBackend } from "../../src/backend/backend.ts";
 import type { FileBackendSpec } from "../../src/backend/file_driver.ts";
-import { IO_SHORT, IoOp, type IoQueue, type IoRequest, IoVector } from "../../src/io/io_queue.ts";
+import {
+  IO_SHORT,
+  IoOp,
+  type IoQueue,
+  IoRanges,
+  type IoRequest,
+  IoVector,
+} from "../../src/io/io_queue.ts";
 import { SyncIoQueue } from "../../src/io/sync_io_queue.ts";
 import { UringContext, UringIoQueue } from "../../src/io/io_uring/uring_io_queue.ts";
 import { ioUringUnavailable } from "../../src/io/io_uring/sys.ts";
@@ -66,7 +73,7 @@ const region = memory.regions[0];
 function request(op: IoRequest["op"], offset: number, pieces: [number, number][], durable = false) {
   const vector = new IoVector(4);
   for (const [at, length] of pieces) vector.push(region, at, length);
-  return { op, offset, vector, durable };
+  return { op, offset, vector, ranges: new IoRanges(4), durable };
 }
 
 /** Submits, commits and reaps until every token has a result. */
@@ -120,7 +127,7 @@ for (const kind of KINDS) {
             [0],
           );
           assert.deepEqual(
-            run(queue, [{ op: IoOp.FLUSH, offset: 0, vector: new IoVector(1), durable: false }]),
+            run(queue, [request(IoOp.FLUSH, 0, [])]),
             [0],
           );
           const after = new Uint8Array(readFileSync(path));
