@@ -8,6 +8,7 @@ import { VirtualMachine } from "../../src/dm/vm.ts";
 import { isDeno } from "../../src/runtime/is_deno.ts";
 import { FILE_DRIVER, type FileBackendSpec } from "../../src/backend/file_driver.ts";
 import { ioUringUnavailable } from "../../src/io/io_uring/sys.ts";
+import { fileSpaceUnavailable } from "../../src/backend/file_space.ts";
 
 Deno.test("a bare slot: function 0, write-through, 512-byte sectors, the whole file", () => {
   assert.deepEqual(parseSlotSpec("9,virtio-blk,disk.img"), {
@@ -22,6 +23,8 @@ Deno.test("a bare slot: function 0, write-through, 512-byte sectors, the whole f
     physicalBlockSize: 512,
     range: undefined,
     direct: false,
+    discard: undefined,
+    orderOverlapping: true,
     serial: undefined,
     io: undefined,
     queueSize: undefined,
@@ -132,7 +135,13 @@ Deno.test("a spec becomes a device configuration once its file checks out", asyn
         module: FILE_DRIVER,
         kind: "file",
         name: `${dir}/d.img bytes ${8 * 4096}-${72 * 4096}`,
-        capabilities: { flush: true, discard: false, writeZeroes: false, handles: "per-thread" },
+        // Holes are punched through FFI (Deno); zeros can be written everywhere.
+        capabilities: {
+          flush: true,
+          discard: fileSpaceUnavailable() === undefined,
+          writeZeroes: true,
+          handles: "per-thread",
+        },
         path: `${dir}/d.img`,
         offset: 8 * 4096,
         size: 64 * 4096,
@@ -141,6 +150,7 @@ Deno.test("a spec becomes a device configuration once its file checks out", asyn
         io: isDeno() ? "fsfile" : "node-fs",
         direct: false,
         aio: "threads",
+        blockDevice: false,
       },
     );
     // ACRN derives the serial from the option string after "virtio-blk,".
