@@ -54,8 +54,45 @@ const cases: Case[] = [
   },
   {
     name: "ACRN option this device does not implement",
-    args: (d) => ["-s", `9,virtio-blk,${d}/a.img,discard`],
-    message: /option discard is not supported/,
+    args: (d) => ["-s", `9,virtio-blk,${d}/a.img,mq=2`],
+    message: /option mq is not supported/,
+  },
+  {
+    name: "discard= without all three of its numbers",
+    args: (d) => ["-s", `9,virtio-blk,${d}/a.img,discard=8:1`],
+    message:
+      /^virtio-blk-dm: -s \S+: discard "8:1" must be max_discard_sectors:max_discard_seg:discard_sector_alignment$/,
+  },
+  {
+    name: "discard= with an empty field",
+    args: (d) => ["-s", `9,virtio-blk,${d}/a.img,discard=8::0`],
+    message:
+      /: discard "8::0" must be max_discard_sectors:max_discard_seg:discard_sector_alignment$/,
+  },
+  {
+    name: "discard= of zero sectors",
+    args: (d) => ["-s", `9,virtio-blk,${d}/a.img,discard=0:1:0`],
+    message: /: max_discard_sectors "0" must be a whole number from 1 to 4294967295$/,
+  },
+  {
+    name: "discard= of more segments than a request may have",
+    args: (d) => ["-s", `9,virtio-blk,${d}/a.img,discard=8:257:0`],
+    message: /: max_discard_seg "257" must be a whole number from 1 to 256$/,
+  },
+  {
+    name: "discard= with a negative alignment",
+    args: (d) => ["-s", `9,virtio-blk,${d}/a.img,discard=8:1:-1`],
+    message: /: discard_sector_alignment "-1" must be a whole number from 0 to 4294967295$/,
+  },
+  {
+    name: "discard= of more sectors than the u32 config field holds",
+    args: (d) => ["-s", `9,virtio-blk,${d}/a.img,discard=4294967296:1:0`],
+    message: /: max_discard_sectors "4294967296" must be a whole number from 1 to 4294967295$/,
+  },
+  {
+    name: "no_bst_block given a value",
+    args: (d) => ["-s", `9,virtio-blk,${d}/a.img,no_bst_block=1`],
+    message: /no_bst_block takes no value/,
   },
   {
     name: "option missing its value",

@@ -119,6 +119,44 @@ Deno.test("every option is parsed into its typed field", () => {
   assert.equal(parseSlotSpec("4,virtio-blk,a,sectorsize=512/4096").physicalBlockSize, 4096);
 });
 
+Deno.test("ACRN's discard (bare: ACRN's defaults; =sectors:segments:alignment) and no_bst_block", () => {
+  const bare = parseSlotSpec("4,virtio-blk,a,discard");
+  assert.deepEqual(bare.discard, {}, "every field left to ACRN's default");
+  assert.equal(bare.orderOverlapping, true);
+  const full = parseSlotSpec("4,virtio-blk,a,discard=2048:4:8,no_bst_block");
+  assert.deepEqual(full.discard, { maxSectors: 2048, maxSegments: 4, alignment: 8 });
+  assert.equal(full.orderOverlapping, false);
+  assert.deepEqual(parseSlotSpec("4,virtio-blk,a,discard=4294967295:256:0").discard, {
+    maxSectors: 2 ** 32 - 1,
+    maxSegments: 256,
+    alignment: 0,
+  });
+  for (const bad of ["1:2", "1:2:3:4", ":1:0", "x:1:0", "1:0:0", "1:1:4294967296", "-1:1:0"]) {
+    assert.throws(
+      () => parseSlotSpec(`4,virtio-blk,a,discard=${bad}`),
+      (e: VirtioBlkError) => e.code === "INVALID_CONFIG" && e.message.startsWith("-s 4,virtio-blk"),
+      bad,
+    );
+  }
+});
+
+Deno.test("discard and no_bst_block reach the device's options", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/d.img`, new Uint8Array(1 << 20));
+    const config = diskConfig(
+      parseSlotSpec(`5,virtio-blk,${dir}/d.img,discard=64:2:8,no_bst_block`),
+    );
+    assert.deepEqual(config.device.discard, { maxSectors: 64, maxSegments: 2, alignment: 8 });
+    assert.equal(config.device.orderOverlapping, false);
+    const plain = diskConfig(parseSlotSpec(`5,virtio-blk,${dir}/d.img`));
+    assert.equal(plain.device.discard, undefined);
+    assert.equal(plain.device.orderOverlapping, true);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a spec becomes a device configuration once its file checks out", async () => {
   const dir = await Deno.makeTempDir();
   try {
