@@ -95,6 +95,12 @@ export class SyncIoQueue implements IoQueue {
           const discard = request.op === IoOp.DISCARD;
           // A medium without the call never had the feature offered: refuse, as Linux would.
           if (discard ? !backend.discard : !backend.writeZeroes) return -ERRNO.EOPNOTSUPP;
+          // Every range inside the medium before any runs: all of them or none.
+          for (let i = 0; i < ranges.count; i++) {
+            const offset = ranges.offsets[i];
+            const length = ranges.lengths[i];
+            if (!(offset >= 0 && length >= 0 && offset <= backend.size - length)) return IO_SHORT;
+          }
           for (let i = 0; i < ranges.count; i++) {
             if (discard) backend.discard!(ranges.offsets[i], ranges.lengths[i]);
             else backend.writeZeroes!(ranges.offsets[i], ranges.lengths[i], ranges.unmap[i] === 1);

@@ -167,6 +167,40 @@ for (const kind of KINDS) {
     },
   );
 
+  Deno.test(
+    `io queue (${kind.name}): DISCARD and WRITE_ZEROES zero their ranges; one leaving the window runs none`,
+    { ignore: kind.skip.ignore },
+    () => {
+      withImage(64 << 10, (path) => {
+        const before = new Uint8Array(readFileSync(path));
+        // Device bytes 0–8191 are file bytes 8192–16383.
+        const queue = kind.open(describeFile(path, { range: { start: 16, size: 16 } }));
+        try {
+          const ranged = (op: IoRequest["op"], list: [number, number, boolean?][]) => {
+            const r = request(op, 0, []);
+            for (const [offset, length, unmap] of list) {
+              r.ranges.push(offset, length, unmap ?? false);
+            }
+            return r;
+          };
+          const results = run(queue, [
+            ranged(IoOp.WRITE_ZEROES, [[0, 512], [4096, 1024, true]]),
+            ranged(IoOp.WRITE_ZEROES, [[1024, 512], [8192 - 512, 1024]]),
+            ranged(IoOp.WRITE_ZEROES, [[2048, 512], [8192, 512]]),
+            ranged(IoOp.DISCARD, [[3072, 512], [8192 - 512, 513]]),
+          ]);
+          assert.deepEqual(results, [0, IO_SHORT, IO_SHORT, IO_SHORT]);
+          const expected = before.slice();
+          expected.fill(0, 8192, 8192 + 512);
+          expected.fill(0, 8192 + 4096, 8192 + 5120);
+          assert.deepEqual(new Uint8Array(readFileSync(path)), expected, "only the first ran");
+        } finally {
+          queue.dispose();
+        }
+      });
+    },
+  );
+
   Deno.test(`io queue (${kind.name}): a failing medium's errno comes back as -errno`, {
     ignore: kind.skip.ignore,
   }, () => {
