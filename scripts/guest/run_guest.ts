@@ -27,6 +27,7 @@ export const GUEST_TOOLS = [
   "depmod",
   "cpio",
   "xz",
+  "blkdiscard",
 ] as const satisfies readonly SystemTool[];
 
 let built: Promise<void> | undefined;
