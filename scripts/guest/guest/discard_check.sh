@@ -7,7 +7,8 @@
 # $RO_DEV (default /dev/vdb), a read-only disk, both blkdiscards fail.
 # util-linux's blkdiscard: busybox's has no -z.
 DEV=${DEV:-/dev/vda}; RO=${RO_DEV:-/dev/vdb}
-BLKDISCARD=/usr/sbin/blkdiscard
+# -f: the disk holds the ext4 made above, which blkdiscard would otherwise refuse to touch.
+BLKDISCARD="/usr/sbin/blkdiscard -f"
 fail() { echo "@@RESULT discard_check=FAIL step=$1"; exit 1; }
 q=/sys/block/${DEV#/dev/}/queue
 echo "@@RESULT discard_max_bytes=$(cat $q/discard_max_bytes) write_zeroes_max_bytes=$(cat $q/write_zeroes_max_bytes) ro_discard_max_bytes=$(cat /sys/block/${RO#/dev/}/queue/discard_max_bytes)"
