@@ -20,6 +20,7 @@ import type { BackendSpec } from "../../src/backend/backend.ts";
 import { type Harness, harness, MiB, pattern } from "../helpers/harness.ts";
 import { IO_VARIANTS } from "../helpers/io_variants.ts";
 import { skipWhen } from "../helpers/skip.ts";
+import { LoopDevice, loopDevicesUnavailable, TempDir } from "../backend/file_fixtures.ts";
 
 const SECTOR = 512;
 const { OK, IOERR } = RequestStatus;
@@ -208,4 +209,40 @@ function tmpfsMissing(): string | undefined {
   } catch {
     return "no /dev/shm";
   }
+}
+
+const noLoop = loopDevicesUnavailable();
+const loopSkip = skipWhen("DISCARD onto a block device", noLoop);
+for (const io of IO_VARIANTS) {
+  Deno.test(
+    `block device (${io.name}): DISCARD is BLKDISCARD (the loop device frees its file's blocks), WRITE_ZEROES zeros`,
+    {
+      ignore: io.skip.ignore || space.ignore || loopSkip.ignore,
+    },
+    async () => {
+      using dir = new TempDir();
+      const file = dir.file("disk.img", pattern(MiB, 11));
+      using loop = new LoopDevice(file);
+      const backend = describeFile(loop.path, {
+        aio: io.name === "io_uring" ? "io_uring" : "threads",
+      });
+      const h = await device(backend, DISCARD);
+      try {
+        const before = blocks(file);
+        const discarded: Segment[] = [[256, 512]];
+        assert.equal(await send(h, RequestType.DISCARD, discarded), OK);
+        const zeroedRanges: Segment[] = [[8, 8], [1024, 64, RangeFlag.UNMAP]];
+        assert.equal(await send(h, RequestType.WRITE_ZEROES, zeroedRanges), OK);
+        await h.driver.flush();
+        assert.ok(
+          before - blocks(file) >= freedAtLeast(512),
+          `the loop device's file: ${before} blocks, then ${blocks(file)}`,
+        );
+        const expected = zeroed(pattern(MiB, 11), [...discarded, ...zeroedRanges]);
+        assert.deepEqual(await h.driver.read(0, MiB), expected);
+      } finally {
+        await h.close();
+      }
+    },
+  );
 }
