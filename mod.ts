@@ -57,6 +57,7 @@ export { MemoryBackend, type MemoryBackendSpec } from "./src/backend/memory_back
 export {
   type BlkDeviceOptions,
   DEFAULT_QUEUE_SIZE,
+  type DiscardOptions,
   type InterruptRoute,
   VirtioBlkDevice,
 } from "./src/blk/device.ts";
@@ -94,6 +95,7 @@ export {
   IoOp,
   type IoOpCode,
   type IoQueue,
+  IoRanges,
   type IoRequest,
   IoVector,
   type IoWaiter,
@@ -112,11 +114,13 @@ export {
 export type { Dispatch } from "./src/blockif/server.ts";
 export {
   type BlkRequest,
+  type RangeLimits,
   RequestError,
   type RequestErrorCode,
   RequestKind,
   type RequestKindCode,
   type RequestLimits,
+  type WriteZeroesLimits,
 } from "./src/blk/request.ts";
 export type { PoolCounts, RequestPool } from "./src/blockif/request_pool.ts";
 export {
