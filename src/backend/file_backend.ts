@@ -13,11 +13,12 @@
  *   guest memory. A failed syscall (EIO, ENOSPC, EFBIG, …) is `IO_ERROR`.
  *   The executor answers either with IOERR and keeps serving.
  *
- * DISCARD and WRITE_ZEROES (`discard`, `writeZeroes`): through
- * `file_space.ts` where Deno's FFI is there — a punched hole, a zeroed
- * range, BLKDISCARD / BLKZEROOUT — falling back to writing zeros where the
- * file system refuses (EOPNOTSUPP); without FFI (Node) zeros are written
- * and the device offers no DISCARD. The same window and checks apply.
+ * DISCARD and WRITE_ZEROES (`discard`, `writeZeroes`): through the
+ * subclass's {@linkcode SpaceCalls} (`openSpace`: `file_space.ts` where
+ * Deno's FFI is there) — a punched hole, a zeroed range, BLKDISCARD /
+ * BLKZEROOUT — falling back to writing zeros where the file system refuses
+ * (EOPNOTSUPP); without them (Node, OPFS) zeros are written and a discard
+ * does nothing. The same window and checks apply.
  *
  * Durability contract: in write-through mode the executor calls `flush()`
  * (fdatasync) after each write and before completing it; in write-back mode
@@ -36,29 +37,41 @@ import {
   firstZeroMethod,
   nextZeroMethod,
   refused,
+  type SpaceCalls,
   zeroChunk,
   ZeroMethod,
 } from "../io/space.ts";
 import type { BlockBackend } from "./backend.ts";
-import type { FileBackendSpec } from "./file_driver.ts";
 import { errorText } from "./file_errors.ts";
-import { FileSpace, fileSpaceUnavailable } from "./file_space.ts";
 
-/** A backend over a window of a file or block device. */
+/** The window of a file a device shows, and how it is opened. */
+export interface FileWindow {
+  /** What names the file in messages (a path). */
+  readonly path: string;
+  /** Byte offset of the device's first byte in the file (`range=`). */
+  readonly offset: number;
+  /** Bytes the device shows. */
+  readonly size: number;
+  /** Whether writes are refused. */
+  readonly readOnly: boolean;
+}
+
+/** A backend over a window of a file or block device (or an OPFS file: `src/backend/opfs/`). */
 export abstract class FileBackend implements BlockBackend {
   readonly size: number;
   readonly readOnly: boolean;
   /** The file or block device. */
   readonly path: string;
+  /** What `flush()` calls, for its failure message. */
+  protected readonly syncName: string = "fdatasync";
   /** Byte offset of the window in the file. */
   readonly #start: number;
-  readonly #blockDevice: boolean;
-  /** fallocate and the block ioctls, opened on first use where there is FFI; null: none here. */
-  #space: FileSpace | null | undefined;
+  /** fallocate and the block ioctls, opened on first use; null: none here. */
+  #space: SpaceCalls | null | undefined;
   #closed = false;
 
   /** Takes the window and mode from `spec`; the subclass then opens the file. */
-  protected constructor(spec: FileBackendSpec) {
+  protected constructor(spec: FileWindow) {
     if (
       !Number.isSafeInteger(spec.offset) || !Number.isSafeInteger(spec.size) || spec.offset < 0 ||
       spec.size < 0 || !Number.isSafeInteger(spec.offset + spec.size)
@@ -72,7 +85,6 @@ export abstract class FileBackend implements BlockBackend {
     this.size = spec.size;
     this.readOnly = spec.readOnly;
     this.#start = spec.offset;
-    this.#blockDevice = spec.blockDevice ?? false;
   }
 
   /**
@@ -94,6 +106,14 @@ export abstract class FileBackend implements BlockBackend {
   ): number;
   /** fdatasync. */
   protected abstract syncData(): void;
+  /**
+   * The calls that give ranges back and zero them on this file, opened on
+   * first use; null (the default) where there are none: zeros are written
+   * and a discard does nothing.
+   */
+  protected openSpace(): SpaceCalls | null {
+    return null;
+  }
   /** Closes the descriptor. */
   protected abstract closeFile(): void;
 
@@ -151,7 +171,7 @@ export abstract class FileBackend implements BlockBackend {
     } catch (error) {
       throw new VirtioBlkError(
         "IO_ERROR",
-        `fdatasync of ${this.path} failed: ${errorText(error)}`,
+        `${this.syncName} of ${this.path} failed: ${errorText(error)}`,
         {
           cause: error,
         },
@@ -173,12 +193,11 @@ export abstract class FileBackend implements BlockBackend {
     this.#checkRange(op, offset, length);
   }
 
-  /** This thread's descriptor for fallocate and ioctls, or null where there is no FFI. */
-  #fileSpace(): FileSpace | null {
+  /** This thread's descriptor for fallocate and ioctls, or null where there is none. */
+  #fileSpace(): SpaceCalls | null {
     if (this.#space !== undefined) return this.#space;
-    if (fileSpaceUnavailable() !== undefined) return this.#space = null;
     try {
-      return this.#space = new FileSpace(this.path, this.#blockDevice);
+      return this.#space = this.openSpace();
     } catch (error) {
       throw new VirtioBlkError(
         "IO_ERROR",

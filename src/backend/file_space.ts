@@ -14,7 +14,13 @@
  */
 
 import { cString, errno, ioUringSys, Linux, SyscallError } from "../io/io_uring/sys.ts";
-import { BlockIoctl, fallocateMode, ZeroMethod, type ZeroMethodCode } from "../io/space.ts";
+import {
+  BlockIoctl,
+  fallocateMode,
+  type SpaceCalls,
+  ZeroMethod,
+  type ZeroMethodCode,
+} from "../io/space.ts";
 
 /**
  * Why file space cannot be given back on this runtime (no FFI, another OS,
@@ -29,8 +35,18 @@ export function fileSpaceUnavailable(): string | undefined {
   }
 }
 
+/**
+ * A {@linkcode FileSpace} on `path`, or null where this runtime has no FFI
+ * (the caller then writes zeros and gives nothing back).
+ *
+ * @throws {SyscallError} when `path` cannot be opened
+ */
+export function openFileSpace(path: string, blockDevice: boolean): FileSpace | null {
+  return fileSpaceUnavailable() === undefined ? new FileSpace(path, blockDevice) : null;
+}
+
 /** A descriptor on a file or block device for fallocate and the block ioctls. */
-export class FileSpace {
+export class FileSpace implements SpaceCalls {
   readonly #fd: number;
   readonly #blockDevice: boolean;
   /** The ioctl argument: {offset, length} in bytes. */

@@ -12,6 +12,20 @@
 
 import { ERRNO } from "./errno.ts";
 
+/**
+ * The calls a medium gives ranges back and zeros them with, on one
+ * descriptor (`src/backend/file_space.ts` on Linux through FFI). Each
+ * returns 0 or −errno (−EOPNOTSUPP where the medium cannot).
+ */
+export interface SpaceCalls {
+  /** Deallocates `length` bytes at file position `position` (a hole, BLKDISCARD). */
+  discard(position: number, length: number): number;
+  /** Makes `length` bytes at `position` read as zeros by `method` (not WRITE). */
+  zero(method: ZeroMethodCode, position: number, length: number): number;
+  /** Releases the descriptor. */
+  close(): void;
+}
+
 /** fallocate(2) mode bits (include/uapi/linux/falloc.h). */
 export const Falloc = {
   /** Leave the file's size alone (needed with PUNCH_HOLE; asked for with ZERO_RANGE). */
