@@ -238,7 +238,16 @@ export class VirtualMachine {
       const boot = await startThread(url, "vcpu-0");
       threads.push(boot);
       const started = new Set<number>([0]);
-      return await new Promise<unknown>((resolve, reject) => {
+      let settled = false;
+      return await new Promise<unknown>((resolveRun, rejectRun) => {
+        const resolve = (result: unknown) => {
+          settled = true;
+          resolveRun(result);
+        };
+        const reject = (error: Error) => {
+          settled = true;
+          rejectRun(error);
+        };
         const fail = (message: VcpuMessage & { type: "error" }, vcpu: number) =>
           reject(
             message.usage
@@ -254,6 +263,11 @@ export class VirtualMachine {
           }
           started.add(vcpu);
           const thread = await startThread(url, `vcpu-${vcpu}`);
+          if (settled) {
+            // The run ended (a vCPU failed) while this one was starting: nothing waits for it.
+            await thread.terminate();
+            return;
+          }
           threads.push(thread);
           thread.onMessage((raw) => {
             const message = raw as VcpuMessage;
