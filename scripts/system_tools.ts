@@ -45,6 +45,8 @@ export const SYSTEM_TOOLS = {
   // The NBD server the NBD client is tested against (tests/nbd) besides
   // nbdkit: qemu-nbd serves raw and qcow2 images (qemu-img makes them).
   "qemu-nbd": "qemu-utils",
+  // The browser build and the web page, driven by playwright-core (tests/browser).
+  "chromium": "chromium",
 } as const;
 
 /** A program the tests may need. */

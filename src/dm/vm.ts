@@ -85,6 +85,8 @@ export type VcpuMessage =
   | { readonly type: "done"; readonly result: unknown }
   /** vCPU 0 starts vCPU `vcpu` on `job`; its result comes back as {@linkcode VcpuDone}. */
   | { readonly type: "start-vcpu"; readonly vcpu: number; readonly job: unknown }
+  /** Data for the caller's own use along the way (a load's progress snapshots). */
+  | { readonly type: "event"; readonly data: unknown }
   /** The guest failed; `usage` when it was the user's request that could not be done. */
   | { readonly type: "error"; readonly message: string; readonly usage?: boolean };
 
@@ -226,11 +228,13 @@ export class VirtualMachine {
    * a final result. vCPU 0 may start the other vCPUs on jobs of their own
    * (the same module, `start-vcpu`); their results are posted back to it
    * (`vcpu-done`). Resolves with vCPU 0's result; rejects if any vCPU fails.
+   * What the guest posts as events goes to `onEvent`.
    */
   async runVcpu(
     url: URL,
     job: unknown,
     output: (stream: "stdout" | "stderr", text: string) => void = () => {},
+    onEvent: (data: unknown) => void = () => {},
   ): Promise<unknown> {
     this.#server.start();
     const threads: Thread[] = [];
@@ -287,7 +291,8 @@ export class VirtualMachine {
           else if (message.type === "error") fail(message, 0);
           else if (message.type === "start-vcpu") {
             startVcpu(message.vcpu, message.job).catch(onError);
-          } else output(message.type, message.text);
+          } else if (message.type === "event") onEvent(message.data);
+          else output(message.type, message.text);
         });
         boot.onError(onError);
         boot.postMessage({ init: this.vcpuInit(0), job });

@@ -35,12 +35,18 @@ export type UosJob =
     readonly json: boolean;
     /** Report progress lines (the CLI asks when stderr is a terminal). */
     readonly progress: boolean;
+    /** Hand each progress snapshot over as data too (a page draws its chart from them). */
+    readonly progressEvents?: boolean;
+    /** How often progress is reported, in milliseconds (default 1000). */
+    readonly progressIntervalMs?: number;
     /** A {@linkcode StopFlag}'s buffer: once set, the load stops and reports what it did. */
     readonly stop?: SharedArrayBuffer;
-  }
-  | LoadShareJob;
+  };
 
-/** A share of a load, run by a vCPU the boot vCPU started, on one queue of a disk. */
+/**
+ * A share of a load, run by a vCPU the boot vCPU started, on one queue of a
+ * disk (what the boot vCPU hands another vCPU; not a job a caller asks for).
+ */
 export interface LoadShareJob {
   readonly kind: "load-share";
   /** The disk's I/O BAR0 base port. */
@@ -55,10 +61,11 @@ export interface LoadShareJob {
 }
 
 /** Starts another vCPU of the machine on a job and resolves with its result. */
-export type VcpuStarter = (vcpu: number, job: UosJob) => Promise<UosResult>;
+export type VcpuStarter = (vcpu: number, job: LoadShareJob) => Promise<UosResult>;
 
 /** What a job reports: 0 when it went as expected. */
 export interface UosResult {
+  /** The guest program's exit status (0: the job went as expected). */
   readonly exitCode: number;
   /** A load job's figures, for callers that use them rather than the printed report. */
   readonly load?: LoadResult;
@@ -72,6 +79,8 @@ export interface JobOutput {
   progress(text: string): void;
   /** The progress is over: its last line stays, and what comes next starts below it. */
   endProgress?(): void;
+  /** A progress snapshot as data, when the job asks for progress events. */
+  status?(progress: LoadProgress): void;
 }
 
 /**
@@ -126,10 +135,14 @@ export async function runJob(
       }
       const target = { driver: disk.driver, memory: guest.memory, allocator: guest.allocator };
       const hooks = {
-        onProgress: job.progress
-          ? (p: LoadProgress) => output.progress(formatProgress(p))
+        onProgress: job.progress || job.progressEvents
+          ? (p: LoadProgress) => {
+            if (job.progress) output.progress(formatProgress(p));
+            if (job.progressEvents) output.status?.(p);
+          }
           : undefined,
         signal: job.stop === undefined ? undefined : new StopFlag(job.stop),
+        progressIntervalMs: job.progressIntervalMs,
       };
       const vcpus = startVcpu === undefined ? 1 : Math.min(guest.vcpus, disk.driver.info.queues);
       let result: LoadResult;
@@ -162,8 +175,5 @@ export async function runJob(
       const failed = result.errorCount > 0 || (result.verify?.mismatches ?? 0) > 0;
       return { exitCode: failed ? 1 : 0, load: result };
     }
-    case "load-share":
-      // Its queue is the boot vCPU's to hand out: only a started vCPU runs a share.
-      throw new VirtioBlkError("INVALID_CONFIG", "a load share runs on a vCPU started for it");
   }
 }

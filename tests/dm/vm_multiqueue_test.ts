@@ -1,12 +1,10 @@
 import assert from "node:assert/strict";
 import { VirtualMachine } from "../../src/dm/vm.ts";
 import { parseLoadOptions } from "../../src/guest/jobs/load_options.ts";
-import type { UosJob, UosResult } from "../../src/guest/uos.ts";
-import { siblingModule } from "../../src/runtime/thread.ts";
+import type { UosJob } from "../../src/guest/uos.ts";
+import { runUos } from "../../src/guest/uos_run.ts";
 import { QueueWord } from "../../src/virtio/queue_state.ts";
 import { IO_VARIANTS } from "../helpers/io_variants.ts";
-
-const uos = siblingModule(import.meta.url, "../../src/guest/uos_worker");
 
 /** The next used index queue `index` of the VM's first disk will publish: requests it completed. */
 function completed(vm: VirtualMachine, index: number): number {
@@ -42,7 +40,7 @@ for (const io of IO_VARIANTS) {
           progress: false,
         };
         const output: string[] = [];
-        const result = await vm.runVcpu(uos, job, (_, text) => output.push(text)) as UosResult;
+        const result = await runUos(vm, job, { stdout: (text) => output.push(text) });
         const load = result.load!;
         assert.equal(result.exitCode, 0, output.join("\n"));
         const blocks = REGION / BS;
@@ -79,11 +77,7 @@ Deno.test("mq=2 with 2 vCPUs: lsblk shows the two queues the guest drives; one v
     });
     try {
       const printed: string[] = [];
-      await vm.runVcpu(
-        uos,
-        { kind: "lsblk", json: true } satisfies UosJob,
-        (_, text) => printed.push(text),
-      );
+      await runUos(vm, { kind: "lsblk", json: true }, { stdout: (text) => printed.push(text) });
       assert.equal(JSON.parse(printed.join("")).blockdevices[0].queues, queues);
     } finally {
       await vm.close();

@@ -22,10 +22,15 @@ export const REPORTED_PERCENTILES = [50, 90, 99, 99.9] as const;
 
 /** Summary of a histogram, in nanoseconds. */
 export interface LatencySummary {
+  /** Samples. */
   readonly count: number;
+  /** Shortest. */
   readonly minNs: number;
+  /** Longest. */
   readonly maxNs: number;
+  /** Mean. */
   readonly meanNs: number;
+  /** Standard deviation. */
   readonly stdevNs: number;
   /** Keyed by percentile as text: "50", "90", "99", "99.9". */
   readonly percentilesNs: Readonly<Record<string, number>>;
@@ -64,10 +69,15 @@ export function bucketValue(index: number): number {
 export interface LatencyHistogramState {
   /** Count per bucket. */
   readonly counts: Float64Array;
+  /** Values recorded. */
   readonly count: number;
+  /** The smallest (Infinity when none was). */
   readonly min: number;
+  /** The largest (0 when none was). */
   readonly max: number;
+  /** Their sum. */
   readonly sum: number;
+  /** The sum of their squares. */
   readonly sumSquares: number;
 }
 
@@ -94,6 +104,11 @@ export class LatencyHistogram {
   /** Number of values recorded. */
   get count(): number {
     return this.#count;
+  }
+
+  /** Sum of the values recorded (nanoseconds, rounded as recorded). */
+  get total(): number {
+    return this.#sum;
   }
 
   /** A copy of the whole state. */
