@@ -58,7 +58,7 @@ export type {
   VerifyResult,
 } from "./src/guest/jobs/load.ts";
 export type { LoadPlan } from "./src/guest/jobs/load_plan.ts";
-export type { LatencySummary } from "./src/guest/jobs/latency.ts";
+export type { LatencyHistogramState, LatencySummary } from "./src/guest/jobs/latency.ts";
 export { VerifyStatus, type VerifyStatusCode } from "./src/guest/jobs/verify.ts";
 export {
   type Amount,

@@ -184,6 +184,7 @@ export {
   DeviceFault,
   type DiskInfo,
   type DriverOptions,
+  type QueueBinding,
   RequestFailed,
   VirtioBlkDriver,
 } from "./src/guest/virtio_blk_driver.ts";

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { diskConfig, parseSlotOption, parseSlotSpec } from "../../src/dm/slot_spec.ts";
 import { ACRN_DEVICE_TYPES } from "../../src/dm/acrn_devices.ts";
+import { MAX_QUEUES } from "../../src/blk/device.ts";
 import { VirtioBlkError } from "../../src/errors.ts";
 import { defaultSerial } from "../../src/blk/serial.ts";
 import { WorkerEngine } from "../../src/blockif/worker_engine.ts";
@@ -34,6 +35,7 @@ Deno.test("a bare slot: function 0, write-through, 512-byte sectors, the whole f
     pollUs: undefined,
     aio: undefined,
     iothreads: undefined,
+    queues: undefined,
   });
 });
 
@@ -271,6 +273,46 @@ Deno.test("ACRN's aio= and iothread (written before the path): parsed, checked, 
       const engine = vm.disks[0].function.device.engine;
       assert.ok(engine instanceof WorkerEngine);
       assert.equal(engine.settings.workers, 3);
+    } finally {
+      await vm.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ACRN's mq=N, before the path or among the options: N request queues, 1 to MAX_QUEUES", async () => {
+  assert.equal(parseSlotSpec("9,virtio-blk,mq=2,disk.img").queues, 2);
+  assert.equal(parseSlotSpec("9,virtio-blk,iothread=2,mq=4,disk.img").queues, 4);
+  assert.equal(parseSlotSpec("9,virtio-blk,iothread=2,mq=4,disk.img").path, "disk.img");
+  assert.equal(parseSlotSpec("9,virtio-blk,disk.img,mq=3").queues, 3);
+  assert.equal(parseSlotSpec(`9,virtio-blk,disk.img,mq=${MAX_QUEUES}`).queues, MAX_QUEUES);
+  const range = `must be a whole number from 1 to ${MAX_QUEUES}`;
+  for (
+    const [text, message] of [
+      ["9,virtio-blk,mq=0,disk.img", `mq "0" ${range}`],
+      [`9,virtio-blk,disk.img,mq=${MAX_QUEUES + 1}`, `mq "${MAX_QUEUES + 1}" ${range}`],
+      ["9,virtio-blk,disk.img,mq=two", `mq "two" ${range}`],
+      ["9,virtio-blk,disk.img,mq=-1", `mq "-1" ${range}`],
+      ["9,virtio-blk,disk.img,mq=1.5", `mq "1.5" ${range}`],
+      ["9,virtio-blk,disk.img,mq", "option mq needs a value (mq=…)"],
+    ] as const
+  ) {
+    assert.throws(() => parseSlotSpec(text), (error: unknown) => {
+      assert.ok(error instanceof VirtioBlkError);
+      assert.equal(error.code, "INVALID_CONFIG");
+      assert.equal(error.message, `-s ${text}: ${message}`);
+      return true;
+    });
+  }
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/d.img`, new Uint8Array(1 << 20));
+    const config = diskConfig(parseSlotSpec(`7,virtio-blk,mq=2,${dir}/d.img`));
+    assert.equal(config.device.queues, 2);
+    const vm = await VirtualMachine.create({ memoryBytes: 16 << 20, disks: [config] });
+    try {
+      assert.equal(vm.disks[0].function.device.queueCount, 2);
     } finally {
       await vm.close();
     }

@@ -253,6 +253,47 @@ Deno.test({
   },
 });
 
+for (const io of IO_VARIANTS) {
+  Deno.test({
+    name:
+      `guest (modern, mq=2, ${io.name}): with num-queues=2 and -smp 2 the guest has two blk-mq queues, a fio verify job per CPU passes, and both queues carried requests`,
+    ignore: TOOLS.ignore || io.skip.ignore,
+    async fn() {
+      await withDir(async (dir) => {
+        const image = `${dir}/disk.img`;
+        await sparseImage(image, 64 * MiB);
+        const { server, socket, logs } = serve(dir, "blk", {
+          backend: describeFile(image, { aio: io.name === "io_uring" ? "io_uring" : undefined }),
+          engine: workerEngine(),
+          queues: 2,
+        });
+        let boot;
+        try {
+          boot = await bootGuest({
+            disks: [`vhost:${socket}`],
+            run: ["mq.sh"],
+            smp: 2,
+            numQueues: 2,
+          });
+        } finally {
+          await server.close();
+        }
+        assert.equal(boot.rc, 0, boot.output);
+        const mq = result(boot, "mq_queues");
+        assert.deepEqual([mq.mq_queues, mq.cpus], ["2", "2"], "/sys/block/vda/mq/ has 0 and 1");
+        assert.equal(result(boot, "mq_fio").mq_fio, "PASS");
+        // Each request queue has its own MSI-X vector: both raised interrupts.
+        const queues = boot.results.filter((r) => "queue" in r);
+        assert.deepEqual(queues.map((r) => r.queue).sort(), ["0", "1"], boot.output);
+        for (const { queue, interrupts } of queues) {
+          assert.ok(Number(interrupts) > 0, `queue ${queue} completed requests`);
+        }
+        assert.deepEqual(logs, [], "nothing refused");
+      });
+    },
+  });
+}
+
 /** A guest run of discard_check.sh on a `discard` disk (vda) and a read-only one (vdb). */
 async function discardGuest(
   dir: string,
