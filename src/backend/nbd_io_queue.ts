@@ -7,10 +7,14 @@
  * tells the thread's {@linkcode EventLoopWaiter}, which the thread awaits
  * instead of blocking (see `BlockifServer.idle`).
  *
- * - READ, WRITE and FLUSH become NBD_CMD_READ, WRITE and FLUSH (the seam's
- *   numbers are the client's). A durable (write-through) write is a FUA
- *   write, or the write and then a FLUSH where the export has no FUA: it
- *   completes only once the server said it is stable.
+ * - READ, WRITE and FLUSH become NBD_CMD_READ, WRITE and FLUSH, DISCARD
+ *   and WRITE_ZEROES one NBD_CMD_TRIM or NBD_CMD_WRITE_ZEROES per range
+ *   (NBD_CMD_FLAG_NO_HOLE where the guest did not allow unmapping); the
+ *   seam's numbers are the client's. A durable (write-through) operation
+ *   is a FUA one, or the operation and then a FLUSH where the export has
+ *   no FUA: it completes only once the server said it is stable. An
+ *   operation of several ranges completes when every range has, with the
+ *   first failure as its result.
  * - A write completes only after the server's reply; a failure is -errno
  *   (`ECONNRESET` when the connection was lost with the request in flight,
  *   `ETIMEDOUT` past the request timeout, the server's own errors as
@@ -29,16 +33,23 @@ import { NbdOp, type NbdOpCode } from "../nbd/operation.ts";
 import type { NbdBackendSpec } from "./nbd_driver.ts";
 
 /**
- * The NBD operation of each I/O operation. (DISCARD and WRITE_ZEROES, once
- * the seam has them, map to `NbdOp.TRIM` and `NbdOp.WRITE_ZEROES` here, and
- * the spec's capabilities offer them where the export has SEND_TRIM and
- * SEND_WRITE_ZEROES.)
+ * The NBD operation of each I/O operation (the spec's capabilities offer
+ * DISCARD and WRITE_ZEROES only where the export has SEND_TRIM and
+ * SEND_WRITE_ZEROES; the client refuses them otherwise).
  */
 const NBD_OP_OF: Readonly<Record<IoOpCode, NbdOpCode>> = {
   [IoOp.READ]: NbdOp.READ,
   [IoOp.WRITE]: NbdOp.WRITE,
   [IoOp.FLUSH]: NbdOp.FLUSH,
+  [IoOp.DISCARD]: NbdOp.TRIM,
+  [IoOp.WRITE_ZEROES]: NbdOp.WRITE_ZEROES,
 };
+
+/** An operation sent as several NBD requests: how many are left, and its result so far. */
+interface Parts {
+  left: number;
+  result: number;
+}
 
 /** Finished operations waiting for `reap`: tokens and results. */
 class Finished {
@@ -69,6 +80,8 @@ export class NbdIoQueue implements IoQueue {
   /** Operations submitted and not yet reaped. */
   #inFlight = 0;
   readonly #request: NbdRequest = { op: NbdOp.READ, offset: 0, length: 0, fua: false };
+  /** Operations of several ranges in flight, by token (DISCARD, WRITE_ZEROES: rare). */
+  readonly #parts = new Map<number, Parts>();
   #closed = false;
 
   /**
@@ -87,7 +100,7 @@ export class NbdIoQueue implements IoQueue {
       ...spec.connection,
       // One of several connections: each must keep offering CAN_MULTI_CONN.
       multiConn: spec.capabilities.handles === "async",
-      onComplete: (token, result) => this.#complete(token, result),
+      onComplete: (token, result) => this.#partDone(token, result),
       log,
     });
   }
@@ -105,6 +118,10 @@ export class NbdIoQueue implements IoQueue {
     this.#inFlight++;
     const nbd = this.#request;
     const op = request.op;
+    if (op === IoOp.DISCARD || op === IoOp.WRITE_ZEROES) {
+      this.#submitRanges(request, token);
+      return true;
+    }
     if (op === IoOp.FLUSH) {
       nbd.offset = 0;
       nbd.length = 0;
@@ -158,6 +175,50 @@ export class NbdIoQueue implements IoQueue {
       this.#finished.count = 0;
     }
     return this.#client.close();
+  }
+
+  /**
+   * One NBD request per range, all with `token`; nothing is sent unless
+   * every range lies inside the window.
+   */
+  #submitRanges(request: IoRequest, token: number): void {
+    const { ranges } = request;
+    const count = ranges.count;
+    for (let i = 0; i < count; i++) {
+      const offset = ranges.offsets[i], length = ranges.lengths[i];
+      if (offset < 0 || length > this.#size || offset > this.#size - length) {
+        this.#complete(token, IO_SHORT);
+        return;
+      }
+    }
+    if (count === 0) {
+      this.#complete(token, 0);
+      return;
+    }
+    if (count > 1) this.#parts.set(token, { left: count, result: 0 });
+    const nbd = this.#request;
+    nbd.op = NBD_OP_OF[request.op];
+    nbd.vector = undefined;
+    nbd.fua = request.durable;
+    for (let i = 0; i < count; i++) {
+      nbd.offset = this.#offset + ranges.offsets[i];
+      nbd.length = ranges.lengths[i];
+      nbd.noHole = request.op === IoOp.WRITE_ZEROES && ranges.unmap[i] === 0;
+      this.#client.submit(nbd, token);
+    }
+    nbd.noHole = false;
+  }
+
+  /** A reply to one NBD request: the operation's, or one part of it. */
+  #partDone(token: number, result: number): void {
+    const parts = this.#parts.get(token);
+    if (parts !== undefined) {
+      if (parts.result === 0) parts.result = result;
+      if (--parts.left > 0) return;
+      this.#parts.delete(token);
+      result = parts.result;
+    }
+    this.#complete(token, result);
   }
 
   #complete(token: number, result: number): void {

@@ -9,7 +9,9 @@
  * - its size is the device's (a multiple of 512, which the client checks),
  *   or `range=` chooses a window inside it;
  * - a read-only export (NBD_FLAG_READ_ONLY) makes the device read-only;
- * - FLUSH and CONFIG_WCE are offered when it has NBD_FLAG_SEND_FLUSH;
+ * - FLUSH and CONFIG_WCE are offered when it has NBD_FLAG_SEND_FLUSH,
+ *   DISCARD (with `discard`) when it has SEND_TRIM, WRITE_ZEROES when it
+ *   has SEND_WRITE_ZEROES;
  * - its minimum block size must not exceed the device's logical block size
  *   (`sectorsize=`): requests the guest aligns to its blocks then obey it;
  * - how many connections: one per I/O thread with NBD_FLAG_CAN_MULTI_CONN,
@@ -114,10 +116,9 @@ export async function describeNbd(uri: string, options: NbdOptions = {}): Promis
     readOnly: (options.readOnly ?? false) || info.readOnly,
     capabilities: {
       flush: info.canFlush,
-      // Seam: TRIM and WRITE_ZEROES (info.canTrim, info.canWriteZeroes) once
-      // the I/O queue has DISCARD and WRITE_ZEROES (nbd_io_queue.ts).
-      discard: false,
-      writeZeroes: false,
+      // NBD_CMD_TRIM and NBD_CMD_WRITE_ZEROES (nbd_io_queue.ts).
+      discard: info.canTrim,
+      writeZeroes: info.canWriteZeroes,
       handles: info.canMultiConn ? "async" : "exclusive",
     },
     connection,

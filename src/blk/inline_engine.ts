@@ -23,6 +23,7 @@ import type { BlockBackend } from "../backend/backend.ts";
 import { openIoQueue } from "../backend/backend.ts";
 import type { EventLoopIoWaiter, IoQueue } from "../io/io_queue.ts";
 import { RequestPool } from "../blockif/request_pool.ts";
+import { recordSlots } from "./request.ts";
 import { BlockifServer } from "../blockif/server.ts";
 import { SyncIoQueue } from "../io/sync_io_queue.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
@@ -49,12 +50,12 @@ export class InlineEngine implements RequestEngine {
     // One element per ring entry: a whole ring's requests fit at once.
     const elements = Math.max(...context.queues.map((q) => q.maxQueueSize));
     this.#server = new BlockifServer(
-      new RequestPool({ elements, segMax: context.limits.segMax }),
+      new RequestPool({ elements, segMax: recordSlots(context.limits) }),
       { dispatch: "worker", pollMaxNs: 0, log: context.log },
     );
     this.#io = backend
       ? new SyncIoQueue(backend, elements)
-      : openIoQueue(context.backend, { capacity: elements, segMax: context.limits.segMax });
+      : openIoQueue(context.backend, { capacity: elements, segMax: recordSlots(context.limits) });
     this.#queues = [];
     this.#attach(context.memory);
     const words = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT * this.#queues.length);
@@ -135,6 +136,7 @@ export class InlineEngine implements RequestEngine {
         serial: context.serial,
         maxChain: context.maxChain,
         name: context.name,
+        orderOverlapping: context.orderOverlapping,
       },
       memory,
       queues: this.#queues,

@@ -51,7 +51,7 @@ import {
   startRequest,
 } from "../blk/execute.ts";
 import { MediumErrors } from "../blk/medium_errors.ts";
-import { BlkRequest, parseRequest, type RequestLimits } from "../blk/request.ts";
+import { BlkRequest, parseRequest, recordSlots, type RequestLimits } from "../blk/request.ts";
 import { RequestStatus, type RequestStatusCode } from "../blk/spec.ts";
 import type { IoQueue, IoRequest, IoWaiter, KernelIoWaiter } from "../io/io_queue.ts";
 import { SyncIoQueue } from "../io/sync_io_queue.ts";
@@ -72,7 +72,7 @@ export type Dispatch = "worker" | "device";
 export interface DeviceSettings {
   /** The device offers VIRTIO_BLK_F_RO: writes fail. */
   readonly readOnly: boolean;
-  /** Capacity and seg_max every parsed request is checked against. */
+  /** Capacity, seg_max and DISCARD/WRITE_ZEROES limits every parsed request is checked against. */
   readonly limits: RequestLimits;
   /** The 20 GET_ID bytes. */
   readonly serial: Uint8Array;
@@ -80,6 +80,12 @@ export interface DeviceSettings {
   readonly maxChain: number;
   /** What logs call the device (`virtio-blk device on disk.img`). */
   readonly name: string;
+  /**
+   * Hold a request back while an earlier overlapping one is in flight and
+   * one of them changes the medium (default true; ACRN's `no_bst_block`
+   * turns it off). See `request_pool.ts`.
+   */
+  readonly orderOverlapping?: boolean;
 }
 
 /** One device's live objects on a thread. */
@@ -229,10 +235,11 @@ export class BlockifServer {
    *   a network disk cannot share a thread)
    */
   attach(id: number, device: ServedDevice): void {
-    const segMax = device.settings.limits.segMax;
-    if (segMax > this.#pool.layout.segMax) {
+    const slots = recordSlots(device.settings.limits);
+    if (slots > this.#pool.layout.segMax) {
       throw new RangeError(
-        `a device with seg_max ${segMax} cannot use a pool of ${this.#pool.layout.segMax}`,
+        `a device whose requests hold ${slots} segments or ranges cannot use a pool of ` +
+          `${this.#pool.layout.segMax}`,
       );
     }
     const previous = this.#devices[id];
@@ -249,8 +256,8 @@ export class BlockifServer {
         name: device.settings.name,
       },
       chain: new DescriptorChain(device.settings.maxChain),
-      scratch: new BlkRequest(segMax),
-      ioRequest: ioRequestFor(segMax),
+      scratch: new BlkRequest(slots),
+      ioRequest: ioRequestFor(slots),
     };
     try {
       this.#collectIoQueues();
@@ -303,6 +310,7 @@ export class BlockifServer {
     const pool = this.#pool;
     const queue = queues[index];
     const { chain, scratch } = attached;
+    const ordered = settings.orderOverlapping ?? true;
     let queued = 0;
     /** Requests still to keep for this thread to run: one for a draining worker. */
     let ownShare = this.#settings.dispatch !== "worker"
@@ -328,7 +336,7 @@ export class BlockifServer {
           if (queue.pop(chain) !== Pop.CHAIN) break;
           const generation = queue.generation;
           parseRequest(chain, memory, settings.limits, scratch);
-          const state = pool.enqueue(scratch, index, generation, device);
+          const state = pool.enqueue(scratch, index, generation, device, ordered);
           if (state < 0) {
             // Cannot happen while one thread drains a pool; never drop the chain.
             if (publishRequest(queue, memory, scratch, RequestStatus.IOERR, generation)) {

@@ -17,6 +17,7 @@ import { SplitQueue } from "../virtio/split_queue.ts";
 import { waitFor } from "../sync/wait.ts";
 import { PoolWord } from "./pool_layout.ts";
 import type { RequestPool } from "./request_pool.ts";
+import { recordSlots } from "../blk/request.ts";
 import { BlockifServer, type Dispatch } from "./server.ts";
 import {
   BlockifThreads,
@@ -115,7 +116,7 @@ export class WorkerEngine implements RequestEngine {
       poolSize: options.poolSize,
       dispatch: options.dispatch,
       pollUs: options.pollUs,
-      segMax: context.limits.segMax,
+      segMax: recordSlots(context.limits),
       log: context.log,
     });
     this.#queues = context.queues.map((state) => new SplitQueue(context.memory, state));
@@ -125,6 +126,7 @@ export class WorkerEngine implements RequestEngine {
       serial: context.serial,
       maxChain: context.maxChain,
       name: context.name,
+      orderOverlapping: context.orderOverlapping,
     };
     const handles: DeviceHandles = {
       settings,
