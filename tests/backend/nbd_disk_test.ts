@@ -12,14 +12,17 @@
 
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { describeNbd, type NbdOptions } from "../../src/backend/nbd_spec.ts";
+import type { DiscardOptions } from "../../src/blk/device.ts";
 import type { EngineFactory } from "../../src/blk/engine.ts";
 import { InlineEngine } from "../../src/blk/inline_engine.ts";
 import { workerEngine } from "../../src/blockif/worker_engine.ts";
 import { main } from "../../src/cli/main.ts";
+import { RangeFlag, RequestStatus, RequestType } from "../../src/blk/spec.ts";
 import { RequestFailed } from "../../src/guest/virtio_blk_driver.ts";
 import { type Harness, harness, MiB, pattern } from "../helpers/harness.ts";
+import { sendRanges } from "../helpers/range_request.ts";
 import { needsTools } from "../helpers/skip.ts";
 import { NbdServer } from "../nbd/nbd_server.ts";
 
@@ -38,9 +41,10 @@ async function nbdDisk(
   uri: string,
   engine: EngineFactory,
   options: NbdOptions = {},
+  discard?: DiscardOptions,
 ): Promise<Harness> {
   const backend = await describeNbd(uri, options);
-  const h = harness({ diskBytes: 512, device: { backend, engine } });
+  const h = harness({ diskBytes: 512, device: { backend, engine, discard } });
   await h.disk.device.ready();
   return h;
 }
@@ -99,6 +103,54 @@ for (const { name, engine } of ENGINES) {
       const exported = convertExport(server.uri, server.dir);
       for (const [sector, data] of [[0, pattern(4096, 1)], [2048, pattern(65536, 2)]] as const) {
         assert.deepEqual(exported.subarray(sector * 512, sector * 512 + data.length), data);
+      }
+    },
+  });
+
+  Deno.test({
+    name: `NBD disk (${name}, qemu-nbd --discard=unmap): DISCARD punches holes in the server's ` +
+      `file, WRITE_ZEROES zeros`,
+    ignore: qemuNbd.ignore,
+    fn: async () => {
+      const bytes = 4 * MiB;
+      await using server = await NbdServer.qemuNbd((dir) => {
+        writeFileSync(`${dir}/disk.img`, pattern(bytes, 9));
+        return `${dir}/disk.img`;
+      }, { args: ["--discard=unmap"] });
+      const image = `${server.dir}/disk.img`;
+      const h = await nbdDisk(server.uri, engine(), {}, { maxSegments: 4 });
+      try {
+        const before = statSync(image).blocks;
+        // Two ranges of 1 MiB each in one DISCARD: two NBD_CMD_TRIMs.
+        const discarded = await sendRanges(h, RequestType.DISCARD, [[0, 2048], [4096, 2048]]);
+        assert.equal(discarded, RequestStatus.OK);
+        assert.ok(
+          statSync(image).blocks <= before - 2 * 2048 + 64,
+          `blocks ${before} → ${statSync(image).blocks}: the ranges were given back`,
+        );
+        // Zeros without unmap (NO_HOLE), and with it.
+        assert.equal(
+          await sendRanges(h, RequestType.WRITE_ZEROES, [[2048, 8], [3000, 8, RangeFlag.UNMAP]]),
+          RequestStatus.OK,
+        );
+        assert.deepEqual(await h.driver.read(2048, 4096), new Uint8Array(4096));
+        assert.deepEqual(await h.driver.read(3000, 4096), new Uint8Array(4096));
+        // What no range covered is untouched.
+        const file = new Uint8Array(readFileSync(image));
+        assert.deepEqual(
+          file.subarray(2056 * 512, 3000 * 512),
+          pattern(bytes, 9).subarray(
+            2056 * 512,
+            3000 * 512,
+          ),
+        );
+        // A range outside the disk: IOERR, nothing sent.
+        assert.equal(
+          await sendRanges(h, RequestType.DISCARD, [[8192 - 8, 16]]),
+          RequestStatus.IOERR,
+        );
+      } finally {
+        await h.close();
       }
     },
   });
