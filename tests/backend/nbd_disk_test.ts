@@ -24,7 +24,7 @@ import { RequestFailed } from "../../src/guest/virtio_blk_driver.ts";
 import { type Harness, harness, MiB, pattern } from "../helpers/harness.ts";
 import { sendRanges } from "../helpers/range_request.ts";
 import { needsTools } from "../helpers/skip.ts";
-import { NbdServer } from "../nbd/nbd_server.ts";
+import { NbdServer, qcow2From } from "../nbd/nbd_server.ts";
 
 const qemuNbd = needsTools("qemu-nbd", "qemu-img");
 const nbdkit = needsTools("nbdkit");
@@ -330,16 +330,7 @@ Deno.test({
       writeFileSync(`${dir}/fs.img`, new Uint8Array(0));
       execFileSync("truncate", ["-s", "16M", `${dir}/fs.img`]);
       execFileSync("mkfs.ext4", ["-q", "-L", "overnbd", `${dir}/fs.img`]);
-      execFileSync("qemu-img", [
-        "convert",
-        "-f",
-        "raw",
-        "-O",
-        "qcow2",
-        `${dir}/fs.img`,
-        `${dir}/fs.qcow2`,
-      ]);
-      return `${dir}/fs.qcow2`;
+      return qcow2From(`${dir}/fs.img`, `${dir}/fs.qcow2`);
     }, { format: "qcow2" });
     let stdout = "", stderr = "";
     const status = await main(["-s", `9,virtio-blk,${server.uri},ro`, "--json"], {

@@ -9,7 +9,7 @@
  * Plain `node:` modules: the tests run on Deno and on Node.
  */
 
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -222,4 +222,10 @@ export function freePort(): Promise<number> {
       server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
     });
   });
+}
+
+/** The raw image `raw` converted by qemu-img into the qcow2 image `qcow2`; returns `qcow2`. */
+export function qcow2From(raw: string, qcow2: string): string {
+  execFileSync("qemu-img", ["convert", "-f", "raw", "-O", "qcow2", raw, qcow2]);
+  return qcow2;
 }

@@ -16,7 +16,7 @@ import { NbdRequestError } from "../../src/nbd/errors.ts";
 import { NbdOp } from "../../src/nbd/operation.ts";
 import type { ByteVector } from "../../src/nbd/scatter.ts";
 import { needsTools } from "../helpers/skip.ts";
-import { NbdServer } from "./nbd_server.ts";
+import { NbdServer, qcow2From } from "./nbd_server.ts";
 import { firstDifference, pattern } from "./pattern.ts";
 
 const skip = needsTools("qemu-nbd", "qemu-img");
@@ -191,16 +191,7 @@ Deno.test({
     raw.set(pattern(4 * MiB, MiB, 7), 4 * MiB);
     await using server = await NbdServer.qemuNbd((dir) => {
       writeFileSync(`${dir}/source.raw`, raw);
-      execFileSync("qemu-img", [
-        "convert",
-        "-f",
-        "raw",
-        "-O",
-        "qcow2",
-        `${dir}/source.raw`,
-        `${dir}/disk.qcow2`,
-      ]);
-      return `${dir}/disk.qcow2`;
+      return qcow2From(`${dir}/source.raw`, `${dir}/disk.qcow2`);
     }, { format: "qcow2" });
     await using client = await NbdClient.connect(server.uri);
     assert.equal(client.export.size, 8 * MiB);
