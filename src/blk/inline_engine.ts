@@ -19,13 +19,18 @@ import { SyncIoQueue } from "../io/sync_io_queue.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import { Doorbell, type DoorbellHandle } from "../virtio/doorbell.ts";
 import { SplitQueue } from "../virtio/split_queue.ts";
-import type { EngineContext, RequestEngine } from "./engine.ts";
+import type { EngineContext, MediumChange, RequestEngine } from "./engine.ts";
 
 /** Runs requests synchronously on the thread that is notified. */
 export class InlineEngine implements RequestEngine {
   readonly #context: EngineContext;
   readonly #server: BlockifServer;
-  readonly #io: IoQueue;
+  /** Pool elements: one per ring entry. */
+  readonly #elements: number;
+  #io: IoQueue;
+  #memory: GuestMemory;
+  /** The medium's settings as requests are checked against them now. */
+  #medium: Omit<MediumChange, "backend">;
   #queues: SplitQueue[];
   readonly #doorbells: DoorbellHandle[];
   #running = false;
@@ -37,8 +42,10 @@ export class InlineEngine implements RequestEngine {
    */
   constructor(context: EngineContext, backend?: BlockBackend) {
     this.#context = context;
+    this.#memory = context.memory;
+    this.#medium = { readOnly: context.readOnly, capacity: context.limits.capacity };
     // One element per ring entry: a whole ring's requests fit at once.
-    const elements = Math.max(...context.queues.map((q) => q.maxQueueSize));
+    const elements = this.#elements = Math.max(...context.queues.map((q) => q.maxQueueSize));
     this.#server = new BlockifServer(
       new RequestPool({ elements, segMax: context.limits.segMax }),
       { dispatch: "worker", pollMaxNs: 0, log: context.log },
@@ -95,6 +102,24 @@ export class InlineEngine implements RequestEngine {
     return Promise.resolve();
   }
 
+  changeMedium(change: MediumChange): Promise<void> {
+    // Requests run to completion inside notify(): none is on the old medium now.
+    let io: IoQueue;
+    try {
+      io = openIoQueue(change.backend, {
+        capacity: this.#elements,
+        segMax: this.#context.limits.segMax,
+      });
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.#io.close();
+    this.#io = io;
+    this.#medium = { readOnly: change.readOnly, capacity: change.capacity };
+    this.#attach(this.#memory);
+    return Promise.resolve();
+  }
+
   close(): Promise<void> {
     if (!this.#closed) {
       this.#closed = true;
@@ -107,11 +132,12 @@ export class InlineEngine implements RequestEngine {
 
   #attach(memory: GuestMemory): void {
     const context = this.#context;
+    this.#memory = memory;
     this.#queues = context.queues.map((state) => new SplitQueue(memory, state));
     this.#server.attach(0, {
       settings: {
-        readOnly: context.readOnly,
-        limits: context.limits,
+        readOnly: this.#medium.readOnly,
+        limits: { capacity: this.#medium.capacity, segMax: context.limits.segMax },
         serial: context.serial,
         maxChain: context.maxChain,
         name: context.name,

@@ -35,6 +35,7 @@ export const ERRNO = {
   ETIMEDOUT: 110,
   ECONNREFUSED: 111,
   EDQUOT: 122,
+  ENOMEDIUM: 123,
 } as const;
 
 const NAMES = new Map<number, string>(Object.entries(ERRNO).map(([name, value]) => [value, name]));
