@@ -239,6 +239,11 @@ export class VirtioBlkDevice implements VirtioDevice {
     return this.#medium;
   }
 
+  /** Whether the write cache is on, as the driver sees it: the config `writeback` byte. */
+  get writeback(): boolean {
+    return this.state.wce;
+  }
+
   /**
    * Puts `backend` in the drive in place of the medium there: a resize (the
    * same file described at its new size), a medium inserted into an empty

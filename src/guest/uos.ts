@@ -12,11 +12,19 @@ import { type LoadResult, runLoad } from "./jobs/load.ts";
 import type { LoadOptions } from "./jobs/load_options.ts";
 import { formatLoadReport, formatProgress, loadResultJson } from "./jobs/report.ts";
 import { collectLsblk, formatLsblkTable, lsblkJson } from "./jobs/lsblk.ts";
+import { describeCapacityChange, watchDisks } from "./jobs/watch.ts";
 import { StopFlag } from "../sync/stop_flag.ts";
 
 /** What the guest is asked to do. */
 export type UosJob =
   | { readonly kind: "lsblk"; readonly json: boolean }
+  | {
+    /** `lsblk`, then every configuration change (resize, medium change) until stopped. */
+    readonly kind: "watch";
+    readonly json: boolean;
+    /** A {@linkcode StopFlag}'s buffer: once set, the watch ends. */
+    readonly stop: SharedArrayBuffer;
+  }
   | {
     readonly kind: "load";
     /** The disk to load (vda, vdb, …). */
@@ -52,16 +60,29 @@ export interface JobOutput {
  */
 export function runJob(guest: GuestMachine, job: UosJob, output: JobOutput): UosResult {
   const print = (text: string) => output.print(text);
+  const lsblk = () => {
+    const rows = collectLsblk(guest.disks.map((disk) => ({
+      name: disk.name,
+      slot: disk.pci.func === 0 ? disk.pci.slot : `${disk.pci.slot}:${disk.pci.func}`,
+      driver: disk.driver,
+    })));
+    print(job.json ? JSON.stringify(lsblkJson(rows), null, 2) : formatLsblkTable(rows));
+  };
   switch (job.kind) {
-    case "lsblk": {
-      const rows = collectLsblk(guest.disks.map((disk) => ({
-        name: disk.name,
-        slot: disk.pci.func === 0 ? disk.pci.slot : `${disk.pci.slot}:${disk.pci.func}`,
-        driver: disk.driver,
-      })));
-      print(job.json ? JSON.stringify(lsblkJson(rows), null, 2) : formatLsblkTable(rows));
+    case "lsblk":
+      lsblk();
       return { exitCode: 0 };
-    }
+    case "watch":
+      lsblk();
+      watchDisks(guest, new StopFlag(job.stop), (change) => {
+        print(
+          job.json
+            ? JSON.stringify({ event: "capacity-change", ...change })
+            : describeCapacityChange(change),
+        );
+        lsblk();
+      });
+      return { exitCode: 0 };
     case "load": {
       const disk = guest.disks.find((d) => d.name === job.disk);
       if (disk === undefined) {

@@ -11,6 +11,10 @@
  * device checks the guest: a used element for a head that is not in flight,
  * or a used index that runs ahead, is reported as a {@linkcode DeviceFault}.
  *
+ * A configuration-change interrupt (ISR bit 1 without DEVICE_NEEDS_RESET)
+ * makes it read the capacity again, as Linux's virtio_blk does on a resize
+ * or a medium change ({@linkcode VirtioBlkDriver.capacity}).
+ *
  * A device that was closed (its function reads all ones, as a removed one
  * does) fails every request still waiting and every later one with a
  * `VirtioBlkError` `CLOSED` naming it: the driver learns it when it reads
@@ -112,7 +116,7 @@ export interface DriverOptions {
 
 /** The device's configuration as the driver read it. */
 export interface DiskInfo {
-  /** Capacity in 512-byte sectors. */
+  /** Capacity in 512-byte sectors, at initialisation ({@linkcode VirtioBlkDriver.capacity} is live). */
   readonly capacity: number;
   /** Most data buffers one request may have: config seg_max, or 1 without SEG_MAX (§5.2.4). */
   readonly segMax: number;
@@ -210,6 +214,10 @@ export class VirtioBlkDriver {
   #closed: VirtioBlkError | undefined;
   /** The interrupt count the ISR was last read at. */
   #acknowledged = 0;
+  /** The capacity as last read from config space. */
+  #capacity: number;
+  /** Configuration-change interrupts seen. */
+  #configChanges = 0;
   /** Reap passes that found completions (an awaited operation may have been among them). */
   #reaps = 0;
   /** Calls of wait() asleep now. */
@@ -271,6 +279,7 @@ export class VirtioBlkDriver {
 
     const info = this.#readInfo(features, size);
     this.info = info;
+    this.#capacity = info.capacity;
     this.#headers = alloc.alloc(REQUEST_HEADER_SIZE * size, 16);
     this.#statuses = alloc.alloc(size, 16);
     this.#tableStride = DESCRIPTOR_SIZE * (info.segMax + 2);
@@ -311,6 +320,29 @@ export class VirtioBlkDriver {
    */
   get closed(): boolean {
     return this.#closed !== undefined;
+  }
+
+  /**
+   * Capacity in 512-byte sectors: read at initialisation, and again at each
+   * configuration-change interrupt the driver acknowledged (it does when it
+   * waits for a request, or at {@linkcode acknowledgeInterrupts}).
+   */
+  get capacity(): number {
+    return this.#capacity;
+  }
+
+  /** Configuration-change interrupts the driver has seen (a resize, a medium change). */
+  get configChanges(): number {
+    return this.#configChanges;
+  }
+
+  /**
+   * Reads the ISR for interrupts raised since it was last read, as an idle
+   * driver's interrupt handler would: learns of configuration changes (and
+   * of a reset request or a closed device) without a request in flight.
+   */
+  acknowledgeInterrupts(): void {
+    this.#acknowledge();
   }
 
   /** Whether the device signalled DEVICE_NEEDS_RESET. */
@@ -784,9 +816,14 @@ export class VirtioBlkDriver {
     } else if (isr & ISR_CONFIG) {
       // A config interrupt: the device needs a reset, or (the ISR word read by an I/O event
       // on the vCPU itself) the function was closed, and its status reads all ones.
+      // Otherwise the configuration changed (a resize, a medium change): read it again.
       const status = this.#registers.read(LegacyRegister.STATUS, 1);
       if (status === GONE_BYTE) this.#closed ??= closedError(this.#registers);
       else if (status & DeviceStatus.DEVICE_NEEDS_RESET) this.#needsReset = true;
+      else {
+        this.#capacity = this.#readCapacity();
+        this.#configChanges++;
+      }
     }
     return count;
   }
@@ -795,11 +832,18 @@ export class VirtioBlkDriver {
     this.#registers.write(LegacyRegister.STATUS, 1, DeviceStatus.FAILED);
   }
 
+  /** config capacity (u64, two 32-bit reads: legacy config has no generation counter). */
+  #readCapacity(): number {
+    const r = this.#registers;
+    const low = r.read(LegacyRegister.CONFIG + BlkConfig.CAPACITY, 4) >>> 0;
+    return low + (r.read(LegacyRegister.CONFIG + BlkConfig.CAPACITY + 4, 4) >>> 0) * 2 ** 32;
+  }
+
   #readInfo(features: number, queueSize: number): DiskInfo {
     const r = this.#registers;
     const config = (offset: number, size: 1 | 2 | 4) =>
       r.read(LegacyRegister.CONFIG + offset, size) >>> 0;
-    const capacity = config(BlkConfig.CAPACITY, 4) + config(BlkConfig.CAPACITY + 4, 4) * 2 ** 32;
+    const capacity = this.#readCapacity();
     const logical = hasFeature(features, BlkFeature.BLK_SIZE) ? config(BlkConfig.BLK_SIZE, 4) : 512;
     const exp = hasFeature(features, BlkFeature.TOPOLOGY)
       ? config(BlkConfig.PHYSICAL_BLOCK_EXP, 1)
