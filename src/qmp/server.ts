@@ -122,7 +122,7 @@ export class QmpServer {
    */
   static async listen(options: QmpServerOptions): Promise<QmpServer> {
     await prepareSocketPath(options.path);
-    const server = net.createServer({ allowHalfOpen: false });
+    const server = net.createServer({ allowHalfOpen: true });
     const qmp = new QmpServer(server, options);
     await new Promise<void>((resolve, reject) => {
       server.once("error", (error) =>
@@ -164,7 +164,11 @@ export class QmpServer {
     const maxClients = this.#options.maxClients ?? DEFAULT_MAX_CLIENTS;
     if (this.#clients.size >= maxClients || this.#closed) {
       const reason = this.#closed ? "the server is closing" : `at most ${maxClients} clients`;
-      socket.end(line(errorReply(genericError(`QMP: ${reason}; disconnected`))));
+      // Not left half-open waiting for the client's end: closed once the line is out.
+      socket.end(
+        line(errorReply(genericError(`QMP: ${reason}; disconnected`))),
+        () => socket.destroy(),
+      );
       return;
     }
     const maxUnsent = this.#options.maxUnsentBytes ?? DEFAULT_MAX_UNSENT_BYTES;
@@ -184,10 +188,13 @@ export class QmpServer {
       },
       pause: () => socket.pause(),
       resume: () => socket.resume(),
+      end: () => socket.end(),
     }, this.#options.limits);
     const client = { socket, session };
     this.#clients.add(client);
     socket.on("data", (bytes: Uint8Array) => session.receive(bytes));
+    // Half-open: a client that shut down its side still gets its replies.
+    socket.on("end", () => session.endOfInput());
     socket.on("error", () => socket.destroy());
     socket.on("close", () => {
       session.close();

@@ -42,6 +42,8 @@ export interface SessionTransport {
   pause(): void;
   /** Read the client again. */
   resume(): void;
+  /** Every reply is out after the client's input ended: finish the conversation. */
+  end(): void;
 }
 
 /** One client's QMP conversation. */
@@ -54,6 +56,7 @@ export class QmpSession {
   #running = false;
   #paused = false;
   #closed = false;
+  #inputEnded = false;
 
   /**
    * Starts the conversation: the greeting goes out at once.
@@ -91,6 +94,19 @@ export class QmpSession {
   }
 
   /**
+   * The client sent all it will (it shut down its side, as `socat` does at
+   * the end of its input): the commands it sent are answered, in order, and
+   * then the conversation ends. So `printf … | socat - UNIX-CONNECT:…` gets
+   * every reply, as from QEMU, which answers each command as it reads it.
+   * An unfinished text at the end is dropped, as QEMU drops it.
+   */
+  endOfInput(): void {
+    if (this.#closed || this.#inputEnded) return;
+    this.#inputEnded = true;
+    void this.#run();
+  }
+
+  /**
    * The client went away: nothing more is sent. A command running now
    * finishes (a half-done resize would leave the device and its file apart).
    */
@@ -115,6 +131,10 @@ export class QmpSession {
         // After the reply, as QEMU: then SHUTDOWN, then the end.
         if (quit) this.#host.quit();
         if (this.#closed) return;
+      }
+      if (this.#inputEnded) {
+        this.#closed = true;
+        this.#transport.end();
       }
     } finally {
       this.#running = false;

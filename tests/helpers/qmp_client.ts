@@ -104,6 +104,11 @@ export class QmpClient {
     while (!this.#closed) await this.#changed();
   }
 
+  /** Shuts down the sending side only (as `socat` does at the end of its input); replies still come. */
+  endInput(): void {
+    this.socket.end();
+  }
+
   /** Closes the connection. */
   close(): void {
     this.socket.destroy();

@@ -13,7 +13,7 @@ import { noMedium } from "../../src/backend/no_medium.ts";
 import { InlineEngine } from "../../src/blk/inline_engine.ts";
 import { createVirtioBlkPci, type VirtioBlkPci } from "../../src/dm/virtio_blk_pci.ts";
 import { SharedGuestMemory } from "../../src/memory/shared_memory.ts";
-import type { QmpDrive } from "../../src/qmp/drive.ts";
+import type { MediumHolder, QmpDrive } from "../../src/qmp/drive.ts";
 import { QmpServer, type QmpServerOptions } from "../../src/qmp/server.ts";
 import { QmpClient, type QmpMessage } from "../helpers/qmp_client.ts";
 
@@ -37,8 +37,12 @@ interface Rig {
  */
 async function withRig(
   body: (rig: Rig) => Promise<void>,
-  options: Partial<QmpServerOptions> = {},
+  options: Partial<QmpServerOptions> & {
+    /** Medium changes on virtio0 wait for this (a command that takes as long as a test says). */
+    mediumGate?: Promise<void>;
+  } = {},
 ): Promise<void> {
+  const { mediumGate, ...serverOptions } = options;
   const dir = await Deno.makeTempDir({ prefix: "qmp-socket-" });
   const image = `${dir}/disk.img`;
   await Deno.writeFile(image, new Uint8Array(MiB));
@@ -50,7 +54,12 @@ async function withRig(
     createVirtioBlkPci(memory, { backend: noMedium(), engine }),
   ];
   const drives: QmpDrive[] = [
-    { device: "virtio0", qdev: "virtio-disk0", nodeName: "vda", holder: disks[0].device },
+    {
+      device: "virtio0",
+      qdev: "virtio-disk0",
+      nodeName: "vda",
+      holder: mediumGate === undefined ? disks[0].device : gated(disks[0].device, mediumGate),
+    },
     {
       device: "virtio1",
       qdev: "virtio-disk1",
@@ -74,7 +83,7 @@ async function withRig(
     drives,
     onQuit: () => rig.quits++,
     log: (message) => rig.logs.push(message),
-    ...options,
+    ...serverOptions,
   });
   try {
     await body(rig);
@@ -83,6 +92,25 @@ async function withRig(
     for (const disk of disks) await disk.close();
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+/** The device as a drive's holder, its medium changes held until `gate` resolves. */
+function gated(device: MediumHolder, gate: Promise<void>): MediumHolder {
+  return {
+    get medium() {
+      return device.medium;
+    },
+    get readOnly() {
+      return device.readOnly;
+    },
+    get writeback() {
+      return device.writeback;
+    },
+    changeMedium: async (backend) => {
+      await gate;
+      await device.changeMedium(backend);
+    },
+  };
 }
 
 function error(reply: QmpMessage, errorClass: string, desc: string | RegExp): void {
@@ -494,6 +522,47 @@ Deno.test("qmp: a client that leaves in the middle of a command: the command com
       other.close();
     }
   });
+});
+
+Deno.test("qmp: a client that shuts down its side after its commands (printf … | socat) gets every reply, then the end", async () => {
+  const gate = Promise.withResolvers<void>();
+  await withRig(async ({ path, dir, image, disks }) => {
+    const medium = `${dir}/m.img`;
+    await Deno.writeFile(medium, new Uint8Array(MiB));
+    const client = await QmpClient.connect(path);
+    try {
+      client.send(
+        [
+          { execute: "qmp_capabilities" },
+          { execute: "block_resize", arguments: { device: "virtio0", size: 2 * MiB }, id: 1 },
+          { execute: "blockdev-change-medium", arguments: { device: "virtio1", filename: medium } },
+          { execute: "query-status", id: 3 },
+        ].map((command) => JSON.stringify(command)).join("\n") + '\n{"execute": "qu',
+      );
+      client.endInput();
+      // The resize is held: the server must keep the connection for its reply.
+      await Promise.race([client.ended(), new Promise((resolve) => setTimeout(resolve, 200))]);
+      assert.equal(client.closed, false, "the connection is kept while a command runs");
+      gate.resolve();
+      await client.ended();
+      assert.ok("QMP" in await client.next());
+      assert.deepEqual(await client.next(), { return: {} });
+      assert.deepEqual(await client.next(), { return: {}, id: 1 }, "the resize is answered");
+      assert.deepEqual(await client.next(), { return: {} }, "and so is what came after it");
+      assert.equal((await client.next()).id, 3);
+      await assert.rejects(
+        client.next(),
+        /closed the connection/,
+        "the unfinished text is dropped",
+      );
+      assert.equal(Deno.statSync(image).size, 2 * MiB);
+      assert.equal(disks[0].device.capacity, 2 * MiB / 512);
+      assert.equal(disks[1].device.capacity, MiB / 512, "the medium went in");
+    } finally {
+      gate.resolve();
+      client.close();
+    }
+  }, { mediumGate: gate.promise });
 });
 
 Deno.test("qmp: two clients negotiate each for itself; events go to those in command mode", async () => {
