@@ -49,17 +49,22 @@ export function parseQmpOption(text: string, spelled = "--qmp"): QmpOption {
     let server = false;
     let wait = true;
     for (const setting of settings) {
-      const [key, value] = setting.split("=", 2) as [string, string | undefined];
-      const on = value === undefined || value === "on";
-      if (value !== undefined && value !== "on" && value !== "off") {
-        throw invalid(`${key}=${value}: expected on or off`);
-      }
+      const at = setting.indexOf("=");
+      const key = at < 0 ? setting : setting.slice(0, at);
+      const value = at < 0 ? undefined : setting.slice(at + 1);
+      // QEMU's boolean: "on"/"off", or the key alone for on.
+      const flag = () => {
+        if (value !== undefined && value !== "on" && value !== "off") {
+          throw invalid(`${setting}: expected ${key}=on or ${key}=off`);
+        }
+        return value !== "off";
+      };
       switch (key) {
         case "server":
-          server = on;
+          server = flag();
           break;
         case "wait":
-          wait = on;
+          wait = flag();
           break;
         case "nowait":
           if (value !== undefined) throw invalid("nowait takes no value");
