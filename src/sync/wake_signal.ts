@@ -30,6 +30,15 @@ export interface WakeSignal {
   signal(count: number): void;
   /** Wakes every thread of the group, each through its own part of the signal (control, close). */
   signalAll(): void;
+  /**
+   * Counts this thread as waiting on the signal from now on (until
+   * {@linkcode endWait}). A signal may cost nothing while nobody is counted:
+   * a thread must count itself before its last look for work, and every
+   * waker must make its work visible before it signals.
+   */
+  beginWait(): void;
+  /** Counts this thread as no longer waiting. */
+  endWait(): void;
   /** Releases what the signal holds (an fd), once no thread waits on it any more. */
   close(): void;
 }

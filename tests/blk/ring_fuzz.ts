@@ -41,7 +41,7 @@ import {
 } from "../../src/virtio/spec.ts";
 import { QueueFault, type QueueFaultCode } from "../../src/virtio/split_queue.ts";
 import { pattern } from "../helpers/harness.ts";
-import { type Desc, RawGuest } from "../helpers/raw_guest.ts";
+import { type Desc, RawGuest, type RawGuestOptions } from "../helpers/raw_guest.ts";
 
 const MEMORY = 128 << 10;
 const RING = 0x1000;
@@ -533,10 +533,15 @@ function count<K extends string>(table: Partial<Record<K, number>>, key: K): voi
 }
 
 /**
- * Builds the device, writes the case, runs its kicks and checks each
- * against the model; counts what happened into `stats`.
+ * Builds the device (on a RAM disk, or on a file it serves through
+ * io_uring), writes the case, runs its kicks and checks each against the
+ * model; counts what happened into `stats`.
  */
-export async function checkCase(c: FuzzCase, stats: FuzzStats = newStats()): Promise<void> {
+export async function checkCase(
+  c: FuzzCase,
+  stats: FuzzStats = newStats(),
+  medium: RawGuestOptions["medium"] = "ram",
+): Promise<void> {
   let features = ~0;
   if (!c.indirect) features &= ~featureBit(RingFeature.INDIRECT_DESC);
   if (!c.eventIdx) features &= ~featureBit(RingFeature.EVENT_IDX);
@@ -546,6 +551,7 @@ export async function checkCase(c: FuzzCase, stats: FuzzStats = newStats()): Pro
     device: { queueSize: c.queueSize },
     features: features & ~featureBit(BlkFeature.RO),
     ringBase: RING,
+    medium,
   });
   try {
     const n = c.queueSize;

@@ -7,13 +7,21 @@
 import fc from "fast-check";
 import { parentChannel } from "../../src/runtime/thread.ts";
 import { checkCase, fuzzCase, newStats } from "./ring_fuzz.ts";
+import type { RawGuestOptions } from "../helpers/raw_guest.ts";
 
 const parent = await parentChannel();
 parent.onMessage(async (message) => {
-  const { numRuns, seed } = message as { numRuns: number; seed?: number };
+  const { numRuns, seed, medium } = message as {
+    numRuns: number;
+    seed?: number;
+    medium?: RawGuestOptions["medium"];
+  };
   try {
     const stats = newStats();
-    await fc.assert(fc.asyncProperty(fuzzCase, (c) => checkCase(c, stats)), { numRuns, seed });
+    await fc.assert(fc.asyncProperty(fuzzCase, (c) => checkCase(c, stats, medium)), {
+      numRuns,
+      seed,
+    });
     parent.postMessage({ ok: true, stats });
   } catch (error) {
     parent.postMessage({

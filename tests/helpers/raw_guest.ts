@@ -13,6 +13,7 @@
 
 import assert from "node:assert/strict";
 import { MemoryBackend } from "../../src/backend/memory_backend.ts";
+import { type MappedMedium, mappedMedium } from "./mapped_medium.ts";
 import type { BlkDeviceOptions } from "../../src/blk/device.ts";
 import { createVirtioBlkPci, type VirtioBlkPci } from "../../src/dm/virtio_blk_pci.ts";
 import { InlineEngine } from "../../src/blk/inline_engine.ts";
@@ -309,7 +310,7 @@ function show(r: Range): string {
 export interface RawGuestOptions {
   /** Guest memory size (default 1 MiB). */
   memoryBytes?: number;
-  /** RAM disk size (default 1 MiB). */
+  /** Disk size (default 1 MiB). */
   diskBytes?: number;
   readOnly?: boolean;
   /** More device options (queueSize, engine, writeback, …). */
@@ -323,6 +324,11 @@ export interface RawGuestOptions {
   ringBase?: number;
   /** Run the initialisation sequence (default true). */
   init?: boolean;
+  /**
+   * The medium: a RAM disk (default), or a memory file the device serves
+   * through io_uring (ACRN's `aio=io_uring`), mapped so `medium` is live too.
+   */
+  medium?: "ram" | "io_uring";
 }
 
 /** A request built by {@linkcode RawGuest.request}: where its parts are. */
@@ -341,21 +347,23 @@ export interface BuiltRequest {
 /** Value a test writes into a status byte before submission, to see whether it was written. */
 export const STATUS_UNTOUCHED = 0xee;
 
-/** A hand-driven guest in front of a virtio-blk PCI function over a RAM disk. */
+/** A hand-driven guest in front of a virtio-blk PCI function over a RAM disk (or a mapped file). */
 export class RawGuest extends GuestRing {
   readonly disk: VirtioBlkPci;
-  /** The RAM disk's bytes. */
+  /** The disk's bytes, live. */
   readonly medium: Uint8Array;
   /** Allocates request buffers in guest memory after the ring. */
   readonly allocator: GuestAllocator;
   readonly ringBase: number;
   #nextDescriptor = 0;
+  readonly #mapped: MappedMedium | undefined;
 
   private constructor(
     memory: SharedGuestMemory,
     disk: VirtioBlkPci,
     medium: Uint8Array,
     ringBase: number,
+    mapped?: MappedMedium,
   ) {
     const size = disk.device.queueSize;
     super(memory, legacyRingAddresses(ringBase, size), size);
@@ -363,24 +371,30 @@ export class RawGuest extends GuestRing {
     this.medium = medium;
     this.ringBase = ringBase;
     this.allocator = new GuestAllocator(ringBase + legacyRingSize(size), memory.size);
+    this.#mapped = mapped;
   }
 
-  /** Memory, a RAM disk, the device, and (unless `init: false`) an initialised queue 0. */
+  /** Memory, a disk, the device, and (unless `init: false`) an initialised queue 0. */
   static create(options: RawGuestOptions = {}): RawGuest {
     const memory = SharedGuestMemory.allocate(options.memoryBytes ?? 1 << 20);
-    const backend = MemoryBackend.create(options.diskBytes ?? 1 << 20, {
+    const diskBytes = options.diskBytes ?? 1 << 20;
+    const mapped = options.medium === "io_uring"
+      ? mappedMedium(diskBytes, { aio: "io_uring", readOnly: options.readOnly })
+      : undefined;
+    const ram = mapped ? undefined : MemoryBackend.create(diskBytes, {
       readOnly: options.readOnly,
     });
     const disk = createVirtioBlkPci(memory, {
-      backend,
+      backend: mapped?.backend ?? ram!,
       engine: (context) => new InlineEngine(context),
       ...options.device,
     });
     const guest = new RawGuest(
       memory,
       disk,
-      new Uint8Array(backend.buffer),
+      mapped?.bytes ?? new Uint8Array(ram!.buffer),
       options.ringBase ?? LEGACY_QUEUE_ALIGN,
+      mapped,
     );
     if (options.init ?? true) guest.init(options.features);
     return guest;
@@ -527,8 +541,9 @@ export class RawGuest extends GuestRing {
     return { head, header, data, dataLength, status, writable };
   }
 
-  /** Stops the device's engine. */
-  close(): Promise<void> {
-    return this.disk.close();
+  /** Stops the device's engine (and lets a mapped medium go). */
+  async close(): Promise<void> {
+    await this.disk.close();
+    this.#mapped?.[Symbol.dispose]();
   }
 }

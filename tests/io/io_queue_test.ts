@@ -160,6 +160,29 @@ for (const kind of KINDS) {
     },
   );
 
+  Deno.test(
+    `io queue (${kind.name}): a transfer of no bytes succeeds, at the end of the medium too (not "end of file")`,
+    { ignore: kind.skip.ignore },
+    () => {
+      withImage(8192, (path) => {
+        const before = new Uint8Array(readFileSync(path));
+        const queue = kind.open(describeFile(path));
+        try {
+          const results = run(queue, [
+            request(IoOp.READ, 4096, []),
+            request(IoOp.READ, 8192, []), // at the very end
+            request(IoOp.WRITE, 8192, []),
+            request(IoOp.WRITE, 0, [], true), // durable: a sync, nothing written
+          ]);
+          assert.deepEqual(results, [0, 0, 0, 0]);
+          assert.deepEqual(new Uint8Array(readFileSync(path)), before);
+        } finally {
+          queue.dispose();
+        }
+      });
+    },
+  );
+
   Deno.test(`io queue (${kind.name}): a failing medium's errno comes back as -errno`, {
     ignore: kind.skip.ignore,
   }, () => {

@@ -141,12 +141,17 @@ export class UringContext implements IoWaiter {
    */
   start(request: IoRequest, token: number, fd: number, windowStart: number): boolean {
     this.#check(token);
-    if (request.op === IoOp.FLUSH) {
+    const vector = request.vector;
+    // A transfer of no bytes moves nothing; the kernel would answer it with
+    // 0, which reads as the end of the file. A durable one is a sync, as on
+    // the synchronous queues.
+    const empty = request.op !== IoOp.FLUSH && vector.bytes === 0;
+    if (empty && !(request.op === IoOp.WRITE && request.durable)) return this.finishNow(token, 0);
+    if (request.op === IoOp.FLUSH || empty) {
       if (!this.#roomFor(1)) return false;
       this.#opcode[token] = Op.FSYNC;
       this.ring.prepareFsync(fd, true, token);
     } else {
-      const vector = request.vector;
       if (vector.count > this.maxSegments) {
         throw new RangeError(`${vector.count} segments exceed this ring's ${this.maxSegments}`);
       }

@@ -12,8 +12,11 @@
  * - One eventfd per thread, for news every thread must hear (a control
  *   message, closing): `signalAll()` writes each.
  *
- * A signal nobody waits for stays counted and makes a later wait return at
- * once: a spurious wake-up, never a lost one. Deno on Linux only.
+ * Threads count themselves as waiting before they sleep in their rings, and
+ * a signal while none is counted writes nothing: the pool's words, which
+ * every waker bumps and notifies first, reach threads sleeping anywhere
+ * else. A signal nobody takes stays counted and makes a later wait return
+ * at once: a spurious wake-up, never a lost one. Deno on Linux only.
  *
  * @module
  */
@@ -32,6 +35,8 @@ export interface EventFdWakeHandle extends WakeSignalHandle {
   readonly fd: number;
   /** Each thread's own eventfd, by its index in the group. */
   readonly threadFds: readonly number[];
+  /** One Int32: the threads waiting in their rings now (no write while it is 0). */
+  readonly waiters: SharedArrayBuffer;
 }
 
 /**
@@ -54,7 +59,13 @@ export function createEventFdWake(threads: number): EventFdWakeHandle {
     }
     fds.push(fd);
   }
-  return { module: import.meta.url, kind: "eventfd", fd: fds[0], threadFds: fds.slice(1) };
+  return {
+    module: import.meta.url,
+    kind: "eventfd",
+    fd: fds[0],
+    threadFds: fds.slice(1),
+    waiters: new SharedArrayBuffer(4),
+  };
 }
 
 /** The 8 bytes a signal writes (reused: this thread's only). */
@@ -68,12 +79,20 @@ export function signalEventFd(fd: number, count: number): void {
 }
 
 wakeSignals.register(import.meta.url, (handle) => {
-  const { fd, threadFds } = handle as EventFdWakeHandle;
+  const { fd, threadFds, waiters } = handle as EventFdWakeHandle;
+  const waiting = new Int32Array(waiters);
+  // Nobody in a ring: the pool's words, bumped and notified before this, wake everyone.
+  const anyoneWaits = () => Atomics.load(waiting, 0) > 0;
   return {
-    signal: (count) => signalEventFd(fd, count),
+    signal: (count) => {
+      if (anyoneWaits()) signalEventFd(fd, Math.min(count, Atomics.load(waiting, 0)));
+    },
     signalAll: () => {
+      if (!anyoneWaits()) return;
       for (const own of threadFds) signalEventFd(own, 1);
     },
+    beginWait: () => void Atomics.add(waiting, 0, 1),
+    endWait: () => void Atomics.sub(waiting, 0, 1),
     close: () => {
       for (const open of [fd, ...threadFds]) ioUringSys().close(open);
     },
