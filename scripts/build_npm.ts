@@ -51,6 +51,7 @@ export const ENTRY_POINTS: Readonly<Record<string, string>> = {
   "./cli": "cli.ts",
   "./file": "file.ts",
   "./vhost-user": "vhost_user.ts",
+  "./qmp": "qmp.ts",
 };
 
 /** Package-relative path of the CLI's bin file. */

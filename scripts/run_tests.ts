@@ -126,7 +126,16 @@ async function installSystemTools(): Promise<void> {
  * a failed stage.
  */
 async function typeCheck(): Promise<StageCounts> {
-  const everything = ["mod.ts", "cli.ts", "file.ts", "vhost_user.ts", "src/", "tests/", "scripts/"];
+  const everything = [
+    "mod.ts",
+    "cli.ts",
+    "file.ts",
+    "vhost_user.ts",
+    "qmp.ts",
+    "src/",
+    "tests/",
+    "scripts/",
+  ];
   // With paths, what they reach (and the Worker entries, loaded by URL).
   const targets = paths.length === 0
     ? everything
@@ -134,7 +143,7 @@ async function typeCheck(): Promise<StageCounts> {
   const { code } = await runEchoed(["check", ...targets]);
   // The whole run also lints the public API's documentation (every export
   // documented, no exported type referring to one that is not exported).
-  const entries = ["mod.ts", "cli.ts", "file.ts", "vhost_user.ts"];
+  const entries = ["mod.ts", "cli.ts", "file.ts", "vhost_user.ts", "qmp.ts"];
   const docs = paths.length === 0 ? (await runEchoed(["doc", "--lint", ...entries])).code : 0;
   return { name: "type check", passed: 0, failed: code === 0 && docs === 0 ? 0 : 1, skipped: 0 };
 }

@@ -19,6 +19,7 @@ import { backendDrivers, type BackendSpec, type BlockBackend } from "./backend.t
 export interface NoMediumSpec extends BackendSpec {
   /** Tells this spec from other drivers' specs. */
   readonly kind: "none";
+  /** No medium, no bytes: the guest sees capacity 0. */
   readonly size: 0;
 }
 

@@ -39,6 +39,8 @@ export class DriveTable {
   readonly #emit: EventSink;
 
   /**
+   * The table of `drives`, each tray closed; tray events go to `emit`.
+   *
    * @throws {VirtioBlkError} `INVALID_CONFIG` when two drives share a name
    */
   constructor(drives: readonly QmpDrive[], emit: EventSink) {

@@ -47,6 +47,7 @@ export interface QmpCommand {
 
 /** What the server is, in the greeting's `version` (the QEMU version whose QMP it speaks). */
 export interface QmpVersion {
+  /** The QEMU release whose QMP this is ({@linkcode QEMU_VERSION}: 7.2.0). */
   readonly qemu: { readonly major: number; readonly minor: number; readonly micro: number };
   /** Free text naming the program: ours, `virtio-blk-dm 0.1.0`. */
   readonly package: string;

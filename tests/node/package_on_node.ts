@@ -30,7 +30,7 @@ function filesUnder(dir: string): string[] {
 
 /** The package's own files: what `files` in package.json ships. */
 function shippedFiles(): string[] {
-  const entries = ["mod", "cli", "file", "vhost_user"].flatMap((
+  const entries = ["mod", "cli", "file", "vhost_user", "qmp"].flatMap((
     base,
   ) => [`${base}.js`, `${base}.d.ts`]);
   return [...entries, ...filesUnder("src"), ...filesUnder("bin")];
