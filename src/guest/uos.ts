@@ -73,7 +73,6 @@ export function runJob(guest: GuestMachine, job: UosJob, output: JobOutput): Uos
       lsblk();
       return { exitCode: 0 };
     case "watch":
-      lsblk();
       watchDisks(guest, new StopFlag(job.stop), (change) => {
         print(
           job.json
@@ -81,7 +80,7 @@ export function runJob(guest: GuestMachine, job: UosJob, output: JobOutput): Uos
             : describeCapacityChange(change),
         );
         lsblk();
-      });
+      }, lsblk);
       return { exitCode: 0 };
     case "load": {
       const disk = guest.disks.find((d) => d.name === job.disk);

@@ -23,18 +23,21 @@ import { skipWhen } from "../helpers/skip.ts";
 const MiB = 1 << 20;
 const guest = new URL("../../src/guest/uos_worker.ts", import.meta.url);
 
-/** A machine of `-s` options with a QMP server on it; `quit` stops the guest's watch. */
+/** A machine of `-s` options with a QMP server on it. */
 interface Machine {
   readonly vm: VirtualMachine;
   readonly qmp: QmpServer;
   readonly path: string;
-  readonly stop: StopFlag;
   /** Lines the guest printed so far. */
   readonly output: string[];
   /** Runs a job in the guest, its lines going to `output`. */
   run(job: UosJob): Promise<UosResult>;
-  /** Resolves once the guest printed a line matching `pattern`. */
-  printed(pattern: RegExp): Promise<string>;
+  /**
+   * Runs the guest's `watch` job while `body` runs: `body` starts once the
+   * watch listed the disks (from then on it reports every change), and the
+   * watch ends after `body` (or at QMP `quit`). Returns the watch's lines.
+   */
+  watch(body: () => Promise<void>): Promise<string[]>;
 }
 
 async function withMachine(
@@ -44,43 +47,73 @@ async function withMachine(
 ): Promise<void> {
   const specs: SlotSpec[] = slots.map(parseSlotSpec);
   const vm = await VirtualMachine.create({ memoryBytes: 64 * MiB, disks: specs.map(diskConfig) });
-  const stop = new StopFlag();
+  // quit stops the running watch, as it stops the command line's run.
+  let watching = new StopFlag();
   const path = `${dir}/qmp.sock`;
   const qmp = await QmpServer.listen({
     path,
     drives: machineDrives(specs, vm.disks.map((disk) => disk.function.device)),
-    onQuit: () => stop.request(),
+    onQuit: () => watching.request(),
     log: () => {},
   });
   const output: string[] = [];
   let listeners: (() => void)[] = [];
+  const run = async (job: UosJob) =>
+    await vm.runVcpu(guest, job, (stream, text) => {
+      if (stream !== "stdout") return;
+      output.push(...text.split("\n"));
+      for (const listener of listeners.splice(0)) listener();
+    }) as UosResult;
+  /** Resolves at a line matching `pattern` from `from` on; rejects if `job` ends first. */
+  async function printed(pattern: RegExp, from: number, job: Promise<UosResult>): Promise<void> {
+    let ended = false;
+    void job.finally(() => {
+      ended = true;
+      for (const listener of listeners.splice(0)) listener();
+    }).catch(() => {});
+    for (;;) {
+      if (output.slice(from).some((line) => pattern.test(line))) return;
+      if (ended) throw new Error(`the guest job ended without ${pattern}:\n${output.join("\n")}`);
+      await new Promise<void>((resolve) => (listeners = [...listeners, resolve]));
+    }
+  }
   const machine: Machine = {
     vm,
     qmp,
     path,
-    stop,
     output,
-    run: async (job) =>
-      await vm.runVcpu(guest, job, (stream, text) => {
-        if (stream !== "stdout") return;
-        output.push(...text.split("\n"));
-        for (const listener of listeners.splice(0)) listener();
-      }) as UosResult,
-    async printed(pattern) {
-      for (;;) {
-        const line = output.find((l) => pattern.test(l));
-        if (line !== undefined) return line;
-        await new Promise<void>((resolve) => (listeners = [...listeners, resolve]));
+    run,
+    async watch(body) {
+      const stop = watching = new StopFlag();
+      const from = output.length;
+      const job = run({ kind: "watch", json: false, stop: stop.buffer });
+      try {
+        await printed(/^NAME /, from, job);
+        await body();
+      } finally {
+        stop.request();
       }
+      assert.equal((await job).exitCode, 0);
+      return output.slice(from);
     },
   };
   try {
     await body(machine);
   } finally {
-    stop.request();
+    watching.request();
     await qmp.close();
     await vm.close();
   }
+}
+
+/** The capacity changes among a watch's lines. */
+function changes(lines: readonly string[]): string[] {
+  return lines.filter((line) => line.includes("detected capacity change"));
+}
+
+/** The last listing line of `disk` among a watch's lines. */
+function lastListed(lines: readonly string[], disk: string): string | undefined {
+  return lines.findLast((line) => line.startsWith(`${disk} `));
 }
 
 async function withDir(body: (dir: string) => Promise<void>): Promise<void> {
@@ -107,24 +140,33 @@ Deno.test("qmp on the built-in machine: block_resize reaches the running guest a
       `10,virtio-blk,${ro},ro`,
       `11,virtio-blk,${windowed},range=2048/4096`,
     ], async (m) => {
-      const watch = m.run({ kind: "watch", json: false, stop: m.stop.buffer });
-      await m.printed(/^vda\s+9\s+32M /);
       const client = await QmpClient.connect(m.path, { negotiate: true });
       try {
-        assert.deepEqual(
-          await client.command("block_resize", { device: "virtio0", size: 48 * MiB }),
-          { return: {} },
-        );
-        assert.equal(Deno.statSync(disk).size, 48 * MiB, "the file grew");
-        await m.printed(/^vda: detected capacity change from 65536 to 98304 \(48M\)$/);
-        await m.printed(/^vda\s+9\s+48M /);
+        const grown = await m.watch(async () => {
+          assert.deepEqual(
+            await client.command("block_resize", { device: "virtio0", size: 48 * MiB }),
+            { return: {} },
+          );
+          assert.equal(Deno.statSync(disk).size, 48 * MiB, "the file grew");
+        });
+        assert.match(lastListed(grown.slice(0, 2), "vda") ?? "", /^vda\s+9\s+32M /);
+        assert.deepEqual(changes(grown), [
+          "vda: detected capacity change from 65536 to 98304 (48M)",
+        ], grown.join("\n"));
+        assert.match(lastListed(grown, "vda") ?? "", /^vda\s+9\s+48M /);
 
-        assert.deepEqual(
-          await client.command("block_resize", { "node-name": "vda", size: 16 * MiB }),
-          { return: {} },
-        );
-        assert.equal(Deno.statSync(disk).size, 16 * MiB, "the file shrank");
-        await m.printed(/^vda: detected capacity change from 98304 to 32768 \(16M\)$/);
+        // quit stops the watch, as it stops the command line's run.
+        const shrunk = await m.watch(async () => {
+          assert.deepEqual(
+            await client.command("block_resize", { "node-name": "vda", size: 16 * MiB }),
+            { return: {} },
+          );
+          assert.equal(Deno.statSync(disk).size, 16 * MiB, "the file shrank");
+          assert.deepEqual(await client.command("quit"), { return: {} });
+        });
+        assert.deepEqual(changes(shrunk), [
+          "vda: detected capacity change from 98304 to 32768 (16M)",
+        ], shrunk.join("\n"));
 
         const refused = [
           [{ device: "virtio1", size: 8 * MiB }, /is read-only \(ro\)/],
@@ -142,12 +184,6 @@ Deno.test("qmp on the built-in machine: block_resize reaches the running guest a
           m.vm.disks.map((d) => d.function.device.capacity),
           [16 * MiB / 512, 4 * MiB / 512, 4096],
         );
-
-        // quit stops the watch, as it stops the command line's run.
-        assert.deepEqual(await client.command("quit"), { return: {} });
-        assert.equal((await watch).exitCode, 0);
-        const changes = m.output.filter((line) => line.includes("detected capacity change"));
-        assert.equal(changes.length, 2, "nothing else changed for the guest");
       } finally {
         client.close();
       }
@@ -202,22 +238,23 @@ Deno.test("qmp on the built-in machine: nodisk is a disk with no medium until bl
       const client = await QmpClient.connect(m.path, { negotiate: true });
       try {
         // The guest is running while the medium goes in: its driver hears of it.
-        const watch = m.run({ kind: "watch", json: false, stop: m.stop.buffer });
-        await m.printed(/^vda\s+9\s+0B .* no medium$/);
-        // A file another drive writes to cannot go in too.
-        const shared = await client.command("blockdev-change-medium", {
-          device: "virtio0",
-          filename: other,
+        const inserted = await m.watch(async () => {
+          // A file another drive writes to cannot go in too.
+          const shared = await client.command("blockdev-change-medium", {
+            device: "virtio0",
+            filename: other,
+          });
+          assert.match(shared.error?.desc ?? "", /is in use by -s 10,virtio-blk,/);
+          assert.deepEqual(
+            await client.command("blockdev-change-medium", { device: "virtio0", filename: medium }),
+            { return: {} },
+          );
         });
-        assert.match(shared.error?.desc ?? "", /is in use by -s 10,virtio-blk,/);
-        assert.deepEqual(
-          await client.command("blockdev-change-medium", { device: "virtio0", filename: medium }),
-          { return: {} },
-        );
-        await m.printed(/^vda: detected capacity change from 0 to 32768 \(16M\)$/);
-        await m.printed(/^vda\s+9\s+16M .* no signature$/);
-        await client.command("quit");
-        assert.equal((await watch).exitCode, 0);
+        assert.match(lastListed(inserted.slice(0, 3), "vda") ?? "", /^vda\s+9\s+0B .* no medium$/);
+        assert.deepEqual(changes(inserted), [
+          "vda: detected capacity change from 0 to 32768 (16M)",
+        ], inserted.join("\n"));
+        assert.match(lastListed(inserted, "vda") ?? "", /^vda\s+9\s+16M .* no signature$/);
 
         const load = await m.run({
           kind: "load",
@@ -232,9 +269,9 @@ Deno.test("qmp on the built-in machine: nodisk is a disk with no medium until bl
         assert.ok((load.load?.write.bytes ?? 0) >= 16 * MiB, "the whole medium was written");
 
         assert.deepEqual(await client.command("eject", { device: "virtio0" }), { return: {} });
-        m.output.length = 0;
+        const from = m.output.length;
         await m.run({ kind: "lsblk", json: false });
-        await m.printed(/^vda\s+9\s+0B .* no medium$/);
+        assert.match(lastListed(m.output.slice(from), "vda") ?? "", /^vda\s+9\s+0B .* no medium$/);
       } finally {
         client.close();
       }

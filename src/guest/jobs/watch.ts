@@ -40,16 +40,25 @@ export function describeCapacityChange(change: CapacityChange): string {
 
 /**
  * Reports each disk's capacity changes until `stop` is set: `onChange` for
- * every change, in the order seen. Returns how many there were.
+ * every change, in the order seen, the last look after the stop;
+ * `onWatching` once the capacities to compare with are taken. Returns how
+ * many there were.
  */
 export function watchDisks(
   guest: GuestMachine,
   stop: StopFlag,
   onChange: (change: CapacityChange) => void,
+  onWatching?: () => void,
 ): number {
   const known = guest.disks.map((disk) => disk.driver.capacity);
+  // From here on every change is reported: whoever waits for this (the
+  // listing printed now) may change the disks.
+  onWatching?.();
   let changes = 0;
-  while (!stop.aborted) {
+  for (;;) {
+    // Read before the look below: a change made before the stop (a resize
+    // QMP answered before its quit) is reported by the last look.
+    const stopping = stop.aborted;
     const seen = guest.interrupt.count;
     guest.disks.forEach((disk, i) => {
       disk.driver.acknowledgeInterrupts();
@@ -59,7 +68,7 @@ export function watchDisks(
       known[i] = capacity;
       changes++;
     });
+    if (stopping) return changes;
     guest.interrupt.waitSync(seen, STOP_POLL_MS);
   }
-  return changes;
 }
