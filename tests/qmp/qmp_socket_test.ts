@@ -525,7 +525,9 @@ Deno.test("qmp: a client that leaves in the middle of a command: the command com
 });
 
 Deno.test("qmp: a client that shuts down its side after its commands (printf … | socat) gets every reply, then the end", async () => {
-  const gate = Promise.withResolvers<void>();
+  // (Promise.withResolvers is not in Node 20.)
+  let release = () => {};
+  const gate = { promise: new Promise<void>((resolve) => (release = resolve)) };
   await withRig(async ({ path, dir, image, disks }) => {
     const medium = `${dir}/m.img`;
     await Deno.writeFile(medium, new Uint8Array(MiB));
@@ -543,7 +545,7 @@ Deno.test("qmp: a client that shuts down its side after its commands (printf …
       // The resize is held: the server must keep the connection for its reply.
       await Promise.race([client.ended(), new Promise((resolve) => setTimeout(resolve, 200))]);
       assert.equal(client.closed, false, "the connection is kept while a command runs");
-      gate.resolve();
+      release();
       await client.ended();
       assert.ok("QMP" in await client.next());
       assert.deepEqual(await client.next(), { return: {} });
@@ -559,7 +561,7 @@ Deno.test("qmp: a client that shuts down its side after its commands (printf …
       assert.equal(disks[0].device.capacity, 2 * MiB / 512);
       assert.equal(disks[1].device.capacity, MiB / 512, "the medium went in");
     } finally {
-      gate.resolve();
+      release();
       client.close();
     }
   }, { mediumGate: gate.promise });
