@@ -49,9 +49,27 @@ export {
   loadBackendDriver,
   openBackend,
   openIoQueue,
+  prepareBackend,
   type ThreadIo,
 } from "./src/backend/backend.ts";
 export { MemoryBackend, type MemoryBackendSpec } from "./src/backend/memory_backend.ts";
+// Lazy HTTP images: a disk image on a web server, read as the guest needs it
+export {
+  DEFAULT_BLOCK_BYTES,
+  DEFAULT_CACHE_BYTES,
+  DEFAULT_TIMEOUT_MS,
+  describeHttpImage,
+  type HttpImageOptions,
+} from "./src/backend/http/http_spec.ts";
+export type { HttpImageSpec } from "./src/backend/http/http_driver.ts";
+export type { BlockCacheHandle } from "./src/backend/http/block_cache.ts";
+export type {
+  MemoryOverlaySpec,
+  OpfsOverlaySpec,
+  OverlaySpec,
+} from "./src/backend/http/overlay.ts";
+export type { OverlayFileLayout } from "./src/backend/http/overlay_file.ts";
+export type { SyncAccessMode } from "./src/backend/opfs/opfs_api.ts";
 
 // The virtio-blk device and its PCI function
 export {

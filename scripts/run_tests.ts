@@ -132,6 +132,8 @@ async function typeCheck(): Promise<StageCounts> {
     "file.ts",
     "vhost_user.ts",
     "qmp.ts",
+    "browser.ts",
+    "web/app.ts",
     "src/",
     "tests/",
     "scripts/",
@@ -143,7 +145,7 @@ async function typeCheck(): Promise<StageCounts> {
   const { code } = await runEchoed(["check", ...targets]);
   // The whole run also lints the public API's documentation (every export
   // documented, no exported type referring to one that is not exported).
-  const entries = ["mod.ts", "cli.ts", "file.ts", "vhost_user.ts", "qmp.ts"];
+  const entries = ["mod.ts", "cli.ts", "file.ts", "vhost_user.ts", "qmp.ts", "browser.ts"];
   const docs = paths.length === 0 ? (await runEchoed(["doc", "--lint", ...entries])).code : 0;
   return { name: "type check", passed: 0, failed: code === 0 && docs === 0 ? 0 : 1, skipped: 0 };
 }

@@ -38,13 +38,15 @@ export const SYSTEM_TOOLS = {
   "cpio": "cpio",
   "xz": "xz-utils",
   // Media that fail, hang or hold requests on demand: a FUSE file served by
-  // nbdkit (tests/helpers/paused_medium.ts, tests/vhost_user).
+  // nbdkit (tests/helpers/nbd_medium.ts).
   "nbdkit": "nbdkit",
   "nbdfuse": "libnbd-bin",
   "fusermount3": "fuse3",
   // The NBD server the NBD client is tested against (tests/nbd) besides
   // nbdkit: qemu-nbd serves raw and qcow2 images (qemu-img makes them).
   "qemu-nbd": "qemu-utils",
+  // The browser build and the web page, driven by playwright-core (tests/browser).
+  "chromium": "chromium",
 } as const;
 
 /** A program the tests may need. */

@@ -94,6 +94,16 @@ export interface ThreadIo {
 
 /** Opens media of one kind on any thread. */
 export interface BackendDriver<S extends BackendSpec = BackendSpec> {
+  /**
+   * What a thread must await before it opens the medium, called on each
+   * thread that serves it before {@linkcode open} or {@linkcode openQueue}:
+   * an OPFS disk's access handle and the helper thread of HTTP requests on
+   * Deno and Node come from promises, while opening is synchronous. A
+   * medium whose driver prepares opens only on threads that awaited
+   * {@linkcode prepareBackend} (the blockif workers do; the in-process
+   * engine does not).
+   */
+  prepare?(spec: S): Promise<void>;
   /** Opens a handle on this thread for synchronous I/O. */
   open(spec: S): BlockBackend;
   /**
@@ -126,6 +136,15 @@ export function openBackend(spec: BackendSpec): BlockBackend {
 /** Imports `spec`'s driver on this thread if it is not yet. */
 export async function loadBackendDriver(spec: BackendSpec): Promise<void> {
   await backendDrivers.load(spec);
+}
+
+/**
+ * Imports `spec`'s driver on this thread if it is not yet, and awaits what
+ * the driver must do here before it opens `spec` (its `prepare`).
+ */
+export async function prepareBackend(spec: BackendSpec): Promise<void> {
+  const driver = await backendDrivers.load(spec);
+  await driver.prepare?.(spec);
 }
 
 /**

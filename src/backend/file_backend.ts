@@ -25,21 +25,34 @@
 
 import { VirtioBlkError } from "../errors.ts";
 import type { BlockBackend } from "./backend.ts";
-import type { FileBackendSpec } from "./file_driver.ts";
 import { errorText } from "./file_errors.ts";
 
-/** A backend over a window of a file or block device. */
+/** The window of a file a device shows, and how it is opened. */
+export interface FileWindow {
+  /** What names the file in messages (a path). */
+  readonly path: string;
+  /** Byte offset of the device's first byte in the file (`range=`). */
+  readonly offset: number;
+  /** Bytes the device shows. */
+  readonly size: number;
+  /** Whether writes are refused. */
+  readonly readOnly: boolean;
+}
+
+/** A backend over a window of a file or block device (or an OPFS file: `src/backend/opfs/`). */
 export abstract class FileBackend implements BlockBackend {
   readonly size: number;
   readonly readOnly: boolean;
   /** The file or block device. */
   readonly path: string;
+  /** What `flush()` calls, for its failure message. */
+  protected readonly syncName: string = "fdatasync";
   /** Byte offset of the window in the file. */
   readonly #start: number;
   #closed = false;
 
   /** Takes the window and mode from `spec`; the subclass then opens the file. */
-  protected constructor(spec: FileBackendSpec) {
+  protected constructor(spec: FileWindow) {
     if (
       !Number.isSafeInteger(spec.offset) || !Number.isSafeInteger(spec.size) || spec.offset < 0 ||
       spec.size < 0 || !Number.isSafeInteger(spec.offset + spec.size)
@@ -95,7 +108,7 @@ export abstract class FileBackend implements BlockBackend {
     } catch (error) {
       throw new VirtioBlkError(
         "IO_ERROR",
-        `fdatasync of ${this.path} failed: ${errorText(error)}`,
+        `${this.syncName} of ${this.path} failed: ${errorText(error)}`,
         {
           cause: error,
         },

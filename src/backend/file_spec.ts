@@ -28,10 +28,8 @@ import { ioUringUnavailable } from "../io/io_uring/sys.ts";
 import { isReadOnlyDevice, probeDeviceSize, seekDeviceSize } from "./block_device.ts";
 import { errnoName, errorText, openFailure, type OpenPurpose } from "./file_errors.ts";
 import { notRawMessage, readImageFormat } from "./image_format.ts";
+import { deviceWindow, rangeBytes } from "./range_window.ts";
 import { validateSectorSize } from "./sector_size.ts";
-
-/** The bytes a device shows must be whole virtio sectors (§5.2.4: capacity counts 512 bytes). */
-const VIRTIO_SECTOR = 512;
 
 /** Which I/O implementation opens the file. */
 export type FileIo = FileBackendSpec["io"];
@@ -96,32 +94,17 @@ export function describeFile(path: string, options: FileOptions = {}): FileBacke
   const absolute = resolve(path);
   const fileSize = inspectFile(absolute, readOnly, direct, path);
 
-  if (window === undefined) {
-    if (fileSize === 0) {
-      throw new VirtioBlkError("BAD_BACKING_FILE", `backing file ${absolute} is empty (0 bytes)`);
-    }
-    if (fileSize % VIRTIO_SECTOR !== 0) {
-      throw new VirtioBlkError(
-        "BAD_BACKING_FILE",
-        `size of backing file ${absolute} (${fileSize} bytes) is not a multiple of ` +
-          `${VIRTIO_SECTOR} bytes`,
-      );
-    }
-    return fileSpec({ path: absolute, offset: 0, size: fileSize, readOnly, io, direct, aio });
-  }
-  if (window.end > fileSize) {
-    const { start, size } = options.range!;
-    throw new VirtioBlkError(
-      "INVALID_CONFIG",
-      `range=${start}/${size} (bytes ${window.offset} to ${window.end}) lies outside backing ` +
-        `file ${absolute} (${fileSize} bytes)`,
-    );
-  }
+  const { offset, size, windowed } = deviceWindow(
+    `backing file ${absolute}`,
+    fileSize,
+    options.range,
+    window,
+  );
   return fileSpec({
     path: absolute,
-    offset: window.offset,
-    size: window.end - window.offset,
-    windowed: true,
+    offset,
+    size,
+    ...(windowed ? { windowed } : {}),
     readOnly,
     io,
     direct,
@@ -207,34 +190,6 @@ function chooseIo(io: FileIo | undefined, direct: boolean): FileIo {
     );
   }
   return io;
-}
-
-/** The byte window `[offset, end)` of a `range=` counted in `logical`-byte blocks. */
-function rangeBytes(
-  range: { readonly start: number; readonly size: number },
-  logical: number,
-): { offset: number; end: number } {
-  const { start, size } = range;
-  for (const [name, value] of [["start", start], ["size", size]] as const) {
-    if (!Number.isSafeInteger(value) || value < 0) {
-      throw new VirtioBlkError(
-        "INVALID_CONFIG",
-        `range ${name} ${value} must be a whole number of ${logical}-byte sectors`,
-      );
-    }
-  }
-  if (size === 0) {
-    throw new VirtioBlkError("INVALID_CONFIG", `range=${start}/0 gives a zero-size device`);
-  }
-  const offset = start * logical;
-  const end = (start + size) * logical;
-  if (!Number.isSafeInteger(end)) {
-    throw new VirtioBlkError(
-      "INVALID_CONFIG",
-      `range=${start}/${size} of ${logical}-byte sectors ends beyond 2^53 bytes`,
-    );
-  }
-  return { offset, end };
 }
 
 /**

@@ -12,9 +12,9 @@
  */
 
 import {
-  backendDrivers,
   type BackendSpec,
   openIoQueue,
+  prepareBackend,
   type ThreadIo,
 } from "../backend/backend.ts";
 import { BlkState } from "../blk/blk_state.ts";
@@ -111,8 +111,10 @@ export type WorkerMessage =
 
 /**
  * Imports, on this thread, the modules that open `handles` (the medium's
- * driver, the kinds of guest memory and interrupt sink): a thread loads
- * only what the devices it serves need.
+ * driver, the kinds of guest memory and interrupt sink), and lets the
+ * medium's driver do what it must await before it opens the medium here
+ * ({@linkcode prepareBackend}): a thread loads only what the devices it
+ * serves need.
  */
 export async function loadDeviceModules(handles: {
   readonly memory?: GuestMemoryHandle;
@@ -121,7 +123,7 @@ export async function loadDeviceModules(handles: {
 }): Promise<void> {
   if (handles.memory) await guestMemoryKinds.load(handles.memory);
   if (handles.interrupts) await interruptSinks.load(handles.interrupts);
-  if (handles.backend) await backendDrivers.load(handles.backend);
+  if (handles.backend) await prepareBackend(handles.backend);
 }
 
 /** This thread's views of a device's queues over `memory`. */

@@ -31,8 +31,8 @@ import {
 import { DEFAULT_MEMORY_BYTES, VirtualMachine } from "../dm/vm.ts";
 import { LOAD_OPTION_DEFINITIONS, parseLoadOptions } from "../guest/jobs/load_options.ts";
 import { parseSize } from "../guest/jobs/units.ts";
-import type { UosJob, UosResult } from "../guest/uos.ts";
-import { siblingModule } from "../runtime/thread.ts";
+import type { UosJob } from "../guest/uos.ts";
+import { runUos } from "../guest/uos_run.ts";
 import { StopFlag } from "../sync/stop_flag.ts";
 import { parseCommandLine } from "./arguments.ts";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "./exit_status.ts";
@@ -193,14 +193,10 @@ export async function main(args: readonly string[], console: Console): Promise<n
           },
         );
       }
-      const result = await vm.runVcpu(
-        siblingModule(import.meta.url, "../guest/uos_worker"),
-        job,
-        (
-          stream,
-          text,
-        ) => (stream === "stdout" ? console.stdout(text + "\n") : console.stderr(text)),
-      ) as UosResult;
+      const result = await runUos(vm, job, {
+        stdout: (text) => console.stdout(text + "\n"),
+        stderr: (text) => console.stderr(text),
+      });
       reportMediumErrors(vm, log);
       return signals.exitStatus ?? result.exitCode;
     } finally {

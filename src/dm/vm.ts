@@ -71,6 +71,8 @@ export interface VcpuInit {
 export type VcpuMessage =
   | { readonly type: "stdout" | "stderr"; readonly text: string }
   | { readonly type: "done"; readonly result: unknown }
+  /** Data for the caller's own use along the way (a load's progress snapshots). */
+  | { readonly type: "event"; readonly data: unknown }
   /** The guest failed; `usage` when it was the user's request that could not be done. */
   | { readonly type: "error"; readonly message: string; readonly usage?: boolean };
 
@@ -175,11 +177,13 @@ export class VirtualMachine {
    * Runs a guest program in a vCPU thread: the ES module at `url` receives
    * `{ init, job }`, does port I/O through the mailbox, and posts output and
    * a final result. Resolves with the result; rejects if the guest fails.
+   * What the guest posts as events goes to `onEvent`.
    */
   async runVcpu(
     url: URL,
     job: unknown,
     output: (stream: "stdout" | "stderr", text: string) => void = () => {},
+    onEvent: (data: unknown) => void = () => {},
   ): Promise<unknown> {
     this.#server.start();
     let thread: Thread | undefined;
@@ -195,7 +199,8 @@ export class VirtualMachine {
                 ? new VirtioBlkError("INVALID_CONFIG", message.message)
                 : new Error(`guest: ${message.message}`),
             );
-          } else output(message.type, message.text);
+          } else if (message.type === "event") onEvent(message.data);
+          else output(message.type, message.text);
         });
         thread!.onError((error) =>
           reject(error instanceof Error ? error : new Error(String(error)))

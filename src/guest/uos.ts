@@ -8,7 +8,7 @@
 
 import { VirtioBlkError } from "../errors.ts";
 import type { GuestMachine } from "./boot.ts";
-import { type LoadResult, runLoad } from "./jobs/load.ts";
+import { type LoadProgress, type LoadResult, runLoad } from "./jobs/load.ts";
 import type { LoadOptions } from "./jobs/load_options.ts";
 import { formatLoadReport, formatProgress, loadResultJson } from "./jobs/report.ts";
 import { collectLsblk, formatLsblkTable, lsblkJson } from "./jobs/lsblk.ts";
@@ -33,12 +33,17 @@ export type UosJob =
     readonly json: boolean;
     /** Report progress lines (the CLI asks when stderr is a terminal). */
     readonly progress: boolean;
+    /** Hand each progress snapshot over as data too (a page draws its chart from them). */
+    readonly progressEvents?: boolean;
+    /** How often progress is reported, in milliseconds (default 1000). */
+    readonly progressIntervalMs?: number;
     /** A {@linkcode StopFlag}'s buffer: once set, the load stops and reports what it did. */
     readonly stop?: SharedArrayBuffer;
   };
 
 /** What a job reports: 0 when it went as expected. */
 export interface UosResult {
+  /** The guest program's exit status (0: the job went as expected). */
   readonly exitCode: number;
   /** A load job's figures, for callers that use them rather than the printed report. */
   readonly load?: LoadResult;
@@ -52,6 +57,8 @@ export interface JobOutput {
   progress(text: string): void;
   /** The progress is over: its last line stays, and what comes next starts below it. */
   endProgress?(): void;
+  /** A progress snapshot as data, when the job asks for progress events. */
+  status?(progress: LoadProgress): void;
 }
 
 /**
@@ -95,8 +102,14 @@ export function runJob(guest: GuestMachine, job: UosJob, output: JobOutput): Uos
         { driver: disk.driver, memory: guest.memory, allocator: guest.allocator },
         job.options,
         {
-          onProgress: job.progress ? (p) => output.progress(formatProgress(p)) : undefined,
+          onProgress: job.progress || job.progressEvents
+            ? (p) => {
+              if (job.progress) output.progress(formatProgress(p));
+              if (job.progressEvents) output.status?.(p);
+            }
+            : undefined,
           signal: job.stop === undefined ? undefined : new StopFlag(job.stop),
+          progressIntervalMs: job.progressIntervalMs,
         },
       );
       if (job.progress) output.endProgress?.();

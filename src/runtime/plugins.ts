@@ -10,6 +10,13 @@
  * build's workers never load a Node or Deno FFI module unless a handle
  * names one. Browser-safe.
  *
+ * A bundle puts many modules in one file, whose URL they would all share:
+ * the browser build (`scripts/build_browser.ts`) gives each module's
+ * `import.meta.url` a fragment naming its source (`virtio-blk.js#src/…`),
+ * so every plug-in keeps a name of its own, and a thread imports the file
+ * the name is in (the URL without its fragment: with one, a browser would
+ * evaluate the bundle a second time, with registries of its own).
+ *
  * @module
  */
 
@@ -57,7 +64,7 @@ export class PluginRegistry<T> {
   async load(handle: PluginHandle): Promise<T> {
     if (!this.#openers.has(handle.module)) {
       try {
-        await import(handle.module);
+        await import(moduleFile(handle.module));
       } catch (cause) {
         throw new VirtioBlkError(
           "UNSUPPORTED",
@@ -68,4 +75,10 @@ export class PluginRegistry<T> {
     }
     return this.get(handle);
   }
+}
+
+/** The file a plug-in's module name is in: its URL without the fragment a bundle adds. */
+export function moduleFile(module: string): string {
+  const hash = module.indexOf("#");
+  return hash < 0 ? module : module.slice(0, hash);
 }

@@ -54,7 +54,8 @@ function setNonBlocking(fd: number): void {
  * (EOPNOTSUPP) the fd is made O_NONBLOCK and read, which a front end that
  * clears the flag again can still defeat.
  *
- * @throws OsError for any other failure
+ * @throws OsError for any other failure; Error when `fd` reads like no
+ *   eventfd (fewer than 8 bytes)
  */
 export function drainEventFd(
   fd: number,
@@ -69,9 +70,14 @@ export function drainEventFd(
   if (result === Number(COUNTER_SIZE)) {
     return Number(new DataView(buffer.buffer, buffer.byteOffset, 8).getBigUint64(0, true));
   }
+  if (result >= 0) {
+    // A pipe at end of file (0) or with a few bytes, a regular file: the front end sent
+    // something that is not an eventfd.
+    throw new Error(`read(eventfd) returned ${result} bytes, not 8: the fd is not an eventfd`);
+  }
   const errno = lastErrno();
-  if (result < 0 && errno === Errno.EAGAIN) return 0;
-  throw new OsError("read(eventfd)", result < 0 ? errno : 0);
+  if (errno === Errno.EAGAIN) return 0;
+  throw new OsError("read(eventfd)", errno);
 }
 
 /**

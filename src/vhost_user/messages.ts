@@ -67,6 +67,23 @@ export const BackendRequest = {
   CONFIG_CHANGE_MSG: 2,
 } as const;
 
+/**
+ * Requests whose meaning is in the fds they carry (§4.1): when the kernel
+ * dropped some of a message's fds (MSG_CTRUNC), only these cannot be
+ * served. Any other request takes no fd, and the ones that came with it are
+ * simply closed.
+ */
+export const REQUESTS_WITH_FDS: ReadonlySet<number> = new Set([
+  Request.SET_MEM_TABLE,
+  Request.SET_LOG_FD,
+  Request.SET_VRING_KICK,
+  Request.SET_VRING_CALL,
+  Request.SET_VRING_ERR,
+  Request.SET_BACKEND_REQ_FD,
+  Request.SET_INFLIGHT_FD,
+  Request.ADD_MEM_REG,
+]);
+
 /** Feature bit 30 of GET/SET_FEATURES: the back end speaks protocol features (§5.1). */
 export const VHOST_USER_F_PROTOCOL_FEATURES = 30;
 

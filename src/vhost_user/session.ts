@@ -91,6 +91,7 @@ import {
   receiveMessage,
   REPLY_FLAGS,
   Request,
+  REQUESTS_WITH_FDS,
   sendMessage,
   VHOST_USER_F_PROTOCOL_FEATURES,
   type VringAddresses,
@@ -251,7 +252,9 @@ export class VhostUserBlkSession {
     let outcome: Outcome;
     const refusals = this.#refusals;
     try {
-      outcome = message.truncated
+      // A request that needs none of its fds is served (a GET_* must be answered:
+      // its front end waits for the reply, §4.1); one that needs them cannot be.
+      outcome = message.truncated && REQUESTS_WITH_FDS.has(message.request)
         ? this.#refuse(message, "file descriptors were lost (MSG_CTRUNC)")
         : await this.#handle(message);
       if (outcome === false && this.#refusals === refusals) {

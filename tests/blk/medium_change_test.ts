@@ -10,7 +10,6 @@
 
 import assert from "node:assert/strict";
 import { truncateSync } from "node:fs";
-import { connect, type Socket } from "node:net";
 import type { FileBackendSpec } from "../../src/backend/file_driver.ts";
 import { describeFile } from "../../src/backend/file_spec.ts";
 import { isNoMedium, noMedium } from "../../src/backend/no_medium.ts";
@@ -21,7 +20,8 @@ import type { EngineFactory } from "../../src/blk/engine.ts";
 import { RequestFailed, type VirtioBlkDriver } from "../../src/guest/virtio_blk_driver.ts";
 import { type Harness, harness, MiB, pattern } from "../helpers/harness.ts";
 import { IO_VARIANTS } from "../helpers/io_variants.ts";
-import { needsPausedMedium, PausedMedium } from "../helpers/paused_medium.ts";
+import { NBD_MEDIUM_TOOLS, NbdMedium } from "../helpers/nbd_medium.ts";
+import { needsTools } from "../helpers/skip.ts";
 
 const SECTOR = 512;
 
@@ -161,51 +161,17 @@ Deno.test("medium change: a medium no thread can open leaves the drive empty, an
   }
 });
 
-const PAUSE = needsPausedMedium("a shrink with a request held on the medium");
-
-/** The paused medium's control connection: `p` pauses, `r` resumes, each answered in capitals. */
-class PauseControl {
-  readonly #socket: Socket;
-  private constructor(socket: Socket) {
-    this.#socket = socket;
-  }
-  static async connect(path: string): Promise<PauseControl> {
-    const socket = connect(path);
-    await new Promise((resolve, reject) => {
-      socket.once("connect", resolve);
-      socket.once("error", reject);
-    });
-    return new PauseControl(socket);
-  }
-  async #command(byte: string): Promise<void> {
-    const answer = await new Promise<string>((resolve, reject) => {
-      this.#socket.once("data", (data) => resolve(String(data)));
-      this.#socket.once("error", reject);
-      this.#socket.write(byte);
-    });
-    assert.equal(answer, byte.toUpperCase(), `the pause filter's answer to ${byte}`);
-  }
-  pause(): Promise<void> {
-    return this.#command("p");
-  }
-  resume(): Promise<void> {
-    return this.#command("r");
-  }
-  close(): void {
-    this.#socket.destroy();
-  }
-}
+const PAUSE = needsTools(...NBD_MEDIUM_TOOLS);
 
 Deno.test({
   name: "medium change: a shrink waits for the request in flight on the old medium, and a " +
     "request taken before it but started after is refused past the new end",
   ignore: PAUSE.ignore,
   async fn() {
-    await using medium = await PausedMedium.start(MiB);
-    const paused = await PauseControl.connect(medium.control);
+    await using paused = await NbdMedium.start({ plugin: { memory: MiB }, pausable: true });
     // One thread, and the device thread takes requests off the ring (ACRN's
     // dispatch): the second request is parsed at once, against the old capacity.
-    const spec = describeFile(medium.path);
+    const spec = describeFile(paused.path);
     const h = harness({
       device: { backend: spec, engine: workerEngine({ workers: 1, dispatch: "device" }) },
     });
@@ -233,7 +199,6 @@ Deno.test({
       assert.equal(await readStatus(driver, MiB / 2 / SECTOR - 1), RequestStatus.OK);
     } finally {
       await paused.resume();
-      paused.close();
       await h.close();
     }
   },

@@ -13,14 +13,15 @@ import { BlkFeature } from "../../src/blk/spec.ts";
 import { hasFeature } from "../../src/virtio/spec.ts";
 import { fillByte } from "../helpers/fill_pattern.ts";
 import { IO_VARIANTS } from "../helpers/io_variants.ts";
-import { skipWhen } from "../helpers/skip.ts";
+import { needsTools, skipWhen } from "../helpers/skip.ts";
 import { TmpfsMount, tmpfsUnavailable } from "../backend/file_fixtures.ts";
-import { needsPausedMedium, PausedMedium, ResetGate } from "../helpers/paused_medium.ts";
+import { NBD_MEDIUM_TOOLS, NbdMedium } from "../helpers/nbd_medium.ts";
+import { ResetGate } from "../helpers/reset_gate.ts";
 import { WorkerEngine } from "../../src/blockif/worker_engine.ts";
 import { siblingModule, startThread } from "../../src/runtime/thread.ts";
 
 const NO_TMPFS = skipWhen("a full file system (device options)", tmpfsUnavailable());
-const NO_PAUSED_MEDIUM = needsPausedMedium("reset with requests in flight (device options)");
+const NO_PAUSED_MEDIUM = needsTools(...NBD_MEDIUM_TOOLS);
 
 const guestProgram = new URL("../helpers/test_guest.ts", import.meta.url);
 
@@ -182,7 +183,7 @@ Deno.test(
   async () => {
     // The disk's reads are held in the medium until the gate thread releases
     // them, which it does only once the reset is waiting for them.
-    await using medium = await PausedMedium.start(64 << 20);
+    await using medium = await NbdMedium.start({ plugin: { memory: 64 << 20 }, pausable: true });
     await withVm([`6,virtio-blk,${medium.path}`], async (vm) => {
       const engine = vm.disks[0].function.device.engine;
       assert.ok(engine instanceof WorkerEngine);

@@ -1,8 +1,11 @@
 /**
- * Durability of acknowledged writes, two ways:
+ * What acknowledged writes survive, and the order that makes them durable:
  * (a) the process running the device is SIGKILLed in the middle of a write
  *     stream, many times; every write the guest saw acknowledged is in the
- *     file afterwards (nothing acknowledged was still held in user space);
+ *     file afterwards. This proves only that nothing acknowledged was still
+ *     held in user space: the page cache survives a process kill, so it
+ *     passes with every fdatasync removed. Durability against a power cut is
+ *     proven by `power_cut_test.ts`, where the medium's cache is volatile;
  * (b) the order contract, on a recording backend under the real blockif
  *     server code: in write-through the fdatasync covering a write returns
  *     before the write's status is published; in write-back a FLUSH's status
@@ -24,75 +27,29 @@ import { VirtioBlkDriver } from "../../src/guest/virtio_blk_driver.ts";
 import { SharedGuestMemory } from "../../src/memory/shared_memory.ts";
 import { QueueWord } from "../../src/virtio/queue_state.ts";
 import { SplitQueue } from "../../src/virtio/split_queue.ts";
-import { STREAM_BLOCK, streamBlock } from "../helpers/stream_block.ts";
+import { lostWrites, streamUntilCut } from "../helpers/stream_block.ts";
 
-const child = new URL("../helpers/kill_child.ts", import.meta.url);
 const IMAGE_BYTES = 1 << 20;
 const KILLS_PER_MODE = 5;
 
 for (const mode of ["writethru", "writeback"] as const) {
-  Deno.test(`SIGKILL mid-stream (${mode}): every acknowledged write is in the file`, async () => {
+  Deno.test(`SIGKILL of the device process mid-stream (${mode}): every acknowledged write is in the file (nothing acknowledged was held in user space; the page cache survives, so not a durability proof)`, async () => {
     const dir = await Deno.makeTempDir();
     try {
       for (let kill = 0; kill < KILLS_PER_MODE; kill++) {
         const image = `${dir}/disk-${kill}.img`;
         await Deno.writeFile(image, new Uint8Array(IMAGE_BYTES));
-        const acked = await runAndKill(image, mode, 150 + kill * 120);
-        assert.ok(acked.size > 0, "the guest acknowledged nothing before the kill");
-        const file = await Deno.readFile(image);
-        for (const [index, round] of acked) {
-          const block = file.subarray(index * STREAM_BLOCK, (index + 1) * STREAM_BLOCK);
-          const view = new DataView(block.buffer, block.byteOffset);
-          const heldRound = view.getUint32(4, true);
-          assert.equal(
-            view.getUint32(0, true),
-            index,
-            `block ${index} lost its write (kill ${kill})`,
-          );
-          assert.ok(
-            heldRound >= round,
-            `block ${index}: acknowledged round ${round}, file has ${heldRound}`,
-          );
-          assert.deepEqual(block, streamBlock(index, heldRound), `block ${index} is torn`);
-        }
+        const run = await streamUntilCut(image, mode, "honest", 150 + kill * 120, (process) => {
+          process.kill("SIGKILL");
+        });
+        assert.equal(run.status.signal, "SIGKILL", `the child ended on its own: ${run.stderr}`);
+        assert.ok(run.acked.size > 0, "the guest acknowledged nothing before the kill");
+        assert.deepEqual(lostWrites(await Deno.readFile(image), run.acked), [], `kill ${kill}`);
       }
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
   });
-}
-
-/** Runs the child until `delayMs` after its first acknowledgement, kills it, and returns index → latest acked round. */
-async function runAndKill(
-  image: string,
-  mode: string,
-  delayMs: number,
-): Promise<Map<number, number>> {
-  const process = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", child.pathname, image, mode],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const acked = new Map<number, number>();
-  let killer: ReturnType<typeof setTimeout> | undefined;
-  const decoder = new TextDecoder();
-  let pending = "";
-  for await (const chunk of process.stdout) {
-    pending += decoder.decode(chunk, { stream: true });
-    const lines = pending.split("\n");
-    pending = lines.pop()!;
-    for (const line of lines) {
-      const [word, index, round] = line.split(" ");
-      if (word !== "ack") continue;
-      acked.set(Number(index), Math.max(Number(round), acked.get(Number(index)) ?? 0));
-    }
-    killer ??= setTimeout(() => process.kill("SIGKILL"), delayMs);
-  }
-  const status = await process.status;
-  clearTimeout(killer);
-  const stderr = new TextDecoder().decode(await new Response(process.stderr).arrayBuffer());
-  assert.equal(status.signal, "SIGKILL", `the child ended on its own: ${stderr}`);
-  return acked;
 }
 
 // ---------------------------------------------------------------------------

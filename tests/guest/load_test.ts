@@ -360,6 +360,13 @@ Deno.test("load: progress reports each phase from start to end, and end_fsync fl
     assert.ok(fractions.every((f, i) => i === 0 || f >= fractions[i - 1]), `${phase} goes back`);
   }
   assert.equal(seen.at(-1)!.read.ios, 256);
+  // Each phase's snapshots count its completions and add up their latencies.
+  const lastRun = seen.filter((p) => p.phase === "run").at(-1)!;
+  assert.equal(lastRun.latency.count, result.write.latency.count);
+  assert.equal(lastRun.latency.count, 256);
+  assert.ok(lastRun.latency.totalNs >= result.write.latency.meanNs * 256 * 0.99);
+  assert.equal(seen.at(-1)!.latency.count, 256);
+  assert.deepEqual(seen[0].latency, { count: 0, totalNs: 0 });
   await h.close();
 });
 

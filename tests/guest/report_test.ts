@@ -218,6 +218,7 @@ Deno.test("report: one progress line", () => {
       write: { ios: 0, bytes: 0 },
       errors: 0,
       mismatches: 2,
+      latency: { count: 24_600, totalNs: 24_600 * 650_000 },
     }),
     "[run 45%] read 12.3k IOPS 48MiB/s, write 0 IOPS 0B/s, 2.0s, 2 mismatches",
   );

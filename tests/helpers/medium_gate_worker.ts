@@ -1,6 +1,6 @@
 /**
  * The thread that holds and releases a paused medium
- * (`paused_medium.ts`) around a guest's reset. On `{ control, gate, pool }`
+ * (`nbd_medium.ts`, pausable) around a guest's reset. On `{ control, gate, pool }`
  * it pauses the medium and posts `{ paused: true }`; then, blocking only
  * itself, it waits for the guest to start its reset, then until the device
  * model is waiting for the held requests in that reset (the pool's
@@ -11,7 +11,7 @@
 import { connect, type Socket } from "node:net";
 import { PoolWord } from "../../src/blockif/pool_layout.ts";
 import { parentChannel } from "../../src/runtime/thread.ts";
-import { ResetGate } from "./paused_medium.ts";
+import { ResetGate } from "./reset_gate.ts";
 
 /** Sends one command byte and resolves with the filter's one-byte answer. */
 function command(socket: Socket, byte: string): Promise<string> {

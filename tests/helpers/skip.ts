@@ -10,7 +10,7 @@
  * @module
  */
 
-import { appendFileSync } from "node:fs";
+import { appendFileSync, existsSync } from "node:fs";
 import process from "node:process";
 import { describeMissing, missingTools, type SystemTool } from "../../scripts/system_tools.ts";
 
@@ -43,12 +43,20 @@ export function skipWhen(what: string, reason: string | undefined): Skip {
   return { ignore: reason !== undefined, reason };
 }
 
-/** The tests of the calling file need these programs; skipped when any is missing. */
+/**
+ * The tests of the calling file need these programs; skipped when any is
+ * missing (or, for a FUSE program, when there is no /dev/fuse to mount with).
+ */
 export function needsTools(...tools: SystemTool[]): Skip {
   const missing = missingTools(tools);
+  const fuse = tools.some((tool) => tool === "nbdfuse" || tool === "fusermount3");
   return skipWhen(
     callerFile(),
-    missing.length === 0 ? undefined : `needs ${describeMissing(missing)}`,
+    missing.length > 0
+      ? `needs ${describeMissing(missing)}`
+      : fuse && !existsSync("/dev/fuse")
+      ? "needs /dev/fuse (FUSE)"
+      : undefined,
   );
 }
 

@@ -13,7 +13,7 @@ import { STREAM_BLOCK, streamBlock } from "./stream_block.ts";
 import { fillByte } from "./fill_pattern.ts";
 import type { IoSize } from "../../src/dm/io_mailbox.ts";
 import { PoolWord } from "../../src/blockif/pool_layout.ts";
-import { ResetGate } from "./paused_medium.ts";
+import { ResetGate } from "./reset_gate.ts";
 
 export type TestJob =
   | { kind: "disks" }
@@ -40,7 +40,7 @@ export type TestJob =
     inFlight: number;
     /** The disk's request pool (src/blockif/pool_layout.ts), to see what is in flight. */
     pool: SharedArrayBuffer;
-    /** The gate shared with the thread that releases the medium (paused_medium.ts). */
+    /** The gate shared with the thread that releases the medium (medium_gate_worker.ts). */
     gate: SharedArrayBuffer;
   };
 
@@ -305,7 +305,7 @@ function readAll(guest: GuestMachine, job: Extract<TestJob, { kind: "read-all" }
 
 /**
  * Submits `requests` reads of a medium that holds them (paused, see
- * paused_medium.ts), waits until the workers have taken `inFlight` of them
+ * nbd_medium.ts), waits until the workers have taken `inFlight` of them
  * (they are then blocked in the medium), and resets the device (STATUS = 0,
  * served synchronously by the device model). The reset must wait for the
  * reads in flight and drop the others; once it has returned, guest memory

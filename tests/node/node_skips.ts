@@ -32,6 +32,12 @@ export const SKIPPED_FILES: readonly SkipRule[] = [
       "package does not ship; package_on_node.ts checks the package's exports",
   },
   {
+    pattern: /^tests\/browser\//,
+    reason: "builds the browser bundle from the TypeScript sources (browser.ts, web/app.ts), " +
+      "which the npm package does not ship, and drives Chromium; the bundle is the same " +
+      "whichever runtime drives the test",
+  },
+  {
     pattern: /^tests\/bench\/bench_smoke_test\.ts$/,
     reason: "runs the benchmark, a Deno tool (`deno task bench`, reporting Deno.version), " +
       "which is not part of the npm package; its pure parts run (bench_parts_test.ts)",

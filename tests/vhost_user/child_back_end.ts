@@ -6,7 +6,10 @@
  * if the back end shared the test's event loop.
  */
 
+import { until, within } from "../helpers/within.ts";
 import { FakeFrontEnd } from "./front_end.ts";
+
+export { until, within };
 
 const mod = new URL("../../cli.ts", import.meta.url).pathname;
 
@@ -35,35 +38,6 @@ export interface ChildOptions {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/**
- * Resolves with `promise`'s value, or rejects naming `what` when it has not
- * settled after `ms`: the bound that turns "never" into a failure.
- */
-export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms / 1000} s`)), ms);
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * Resolves once `condition()` holds, looking every 10 ms; rejects naming
- * `what` after `ms`, and then stops looking (a look after the test ended
- * could read a front end's memory after it was unmapped).
- */
-export async function until(condition: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() >= end) throw new Error(`${what}: not within ${ms / 1000} s`);
-    await sleep(10);
-  }
 }
 
 /**

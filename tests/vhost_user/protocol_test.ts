@@ -9,14 +9,19 @@ import { MemoryBackend } from "../../src/backend/memory_backend.ts";
 import type { EngineFactory } from "../../src/blk/engine.ts";
 import { BlkFeature, RequestStatus, RequestType } from "../../src/blk/spec.ts";
 import { workerEngine } from "../../src/blockif/worker_engine.ts";
-import { drainEventFd } from "../../src/vhost_user/eventfd.ts";
+import { Random } from "../../src/guest/jobs/block_order.ts";
+import { createEventFd, drainEventFd } from "../../src/vhost_user/eventfd.ts";
 import { closeFd, cString, libc, Sys } from "../../src/vhost_user/libc.ts";
 import { createMemoryFile } from "../../src/vhost_user/mapping.ts";
 import {
   decodeConfig,
+  decodeU64,
   encodeConfig,
   encodeMemoryTable,
+  encodeMessage,
   encodeSingleRegion,
+  encodeU64,
+  HeaderFlag,
   ProtocolFeature,
   Request,
   VHOST_USER_F_PROTOCOL_FEATURES,
@@ -27,11 +32,16 @@ import {
   type VhostUserBlkServer,
 } from "../../src/vhost_user/server.ts";
 import { MAX_MEMORY_SLOTS } from "../../src/vhost_user/session.ts";
+import { MessageHeader } from "../../src/vhost_user/sys_structs.ts";
+import { MAX_FDS_PER_MESSAGE } from "../../src/vhost_user/unix_socket.ts";
 import { AvailRing } from "../../src/virtio/ring_layout.ts";
 import { DESCRIPTOR_SIZE, DescriptorFlag, RingFeature } from "../../src/virtio/spec.ts";
 import { pattern } from "../helpers/harness.ts";
 import { IO_VARIANTS, type TestMedium } from "../helpers/io_variants.ts";
+import { within } from "./child_back_end.ts";
 import { DATA_BUFFER, FakeFrontEnd, QemuFeatures } from "./front_end.ts";
+import { makeFd } from "./fuzz_fds.ts";
+import { sendWithFds } from "./protocol_fuzzer.ts";
 
 const DISK_BYTES = 4 << 20;
 
@@ -316,6 +326,51 @@ Deno.test("vhost-user: unknown and malformed requests are refused with a failing
         assert.ok(logs.some((logged) => line.test(logged)), `logged: ${line} in ${logs}`);
       }
       assert.equal((await fe.getU64(Request.GET_FEATURES)) !== 0n, true, "still serving");
+    } finally {
+      fe.close();
+    }
+  });
+});
+
+Deno.test("vhost-user: a message with more fds than the back end takes (MSG_CTRUNC) is answered when it needs none, and refused when it needs them", async () => {
+  await withServer(async ({ server, logs }) => {
+    const fe = FakeFrontEnd.connect(server.socketPath);
+    const fds = Array.from({ length: MAX_FDS_PER_MESSAGE + 1 }, () => createEventFd());
+    try {
+      await fe.handshake();
+      const header = new MessageHeader(fds.length);
+      const send = (request: number, flags: number, payload?: Uint8Array) =>
+        sendWithFds(header, fe.connection.fd, encodeMessage(request, flags, payload), fds);
+      // QEMU waits for this reply (§4.1): a refusal without one would hang it.
+      send(Request.GET_QUEUE_NUM, HeaderFlag.VERSION);
+      const queues = await within(
+        fe.reply(Request.GET_QUEUE_NUM),
+        10_000,
+        "GET_QUEUE_NUM answered",
+      );
+      assert.equal(decodeU64(queues.payload), 1n);
+      send(Request.SET_VRING_CALL, HeaderFlag.VERSION | HeaderFlag.NEED_REPLY, encodeU64(0n));
+      const ack = await within(fe.reply(Request.SET_VRING_CALL), 10_000, "SET_VRING_CALL acked");
+      assert.notEqual(decodeU64(ack.payload), 0n, "a call fd that may be lost is refused");
+      assert.ok(logs.some((line) => /request 13 refused: .*MSG_CTRUNC/.test(line)), `${logs}`);
+    } finally {
+      fds.forEach(closeFd);
+      fe.close();
+    }
+  });
+});
+
+Deno.test("vhost-user: a kick fd that is not an eventfd (a pipe at end of file) ends its watch with a log line that says so; the session goes on", async () => {
+  await withServer(async ({ server, logs }) => {
+    const fe = FakeFrontEnd.connect(server.socketPath);
+    try {
+      await fe.handshake();
+      const pipe = makeFd("pipe-read-no-writer", new Random(1));
+      fe.send(Request.SET_VRING_KICK, encodeU64(0n), { fds: [pipe] });
+      closeFd(pipe);
+      await eventually(() => logs.some((line) => line.includes("kick fd failed")), "the log line");
+      assert.ok(logs.some((line) => /kick fd failed: .*not an eventfd/.test(line)), `${logs}`);
+      assert.notEqual(await fe.getU64(Request.GET_FEATURES), 0n, "still serving");
     } finally {
       fe.close();
     }

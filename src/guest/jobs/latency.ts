@@ -22,10 +22,15 @@ export const REPORTED_PERCENTILES = [50, 90, 99, 99.9] as const;
 
 /** Summary of a histogram, in nanoseconds. */
 export interface LatencySummary {
+  /** Samples. */
   readonly count: number;
+  /** Shortest. */
   readonly minNs: number;
+  /** Longest. */
   readonly maxNs: number;
+  /** Mean. */
   readonly meanNs: number;
+  /** Standard deviation. */
   readonly stdevNs: number;
   /** Keyed by percentile as text: "50", "90", "99", "99.9". */
   readonly percentilesNs: Readonly<Record<string, number>>;
@@ -80,6 +85,11 @@ export class LatencyHistogram {
   /** Number of values recorded. */
   get count(): number {
     return this.#count;
+  }
+
+  /** Sum of the values recorded (nanoseconds, rounded as recorded). */
+  get total(): number {
+    return this.#sum;
   }
 
   /**

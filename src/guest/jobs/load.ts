@@ -58,15 +58,26 @@ export type LoadPhase = "run" | "verify";
 
 /** A snapshot for progress output. */
 export interface LoadProgress {
+  /** The phase this snapshot is of. */
   readonly phase: LoadPhase;
   /** Milliseconds since the phase started. */
   readonly elapsedMs: number;
   /** Estimated share of the phase done, 0–1. */
   readonly fraction: number;
+  /** Reads completed OK so far in this phase, and their bytes. */
   readonly read: { readonly ios: number; readonly bytes: number };
+  /** Writes completed OK so far in this phase, and their bytes. */
   readonly write: { readonly ios: number; readonly bytes: number };
+  /** Requests that completed with another status so far. */
   readonly errors: number;
+  /** Blocks that failed verification so far. */
   readonly mismatches: number;
+  /**
+   * Requests of this phase completed so far (every direction, failed ones
+   * too) and the sum of their latencies: two snapshots give the mean
+   * latency between them (a live chart).
+   */
+  readonly latency: { readonly count: number; readonly totalNs: number };
 }
 
 /** Callbacks and limits around a run. */
@@ -85,11 +96,13 @@ export interface LoadHooks {
 export interface DirectionResult {
   /** Requests completed with status OK. */
   readonly ios: number;
+  /** Bytes those requests moved. */
   readonly bytes: number;
   /** Requests completed with another status. */
   readonly errors: number;
   /** Wall time of the phase. */
   readonly runtimeMs: number;
+  /** Requests completed OK per second. */
   readonly iops: number;
   /** Bytes per second. */
   readonly bandwidth: number;
@@ -99,6 +112,7 @@ export interface DirectionResult {
 
 /** A request that completed with a status other than OK. */
 export interface IoErrorRecord {
+  /** What the request was. */
   readonly direction: "read" | "write" | "flush";
   /** Byte address on the disk (0 for a flush). */
   readonly address: number;
@@ -108,20 +122,25 @@ export interface IoErrorRecord {
 
 /** A block that failed verification. */
 export interface MismatchRecord {
+  /** The phase whose read found it. */
   readonly phase: LoadPhase;
   /** Byte address of the block on the disk. */
   readonly address: number;
+  /** What the check found. */
   readonly status: VerifyStatusCode;
+  /** The same, in words. */
   readonly reason: string;
   /** The address the block's header claims. */
   readonly foundAddress: number;
   /** The generation the block's header claims, and the one expected (0: any). */
   readonly foundGeneration: number;
+  /** The generation expected (0: any). */
   readonly expectedGeneration: number;
 }
 
 /** What verification found. */
 export interface VerifyResult {
+  /** How blocks are checked. */
   readonly method: "crc32c";
   /** Blocks read and checked (run and verify phase). */
   readonly checked: number;
@@ -140,10 +159,15 @@ export type StopReason = "done" | "runtime" | "error" | "aborted";
 
 /** Everything a load measured and found. */
 export interface LoadResult {
+  /** The load as fitted to the disk. */
   readonly plan: LoadPlan;
+  /** Why the run ended. */
   readonly stoppedBy: StopReason;
+  /** Reads of the run phase. */
   readonly read: DirectionResult;
+  /** Writes of the run phase. */
   readonly write: DirectionResult;
+  /** What verification found, or null without `verify`. */
   readonly verify: VerifyResult | null;
   /** Failed requests in all phases. */
   readonly errorCount: number;
@@ -151,6 +175,7 @@ export interface LoadResult {
   readonly errors: readonly IoErrorRecord[];
   /** Whether an end_fsync flush completed. */
   readonly flushed: boolean;
+  /** Remarks for the report (a read-only disk, a region clipped to the disk, …). */
   readonly notes: readonly string[];
 }
 
@@ -641,6 +666,12 @@ class LoadRun {
         : { ios: this.#write.ios, bytes: this.#write.bytes },
       errors: this.#errorCount,
       mismatches: this.#mismatches,
+      latency: this.#phase === "verify"
+        ? { count: this.#verifyRead.latency.count, totalNs: this.#verifyRead.latency.total }
+        : {
+          count: this.#read.latency.count + this.#write.latency.count,
+          totalNs: this.#read.latency.total + this.#write.latency.total,
+        },
     });
   }
 }

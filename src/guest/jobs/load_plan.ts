@@ -26,6 +26,7 @@ export interface LoadDisk {
 
 /** A load fitted to a disk. */
 export interface LoadPlan {
+  /** The options the plan was made from. */
   readonly options: LoadOptions;
   /** Byte offset of the region. */
   readonly offset: number;
