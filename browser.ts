@@ -32,6 +32,7 @@ export * from "./mod.ts";
 export { describeOpfsFile, type OpfsOptions } from "./src/backend/opfs/opfs_spec.ts";
 export { OpfsBackend, type OpfsBackendSpec } from "./src/backend/opfs/opfs_driver.ts";
 export { FileBackend, type FileWindow } from "./src/backend/file_backend.ts";
+export { type SpaceCalls, ZeroMethod, type ZeroMethodCode } from "./src/io/space.ts";
 export type { SectorRange } from "./src/backend/range_window.ts";
 export {
   copyIntoOpfs,
@@ -57,7 +58,7 @@ export type {
   VerifyResult,
 } from "./src/guest/jobs/load.ts";
 export type { LoadPlan } from "./src/guest/jobs/load_plan.ts";
-export type { LatencySummary } from "./src/guest/jobs/latency.ts";
+export type { LatencyHistogramState, LatencySummary } from "./src/guest/jobs/latency.ts";
 export { VerifyStatus, type VerifyStatusCode } from "./src/guest/jobs/verify.ts";
 export {
   type Amount,

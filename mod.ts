@@ -75,6 +75,7 @@ export type { SyncAccessMode } from "./src/backend/opfs/opfs_api.ts";
 export {
   type BlkDeviceOptions,
   DEFAULT_QUEUE_SIZE,
+  type DiscardOptions,
   type InterruptRoute,
   VirtioBlkDevice,
 } from "./src/blk/device.ts";
@@ -117,6 +118,7 @@ export {
   IoOp,
   type IoOpCode,
   type IoQueue,
+  IoRanges,
   type IoRequest,
   IoVector,
   type IoWaiter,
@@ -135,11 +137,13 @@ export {
 export type { Dispatch } from "./src/blockif/server.ts";
 export {
   type BlkRequest,
+  type RangeLimits,
   RequestError,
   type RequestErrorCode,
   RequestKind,
   type RequestKindCode,
   type RequestLimits,
+  type WriteZeroesLimits,
 } from "./src/blk/request.ts";
 export type { PoolCounts, RequestPool } from "./src/blockif/request_pool.ts";
 export {
@@ -185,6 +189,7 @@ export {
   DeviceFault,
   type DiskInfo,
   type DriverOptions,
+  type QueueBinding,
   RequestFailed,
   VirtioBlkDriver,
 } from "./src/guest/virtio_blk_driver.ts";

@@ -37,6 +37,8 @@ export const SYSTEM_TOOLS = {
   "depmod": "kmod",
   "cpio": "cpio",
   "xz": "xz-utils",
+  // Packed into the guest: busybox's blkdiscard has no -z (WRITE_ZEROES).
+  "blkdiscard": "util-linux",
   // Media that fail, hang or hold requests on demand: a FUSE file served by
   // nbdkit (tests/helpers/nbd_medium.ts).
   "nbdkit": "nbdkit",

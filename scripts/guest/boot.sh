@@ -13,6 +13,7 @@
 #     --arg K=V             extra kernel argument; g_NAME=V becomes env NAME=V in the guest
 #     --accel tcg|kvm (tcg: KVM does not start a guest on these machines)
 #     --smp N (1)  --mem MiB (512)  --timeout SEC (300)  --queue-size N (QEMU default)
+#     --num-queues N (1)    request queues of every disk (QEMU's num-queues)
 #     --pidfile FILE        QEMU writes its pid there (to kill it mid-run)
 # Env: WORK / OUT as for build_initramfs.sh.
 # Output: the guest console on stdout, then '@@BOOT … rc=N'. Exit status: the
@@ -20,7 +21,7 @@
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=${WORK:-${TMPDIR:-/tmp}/virtio-blk-guest}; OUT=${OUT:-$WORK/out}
-LEGACY=off; RUN=check.sh; ACCEL=tcg; SMP=1; MEM=512; TIMEOUT=300; QUEUE=""; PIDFILE=""
+LEGACY=off; RUN=check.sh; ACCEL=tcg; SMP=1; MEM=512; TIMEOUT=300; QUEUE=""; PIDFILE=""; QUEUES=1
 DISKS=(); EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -29,7 +30,8 @@ while [ $# -gt 0 ]; do
     --accel) ACCEL=$2; shift 2 ;;         --smp) SMP=$2; shift 2 ;;
     --mem) MEM=$2; shift 2 ;;             --timeout) TIMEOUT=$2; shift 2 ;;
     --queue-size) QUEUE=$2; shift 2 ;;   --pidfile) PIDFILE=$2; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    --num-queues) QUEUES=$2; shift 2 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -63,7 +65,7 @@ for disk in "${DISKS[@]}"; do
     builtin)
       [ -e "$arg" ] || { echo "no image $arg" >&2; exit 2; }
       DISK_ARGS+=(-drive "file=$arg,if=none,id=d$n,format=raw,cache=none,aio=threads"
-                  -device "virtio-blk-pci,drive=d$n,num-queues=1,$VIRTIO_OPTS") ;;
+                  -device "virtio-blk-pci,drive=d$n,num-queues=$QUEUES,$VIRTIO_OPTS") ;;
     vhost|qsd|qsd-uring)
       # vhost-user needs guest RAM in a shareable fd
       MEM_ARGS=(-m "$MEM" -object "memory-backend-memfd,id=mem,size=${MEM}M,share=on" -machine "memory-backend=mem")
@@ -74,14 +76,14 @@ for disk in "${DISKS[@]}"; do
         sock=$WORK/qsd.$$.$n.sock; rm -f "$sock"; QSD_SOCKS+=("$sock")
         qemu-storage-daemon \
           --blockdev "driver=file,node-name=file$n,filename=$arg,cache.direct=on,aio=$aio" \
-          --export "type=vhost-user-blk,id=exp$n,node-name=file$n,addr.type=unix,addr.path=$sock,writable=on,num-queues=1" \
+          --export "type=vhost-user-blk,id=exp$n,node-name=file$n,addr.type=unix,addr.path=$sock,writable=on,num-queues=$QUEUES" \
           >"$WORK/qsd.$$.$n.log" 2>&1 &
         QSD_PIDS+=($!)
         for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
         [ -S "$sock" ] || { echo "qemu-storage-daemon did not start:" >&2; cat "$WORK/qsd.$$.$n.log" >&2; exit 3; }
       fi
       DISK_ARGS+=(-chardev "socket,id=vu$n,path=$sock"
-                  -device "vhost-user-blk-pci,chardev=vu$n,num-queues=1,$VIRTIO_OPTS") ;;
+                  -device "vhost-user-blk-pci,chardev=vu$n,num-queues=$QUEUES,$VIRTIO_OPTS") ;;
     *) echo "bad --disk $disk" >&2; exit 2 ;;
   esac
   n=$((n + 1))

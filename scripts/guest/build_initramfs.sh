@@ -1,7 +1,7 @@
 #!/bin/bash
 # Builds the test guest: the Debian 6.1 kernel (fetched with `apt-get download`,
 # unpacked, never installed) and a small initramfs with busybox, the kernel's
-# virtio/ext4 modules, mkfs.ext4, e2fsck and fio, plus the scripts in guest/.
+# virtio/ext4 modules, mkfs.ext4, e2fsck, fio and blkdiscard, plus the scripts in guest/.
 #
 #   build_initramfs.sh            # fetch the kernel if needed, rebuild if inputs changed
 #   FORCE=1 build_initramfs.sh    # rebuild anyway
@@ -57,7 +57,7 @@ echo "$KVER" > "$OUT/kernel.version"
 
 # ---- 2. skip when nothing changed ----
 MODS="virtio_pci virtio_blk ext4 crc32c_generic crc32c_intel"
-BINS="/usr/bin/fio /usr/sbin/mke2fs /usr/sbin/mkfs.ext4 /usr/sbin/e2fsck /usr/sbin/fsck.ext4"
+BINS="/usr/bin/fio /usr/sbin/mke2fs /usr/sbin/mkfs.ext4 /usr/sbin/e2fsck /usr/sbin/fsck.ext4 /usr/sbin/blkdiscard"
 stamp=$( { echo "$KVER $MODS $BINS"; cat "$0" "$HERE"/guest/*; ls -l --time-style=+%s $(readlink -f $BINS /bin/busybox); } | sha256sum | cut -c1-16)
 if [ -z "${FORCE:-}" ] && [ -s "$OUT/initramfs.cpio.gz" ] && [ "$(cat "$OUT/initramfs.stamp" 2>/dev/null)" = "$stamp" ]; then
   echo "up to date: $OUT/initramfs.cpio.gz ($KVER)"; exit 0

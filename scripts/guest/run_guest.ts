@@ -27,6 +27,7 @@ export const GUEST_TOOLS = [
   "depmod",
   "cpio",
   "xz",
+  "blkdiscard",
 ] as const satisfies readonly SystemTool[];
 
 let built: Promise<void> | undefined;
@@ -70,6 +71,10 @@ export interface BootOptions {
   readonly pidfile?: string;
   /** Called with each console line as it arrives. */
   readonly onLine?: (line: string) => void;
+  /** Guest CPUs (QEMU's -smp; default 1). */
+  readonly smp?: number;
+  /** Request queues of every disk (QEMU's num-queues; default 1). */
+  readonly numQueues?: number;
 }
 
 /** Parses '@@RESULT a=b c=d' lines. */
@@ -107,6 +112,8 @@ export async function bootGuest(options: BootOptions): Promise<Boot> {
     args.push("--arg", `g_${key}=${value}`);
   }
   if (options.pidfile) args.push("--pidfile", options.pidfile);
+  if (options.smp !== undefined) args.push("--smp", String(options.smp));
+  if (options.numQueues !== undefined) args.push("--num-queues", String(options.numQueues));
   const child = new Deno.Command(`${SCRIPTS}boot.sh`, {
     args,
     env: { WORK: GUEST_WORK },

@@ -36,6 +36,18 @@ export interface BlockBackend {
   write(offset: number, bytes: Uint8Array, at: number, length: number): void;
   /** Makes every write that has completed stable (fdatasync for a file). */
   flush(): void;
+  /**
+   * Gives `length` bytes at `offset` back (DISCARD): the medium may
+   * deallocate them, and what they read afterwards is undefined. Present
+   * when the spec's capabilities say `discard`.
+   */
+  discard?(offset: number, length: number): void;
+  /**
+   * Makes `length` bytes at `offset` read as zeros (WRITE_ZEROES); with
+   * `unmap` the medium may deallocate them instead. Present when the spec's
+   * capabilities say `writeZeroes`.
+   */
+  writeZeroes?(offset: number, length: number, unmap: boolean): void;
   /** Releases the handle. */
   close(): void;
 }
@@ -49,9 +61,17 @@ export interface BackendCapabilities {
    * stability at all.
    */
   readonly flush: boolean;
-  /** Ranges can be given back (hole punching, BLKDISCARD): VIRTIO_BLK_F_DISCARD. */
+  /**
+   * Ranges can be given back (hole punching, BLKDISCARD): the device offers
+   * VIRTIO_BLK_F_DISCARD when asked to (`discard`), and lets WRITE_ZEROES
+   * deallocate (write_zeroes_may_unmap).
+   */
   readonly discard: boolean;
-  /** Ranges can be zeroed without sending zeros: VIRTIO_BLK_F_WRITE_ZEROES. */
+  /**
+   * Ranges can be made to read as zeros without the guest sending them
+   * (ZERO_RANGE, BLKZEROOUT, or zeros written by the medium's driver): the
+   * device offers VIRTIO_BLK_F_WRITE_ZEROES when the medium is writable.
+   */
   readonly writeZeroes: boolean;
   /**
    * How threads may hold the medium: `"per-thread"`, each thread opens its
@@ -84,7 +104,7 @@ export interface BackendSpec extends PluginHandle {
 export interface ThreadIo {
   /** Operations the queue must hold at once (the thread's pool elements, its tokens). */
   readonly capacity: number;
-  /** Most data segments of one operation. */
+  /** Most data segments (or DISCARD/WRITE_ZEROES ranges) of one operation. */
   readonly segMax: number;
   /** The wake signal the thread's group rings, for a queue that sleeps in the kernel. */
   readonly wake?: WakeSignalHandle;

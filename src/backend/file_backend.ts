@@ -13,6 +13,13 @@
  *   guest memory. A failed syscall (EIO, ENOSPC, EFBIG, …) is `IO_ERROR`.
  *   The executor answers either with IOERR and keeps serving.
  *
+ * DISCARD and WRITE_ZEROES (`discard`, `writeZeroes`): through the
+ * subclass's {@linkcode SpaceCalls} (`openSpace`: `file_space.ts` where
+ * Deno's FFI is there) — a punched hole, a zeroed range, BLKDISCARD /
+ * BLKZEROOUT — falling back to writing zeros where the file system refuses
+ * (EOPNOTSUPP); without them (Node, OPFS) zeros are written and a discard
+ * does nothing. The same window and checks apply.
+ *
  * Durability contract: in write-through mode the executor calls `flush()`
  * (fdatasync) after each write and before completing it; in write-back mode
  * only a FLUSH request calls it. fdatasync through any descriptor of a file
@@ -24,6 +31,16 @@
  */
 
 import { VirtioBlkError } from "../errors.ts";
+import { errnoName } from "../io/errno.ts";
+import {
+  discardResult,
+  firstZeroMethod,
+  nextZeroMethod,
+  refused,
+  type SpaceCalls,
+  zeroChunk,
+  ZeroMethod,
+} from "../io/space.ts";
 import type { BlockBackend } from "./backend.ts";
 import { errorText } from "./file_errors.ts";
 
@@ -49,6 +66,8 @@ export abstract class FileBackend implements BlockBackend {
   protected readonly syncName: string = "fdatasync";
   /** Byte offset of the window in the file. */
   readonly #start: number;
+  /** fallocate and the block ioctls, opened on first use; null: none here. */
+  #space: SpaceCalls | null | undefined;
   #closed = false;
 
   /** Takes the window and mode from `spec`; the subclass then opens the file. */
@@ -87,6 +106,14 @@ export abstract class FileBackend implements BlockBackend {
   ): number;
   /** fdatasync. */
   protected abstract syncData(): void;
+  /**
+   * The calls that give ranges back and zero them on this file, opened on
+   * first use; null (the default) where there are none: zeros are written
+   * and a discard does nothing.
+   */
+  protected openSpace(): SpaceCalls | null {
+    return null;
+  }
   /** Closes the descriptor. */
   protected abstract closeFile(): void;
 
@@ -99,6 +126,42 @@ export abstract class FileBackend implements BlockBackend {
       throw new VirtioBlkError("IO_ERROR", `write to ${this.path}, which is open read-only`);
     }
     this.#transfer("write", offset, bytes, at, length);
+  }
+
+  /**
+   * Gives `length` bytes at `offset` back: a hole punched in a file,
+   * BLKDISCARD on a block device. Does nothing where the medium cannot (a
+   * discard may leave the data, virtio 1.2 §5.2.6.2), or without FFI.
+   */
+  discard(offset: number, length: number): void {
+    this.#checkChange("discard", offset, length);
+    const space = this.#fileSpace();
+    if (space === null) return;
+    const result = discardResult(space.discard(this.#start + offset, length));
+    if (result < 0) throw this.#spaceFailure("discard", offset, length, result);
+  }
+
+  /**
+   * Makes `length` bytes at `offset` read as zeros: deallocated (a punched
+   * hole) when `unmap`, else a zeroed range (ZERO_RANGE, BLKZEROOUT), and
+   * zeros written where the medium refuses both or there is no FFI.
+   */
+  writeZeroes(offset: number, length: number, unmap: boolean): void {
+    this.#checkChange("write-zeroes", offset, length);
+    const space = this.#fileSpace();
+    let method = space === null ? ZeroMethod.WRITE : firstZeroMethod(unmap);
+    while (method !== ZeroMethod.WRITE) {
+      const result = space!.zero(method, this.#start + offset, length);
+      if (result === 0) return;
+      if (!refused(result)) throw this.#spaceFailure("write-zeroes", offset, length, result);
+      method = nextZeroMethod(method);
+    }
+    const zeros = zeroChunk();
+    for (let done = 0; done < length;) {
+      const chunk = Math.min(zeros.length, length - done);
+      this.#transfer("write", offset + done, zeros, 0, chunk);
+      done += chunk;
+    }
   }
 
   flush(): void {
@@ -119,7 +182,38 @@ export abstract class FileBackend implements BlockBackend {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#space?.close();
     this.closeFile();
+  }
+
+  #checkChange(op: string, offset: number, length: number): void {
+    if (this.readOnly) {
+      throw new VirtioBlkError("IO_ERROR", `${op} on ${this.path}, which is open read-only`);
+    }
+    this.#checkRange(op, offset, length);
+  }
+
+  /** This thread's descriptor for fallocate and ioctls, or null where there is none. */
+  #fileSpace(): SpaceCalls | null {
+    if (this.#space !== undefined) return this.#space;
+    try {
+      return this.#space = this.openSpace();
+    } catch (error) {
+      throw new VirtioBlkError(
+        "IO_ERROR",
+        `cannot open ${this.path} to give space back or zero it: ${errorText(error)}`,
+        { cause: error },
+      );
+    }
+  }
+
+  #spaceFailure(op: string, offset: number, length: number, result: number): VirtioBlkError {
+    return new VirtioBlkError(
+      "IO_ERROR",
+      `${op} of ${length} bytes at device offset ${offset} of ${this.path} failed: ` +
+        errnoName(-result),
+      { cause: { errno: -result } },
+    );
   }
 
   /** Moves all `length` bytes, or throws; a call that moves nothing ends the loop. */
@@ -154,6 +248,15 @@ export abstract class FileBackend implements BlockBackend {
   }
 
   #check(op: string, offset: number, bytes: Uint8Array, at: number, length: number): void {
+    this.#checkRange(op, offset, length);
+    // The executor only passes checked guest regions; anything else is a bug here.
+    if (!Number.isSafeInteger(at) || at < 0 || at > bytes.length || length > bytes.length - at) {
+      throw new RangeError(`${op} buffer [${at}, +${length}) outside its ${bytes.length} bytes`);
+    }
+  }
+
+  /** The device's `[0, size)` holds `[offset, offset + length)`: no access leaves the window. */
+  #checkRange(op: string, offset: number, length: number): void {
     this.#checkOpen();
     if (
       !Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 ||
@@ -163,10 +266,6 @@ export abstract class FileBackend implements BlockBackend {
         "SHORT_TRANSFER",
         `${op} [${offset}, +${length}) lies beyond the ${this.size} bytes of ${this.path}'s device`,
       );
-    }
-    // The executor only passes checked guest regions; anything else is a bug here.
-    if (!Number.isSafeInteger(at) || at < 0 || at > bytes.length || length > bytes.length - at) {
-      throw new RangeError(`${op} buffer [${at}, +${length}) outside its ${bytes.length} bytes`);
     }
   }
 

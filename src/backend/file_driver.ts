@@ -33,6 +33,11 @@ export interface FileBackendSpec extends BackendSpec {
   /** Open with O_DIRECT (`nocache`); needs aligned guest memory and offsets. */
   readonly direct: boolean;
   /**
+   * Whether the path is a block device: DISCARD is BLKDISCARD there, not a
+   * punched hole (absent: a regular file).
+   */
+  readonly blockDevice?: boolean;
+  /**
    * How each thread reaches the file: `"threads"`, synchronous calls through
    * `io`; `"io_uring"`, a ring per thread with batched submissions straight
    * from guest memory (Deno on Linux; ACRN's `aio=io_uring`).

@@ -26,6 +26,7 @@ import { FILE_DRIVER, type FileBackendSpec } from "./file_driver.ts";
 import { IoUring } from "../io/io_uring/ring.ts";
 import { ioUringUnavailable } from "../io/io_uring/sys.ts";
 import { isReadOnlyDevice, probeDeviceSize, seekDeviceSize } from "./block_device.ts";
+import { fileSpaceUnavailable } from "./file_space.ts";
 import { errnoName, errorText, openFailure, type OpenPurpose } from "./file_errors.ts";
 import { notRawMessage, readImageFormat } from "./image_format.ts";
 import { deviceWindow, rangeBytes } from "./range_window.ts";
@@ -92,7 +93,7 @@ export function describeFile(path: string, options: FileOptions = {}): FileBacke
   const aio = chooseAio(options.aio);
   const window = options.range === undefined ? undefined : rangeBytes(options.range, logical);
   const absolute = resolve(path);
-  const fileSize = inspectFile(absolute, readOnly, direct, path);
+  const { size: fileSize, blockDevice } = inspectFile(absolute, readOnly, direct, path);
 
   const { offset, size, windowed } = deviceWindow(
     `backing file ${absolute}`,
@@ -109,6 +110,7 @@ export function describeFile(path: string, options: FileOptions = {}): FileBacke
     io,
     direct,
     aio,
+    blockDevice,
   });
 }
 
@@ -128,20 +130,30 @@ export function checkFileOptions(options: FileOptions): void {
 type FileFields = Omit<FileBackendSpec, "module" | "kind" | "name" | "capabilities">;
 
 /**
- * The spec of a checked file: its driver, and its name (the absolute path,
+ * The spec of a checked file: its driver, its name (the absolute path,
  * plus the byte window when `range=` chose one: the same file is the same
- * name in every run, also after a resize, and two windows of it are two).
+ * name in every run, also after a resize, and two windows of it are two),
+ * and what it can do.
  */
 function fileSpec(fields: FileFields): FileBackendSpec {
   const name = fields.windowed
     ? `${fields.path} bytes ${fields.offset}-${fields.offset + fields.size}`
     : fields.path;
+  const writable = !fields.readOnly;
   return {
     module: FILE_DRIVER,
     kind: "file",
     name,
-    // fdatasync empties the page cache; each thread opens its own descriptor.
-    capabilities: { flush: true, discard: false, writeZeroes: false, handles: "per-thread" },
+    capabilities: {
+      // fdatasync empties the page cache.
+      flush: true,
+      // Holes, BLKDISCARD: through FFI (Deno), or io_uring's fallocate (Deno too).
+      discard: writable && fileSpaceUnavailable() === undefined,
+      // Zeroing falls back to writing zeros, which every writable file can take.
+      writeZeroes: writable,
+      // Each thread opens its own descriptor.
+      handles: "per-thread",
+    },
     ...fields,
   };
 }
@@ -193,7 +205,8 @@ function chooseIo(io: FileIo | undefined, direct: boolean): FileIo {
 }
 
 /**
- * Checks that `path` can back a device and returns its size in bytes.
+ * Checks that `path` can back a device and returns its size in bytes, and
+ * whether it is a block device.
  * The type is checked with stat before anything is opened, so a FIFO or a
  * character device (a tape that rewinds on open) is never opened; the
  * descriptors are opened O_NONBLOCK and the inspected one is checked to be
@@ -202,7 +215,12 @@ function chooseIo(io: FileIo | undefined, direct: boolean): FileIo {
  *
  * @param given the path as the user gave it, for the message refusing an image
  */
-function inspectFile(path: string, readOnly: boolean, direct: boolean, given: string): number {
+function inspectFile(
+  path: string,
+  readOnly: boolean,
+  direct: boolean,
+  given: string,
+): { size: number; blockDevice: boolean } {
   let info: fs.Stats;
   try {
     info = fs.statSync(path);
@@ -256,7 +274,7 @@ function inspectFile(path: string, readOnly: boolean, direct: boolean, given: st
       );
     }
   }
-  return size;
+  return { size, blockDevice: info.isBlockDevice() };
 }
 
 function openFor(path: string, flags: number, purpose: OpenPurpose): number {

@@ -18,10 +18,13 @@
 import type { FileBackendSpec } from "./file_driver.ts";
 import { FileBackend } from "./file_backend.ts";
 import { openFailure } from "./file_errors.ts";
+import { openFileSpace } from "./file_space.ts";
+import type { SpaceCalls } from "../io/space.ts";
 
 /** A backing file accessed through `Deno.FsFile`. */
 export class FsFileBackend extends FileBackend {
   readonly #file: Deno.FsFile;
+  readonly #blockDevice: boolean;
 
   /**
    * Opens `spec.path` on this thread: read-only for `ro`, else read/write;
@@ -31,6 +34,7 @@ export class FsFileBackend extends FileBackend {
    */
   constructor(spec: FileBackendSpec) {
     super(spec);
+    this.#blockDevice = spec.blockDevice ?? false;
     const write = !spec.readOnly;
     try {
       this.#file = Deno.openSync(spec.path, { read: true, write, create: false, truncate: false });
@@ -51,6 +55,11 @@ export class FsFileBackend extends FileBackend {
 
   protected syncData(): void {
     this.#file.syncDataSync();
+  }
+
+  /** fallocate and the block ioctls through FFI (Deno); none on Node. */
+  protected override openSpace(): SpaceCalls | null {
+    return openFileSpace(this.path, this.#blockDevice);
   }
 
   protected closeFile(): void {

@@ -1,7 +1,8 @@
 /**
  * A RAM disk: the medium is a SharedArrayBuffer, so every thread that opens
  * the same {@linkcode MemoryBackendSpec} sees the same bytes. Writes are
- * stable as soon as they are done, so `flush` has nothing to do. This
+ * stable as soon as they are done, so `flush` has nothing to do. DISCARD and
+ * WRITE_ZEROES zero the bytes (a SharedArrayBuffer cannot give pages back). This
  * module is the RAM disk's backend driver (it registers itself).
  * Browser-safe.
  *
@@ -74,7 +75,7 @@ export class MemoryBackend implements BlockBackend {
       name: `RAM disk ${Array.from(id, (b) => b.toString(16).padStart(2, "0")).join("")}`,
       size: buffer.byteLength,
       readOnly: options.readOnly ?? false,
-      capabilities: { flush: true, discard: false, writeZeroes: false, handles: "shared" },
+      capabilities: { flush: true, discard: true, writeZeroes: true, handles: "shared" },
       buffer,
     };
   }
@@ -88,6 +89,18 @@ export class MemoryBackend implements BlockBackend {
     if (this.readOnly) throw new VirtioBlkError("IO_ERROR", "write to a read-only RAM disk");
     this.#check(offset, length);
     this.#disk.set(bytes.subarray(at, at + length), offset);
+  }
+
+  /** Zeros the range: nothing can be given back, and zeros are what a discarded range may read. */
+  discard(offset: number, length: number): void {
+    this.writeZeroes(offset, length);
+  }
+
+  /** Zeros the range. */
+  writeZeroes(offset: number, length: number): void {
+    if (this.readOnly) throw new VirtioBlkError("IO_ERROR", "write-zeroes on a read-only RAM disk");
+    this.#check(offset, length);
+    this.#disk.fill(0, offset, offset + length);
   }
 
   flush(): void {}

@@ -26,10 +26,13 @@ import * as fs from "node:fs";
 import type { FileBackendSpec } from "./file_driver.ts";
 import { FileBackend } from "./file_backend.ts";
 import { openFailure } from "./file_errors.ts";
+import { openFileSpace } from "./file_space.ts";
+import type { SpaceCalls } from "../io/space.ts";
 
 /** A backing file accessed through `node:fs` positional reads and writes. */
 export class NodeFsBackend extends FileBackend {
   readonly #fd: number;
+  readonly #blockDevice: boolean;
 
   /**
    * Opens `spec.path` on this thread: O_RDONLY for `ro`, else O_RDWR, plus
@@ -39,6 +42,7 @@ export class NodeFsBackend extends FileBackend {
    */
   constructor(spec: FileBackendSpec) {
     super(spec);
+    this.#blockDevice = spec.blockDevice ?? false;
     const { O_RDONLY, O_RDWR, O_DIRECT } = fs.constants;
     const flags = (spec.readOnly ? O_RDONLY : O_RDWR) | (spec.direct ? O_DIRECT : 0);
     try {
@@ -62,6 +66,11 @@ export class NodeFsBackend extends FileBackend {
 
   protected syncData(): void {
     fs.fdatasyncSync(this.#fd);
+  }
+
+  /** fallocate and the block ioctls through FFI (Deno); none on Node. */
+  protected override openSpace(): SpaceCalls | null {
+    return openFileSpace(this.path, this.#blockDevice);
   }
 
   protected closeFile(): void {

@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { RangeLimits, WriteZeroesLimits } from "./request.ts";
 import { BlkConfig, SECTOR_SIZE } from "./spec.ts";
 
 /** The values the configuration space reports. */
@@ -20,6 +21,10 @@ export interface BlkGeometry {
   readonly physicalBlockSize: number;
   /** Request queues (num_queues, read by a driver that negotiated VIRTIO_BLK_F_MQ). */
   readonly queues?: number;
+  /** DISCARD's limits, when the device offers VIRTIO_BLK_F_DISCARD. */
+  readonly discard?: RangeLimits;
+  /** WRITE_ZEROES's limits, when the device offers VIRTIO_BLK_F_WRITE_ZEROES. */
+  readonly writeZeroes?: WriteZeroesLimits;
 }
 
 /** Fills a config-space image (without the writeback byte, which is live state). */
@@ -38,6 +43,18 @@ export function buildConfigImage(geometry: BlkGeometry): Uint8Array {
   view.setUint16(BlkConfig.MIN_IO_SIZE, blocksPerPhysical, true);
   view.setUint32(BlkConfig.OPT_IO_SIZE, blocksPerPhysical, true);
   view.setUint16(BlkConfig.NUM_QUEUES, geometry.queues ?? 1, true);
+  // The fields of a feature not offered stay 0 (§5.2.4: they exist only with it).
+  const { discard, writeZeroes } = geometry;
+  if (discard) {
+    view.setUint32(BlkConfig.MAX_DISCARD_SECTORS, discard.maxSectors, true);
+    view.setUint32(BlkConfig.MAX_DISCARD_SEG, discard.maxSegments, true);
+    view.setUint32(BlkConfig.DISCARD_SECTOR_ALIGNMENT, discard.alignment, true);
+  }
+  if (writeZeroes) {
+    view.setUint32(BlkConfig.MAX_WRITE_ZEROES_SECTORS, writeZeroes.maxSectors, true);
+    view.setUint32(BlkConfig.MAX_WRITE_ZEROES_SEG, writeZeroes.maxSegments, true);
+    view.setUint8(BlkConfig.WRITE_ZEROES_MAY_UNMAP, writeZeroes.mayUnmap ? 1 : 0);
+  }
   return image;
 }
 

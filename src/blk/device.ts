@@ -29,13 +29,35 @@ import type { EngineFactory, InterruptHandle, MediumChange, RequestEngine } from
 import { InlineEngine } from "./inline_engine.ts";
 import { MediumErrors } from "./medium_errors.ts";
 import { defaultSerial, serialBytes } from "./serial.ts";
-import { BlkConfig, BlkFeature, SECTOR_SIZE, VIRTIO_ID_BLOCK } from "./spec.ts";
+import type { RangeLimits, RequestLimits, WriteZeroesLimits } from "./request.ts";
+import {
+  BlkConfig,
+  BlkFeature,
+  MAX_RANGE_SEGMENTS,
+  SECTOR_SIZE,
+  U32_MAX,
+  VIRTIO_ID_BLOCK,
+} from "./spec.ts";
 
 /** ACRN's ring size for virtio-blk (VIRTIO_BLK_RINGSZ). */
 export const DEFAULT_QUEUE_SIZE = 64;
 
 /** Most request queues a device may have (a bound of ours; ACRN caps `mq=` at the vCPU count). */
 export const MAX_QUEUES = 16;
+
+/**
+ * ACRN's `discard[=max_discard_sectors:max_discard_seg:discard_sector_alignment]`:
+ * the device offers VIRTIO_BLK_F_DISCARD (where its medium can give space
+ * back) with these limits; a field left out takes ACRN's default.
+ */
+export interface DiscardOptions {
+  /** Most sectors one segment may cover, 1 to 2^32 − 1 (default: the capacity, at most 2^32 − 1). */
+  readonly maxSectors?: number;
+  /** Most segments one request may have, 1 to 256 (default 1). */
+  readonly maxSegments?: number;
+  /** A segment's first sector must be a multiple of this, 0 to 2^32 − 1 (default 0: any). */
+  readonly alignment?: number;
+}
 
 /** How a block device is configured. */
 export interface BlkDeviceOptions {
@@ -62,6 +84,21 @@ export interface BlkDeviceOptions {
   /** Offer VIRTIO_RING_F_EVENT_IDX (default true). */
   readonly eventIdx?: boolean;
   /**
+   * ACRN's `discard`: offer DISCARD (virtio 1.2 §5.2.6) with these limits,
+   * where the medium can give space back (its capabilities) and is
+   * writable. WRITE_ZEROES is offered whenever the medium is writable and
+   * can zero ranges, with the same limits (default without `discard`: the
+   * capacity per segment, one segment); its unmap flag deallocates only
+   * where DISCARD is offered (write_zeroes_may_unmap).
+   */
+  readonly discard?: DiscardOptions;
+  /**
+   * Hold a request back while an earlier overlapping request is in flight
+   * and one of the two changes the medium, so they take effect in
+   * submission order (default true). False is ACRN's `no_bst_block`.
+   */
+  readonly orderOverlapping?: boolean;
+  /**
    * Request queues (default 1). More than one offers VIRTIO_BLK_F_MQ with
    * `num_queues` in config space (§5.2.3, §5.2.4).
    */
@@ -73,6 +110,56 @@ export interface BlkDeviceOptions {
    * at every tenfold count (default: console.error). The guest sees IOERR.
    */
   readonly log?: (message: string) => void;
+}
+
+/** seg_max: as given, or the queue size − 2 (a request with its header and status fits the ring). */
+function segMaxOf(options: BlkDeviceOptions): number {
+  return options.segMax ?? (options.queueSize ?? DEFAULT_QUEUE_SIZE) - 2;
+}
+
+/**
+ * The limits requests are checked against: DISCARD's where the device
+ * offers it (the `discard` option, a medium that can give space back, not
+ * read-only), WRITE_ZEROES's where the medium is writable and can zero
+ * ranges. Each field of `discard` is checked: a value outside its range is
+ * an `INVALID_CONFIG` naming it.
+ */
+function requestLimits(
+  options: BlkDeviceOptions,
+  capacity: number,
+  segMax: number,
+): RequestLimits {
+  const can = options.backend.capabilities;
+  const writable = !options.backend.readOnly;
+  const given = options.discard;
+  // ACRN's defaults: the whole disk in one segment, one segment, any alignment.
+  const ranges: RangeLimits = {
+    maxSectors: checkedField("max_discard_sectors", given?.maxSectors, 1, U32_MAX) ??
+      Math.min(capacity, U32_MAX),
+    maxSegments: checkedField("max_discard_seg", given?.maxSegments, 1, MAX_RANGE_SEGMENTS) ?? 1,
+    alignment: checkedField("discard_sector_alignment", given?.alignment, 0, U32_MAX) ?? 0,
+  };
+  const discard = given !== undefined && can.discard && writable ? ranges : undefined;
+  const writeZeroes: WriteZeroesLimits | undefined = can.writeZeroes && writable
+    ? { ...ranges, alignment: 0, mayUnmap: discard !== undefined }
+    : undefined;
+  return { capacity, segMax, discard, writeZeroes };
+}
+
+function checkedField(
+  name: string,
+  value: number | undefined,
+  min: number,
+  max: number,
+): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new VirtioBlkError(
+      "INVALID_CONFIG",
+      `discard ${name} ${value} must be a whole number from ${min} to ${max}`,
+    );
+  }
+  return value;
 }
 
 /** Where the device sends interrupts. */
@@ -110,6 +197,14 @@ export class VirtioBlkDevice implements VirtioDevice {
    * read-only. Fixed for the device's life, as features are.
    */
   readonly readOnly: boolean;
+  /**
+   * What every request is checked against: the capacity (the medium's now),
+   * seg_max, and the DISCARD and WRITE_ZEROES limits of the features offered.
+   */
+  get limits(): RequestLimits {
+    return this.#limits;
+  }
+  #limits: RequestLimits;
   /** Shared write-cache state. */
   readonly state: BlkState = new BlkState();
   /** The serial as GET_ID returns it. */
@@ -143,8 +238,9 @@ export class VirtioBlkDevice implements VirtioDevice {
    * @param memory guest memory the queue and buffers live in
    * @param options the medium and the device's settings
    * @param interrupts where completions and "needs reset" are signalled
-   * @throws {VirtioBlkError} `INVALID_CONFIG` for a bad queue size or seg_max,
-   *   `BAD_BACKING_FILE` when the medium's size is not a multiple of 512 bytes
+   * @throws {VirtioBlkError} `INVALID_CONFIG` for a bad queue size, seg_max or
+   *   `discard` field, `BAD_BACKING_FILE` when the medium's size is not a
+   *   multiple of 512 bytes
    */
   constructor(memory: GuestMemory, options: BlkDeviceOptions, interrupts: InterruptRoute) {
     const queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
@@ -161,7 +257,7 @@ export class VirtioBlkDevice implements VirtioDevice {
         `queue count ${queueCount} must be 1 to ${MAX_QUEUES}`,
       );
     }
-    const segMax = options.segMax ?? queueSize - 2;
+    const segMax = segMaxOf(options);
     if (!Number.isInteger(segMax) || segMax < 1) {
       throw new VirtioBlkError("INVALID_CONFIG", `seg_max ${segMax} must be a positive integer`);
     }
@@ -185,16 +281,19 @@ export class VirtioBlkDevice implements VirtioDevice {
     this.name = `virtio-blk device on ${medium}`;
     this.serial = serialBytes(options.serial ?? defaultSerial(options.optionString ?? medium));
     this.#defaultWriteback = options.writeback ?? false;
+    // What the medium can do decides the rest (§5.2.3).
+    const can = options.backend.capabilities;
+    const limits = requestLimits(options, this.capacity, segMax);
     this.#image = buildConfigImage({
       sizeBytes,
       segMax,
       logicalBlockSize: logical,
       physicalBlockSize: physical,
       queues: queueCount,
+      discard: limits.discard,
+      writeZeroes: limits.writeZeroes,
     });
 
-    // What the medium can do decides the rest (§5.2.3).
-    const can = options.backend.capabilities;
     let features = bit(BlkFeature.SEG_MAX) | bit(BlkFeature.BLK_SIZE) | bit(BlkFeature.TOPOLOGY) |
       bit(RingFeature.INDIRECT_DESC);
     // A cache the driver may switch on needs a FLUSH to empty it.
@@ -202,7 +301,10 @@ export class VirtioBlkDevice implements VirtioDevice {
     if (options.eventIdx ?? true) features |= bit(RingFeature.EVENT_IDX);
     if (this.readOnly) features |= bit(BlkFeature.RO);
     if (queueCount > 1) features |= bit(BlkFeature.MQ);
+    if (limits.discard) features |= bit(BlkFeature.DISCARD);
+    if (limits.writeZeroes) features |= bit(BlkFeature.WRITE_ZEROES);
     this.offeredFeatures = features;
+    this.#limits = limits;
 
     this.#queueStates = Array.from({ length: queueCount }, () => new QueueStateBuffer(queueSize));
     this.#queues = this.#queueStates.map((state) => new SplitQueue(memory, state));
@@ -216,13 +318,22 @@ export class VirtioBlkDevice implements VirtioDevice {
       state: this.state,
       backend: options.backend,
       readOnly: this.readOnly,
-      limits: { capacity: this.#capacity, segMax },
+      limits,
+      orderOverlapping: options.orderOverlapping ?? true,
       maxChain: this.maxChain,
       serial: this.serial,
       errors: this.mediumErrors,
       name: this.name,
       log: options.log,
     });
+  }
+
+  /**
+   * Pairs a request record of this device holds (its data segments or its
+   * ranges): what a shared blockif pool must be sized for.
+   */
+  static recordSlots(options: BlkDeviceOptions): number {
+    return Math.max(segMaxOf(options), options.discard?.maxSegments ?? 1);
   }
 
   get ackedFeatures(): bigint {
@@ -305,6 +416,7 @@ export class VirtioBlkDevice implements VirtioDevice {
   #setMedium(backend: BackendSpec): void {
     this.#medium = backend;
     this.#capacity = backend.size / SECTOR_SIZE;
+    this.#limits = { ...this.#limits, capacity: this.#capacity };
     setCapacity(this.#image, backend.size);
     this.#configChanged?.();
   }

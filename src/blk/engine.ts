@@ -41,8 +41,13 @@ export interface EngineContext {
   readonly backend: BackendSpec;
   /** Whether the device offered VIRTIO_BLK_F_RO: writes complete IOERR and write nothing. */
   readonly readOnly: boolean;
-  /** Capacity and seg_max that every parsed request is checked against. */
+  /** Capacity, seg_max and DISCARD/WRITE_ZEROES limits every parsed request is checked against. */
   readonly limits: RequestLimits;
+  /**
+   * Hold a request back while an earlier overlapping one is in flight and
+   * one of them changes the medium (false: ACRN's `no_bst_block`).
+   */
+  readonly orderOverlapping: boolean;
   /** Most descriptors one chain may have (sizes every DescriptorChain). */
   readonly maxChain: number;
   /** The 20 GET_ID bytes. */

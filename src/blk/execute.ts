@@ -6,8 +6,8 @@
  *
  * 1. {@linkcode startRequest}: a request that needs no medium (GET_ID, an
  *    unsupported or malformed one, a write to a read-only device) gets its
- *    status at once; a read, write or flush is handed to the thread's I/O
- *    queue with a token and is {@linkcode PENDING}.
+ *    status at once; a read, write, flush, discard or write-zeroes is handed
+ *    to the thread's I/O queue with a token and is {@linkcode PENDING}.
  * 2. {@linkcode finishRequest}: the I/O queue's result (0 or negative)
  *    becomes the status; a failure keeps its cause in the device's
  *    {@linkcode MediumErrors} and is logged once per kind.
@@ -16,7 +16,14 @@
  * @module
  */
 
-import { IoOp, type IoOpCode, type IoQueue, type IoRequest, IoVector } from "../io/io_queue.ts";
+import {
+  IoOp,
+  type IoOpCode,
+  type IoQueue,
+  IoRanges,
+  type IoRequest,
+  IoVector,
+} from "../io/io_queue.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import type { SplitQueue } from "../virtio/split_queue.ts";
 import type { InterruptSink } from "../virtio/transport_state.ts";
@@ -52,9 +59,18 @@ export interface ExecutionContext {
 /** {@linkcode startRequest}'s answer for a request handed to the I/O queue. */
 export const PENDING = -1;
 
-/** An I/O request record per thread, reused for every request it starts. */
-export function ioRequestFor(segMax: number): IoRequest {
-  return { op: IoOp.READ, offset: 0, vector: new IoVector(segMax), durable: false };
+/**
+ * An I/O request record per thread, reused for every request it starts,
+ * with room for `slots` data segments or ranges (see `recordSlots`).
+ */
+export function ioRequestFor(slots: number): IoRequest {
+  return {
+    op: IoOp.READ,
+    offset: 0,
+    vector: new IoVector(slots),
+    ranges: new IoRanges(slots),
+    durable: false,
+  };
 }
 
 /**
@@ -91,6 +107,26 @@ export function startRequest(
       scratch.offset = request.offset;
       // Write-through: the data is stable before the write completes (§5.2.6.2).
       scratch.durable = isWrite && !context.state.writeCache;
+      return submit(context, scratch, token);
+    }
+    case RequestKind.DISCARD:
+    case RequestKind.WRITE_ZEROES: {
+      // Not offered on a read-only device (the parser answers UNSUPP); refused here as well.
+      if (context.readOnly) return RequestStatus.IOERR;
+      const ranges = scratch.ranges;
+      ranges.clear();
+      for (let i = 0; i < request.segmentCount; i++) {
+        ranges.push(
+          request.rangeSector(i) * SECTOR_SIZE,
+          request.rangeSectors(i) * SECTOR_SIZE,
+          request.rangeUnmap(i),
+        );
+      }
+      scratch.op = request.kind === RequestKind.DISCARD ? IoOp.DISCARD : IoOp.WRITE_ZEROES;
+      scratch.offset = request.offset;
+      scratch.vector.clear();
+      // Write-through: stable before it completes, as a write is (§5.2.6.2).
+      scratch.durable = !context.state.writeCache;
       return submit(context, scratch, token);
     }
     case RequestKind.FLUSH:
@@ -144,6 +180,10 @@ function ioOpOf(request: BlkRequest): IoOpCode {
       return IoOp.READ;
     case RequestKind.WRITE:
       return IoOp.WRITE;
+    case RequestKind.DISCARD:
+      return IoOp.DISCARD;
+    case RequestKind.WRITE_ZEROES:
+      return IoOp.WRITE_ZEROES;
     default:
       return IoOp.FLUSH;
   }

@@ -14,6 +14,7 @@ import type { BlockBackend } from "../backend/backend.ts";
 import { openIoQueue } from "../backend/backend.ts";
 import type { IoQueue } from "../io/io_queue.ts";
 import { RequestPool } from "../blockif/request_pool.ts";
+import { recordSlots } from "./request.ts";
 import { BlockifServer } from "../blockif/server.ts";
 import { SyncIoQueue } from "../io/sync_io_queue.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
@@ -47,12 +48,12 @@ export class InlineEngine implements RequestEngine {
     // One element per ring entry: a whole ring's requests fit at once.
     const elements = this.#elements = Math.max(...context.queues.map((q) => q.maxQueueSize));
     this.#server = new BlockifServer(
-      new RequestPool({ elements, segMax: context.limits.segMax }),
+      new RequestPool({ elements, segMax: recordSlots(context.limits) }),
       { dispatch: "worker", pollMaxNs: 0, log: context.log },
     );
     this.#io = backend
       ? new SyncIoQueue(backend, elements)
-      : openIoQueue(context.backend, { capacity: elements, segMax: context.limits.segMax });
+      : openIoQueue(context.backend, { capacity: elements, segMax: recordSlots(context.limits) });
     this.#queues = [];
     this.#attach(context.memory);
     const words = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT * this.#queues.length);
@@ -108,7 +109,7 @@ export class InlineEngine implements RequestEngine {
     try {
       io = openIoQueue(change.backend, {
         capacity: this.#elements,
-        segMax: this.#context.limits.segMax,
+        segMax: recordSlots(this.#context.limits),
       });
     } catch (error) {
       return Promise.reject(error);
@@ -137,10 +138,11 @@ export class InlineEngine implements RequestEngine {
     this.#server.attach(0, {
       settings: {
         readOnly: this.#medium.readOnly,
-        limits: { capacity: this.#medium.capacity, segMax: context.limits.segMax },
+        limits: { ...context.limits, capacity: this.#medium.capacity },
         serial: context.serial,
         maxChain: context.maxChain,
         name: context.name,
+        orderOverlapping: context.orderOverlapping,
       },
       memory,
       queues: this.#queues,

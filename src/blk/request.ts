@@ -19,6 +19,9 @@
 import { type GuestMemory, joinU64 } from "../memory/guest_memory.ts";
 import type { DescriptorChain } from "../virtio/descriptor_chain.ts";
 import {
+  MAX_RANGE_SEGMENTS,
+  RangeFlag,
+  RangeSegment,
   REQUEST_HEADER_SIZE,
   REQUEST_TYPE_BARRIER,
   RequestHeader,
@@ -43,6 +46,10 @@ export const RequestKind = {
   INVALID: 5,
   /** A malformed request without a usable status byte: returned with used length 0. */
   UNANSWERABLE: 6,
+  /** Give back the ranges (the device may deallocate them; virtio 1.2 §5.2.6.2). */
+  DISCARD: 7,
+  /** Make the ranges read as zeros, deallocating those marked unmap where allowed. */
+  WRITE_ZEROES: 8,
 } as const;
 
 /** One of {@linkcode RequestKind}'s values. */
@@ -75,14 +82,33 @@ export const RequestError = {
   UNALIGNED_LENGTH: 11,
   /** sector + length/512 beyond the capacity (compared without overflow). */
   OUT_OF_RANGE: 12,
-  /** More data segments than seg_max. */
+  /** More data segments than seg_max, or more DISCARD/WRITE_ZEROES segments than their max. */
   TOO_MANY_SEGMENTS: 13,
+  /** A DISCARD/WRITE_ZEROES segment table that is empty or not whole 16-byte segments. */
+  RANGE_TABLE_LENGTH: 14,
+  /** A DISCARD/WRITE_ZEROES segment of more sectors than max_discard/write_zeroes_sectors. */
+  SEGMENT_TOO_LONG: 15,
+  /** A DISCARD segment whose first sector is not a multiple of discard_sector_alignment. */
+  UNALIGNED_SECTOR: 16,
+  /** UNSUPPORTED: a DISCARD/WRITE_ZEROES segment with a reserved flag bit set. */
+  UNKNOWN_FLAGS: 17,
+  /** UNSUPPORTED: a DISCARD segment with the unmap flag (it is for WRITE_ZEROES only). */
+  UNMAP_ON_DISCARD: 18,
+  /** UNSUPPORTED: DISCARD or WRITE_ZEROES on a device that does not offer it. */
+  NOT_OFFERED: 19,
 } as const;
 
 /** One of {@linkcode RequestError}'s values. */
 export type RequestErrorCode = typeof RequestError[keyof typeof RequestError];
 
-/** Word indexes of a request record (Float64 words). */
+/**
+ * Word indexes of a request record (Float64 words). A READ, WRITE or GET_ID
+ * keeps its data segments as (address, length) pairs; a DISCARD or
+ * WRITE_ZEROES keeps its ranges as (sector, sectors + 2^32 × unmap) pairs,
+ * with SECTOR and DATA_LENGTH the span they lie in (from the lowest sector
+ * to the end of the highest range), which the request pool's overlap test
+ * looks at first.
+ */
 export const RequestField = {
   KIND: 0,
   ERROR: 1,
@@ -92,13 +118,32 @@ export const RequestField = {
   SEGMENT_COUNT: 5,
   /** GPA of the status byte, or -1 when there is none. */
   STATUS_ADDRESS: 6,
-  /** First of SEGMENT_COUNT (address, length) pairs. */
+  /** First of SEGMENT_COUNT pairs: data segments, or ranges. */
   SEGMENTS: 7,
 } as const;
 
-/** Float64 words of a record that holds up to `segMax` data segments. */
-export function requestRecordWords(segMax: number): number {
-  return RequestField.SEGMENTS + 2 * segMax;
+/** Float64 words of a record that holds up to `slots` data segments or ranges. */
+export function requestRecordWords(slots: number): number {
+  return RequestField.SEGMENTS + 2 * slots;
+}
+
+/** What DISCARD or WRITE_ZEROES segments are checked against (config space, §5.2.4). */
+export interface RangeLimits {
+  /** Most sectors one segment may cover (max_discard_sectors, max_write_zeroes_sectors). */
+  readonly maxSectors: number;
+  /** Most segments one request may have (max_discard_seg, max_write_zeroes_seg). */
+  readonly maxSegments: number;
+  /**
+   * DISCARD: a segment's first sector must be a multiple of this
+   * (discard_sector_alignment; 0 or 1: any sector). Not used for WRITE_ZEROES.
+   */
+  readonly alignment: number;
+}
+
+/** The WRITE_ZEROES limits, and whether its unmap flag may deallocate. */
+export interface WriteZeroesLimits extends RangeLimits {
+  /** write_zeroes_may_unmap: a segment's unmap flag lets the medium deallocate it. */
+  readonly mayUnmap: boolean;
 }
 
 /** The limits a request is checked against. */
@@ -107,6 +152,33 @@ export interface RequestLimits {
   readonly capacity: number;
   /** Most data segments one request may have (config seg_max). */
   readonly segMax: number;
+  /** DISCARD's limits when the device offers VIRTIO_BLK_F_DISCARD; absent: UNSUPP. */
+  readonly discard?: RangeLimits;
+  /** WRITE_ZEROES's limits when the device offers VIRTIO_BLK_F_WRITE_ZEROES; absent: UNSUPP. */
+  readonly writeZeroes?: WriteZeroesLimits;
+}
+
+/**
+ * Pairs a record must hold for a device with `limits`: its data segments,
+ * or its DISCARD/WRITE_ZEROES ranges, whichever may be more.
+ */
+export function recordSlots(limits: RequestLimits): number {
+  return Math.max(
+    limits.segMax,
+    limits.discard?.maxSegments ?? 0,
+    limits.writeZeroes?.maxSegments ?? 0,
+  );
+}
+
+/** Whether requests of `kind` change the medium's bytes (and so are ordered against others). */
+export function changesMedium(kind: RequestKindCode): boolean {
+  return kind === RequestKind.WRITE || kind === RequestKind.DISCARD ||
+    kind === RequestKind.WRITE_ZEROES;
+}
+
+/** Whether `kind` keeps ranges (not data segments) in its record. */
+function hasRanges(kind: RequestKindCode): boolean {
+  return kind === RequestKind.DISCARD || kind === RequestKind.WRITE_ZEROES;
 }
 
 /** A typed view of one request record. */
@@ -120,7 +192,7 @@ export class BlkRequest {
    * Views one request record: a private one, or a slot of shared storage
    * such as the blockif pool's records.
    *
-   * @param segMax segment capacity of the record
+   * @param segMax pairs the record holds: data segments or ranges (see {@linkcode recordSlots})
    * @param fields storage to view (default: a fresh private array)
    * @param base index of the record's first word in `fields`
    */
@@ -133,7 +205,10 @@ export class BlkRequest {
   get kind(): RequestKindCode {
     return this.fields[this.base + RequestField.KIND] as RequestKindCode;
   }
-  /** Why the request is INVALID or UNANSWERABLE; NONE for any other kind. */
+  /**
+   * Why the request is INVALID or UNANSWERABLE, or why a DISCARD or
+   * WRITE_ZEROES is UNSUPPORTED; NONE otherwise.
+   */
   get error(): RequestErrorCode {
     return this.fields[this.base + RequestField.ERROR] as RequestErrorCode;
   }
@@ -141,7 +216,7 @@ export class BlkRequest {
   get head(): number {
     return this.fields[this.base + RequestField.HEAD];
   }
-  /** First sector (512-byte units). */
+  /** First sector (512-byte units); of a DISCARD or WRITE_ZEROES, its lowest range's. */
   get sector(): number {
     return this.fields[this.base + RequestField.SECTOR];
   }
@@ -151,12 +226,17 @@ export class BlkRequest {
   }
   /**
    * Data bytes: what a READ or WRITE transfers (a multiple of 512), or the
-   * room GET_ID has for the serial; 0 for every other kind.
+   * room GET_ID has for the serial; for a DISCARD or WRITE_ZEROES, the span
+   * from `offset` to the end of its highest range; 0 for every other kind.
    */
   get dataLength(): number {
     return this.fields[this.base + RequestField.DATA_LENGTH];
   }
-  /** Data segments recorded (at most `segMax`); 0 for INVALID and UNANSWERABLE requests. */
+  /**
+   * Data segments recorded (at most `segMax`), or a DISCARD's or
+   * WRITE_ZEROES's ranges (those of at least one sector); 0 for INVALID and
+   * UNANSWERABLE requests.
+   */
   get segmentCount(): number {
     return this.fields[this.base + RequestField.SEGMENT_COUNT];
   }
@@ -173,13 +253,49 @@ export class BlkRequest {
     return this.fields[this.base + RequestField.SEGMENTS + 2 * i + 1];
   }
 
+  /** First sector of range `i` of a DISCARD or WRITE_ZEROES. */
+  rangeSector(i: number): number {
+    return this.fields[this.base + RequestField.SEGMENTS + 2 * i];
+  }
+  /** Sectors of range `i` (at least one). */
+  rangeSectors(i: number): number {
+    return this.fields[this.base + RequestField.SEGMENTS + 2 * i + 1] % TWO_POW_32;
+  }
+  /** Whether range `i` of a WRITE_ZEROES may be deallocated (unmap, where the device allows it). */
+  rangeUnmap(i: number): boolean {
+    return this.fields[this.base + RequestField.SEGMENTS + 2 * i + 1] >= TWO_POW_32;
+  }
+
+  /**
+   * Byte extents of the medium the request reads or changes: a READ's or
+   * WRITE's one, a DISCARD's or WRITE_ZEROES's ranges, none for the rest.
+   */
+  get extentCount(): number {
+    const kind = this.kind;
+    if (kind === RequestKind.READ || kind === RequestKind.WRITE) return 1;
+    return hasRanges(kind) ? this.segmentCount : 0;
+  }
+  /** Byte offset where extent `i` starts. */
+  extentStart(i: number): number {
+    return hasRanges(this.kind) ? this.rangeSector(i) * SECTOR_SIZE : this.offset;
+  }
+  /** Byte offset where extent `i` ends (exclusive). */
+  extentEnd(i: number): number {
+    return hasRanges(this.kind)
+      ? (this.rangeSector(i) + this.rangeSectors(i)) * SECTOR_SIZE
+      : this.offset + this.dataLength;
+  }
+
   /** Copies another record into this one (e.g. into a pool slot). */
   copyFrom(other: BlkRequest): void {
     const words = requestRecordWords(other.segmentCount);
     for (let i = 0; i < words; i++) this.fields[this.base + i] = other.fields[other.base + i];
   }
 
-  /** A plain-object picture of the request, for tests and diagnostics. */
+  /**
+   * A plain-object picture of the request, for tests and diagnostics: a
+   * DISCARD or WRITE_ZEROES lists `ranges` instead of `segments`.
+   */
   describe(): {
     kind: string;
     error: string;
@@ -188,10 +304,21 @@ export class BlkRequest {
     dataLength: number;
     statusAddress: number;
     segments: { address: number; length: number }[];
+    ranges?: { sector: number; sectors: number; unmap: boolean }[];
   } {
+    const ranged = hasRanges(this.kind);
     const segments = [];
+    const ranges = [];
     for (let i = 0; i < this.segmentCount; i++) {
-      segments.push({ address: this.segmentAddress(i), length: this.segmentLength(i) });
+      if (ranged) {
+        ranges.push({
+          sector: this.rangeSector(i),
+          sectors: this.rangeSectors(i),
+          unmap: this.rangeUnmap(i),
+        });
+      } else {
+        segments.push({ address: this.segmentAddress(i), length: this.segmentLength(i) });
+      }
     }
     return {
       kind: nameOf(RequestKind, this.kind),
@@ -201,6 +328,7 @@ export class BlkRequest {
       dataLength: this.dataLength,
       statusAddress: this.statusAddress,
       segments,
+      ...(ranged ? { ranges } : {}),
     };
   }
 }
@@ -317,15 +445,107 @@ export function parseRequest(
       }
       f[b + RequestField.DATA_LENGTH] = writableData;
       return finish(out, RequestKind.GET_ID, RequestError.NONE);
+    case RequestType.DISCARD:
+    case RequestType.WRITE_ZEROES:
+      return parseRanges(chain, memory, limits, type === RequestType.DISCARD, {
+        readableData,
+        writableData,
+      }, out);
     default:
       return finish(out, RequestKind.UNSUPPORTED, RequestError.NONE);
   }
 }
 
+// Reused by parseRanges: the segment table, copied out of guest memory once.
+const tableBytes = new Uint8Array(MAX_RANGE_SEGMENTS * RangeSegment.SIZE);
+const tableView = new DataView(tableBytes.buffer);
+
+/**
+ * A DISCARD or WRITE_ZEROES (virtio 1.2 §5.2.6): copies its segment table
+ * out of guest memory once, then checks every segment before any is kept,
+ * so a request runs all of its segments or none. A reserved flag, or unmap
+ * on a DISCARD, makes the request UNSUPP whatever else is wrong with it
+ * (the device MUST answer UNSUPP for them, §5.2.6.2); otherwise a segment
+ * past the capacity (compared without overflow), longer than the maximum or
+ * (DISCARD) not aligned makes it INVALID (IOERR). Segments of zero sectors
+ * are checked and then dropped: there is nothing to do for them.
+ */
+function parseRanges(
+  chain: DescriptorChain,
+  memory: GuestMemory,
+  limits: RequestLimits,
+  discard: boolean,
+  data: { readableData: number; writableData: number },
+  out: BlkRequest,
+): void {
+  const range = discard ? limits.discard : limits.writeZeroes;
+  if (range === undefined) return finish(out, RequestKind.UNSUPPORTED, RequestError.NOT_OFFERED);
+  // The segments are for the device to read; it writes nothing but the status.
+  if (data.writableData !== 0) {
+    return finish(out, RequestKind.INVALID, RequestError.WRONG_DATA_DIRECTION);
+  }
+  const tableLength = data.readableData;
+  if (tableLength === 0 || tableLength % RangeSegment.SIZE !== 0) {
+    return finish(out, RequestKind.INVALID, RequestError.RANGE_TABLE_LENGTH);
+  }
+  const count = tableLength / RangeSegment.SIZE;
+  if (count > range.maxSegments || count > MAX_RANGE_SEGMENTS) {
+    return finish(out, RequestKind.INVALID, RequestError.TOO_MANY_SEGMENTS);
+  }
+  gatherReadable(chain, memory, REQUEST_HEADER_SIZE, tableLength, tableBytes);
+  const mayUnmap = !discard && (limits.writeZeroes?.mayUnmap ?? false);
+  const alignment = discard ? range.alignment : 0;
+  const f = out.fields;
+  const b = out.base;
+  let unsupported: RequestErrorCode = RequestError.NONE;
+  let invalid: RequestErrorCode = RequestError.NONE;
+  let kept = 0;
+  let low = Infinity;
+  let high = 0;
+  for (let i = 0; i < count; i++) {
+    const at = i * RangeSegment.SIZE;
+    const sector = joinU64(
+      tableView.getUint32(at + RangeSegment.SECTOR, true),
+      tableView.getUint32(at + RangeSegment.SECTOR + 4, true),
+    );
+    const sectors = tableView.getUint32(at + RangeSegment.NUM_SECTORS, true);
+    const flags = tableView.getUint32(at + RangeSegment.FLAGS, true);
+    if ((flags & ~RangeFlag.UNMAP) !== 0) unsupported ||= RequestError.UNKNOWN_FLAGS;
+    else if (discard && flags !== 0) unsupported ||= RequestError.UNMAP_ON_DISCARD;
+    if (sector > limits.capacity || sectors > limits.capacity - sector) {
+      invalid ||= RequestError.OUT_OF_RANGE;
+    } else if (sectors > range.maxSectors) {
+      invalid ||= RequestError.SEGMENT_TOO_LONG;
+    } else if (alignment > 1 && sector % alignment !== 0) {
+      invalid ||= RequestError.UNALIGNED_SECTOR;
+    }
+    if (sectors === 0 || unsupported !== RequestError.NONE || invalid !== RequestError.NONE) {
+      continue;
+    }
+    const unmap = mayUnmap && (flags & RangeFlag.UNMAP) !== 0;
+    f[b + RequestField.SEGMENTS + 2 * kept] = sector;
+    f[b + RequestField.SEGMENTS + 2 * kept + 1] = sectors + (unmap ? TWO_POW_32 : 0);
+    kept++;
+    low = Math.min(low, sector);
+    high = Math.max(high, sector + sectors);
+  }
+  if (unsupported !== RequestError.NONE) {
+    return finish(out, RequestKind.UNSUPPORTED, unsupported);
+  }
+  if (invalid !== RequestError.NONE) return finish(out, RequestKind.INVALID, invalid);
+  f[b + RequestField.SEGMENT_COUNT] = kept;
+  f[b + RequestField.SECTOR] = kept === 0 ? 0 : low;
+  f[b + RequestField.DATA_LENGTH] = kept === 0 ? 0 : (high - low) * SECTOR_SIZE;
+  return finish(out, discard ? RequestKind.DISCARD : RequestKind.WRITE_ZEROES, RequestError.NONE);
+}
+
 function finish(out: BlkRequest, kind: RequestKindCode, error: RequestErrorCode): void {
   out.fields[out.base + RequestField.KIND] = kind;
   out.fields[out.base + RequestField.ERROR] = error;
-  if (kind === RequestKind.INVALID || kind === RequestKind.UNANSWERABLE) {
+  if (
+    kind === RequestKind.INVALID || kind === RequestKind.UNANSWERABLE ||
+    kind === RequestKind.UNSUPPORTED
+  ) {
     out.fields[out.base + RequestField.SEGMENT_COUNT] = 0;
     out.fields[out.base + RequestField.DATA_LENGTH] = 0;
   }
@@ -338,20 +558,43 @@ const parsedHeader = { type: 0, sector: 0 };
 
 /** Gathers the first 16 readable bytes (already bounds-checked) into a private copy. */
 function readHeader(chain: DescriptorChain, memory: GuestMemory): typeof parsedHeader {
-  let filled = 0;
-  for (let i = 0; filled < REQUEST_HEADER_SIZE; i++) {
-    const take = Math.min(chain.length[i], REQUEST_HEADER_SIZE - filled);
-    const region = memory.regionFor(chain.address[i], take)!;
-    const from = chain.address[i] - region.gpa;
-    for (let j = 0; j < take; j++) headerBytes[filled + j] = region.bytes[from + j];
-    filled += take;
-  }
+  gatherReadable(chain, memory, 0, REQUEST_HEADER_SIZE, headerBytes);
   parsedHeader.type = headerView.getUint32(RequestHeader.TYPE, true);
   parsedHeader.sector = joinU64(
     headerView.getUint32(RequestHeader.SECTOR, true),
     headerView.getUint32(RequestHeader.SECTOR + 4, true),
   );
   return parsedHeader;
+}
+
+/**
+ * Copies `length` bytes of the chain's device-readable part, from `skip`
+ * bytes into it, to `into` (the buffers were bounds-checked and hold them:
+ * readable buffers come first and add up to at least `skip + length`).
+ */
+function gatherReadable(
+  chain: DescriptorChain,
+  memory: GuestMemory,
+  skip: number,
+  length: number,
+  into: Uint8Array,
+): void {
+  let filled = 0;
+  for (let i = 0; filled < length; i++) {
+    let address = chain.address[i];
+    let available = chain.length[i];
+    if (skip >= available) {
+      skip -= available;
+      continue;
+    }
+    address += skip;
+    available -= skip;
+    skip = 0;
+    const take = Math.min(available, length - filled);
+    const region = memory.regionFor(address, take)!;
+    into.set(region.bytes.subarray(address - region.gpa, address - region.gpa + take), filled);
+    filled += take;
+  }
 }
 
 /**

@@ -62,6 +62,29 @@ export const RequestHeader = { TYPE: 0, IOPRIO: 4, SECTOR: 8 } as const;
 /** Length of the GET_ID answer (virtio 1.2 §5.2.6: VIRTIO_BLK_ID_BYTES). */
 export const ID_BYTES = 20;
 
+/**
+ * One segment of a DISCARD or WRITE_ZEROES request (virtio 1.2 §5.2.6,
+ * struct virtio_blk_discard_write_zeroes): {le64 sector, le32 num_sectors,
+ * le32 flags}; byte offsets and size.
+ */
+export const RangeSegment = { SECTOR: 0, NUM_SECTORS: 8, FLAGS: 12, SIZE: 16 } as const;
+
+/** Flags of a {@linkcode RangeSegment}: only `unmap` is defined; the other 31 bits are reserved. */
+export const RangeFlag = {
+  /** WRITE_ZEROES: the device may deallocate the range (as a discard would). */
+  UNMAP: 1,
+} as const;
+
+/**
+ * Most segments one DISCARD or WRITE_ZEROES request may have here (the
+ * largest `max_discard_seg` accepted): Linux sends at most 256
+ * (MAX_DISCARD_SEGMENTS), and ACRN's table holds 256.
+ */
+export const MAX_RANGE_SEGMENTS = 256;
+
+/** The largest value of a u32 config field (max_discard_sectors and the like). */
+export const U32_MAX = 0xffff_ffff;
+
 /** Byte offsets of struct virtio_blk_config (virtio 1.2 §5.2.4). */
 export const BlkConfig = {
   CAPACITY: 0,

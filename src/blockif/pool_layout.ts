@@ -33,7 +33,10 @@ export const PoolWord = {
   BUSY_HEAD: 8,
   BUSY_TAIL: 9,
   BUSY_COUNT: 10,
-  /** WRITE requests in pendq or busyq (lets a READ skip the conflict scan when 0). */
+  /**
+   * Requests that change the medium (WRITE, DISCARD, WRITE_ZEROES) in pendq
+   * or busyq (lets a READ skip the conflict scan when 0).
+   */
   WRITES_IN_FLIGHT: 11,
   /** Submission counter: each enqueued element gets the next value. */
   SEQUENCE: 12,
@@ -108,7 +111,7 @@ export const NIL = -1;
 export interface PoolDimensions {
   /** Request elements (ACRN: 64). */
   readonly elements: number;
-  /** Data segments one request record holds (seg_max). */
+  /** Data segments or ranges one request record holds (`recordSlots`: seg_max, or more). */
   readonly segMax: number;
 }
 

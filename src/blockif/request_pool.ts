@@ -8,15 +8,21 @@
  *
  * Ordering policy (ACRN's BLOCKED state, reworked). ACRN blocks a request
  * that starts where an in-flight one ends, to keep sequential streams in
- * order for a disk head. We block on what affects the data instead: a read
- * or write waits (BLOCKED) while an earlier request still in pendq or busyq
- * overlaps it and one of the two is a write. Conflicting requests thus take
- * effect in submission order, so a guest that overlaps in-flight writes (or
- * reads what it is writing) sees one consistent order; non-conflicting
- * requests run in parallel and complete in any order. FLUSH blocks nothing
- * and is blocked by nothing: it must cover writes that completed before it
- * was submitted (virtio 1.2 §5.2.6.2), and those are already out of busyq;
- * its fdatasync starts after they finished.
+ * order for a disk head. We block on what affects the data instead: a
+ * request waits (BLOCKED) while an earlier request still in pendq or busyq
+ * overlaps it and one of the two changes the medium. A read covers its one
+ * byte range; a write covers its range and changes it; a DISCARD or
+ * WRITE_ZEROES covers each of its ranges and changes them all (two
+ * requests conflict when any range of one overlaps any range of the
+ * other). Conflicting requests thus take effect in submission order, so a
+ * guest that overlaps in-flight writes (or reads what it is writing) sees
+ * one consistent order; non-conflicting requests run in parallel and
+ * complete in any order. FLUSH blocks nothing and is blocked by nothing: it
+ * must cover writes that completed before it was submitted (virtio 1.2
+ * §5.2.6.2), and those are already out of busyq; its fdatasync starts after
+ * they finished. A device may turn the policy off (`ordered` false at
+ * enqueue: ACRN's `no_bst_block`): its requests then never wait, and
+ * overlapping ones run in whatever order workers take them.
  *
  * Counters read without the lock. FREE_COUNT, RUNNABLE and BUSY_COUNT are
  * changed only under the lock but read outside it (a drainer checking for
@@ -37,7 +43,7 @@
  * @module
  */
 
-import { BlkRequest, RequestField, RequestKind } from "../blk/request.ts";
+import { BlkRequest, changesMedium, RequestField } from "../blk/request.ts";
 import { SECTOR_SIZE } from "../blk/spec.ts";
 import { lock, unlock } from "../sync/mutex.ts";
 import {
@@ -187,9 +193,16 @@ export class RequestPool {
    * pendq, BLOCKED if it conflicts with an earlier in-flight request and
    * PENDING otherwise. Returns that state, or -1 when freeq is empty.
    * `device` tells apart the devices that share the pool (requests of two
-   * devices never conflict).
+   * devices never conflict); `ordered` false (the device's `no_bst_block`)
+   * makes the request PENDING whatever it overlaps.
    */
-  enqueue(request: BlkRequest, queueIndex: number, generation: number, device = 0): number {
+  enqueue(
+    request: BlkRequest,
+    queueIndex: number,
+    generation: number,
+    device = 0,
+    ordered = true,
+  ): number {
     const w = this.words;
     lock(w, PoolWord.LOCK);
     const index = w[PoolWord.FREE_HEAD];
@@ -205,8 +218,8 @@ export class RequestPool {
     w[this.#at(index, ElementWord.GENERATION)] = generation;
     w[this.#at(index, ElementWord.SEQUENCE)] = w[PoolWord.SEQUENCE];
     w[PoolWord.SEQUENCE] = (w[PoolWord.SEQUENCE] + 1) | 0;
-    if (request.kind === RequestKind.WRITE) w[PoolWord.WRITES_IN_FLIGHT]++;
-    const blocked = this.#conflictsWithEarlier(index);
+    if (changesMedium(request.kind)) w[PoolWord.WRITES_IN_FLIGHT]++;
+    const blocked = ordered && this.#conflictsWithEarlier(index);
     const state = blocked ? ElementState.BLOCKED : ElementState.PENDING;
     this.#append(index, PoolWord.PEND_HEAD, PoolWord.PEND_TAIL);
     w[PoolWord.PEND_COUNT]++;
@@ -340,7 +353,7 @@ export class RequestPool {
   /** Pushes an element (already off its list) onto freeq. Caller holds the lock. */
   #free(index: number): void {
     const w = this.words;
-    if (this.#views[index].kind === RequestKind.WRITE) w[PoolWord.WRITES_IN_FLIGHT]--;
+    if (changesMedium(this.#views[index].kind)) w[PoolWord.WRITES_IN_FLIGHT]--;
     w[this.#at(index, ElementWord.NEXT)] = w[PoolWord.FREE_HEAD];
     w[this.#at(index, ElementWord.PREV)] = NIL;
     w[PoolWord.FREE_HEAD] = index;
@@ -393,14 +406,14 @@ export class RequestPool {
 
   /**
    * Whether element `index` conflicts with an element submitted before it
-   * that is still in busyq or pendq: both transfer data, their byte ranges
-   * overlap and at least one writes. Caller holds the lock.
+   * that is still in busyq or pendq: both touch the medium's bytes, a byte
+   * range of one overlaps a byte range of the other, and at least one
+   * changes them. Caller holds the lock.
    */
   #conflictsWithEarlier(index: number): boolean {
     const request = this.#views[index];
-    const kind = request.kind;
-    if (kind !== RequestKind.READ && kind !== RequestKind.WRITE) return false;
-    if (kind === RequestKind.READ && this.words[PoolWord.WRITES_IN_FLIGHT] === 0) return false;
+    if (request.extentCount === 0) return false;
+    if (!changesMedium(request.kind) && this.words[PoolWord.WRITES_IN_FLIGHT] === 0) return false;
     return this.#conflictIn(PoolWord.BUSY_HEAD, index) ||
       this.#conflictIn(PoolWord.PEND_HEAD, index);
   }
@@ -409,9 +422,10 @@ export class RequestPool {
   #conflictIn(headWord: number, index: number): boolean {
     const w = this.words;
     const request = this.#views[index];
-    const isWrite = request.kind === RequestKind.WRITE;
+    const changes = changesMedium(request.kind);
     const sequence = w[this.#at(index, ElementWord.SEQUENCE)];
     const device = w[this.#at(index, ElementWord.DEVICE)];
+    // The span every byte range of the request lies in (the one range of a read or write).
     const start = request.fields[request.base + RequestField.SECTOR] * SECTOR_SIZE;
     const end = start + request.fields[request.base + RequestField.DATA_LENGTH];
     for (let other = w[headWord]; other !== NIL; other = w[this.#at(other, ElementWord.NEXT)]) {
@@ -420,13 +434,30 @@ export class RequestPool {
       // Requests of different devices share no medium.
       if (w[this.#at(other, ElementWord.DEVICE)] !== device) continue;
       const o = this.#views[other];
-      const otherKind = o.kind;
-      if (otherKind === RequestKind.WRITE || (isWrite && otherKind === RequestKind.READ)) {
-        const otherStart = o.fields[o.base + RequestField.SECTOR] * SECTOR_SIZE;
-        const otherEnd = otherStart + o.fields[o.base + RequestField.DATA_LENGTH];
-        if (otherStart < end && start < otherEnd) return true;
-      }
+      if (o.extentCount === 0 || !(changes || changesMedium(o.kind))) continue;
+      const otherStart = o.fields[o.base + RequestField.SECTOR] * SECTOR_SIZE;
+      const otherEnd = otherStart + o.fields[o.base + RequestField.DATA_LENGTH];
+      if (otherStart < end && start < otherEnd && extentsOverlap(request, o)) return true;
     }
     return false;
   }
+}
+
+/**
+ * Whether a byte range of `a` overlaps a byte range of `b` (requests with
+ * several ranges: DISCARD, WRITE_ZEROES). A pair of at most 256 ranges each
+ * is compared range by range; the caller has already seen their spans overlap.
+ */
+function extentsOverlap(a: BlkRequest, b: BlkRequest): boolean {
+  const countA = a.extentCount;
+  const countB = b.extentCount;
+  if (countA === 1 && countB === 1) return true; // the spans are the ranges
+  for (let i = 0; i < countA; i++) {
+    const start = a.extentStart(i);
+    const end = a.extentEnd(i);
+    for (let j = 0; j < countB; j++) {
+      if (b.extentStart(j) < end && start < b.extentEnd(j)) return true;
+    }
+  }
+  return false;
 }

@@ -45,7 +45,7 @@ import {
   startRequest,
 } from "../blk/execute.ts";
 import { MediumErrors } from "../blk/medium_errors.ts";
-import { BlkRequest, parseRequest, type RequestLimits } from "../blk/request.ts";
+import { BlkRequest, parseRequest, recordSlots, type RequestLimits } from "../blk/request.ts";
 import { RequestStatus, type RequestStatusCode } from "../blk/spec.ts";
 import type { IoQueue, IoRequest, IoWaiter } from "../io/io_queue.ts";
 import { SyncIoQueue } from "../io/sync_io_queue.ts";
@@ -66,7 +66,10 @@ export type Dispatch = "worker" | "device";
 export interface DeviceSettings {
   /** The device offers VIRTIO_BLK_F_RO, or its medium is read-only: writes fail. */
   readonly readOnly: boolean;
-  /** Capacity and seg_max every parsed (and started) request is checked against. */
+  /**
+   * Capacity, seg_max and DISCARD/WRITE_ZEROES limits every parsed (and
+   * started) request is checked against.
+   */
   readonly limits: RequestLimits;
   /** The 20 GET_ID bytes. */
   readonly serial: Uint8Array;
@@ -74,6 +77,12 @@ export interface DeviceSettings {
   readonly maxChain: number;
   /** What logs call the device (`virtio-blk device on disk.img`). */
   readonly name: string;
+  /**
+   * Hold a request back while an earlier overlapping one is in flight and
+   * one of them changes the medium (default true; ACRN's `no_bst_block`
+   * turns it off). See `request_pool.ts`.
+   */
+  readonly orderOverlapping?: boolean;
 }
 
 /** One device's live objects on a thread. */
@@ -208,10 +217,11 @@ export class BlockifServer {
 
   /** Serves `device` under `id` (replacing what was attached under it). */
   attach(id: number, device: ServedDevice): void {
-    const segMax = device.settings.limits.segMax;
-    if (segMax > this.#pool.layout.segMax) {
+    const slots = recordSlots(device.settings.limits);
+    if (slots > this.#pool.layout.segMax) {
       throw new RangeError(
-        `a device with seg_max ${segMax} cannot use a pool of ${this.#pool.layout.segMax}`,
+        `a device whose requests hold ${slots} segments or ranges cannot use a pool of ` +
+          `${this.#pool.layout.segMax}`,
       );
     }
     this.#devices[id] = {
@@ -228,8 +238,8 @@ export class BlockifServer {
         name: device.settings.name,
       },
       chain: new DescriptorChain(device.settings.maxChain),
-      scratch: new BlkRequest(segMax),
-      ioRequest: ioRequestFor(segMax),
+      scratch: new BlkRequest(slots),
+      ioRequest: ioRequestFor(slots),
     };
     this.#collectIoQueues();
   }
@@ -275,6 +285,7 @@ export class BlockifServer {
     const pool = this.#pool;
     const queue = queues[index];
     const { chain, scratch } = attached;
+    const ordered = settings.orderOverlapping ?? true;
     let queued = 0;
     /** Requests still to keep for this thread to run: one for a draining worker. */
     let ownShare = this.#settings.dispatch !== "worker"
@@ -300,7 +311,7 @@ export class BlockifServer {
           if (queue.pop(chain) !== Pop.CHAIN) break;
           const generation = queue.generation;
           parseRequest(chain, memory, settings.limits, scratch);
-          const state = pool.enqueue(scratch, index, generation, device);
+          const state = pool.enqueue(scratch, index, generation, device, ordered);
           if (state < 0) {
             // Cannot happen while one thread drains a pool; never drop the chain.
             if (publishRequest(queue, memory, scratch, RequestStatus.IOERR, generation)) {

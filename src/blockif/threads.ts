@@ -54,7 +54,10 @@ export interface BlockifThreadsOptions {
   readonly workers?: number;
   /** Request elements in the pool (default 64). */
   readonly poolSize?: number;
-  /** Most data segments of a request of any device attached (the pool's record size). */
+  /**
+   * Most data segments or ranges of a request of any device attached (the
+   * pool's record size; `VirtioBlkDevice.recordSlots`).
+   */
   readonly segMax: number;
   /** `"worker"` (default): a woken worker drains the rings; `"device"`: the device thread does. */
   readonly dispatch?: Dispatch;

@@ -17,6 +17,7 @@ import { SplitQueue } from "../virtio/split_queue.ts";
 import { waitFor } from "../sync/wait.ts";
 import { PoolWord } from "./pool_layout.ts";
 import type { RequestPool } from "./request_pool.ts";
+import { recordSlots } from "../blk/request.ts";
 import { BlockifServer, type DeviceSettings, type Dispatch } from "./server.ts";
 import type { WakeSignalFactory } from "../sync/wake_signal.ts";
 import {
@@ -126,7 +127,7 @@ export class WorkerEngine implements RequestEngine {
       poolSize: options.poolSize,
       dispatch: options.dispatch,
       pollUs: options.pollUs,
-      segMax: context.limits.segMax,
+      segMax: recordSlots(context.limits),
       log: context.log,
     });
     this.#queues = context.queues.map((state) => new SplitQueue(context.memory, state));
@@ -137,6 +138,7 @@ export class WorkerEngine implements RequestEngine {
       serial: context.serial,
       maxChain: context.maxChain,
       name: context.name,
+      orderOverlapping: context.orderOverlapping,
     };
     const handles: DeviceHandles = {
       settings: this.#settings,

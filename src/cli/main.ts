@@ -28,7 +28,7 @@ import {
   parseSlotOption,
   parseSlotSpec,
 } from "../dm/slot_spec.ts";
-import { DEFAULT_MEMORY_BYTES, VirtualMachine } from "../dm/vm.ts";
+import { DEFAULT_MEMORY_BYTES, MAX_VCPUS, VirtualMachine } from "../dm/vm.ts";
 import { LOAD_OPTION_DEFINITIONS, parseLoadOptions } from "../guest/jobs/load_options.ts";
 import { parseSize } from "../guest/jobs/units.ts";
 import type { UosJob } from "../guest/uos.ts";
@@ -43,7 +43,7 @@ import { PROGRAM } from "./program.ts";
 import { describeSummary } from "../blk/medium_errors.ts";
 import { diskName } from "../guest/boot.ts";
 import { wakeSignalFor } from "../backend/backend.ts";
-import { DEFAULT_QUEUE_SIZE } from "../blk/device.ts";
+import { DEFAULT_QUEUE_SIZE, VirtioBlkDevice } from "../blk/device.ts";
 import { BlockifThreads } from "../blockif/threads.ts";
 import { workerEngine } from "../blockif/worker_engine.ts";
 import type { VmDiskConfig } from "../dm/vm.ts";
@@ -80,6 +80,7 @@ const OPTIONS = {
   "vhost-user": { type: "string" },
   qmp: { type: "string", multiple: true },
   iothreads: { type: "string" },
+  cpus: { type: "string", short: "c" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean" },
   ...LOAD_OPTION_DEFINITIONS,
@@ -146,10 +147,22 @@ export async function main(args: readonly string[], console: Console): Promise<n
     }
     const log = (message: string) => console.stderr(`${PROGRAM}: ${message}\n`);
     const iothreadCount = parseIothreads(values.iothreads);
+    const vcpus = parseCpus(values.cpus, spelled.cpus);
     let configs = specs.map(diskConfig).map((config) => ({
       ...config,
       device: { ...config.device, log },
     }));
+    // ACRN caps mq=N at the VM's vCPU count: a queue no vCPU drives would sit idle.
+    configs = configs.map((config, i) => {
+      const queues = config.device.queues ?? 1;
+      if (queues <= vcpus) return config;
+      notes.push(
+        `-s ${
+          specs[i].text
+        }: mq=${queues} capped at ${vcpus}, the vCPU count (--cpus), as ACRN does`,
+      );
+      return { ...config, device: { ...config.device, queues: vcpus } };
+    });
     checkSlots(specs, configs, others);
     // --iothreads N: the disks that do not size their own threads share N.
     if (iothreadCount !== undefined) {
@@ -178,7 +191,7 @@ export async function main(args: readonly string[], console: Console): Promise<n
     // Only once the whole command line is good: bad input is one line.
     for (const note of notes) console.stderr(`${PROGRAM}: ${note}\n`);
 
-    const vm = await VirtualMachine.create({ memoryBytes, disks: configs });
+    const vm = await VirtualMachine.create({ memoryBytes, disks: configs, vcpus });
     let control: QmpServer | undefined;
     try {
       if (qmp !== undefined) {
@@ -268,6 +281,7 @@ async function serveOverVhostUser(
     "output-format",
     "disk",
     "memory",
+    "cpus",
     ...Object.keys(LOAD_OPTION_DEFINITIONS),
   ];
   const given = guestOnly.find((name) => values[name] !== undefined);
@@ -305,7 +319,8 @@ async function serveOverVhostUser(
   }
   console.stderr(
     `${PROGRAM}: serving ${spec.path} over vhost-user-blk on ${server.socketPath}; connect QEMU with ` +
-      `-chardev socket,id=vu,path=${server.socketPath} -device vhost-user-blk-pci,chardev=vu ` +
+      `-chardev socket,id=vu,path=${server.socketPath} -device vhost-user-blk-pci,chardev=vu` +
+      `${spec.queues === undefined ? "" : `,num-queues=${spec.queues}`} ` +
       `(guest RAM: -object memory-backend-memfd,id=mem,size=…,share=on -machine memory-backend=mem); ` +
       `Ctrl-C stops\n`,
   );
@@ -441,11 +456,24 @@ function sharedThreads(
 ): BlockifThreads {
   const segMax = Math.max(
     DEFAULT_QUEUE_SIZE - 2,
-    ...disks.map(({ device }) => device.segMax ?? (device.queueSize ?? DEFAULT_QUEUE_SIZE) - 2),
+    ...disks.map(({ device }) => VirtioBlkDevice.recordSlots(device)),
   );
   const makeWake = disks.map(({ device }) => wakeSignalFor(device.backend))
     .find((make) => make !== undefined);
   return new BlockifThreads({ workers, segMax, wake: makeWake ?? wake, log });
+}
+
+/** `-c N` / `--cpus N`: the built-in machine's vCPUs, 1 to {@linkcode MAX_VCPUS}. */
+function parseCpus(text: string | undefined, spelled = "--cpus"): number {
+  if (text === undefined) return 1;
+  const count = /^[0-9]+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(count) || count < 1 || count > MAX_VCPUS) {
+    throw new VirtioBlkError(
+      "INVALID_CONFIG",
+      `${spelled} ${text}: must be a whole number from 1 to ${MAX_VCPUS}`,
+    );
+  }
+  return count;
 }
 
 /** `-m SIZE`, named in a message the way the user spelled it (`-m` or `--memory`). */

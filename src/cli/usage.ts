@@ -42,6 +42,9 @@ Options:
                        ACRN's other device types (-s 0:0,hostbridge,
                        -s 1:0,lpc, …) are accepted and not emulated
   -m, --memory SIZE    guest memory, 16M to 4G (default 256M)
+  -c, --cpus N         vCPUs of the built-in machine, 1 to 16 (default 1); a disk
+                       with mq=N gets one queue per vCPU, and a load on it is
+                       spread over them
       --iothreads N    the disks that set no workers= or iothread= share N I/O
                        threads (1 to 64) instead of 8 each (QEMU's iothread)
       --job lsblk|load|watch
@@ -78,6 +81,13 @@ Device options (after the file, comma-separated, as in ACRN):
   sectorsize=L[/P]     logical[/physical] block size, powers of two, L >= 512
   range=START/SIZE     expose only this window of the file, in logical sectors
   nocache              open with O_DIRECT (needs io=node-fs)
+  discard[=MAX:SEG:ALIGN]
+                       ACRN's: offer DISCARD (fstrim) with max_discard_sectors,
+                       max_discard_seg (<= 256), discard_sector_alignment
+                       (default: the disk, 1, 0); not on ro, nor on Node.
+                       WRITE_ZEROES is offered on any writable disk
+  no_bst_block         ACRN's: overlapping requests are not held back for
+                       each other (they may run in any order)
   serial=TEXT          GET_ID serial, at most 20 characters (default: derived
                        from the options, as ACRN does)
   queue_size=N         virtqueue size, a power of two (default 64)
@@ -89,6 +99,9 @@ Device options (after the file, comma-separated, as in ACRN):
   poll_us=N            longest adaptive polling window of an idle worker, in
                        microseconds (default 0: workers sleep at once)
   io=fsfile|node-fs    file I/O through Deno.FsFile or positional node:fs
+  mq=N                 ACRN's: N request queues (1 to 16), written before the
+                       path or after it; capped at --cpus in the built-in
+                       machine; over --vhost-user, QEMU's num-queues=N
 
 Exit status:
 ${exitStatusHelp()}

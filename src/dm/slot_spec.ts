@@ -16,13 +16,20 @@
  *
  * Options (reference §5): `writethru` (default) / `writeback` (the last one
  * wins), `ro`, `sectorsize=<logical>[/<physical>]`, `range=<start>/<size>`
- * (logical sectors), `nocache` (O_DIRECT). Extensions of this project:
+ * (logical sectors), `nocache` (O_DIRECT),
+ * `discard[=max_discard_sectors:max_discard_seg:discard_sector_alignment]`
+ * (offer DISCARD), `no_bst_block` (overlapping requests are not held back
+ * for each other). Extensions of this project:
  * `serial=<text>` (GET_ID, at most 20 characters), `queue_size=<n>`,
  * `workers=<n>`, `pool_size=<n>`, `dispatch=worker|device`, `poll_us=<n>`,
  * `io=fsfile|node-fs`. ACRN's `aio=threads|io_uring` picks how the I/O
  * threads reach the file (io_uring: Deno on Linux), and its
  * `iothread[=N[@cpus]]`, written before the path as ACRN does, how many I/O
- * threads serve the device (CPU affinity is not applied here).
+ * threads serve the device (CPU affinity is not applied here). ACRN's
+ * `mq=N`, before the path as ACRN writes it or among the options, gives the
+ * device N request queues (VIRTIO_BLK_F_MQ, num_queues; 1 to `MAX_QUEUES`);
+ * ACRN caps N at the VM's vCPU count, which the command line does (this
+ * module knows no vCPUs).
  *
  * @module
  */
@@ -33,7 +40,8 @@ import { checkFileOptions, describeFile, type FileOptions } from "../backend/fil
 import { noMedium } from "../backend/no_medium.ts";
 import { createEventFdWake } from "../io/io_uring/wake.ts";
 import { validateSectorSize } from "../backend/sector_size.ts";
-import type { BlkDeviceOptions } from "../blk/device.ts";
+import { type BlkDeviceOptions, type DiscardOptions, MAX_QUEUES } from "../blk/device.ts";
+import { MAX_RANGE_SEGMENTS, U32_MAX } from "../blk/spec.ts";
 import { serialBytes } from "../blk/serial.ts";
 import type { Dispatch } from "../blockif/server.ts";
 import { workerEngine } from "../blockif/worker_engine.ts";
@@ -69,6 +77,16 @@ export interface SlotSpec {
   readonly range?: { readonly start: number; readonly size: number };
   /** `nocache`: open the file with O_DIRECT. */
   readonly direct: boolean;
+  /**
+   * `discard[=max_discard_sectors:max_discard_seg:discard_sector_alignment]`:
+   * offer DISCARD (where the medium can give space back); absent: not offered.
+   */
+  readonly discard?: DiscardOptions;
+  /**
+   * False with `no_bst_block`: a request is not held back while an earlier
+   * overlapping one is in flight (default true).
+   */
+  readonly orderOverlapping: boolean;
   /** `serial=<text>`: the GET_ID serial (default derived from the option string, as ACRN). */
   readonly serial?: string;
   /** `io=fsfile|node-fs`: which file I/O each thread uses (default by runtime). */
@@ -87,6 +105,8 @@ export interface SlotSpec {
   readonly aio?: FileBackendSpec["aio"];
   /** `iothread[=N]` (ACRN, before the path): N I/O threads serve the device (a bare one: 1). */
   readonly iothreads?: number;
+  /** `mq=N` (ACRN, before the path or after it): N request queues, 1 to `MAX_QUEUES`. */
+  readonly queues?: number;
 }
 
 /** The only emulation this device model provides. */
@@ -118,12 +138,6 @@ export interface OtherDeviceSpec {
 export type SlotOption =
   | { readonly kind: "virtio-blk"; readonly spec: SlotSpec }
   | { readonly kind: "other"; readonly device: OtherDeviceSpec };
-
-/** ACRN options this project does not implement, with the reason given to the user. */
-const UNSUPPORTED: Record<string, string> = {
-  discard: "DISCARD is not offered by this device",
-  mq: "the device has one queue",
-};
 
 function invalid(spec: string, message: string): VirtioBlkError {
   return new VirtioBlkError("INVALID_CONFIG", `-s ${spec}: ${message}`);
@@ -224,10 +238,12 @@ function parseVirtioBlk(spec: string, slot: number, func: number, config: string
   if (slot === 0 && func === 0) throw invalid(spec, "slot 0:0 holds the host bridge");
   // ACRN's boot-device flag (`virtio-blk,b,<path>`): the built-in guest boots from nothing.
   let rest = config[0] === "b" && config.length > 1 ? config.slice(1) : config;
-  // ACRN's `iothread[=N[@cpuA:cpuB/…]]` comes before the path.
+  // ACRN's `iothread[=N[@cpuA:cpuB/…]]` and `mq=N` come before the path.
   let iothreads: number | undefined;
-  while (rest.length > 1 && /^iothread(=|$)/.test(rest[0])) {
-    iothreads = parseIothread(spec, rest[0]);
+  let queues: number | undefined;
+  while (rest.length > 1 && /^(iothread(=|$)|mq=)/.test(rest[0])) {
+    if (rest[0].startsWith("mq=")) queues = parseQueues(spec, rest[0].slice(3));
+    else iothreads = parseIothread(spec, rest[0]);
     rest = rest.slice(1);
   }
   const [path, ...options] = rest;
@@ -238,6 +254,8 @@ function parseVirtioBlk(spec: string, slot: number, func: number, config: string
   let sector: { logical: number; physical: number } = { logical: 512, physical: 512 };
   let range: SlotSpec["range"];
   let direct = false;
+  let discard: DiscardOptions | undefined;
+  let orderOverlapping = true;
   let serial: string | undefined;
   let io: SlotSpec["io"];
   let queueSize: number | undefined;
@@ -276,6 +294,13 @@ function parseVirtioBlk(spec: string, slot: number, func: number, config: string
       case "nocache":
         noValue();
         direct = true;
+        break;
+      case "discard":
+        discard = value === undefined ? {} : parseDiscard(spec, value);
+        break;
+      case "no_bst_block":
+        noValue();
+        orderOverlapping = false;
         break;
       case "sectorsize": {
         const match = /^(\d+)(?:\/(\d+))?$/.exec(needValue());
@@ -348,10 +373,10 @@ function parseVirtioBlk(spec: string, slot: number, func: number, config: string
       case "iothread":
         iothreads = parseIothread(spec, option);
         break;
+      case "mq":
+        queues = parseQueues(spec, needValue());
+        break;
       default:
-        if (name in UNSUPPORTED) {
-          throw invalid(spec, `option ${name} is not supported: ${UNSUPPORTED[name]}`);
-        }
         throw invalid(spec, `unknown option "${option}"`);
     }
   }
@@ -372,6 +397,8 @@ function parseVirtioBlk(spec: string, slot: number, func: number, config: string
     physicalBlockSize: sector.physical,
     range,
     direct,
+    discard,
+    orderOverlapping,
     serial,
     io,
     queueSize,
@@ -381,6 +408,32 @@ function parseVirtioBlk(spec: string, slot: number, func: number, config: string
     pollUs,
     aio,
     iothreads,
+    queues,
+  };
+}
+
+/** ACRN's `mq=N`: N request queues, 1 to {@linkcode MAX_QUEUES}. */
+function parseQueues(spec: string, text: string): number {
+  return parseInteger(spec, "mq", text, 1, MAX_QUEUES);
+}
+
+/**
+ * ACRN's `discard=max_discard_sectors:max_discard_seg:discard_sector_alignment`:
+ * all three numbers, each in the range its config field takes (the segments
+ * at most 256, the most Linux sends).
+ */
+function parseDiscard(spec: string, value: string): DiscardOptions {
+  const parts = value.split(":");
+  if (parts.length !== 3 || parts.some((part) => part === "")) {
+    throw invalid(
+      spec,
+      `discard "${value}" must be max_discard_sectors:max_discard_seg:discard_sector_alignment`,
+    );
+  }
+  return {
+    maxSectors: parseInteger(spec, "max_discard_sectors", parts[0], 1, U32_MAX),
+    maxSegments: parseInteger(spec, "max_discard_seg", parts[1], 1, MAX_RANGE_SEGMENTS),
+    alignment: parseInteger(spec, "discard_sector_alignment", parts[2], 0, U32_MAX),
   };
 }
 
@@ -422,6 +475,9 @@ export function diskConfig(spec: SlotSpec): VmDiskConfig {
     logicalBlockSize: spec.logicalBlockSize,
     physicalBlockSize: spec.physicalBlockSize,
     queueSize: spec.queueSize,
+    discard: spec.discard,
+    orderOverlapping: spec.orderOverlapping,
+    queues: spec.queues,
     engine: workerEngine({
       // ACRN's iothread=N: N threads serve the device (workers= says the same in our words).
       workers: spec.workers ?? spec.iothreads,

@@ -25,12 +25,19 @@ export interface GuestDisk {
   readonly driver: VirtioBlkDriver;
 }
 
-/** The booted guest: its memory, port access, allocator and disks. */
-export interface GuestMachine {
+/** One vCPU's view of the machine: memory, port access, its allocator, the interrupt line. */
+export interface GuestVcpu {
   readonly memory: SharedGuestMemory;
   readonly io: PortIo;
+  /** Allocates from this vCPU's share of guest RAM. */
   readonly allocator: GuestAllocator;
   readonly interrupt: InterruptLine;
+  /** The machine's vCPU count. */
+  readonly vcpus: number;
+}
+
+/** The booted guest: its memory, port access, allocator and disks. */
+export interface GuestMachine extends GuestVcpu {
   readonly disks: readonly GuestDisk[];
 }
 
@@ -56,15 +63,31 @@ export async function prepareVcpu(init: VcpuInit): Promise<void> {
   }
 }
 
-/** Boots the guest side of a machine from its vCPU set-up message. */
+/**
+ * A vCPU's view of the machine from its set-up message, without touching
+ * any device: what a vCPU started by the boot vCPU works with.
+ */
+export function startVcpu(init: VcpuInit): GuestVcpu {
+  return {
+    memory: SharedGuestMemory.fromHandle(init.memory),
+    io: new PortIo(init.mailbox, init.vcpu, init.ioEvents),
+    allocator: new GuestAllocator(init.ram.start, init.ram.end),
+    interrupt: new InterruptLine(init.irq.buffer, init.irq.index),
+    vcpus: init.vcpus,
+  };
+}
+
+/**
+ * Boots the guest side of a machine from its vCPU set-up message (the boot
+ * vCPU's): each disk's driver sets up one request queue per vCPU where the
+ * device offers that many (Linux: min(num_queues, CPUs)).
+ */
 export function bootGuest(
   init: VcpuInit,
   driverOptions: Pick<DriverOptions, "indirect" | "eventIdx" | "readIsr"> = {},
 ): GuestMachine {
-  const memory = SharedGuestMemory.fromHandle(init.memory);
-  const io = new PortIo(init.mailbox, init.vcpu, init.ioEvents);
-  const allocator = new GuestAllocator(init.ram.start, init.ram.end);
-  const interrupt = new InterruptLine(init.irq.buffer, init.irq.index);
+  const vcpu = startVcpu(init);
+  const { memory, io, interrupt, allocator } = vcpu;
   const disks = scanBus(io).filter(isVirtioBlk).map((pci, i) => ({
     name: diskName(i),
     pci,
@@ -73,8 +96,9 @@ export function bootGuest(
       registers: new PortRegisters(io, pci.ioBase!),
       interrupt,
       allocator,
+      queues: init.vcpus,
       ...driverOptions,
     }),
   }));
-  return { memory, io, allocator, interrupt, disks };
+  return { ...vcpu, disks };
 }

@@ -1,5 +1,5 @@
 /**
- * Entry point of the built-in guest's vCPU Worker (started by URL): see
+ * Entry point of the built-in guest's vCPU Workers (started by URL): see
  * `uos_vcpu.ts`.
  *
  * @module

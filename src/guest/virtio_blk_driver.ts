@@ -23,6 +23,14 @@
  * Works in-process (direct register calls) and from a vCPU Worker (register
  * accesses through the device model's mailbox).
  *
+ * Multiqueue (§5.2.3, VIRTIO_BLK_F_MQ): asked for `queues` > 1, the driver
+ * negotiates MQ and sets up min(`queues`, num_queues) request queues before
+ * DRIVER_OK, as Linux sets up min(num_queues, CPUs); the driver it returns
+ * drives queue 0, and {@linkcode VirtioBlkDriver.binding} describes each
+ * queue (structured-cloneable) so that another vCPU drives it with a driver
+ * of its own ({@linkcode VirtioBlkDriver.attach}), each kick naming its queue
+ * in QUEUE_NOTIFY. The queues share the device's one interrupt (legacy INTx).
+ *
  * @module
  */
 
@@ -112,6 +120,29 @@ export interface DriverOptions {
    * a polled block queue; 0 (default) always sleeps.
    */
   readonly pollUs?: number;
+  /**
+   * Request queues to set up (default 1): more than one negotiates
+   * VIRTIO_BLK_F_MQ when offered, and min(this, num_queues) are set up.
+   */
+  readonly queues?: number;
+}
+
+/** What a driver on another thread needs to drive one of the queues (structured-cloneable). */
+export interface QueueBinding {
+  /** The queue's index (QUEUE_SEL, and the value its kicks write to QUEUE_NOTIFY). */
+  readonly queue: number;
+  /** Guest-physical address of the ring (legacy layout, page-aligned). */
+  readonly ring: number;
+  /** Entries in the ring. */
+  readonly size: number;
+  /** Request headers, one per descriptor. */
+  readonly headers: number;
+  /** Status bytes, one per descriptor. */
+  readonly statuses: number;
+  /** Indirect tables, one per descriptor (0 without INDIRECT_DESC). */
+  readonly tables: number;
+  /** The device as the initialising driver read it. */
+  readonly info: DiskInfo;
 }
 
 /** The device's configuration as the driver read it. */
@@ -130,8 +161,10 @@ export interface DiskInfo {
   readonly writeback: boolean;
   /** Feature bits the driver accepted. */
   readonly features: number;
-  /** Entries in the device's one queue (legacy QUEUE_NUM). */
+  /** Entries in the first queue (legacy QUEUE_NUM). */
   readonly queueSize: number;
+  /** Request queues the driver set up (1 unless it asked for more and MQ was negotiated). */
+  readonly queues: number;
 }
 
 /** A request's outcome. */
@@ -169,6 +202,9 @@ const DRIVER_FEATURES = (1 << BlkFeature.SEG_MAX) | (1 << BlkFeature.BLK_SIZE) |
   (1 << BlkFeature.TOPOLOGY) | (1 << BlkFeature.FLUSH) | (1 << BlkFeature.CONFIG_WCE) |
   (1 << BlkFeature.RO);
 
+/** Most request queues the driver sets up (num_queues is a 16-bit field). */
+const MAX_DRIVER_QUEUES = 0xffff;
+
 const U16_MASK = 0xffff;
 /** What a byte register of a function that is gone (closed, removed) reads. */
 const GONE_BYTE = 0xff;
@@ -198,6 +234,8 @@ export class VirtioBlkDriver {
   readonly #statuses: number;
   readonly #tables: number;
   readonly #tableStride: number;
+  readonly #queue: number;
+  readonly #bindings: readonly QueueBinding[];
   // The driver's own copy of its chains (it never trusts ring memory for these).
   readonly #next: Uint16Array;
   readonly #chainLength: Uint16Array;
@@ -226,7 +264,11 @@ export class VirtioBlkDriver {
   readonly #completionsReady = (): boolean =>
     this.hasCompletions || this.#needsReset || this.#closed !== undefined;
 
-  private constructor(options: DriverOptions) {
+  private constructor(
+    options: Omit<DriverOptions, "queues" | "indirect" | "eventIdx">,
+    binding: QueueBinding,
+    bindings: readonly QueueBinding[],
+  ) {
     this.#registers = options.registers;
     this.#interrupt = options.interrupt;
     this.#allocator = options.allocator;
@@ -239,51 +281,22 @@ export class VirtioBlkDriver {
     this.#u16 = region.u16;
     this.#u32 = region.u32;
     this.#view = new DataView(options.memory.buffer);
-    const r = this.#registers;
-
-    // §3.1.1 (legacy): reset, ACKNOWLEDGE, DRIVER, features, queue, DRIVER_OK.
-    r.write(LegacyRegister.STATUS, 1, 0);
-    r.write(LegacyRegister.STATUS, 1, DeviceStatus.ACKNOWLEDGE);
-    r.write(LegacyRegister.STATUS, 1, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
-    // A live device shows the bits just written; a closed one reads all ones.
-    if (r.read(LegacyRegister.STATUS, 1) === GONE_BYTE) throw closedError(r);
-    const offered = r.read(LegacyRegister.HOST_FEATURES, 4) >>> 0;
-    let wanted = DRIVER_FEATURES;
-    if (options.indirect) wanted |= 1 << RingFeature.INDIRECT_DESC;
-    if (options.eventIdx ?? true) wanted |= 1 << RingFeature.EVENT_IDX;
-    const features = (offered & wanted) >>> 0;
-    r.write(LegacyRegister.GUEST_FEATURES, 4, features);
-    this.#useIndirect = hasFeature(features, RingFeature.INDIRECT_DESC);
-    this.#eventIdx = hasFeature(features, RingFeature.EVENT_IDX);
-
-    r.write(LegacyRegister.QUEUE_SEL, 2, 0);
-    const size = r.read(LegacyRegister.QUEUE_NUM, 2);
-    if (size === 0 || (size & (size - 1)) !== 0) {
-      this.#fail();
-      throw new DeviceFault(`device reports queue size ${size}`);
-    }
+    const { info, size } = binding;
+    this.info = info;
+    this.#capacity = info.capacity;
+    this.#queue = binding.queue;
+    this.#bindings = bindings;
+    this.#useIndirect = hasFeature(info.features, RingFeature.INDIRECT_DESC);
+    this.#eventIdx = hasFeature(info.features, RingFeature.EVENT_IDX);
     this.#size = size;
-    const alloc = options.allocator;
-    const ringBytes = legacyRingSize(size);
-    const ring = alloc.alloc(ringBytes, LEGACY_QUEUE_ALIGN);
-    this.#bytes.fill(0, this.#offset(ring), this.#offset(ring) + ringBytes);
-    const parts = legacyRingAddresses(ring, size);
+    const parts = legacyRingAddresses(binding.ring, size);
     this.#desc = parts.desc;
     this.#avail = parts.avail;
     this.#used = parts.used;
-    r.write(LegacyRegister.QUEUE_PFN, 4, ring / 2 ** LEGACY_PFN_SHIFT);
-    if (r.read(LegacyRegister.QUEUE_PFN, 4) !== ring / 2 ** LEGACY_PFN_SHIFT) {
-      this.#fail();
-      throw new DeviceFault(`device refused the ring at ${ring}`);
-    }
-
-    const info = this.#readInfo(features, size);
-    this.info = info;
-    this.#capacity = info.capacity;
-    this.#headers = alloc.alloc(REQUEST_HEADER_SIZE * size, 16);
-    this.#statuses = alloc.alloc(size, 16);
+    this.#headers = binding.headers;
+    this.#statuses = binding.statuses;
     this.#tableStride = DESCRIPTOR_SIZE * (info.segMax + 2);
-    this.#tables = this.#useIndirect ? alloc.alloc(this.#tableStride * size, 16) : 0;
+    this.#tables = binding.tables;
     this.#next = new Uint16Array(size);
     this.#chainLength = new Uint16Array(size);
     this.#inFlight = new Uint8Array(size);
@@ -291,17 +304,110 @@ export class VirtioBlkDriver {
     for (let i = 0; i < size; i++) this.#freeList[i] = size - 1 - i;
     this.#freeCount = size;
     this.#callbacks = new Array(size).fill(undefined);
+  }
 
+  /**
+   * §3.1.1 (legacy): reset, ACKNOWLEDGE, DRIVER, features, queues,
+   * DRIVER_OK. Returns the binding of each queue set up.
+   */
+  static #initDevice(options: DriverOptions): QueueBinding[] {
+    const r = options.registers;
+    const fail = () => r.write(LegacyRegister.STATUS, 1, DeviceStatus.FAILED);
+    r.write(LegacyRegister.STATUS, 1, 0);
+    r.write(LegacyRegister.STATUS, 1, DeviceStatus.ACKNOWLEDGE);
+    r.write(LegacyRegister.STATUS, 1, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
+    // A live device shows the bits just written; a closed one reads all ones.
+    if (r.read(LegacyRegister.STATUS, 1) === GONE_BYTE) throw closedError(r);
+    const offered = r.read(LegacyRegister.HOST_FEATURES, 4) >>> 0;
+    const wantedQueues = Math.min(Math.max(1, options.queues ?? 1), MAX_DRIVER_QUEUES);
+    let wanted = DRIVER_FEATURES;
+    if (options.indirect) wanted |= 1 << RingFeature.INDIRECT_DESC;
+    if (options.eventIdx ?? true) wanted |= 1 << RingFeature.EVENT_IDX;
+    if (wantedQueues > 1) wanted |= 1 << BlkFeature.MQ;
+    const features = (offered & wanted) >>> 0;
+    r.write(LegacyRegister.GUEST_FEATURES, 4, features);
+    const offeredQueues = hasFeature(features, BlkFeature.MQ)
+      ? r.read(LegacyRegister.CONFIG + BlkConfig.NUM_QUEUES, 2)
+      : 1;
+    if (offeredQueues === 0) {
+      fail();
+      throw new DeviceFault("device offers VIRTIO_BLK_F_MQ with num_queues 0");
+    }
+    const queues = Math.min(wantedQueues, offeredQueues);
+    const useIndirect = hasFeature(features, RingFeature.INDIRECT_DESC);
+    const alloc = options.allocator;
+    const base = options.memory.regions[0].gpa;
+    const bytes = options.memory.regions[0].bytes;
+    const rings: { ring: number; size: number }[] = [];
+    for (let queue = 0; queue < queues; queue++) {
+      r.write(LegacyRegister.QUEUE_SEL, 2, queue);
+      const size = r.read(LegacyRegister.QUEUE_NUM, 2);
+      if (size === 0 || (size & (size - 1)) !== 0) {
+        fail();
+        throw new DeviceFault(`device reports queue ${queue} size ${size}`);
+      }
+      const ringBytes = legacyRingSize(size);
+      const ring = alloc.alloc(ringBytes, LEGACY_QUEUE_ALIGN);
+      bytes.fill(0, ring - base, ring - base + ringBytes);
+      r.write(LegacyRegister.QUEUE_PFN, 4, ring / 2 ** LEGACY_PFN_SHIFT);
+      if (r.read(LegacyRegister.QUEUE_PFN, 4) !== ring / 2 ** LEGACY_PFN_SHIFT) {
+        fail();
+        throw new DeviceFault(`device refused queue ${queue}'s ring at ${ring}`);
+      }
+      rings.push({ ring, size });
+    }
+    const info = readInfo(r, features, rings[0].size, queues);
+    const bindings = rings.map(({ ring, size }, queue) => ({
+      queue,
+      ring,
+      size,
+      headers: alloc.alloc(REQUEST_HEADER_SIZE * size, 16),
+      statuses: alloc.alloc(size, 16),
+      tables: useIndirect ? alloc.alloc(DESCRIPTOR_SIZE * (info.segMax + 2) * size, 16) : 0,
+      info,
+    }));
     r.write(
       LegacyRegister.STATUS,
       1,
       DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.DRIVER_OK,
     );
+    return bindings;
   }
 
-  /** Resets and initialises the device and returns a driver bound to it. */
+  /**
+   * Resets and initialises the device (with `options.queues` request queues
+   * where the device offers them) and returns a driver bound to queue 0.
+   */
   static init(options: DriverOptions): VirtioBlkDriver {
-    return new VirtioBlkDriver(options);
+    const bindings = VirtioBlkDriver.#initDevice(options);
+    return new VirtioBlkDriver(options, bindings[0], bindings);
+  }
+
+  /**
+   * A driver for one queue of a device another driver initialised (a
+   * {@linkcode binding} of it), on this thread's view of the same guest
+   * memory and registers. It drives only its queue; its allocator must not
+   * hand out what the initialising driver's allocator hands out.
+   */
+  static attach(
+    options: Omit<DriverOptions, "queues" | "indirect" | "eventIdx">,
+    binding: QueueBinding,
+  ): VirtioBlkDriver {
+    return new VirtioBlkDriver(options, binding, [binding]);
+  }
+
+  /** The queue this driver drives. */
+  get queue(): number {
+    return this.#queue;
+  }
+
+  /** Queue `index`'s binding, for a driver on another thread ({@linkcode attach}). */
+  binding(index: number): QueueBinding {
+    const binding = this.#bindings.find((b) => b.queue === index);
+    if (binding === undefined) {
+      throw new RangeError(`queue ${index} was not set up (${this.info.queues} queue(s))`);
+    }
+    return binding;
   }
 
   /** Queue size. */
@@ -486,7 +592,7 @@ export class VirtioBlkDriver {
     } else {
       notify = (Atomics.load(this.#u16, this.#offset(this.#used + UsedRing.FLAGS) >>> 1) & 1) === 0;
     }
-    if (notify) this.#registers.write(LegacyRegister.QUEUE_NOTIFY, 2, 0);
+    if (notify) this.#registers.write(LegacyRegister.QUEUE_NOTIFY, 2, this.#queue);
     return notify;
   }
 
@@ -821,45 +927,46 @@ export class VirtioBlkDriver {
       if (status === GONE_BYTE) this.#closed ??= closedError(this.#registers);
       else if (status & DeviceStatus.DEVICE_NEEDS_RESET) this.#needsReset = true;
       else {
-        this.#capacity = this.#readCapacity();
+        this.#capacity = readCapacity(this.#registers);
         this.#configChanges++;
       }
     }
     return count;
   }
+}
 
-  #fail(): void {
-    this.#registers.write(LegacyRegister.STATUS, 1, DeviceStatus.FAILED);
-  }
+/** config capacity (u64, two 32-bit reads: legacy config has no generation counter). */
+function readCapacity(r: RegisterAccess): number {
+  const low = r.read(LegacyRegister.CONFIG + BlkConfig.CAPACITY, 4) >>> 0;
+  return low + (r.read(LegacyRegister.CONFIG + BlkConfig.CAPACITY + 4, 4) >>> 0) * 2 ** 32;
+}
 
-  /** config capacity (u64, two 32-bit reads: legacy config has no generation counter). */
-  #readCapacity(): number {
-    const r = this.#registers;
-    const low = r.read(LegacyRegister.CONFIG + BlkConfig.CAPACITY, 4) >>> 0;
-    return low + (r.read(LegacyRegister.CONFIG + BlkConfig.CAPACITY + 4, 4) >>> 0) * 2 ** 32;
-  }
-
-  #readInfo(features: number, queueSize: number): DiskInfo {
-    const r = this.#registers;
-    const config = (offset: number, size: 1 | 2 | 4) =>
-      r.read(LegacyRegister.CONFIG + offset, size) >>> 0;
-    const capacity = this.#readCapacity();
-    const logical = hasFeature(features, BlkFeature.BLK_SIZE) ? config(BlkConfig.BLK_SIZE, 4) : 512;
-    const exp = hasFeature(features, BlkFeature.TOPOLOGY)
-      ? config(BlkConfig.PHYSICAL_BLOCK_EXP, 1)
-      : 0;
-    return {
-      capacity,
-      segMax: hasFeature(features, BlkFeature.SEG_MAX) ? config(BlkConfig.SEG_MAX, 4) : 1,
-      logicalBlockSize: logical,
-      physicalBlockSize: logical * 2 ** exp,
-      readOnly: hasFeature(features, BlkFeature.RO),
-      writeback: hasFeature(features, BlkFeature.CONFIG_WCE) &&
-        config(BlkConfig.WRITEBACK, 1) === 1,
-      features,
-      queueSize,
-    };
-  }
+/** The device's configuration, read once the features are negotiated. */
+function readInfo(
+  r: RegisterAccess,
+  features: number,
+  queueSize: number,
+  queues: number,
+): DiskInfo {
+  const config = (offset: number, size: 1 | 2 | 4) =>
+    r.read(LegacyRegister.CONFIG + offset, size) >>> 0;
+  const capacity = readCapacity(r);
+  const logical = hasFeature(features, BlkFeature.BLK_SIZE) ? config(BlkConfig.BLK_SIZE, 4) : 512;
+  const exp = hasFeature(features, BlkFeature.TOPOLOGY)
+    ? config(BlkConfig.PHYSICAL_BLOCK_EXP, 1)
+    : 0;
+  return {
+    capacity,
+    segMax: hasFeature(features, BlkFeature.SEG_MAX) ? config(BlkConfig.SEG_MAX, 4) : 1,
+    logicalBlockSize: logical,
+    physicalBlockSize: logical * 2 ** exp,
+    readOnly: hasFeature(features, BlkFeature.RO),
+    writeback: hasFeature(features, BlkFeature.CONFIG_WCE) &&
+      config(BlkConfig.WRITEBACK, 1) === 1,
+    features,
+    queueSize,
+    queues,
+  };
 }
 
 /** The error of every request to a device whose registers read all ones: it was closed. */

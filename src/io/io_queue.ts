@@ -10,6 +10,9 @@
  * - `submit` queues one operation; `commit` hands everything queued to the
  *   medium (one system call for a batch, for io_uring).
  * - `reap` hands every finished operation's token and result to a callback.
+ * - DISCARD and WRITE_ZEROES carry ranges instead of guest memory: each
+ *   range is given back (the medium may deallocate it) or made to read as
+ *   zeros, all of them or the operation fails.
  * - Results are 0 (done, every byte moved) or negative: `-errno`, or
  *   {@linkcode IO_SHORT} when the medium ended before the last byte (a file
  *   shortened under the device). Partial transfers are the queue's to
@@ -31,6 +34,10 @@ export const IoOp = {
   WRITE: 1,
   /** Make every write that completed before it stable (fdatasync). */
   FLUSH: 2,
+  /** Give back each range (hole punching, BLKDISCARD); what they read afterwards is undefined. */
+  DISCARD: 3,
+  /** Make each range read as zeros; one marked unmap may be deallocated instead. */
+  WRITE_ZEROES: 4,
 } as const;
 
 /** One of {@linkcode IoOp}'s values. */
@@ -44,6 +51,8 @@ export const IO_OP_NAMES: Readonly<Record<IoOpCode, string>> = {
   [IoOp.READ]: "read",
   [IoOp.WRITE]: "write",
   [IoOp.FLUSH]: "flush",
+  [IoOp.DISCARD]: "discard",
+  [IoOp.WRITE_ZEROES]: "write-zeroes",
 };
 
 /**
@@ -86,15 +95,56 @@ export class IoVector {
   }
 }
 
+/**
+ * The byte ranges of a DISCARD or WRITE_ZEROES: `count` of them, each an
+ * offset and a length on the device, and whether it may be deallocated
+ * (WRITE_ZEROES with unmap). Filled by the caller per request, reused.
+ */
+export class IoRanges {
+  /** Ranges in use. */
+  count = 0;
+  /** Device byte offset of each range. */
+  readonly offsets: Float64Array;
+  /** Byte length of each range (never 0). */
+  readonly lengths: Float64Array;
+  /** 1 where a WRITE_ZEROES range may be deallocated rather than written. */
+  readonly unmap: Uint8Array;
+
+  /** Room for at most `capacity` ranges. */
+  constructor(readonly capacity: number) {
+    this.offsets = new Float64Array(capacity);
+    this.lengths = new Float64Array(capacity);
+    this.unmap = new Uint8Array(capacity);
+  }
+
+  /** Empties the list. */
+  clear(): void {
+    this.count = 0;
+  }
+
+  /** Appends `length` bytes at device offset `offset`. */
+  push(offset: number, length: number, unmap: boolean): void {
+    const i = this.count++;
+    this.offsets[i] = offset;
+    this.lengths[i] = length;
+    this.unmap[i] = unmap ? 1 : 0;
+  }
+}
+
 /** One operation, as a queue receives it (the caller's record, reused). */
 export interface IoRequest {
   /** What to do. */
   op: IoOpCode;
-  /** Device byte offset (READ, WRITE). */
+  /** Device byte offset (READ, WRITE; the lowest range's for DISCARD and WRITE_ZEROES). */
   offset: number;
   /** Where the data lives in guest memory (READ, WRITE); `bytes` is the length. */
   readonly vector: IoVector;
-  /** WRITE: the data must be stable before the operation completes (write-through). */
+  /** What DISCARD and WRITE_ZEROES act on. */
+  readonly ranges: IoRanges;
+  /**
+   * WRITE, DISCARD, WRITE_ZEROES: what it changed must be stable before the
+   * operation completes (write-through).
+   */
   durable: boolean;
 }
 

@@ -1,7 +1,8 @@
 /**
  * The adapter that makes a synchronous medium an {@linkcode IoQueue}: each
  * operation runs to its end inside `submit` (pread/pwrite straight into
- * guest memory, fdatasync for FLUSH and for a durable write) and its
+ * guest memory, fdatasync for FLUSH and for a durable write; each range of
+ * a DISCARD or WRITE_ZEROES in turn, then fdatasync when durable) and its
  * completion waits in a small list for the next `reap`. So the thread that
  * runs requests has one path for every medium, and a synchronous medium
  * costs no more than the calls it makes.
@@ -14,7 +15,7 @@
 
 import type { BlockBackend } from "../backend/backend.ts";
 import { VirtioBlkError } from "../errors.ts";
-import { errnoOf } from "./errno.ts";
+import { ERRNO, errnoOf } from "./errno.ts";
 import { IO_SHORT, IoOp, type IoQueue, type IoRequest } from "./io_queue.ts";
 
 /** An {@linkcode IoQueue} over a synchronous {@linkcode BlockBackend}. */
@@ -88,6 +89,25 @@ export class SyncIoQueue implements IoQueue {
         case IoOp.FLUSH:
           backend.flush();
           return 0;
+        case IoOp.DISCARD:
+        case IoOp.WRITE_ZEROES: {
+          const { ranges } = request;
+          const discard = request.op === IoOp.DISCARD;
+          // A medium without the call never had the feature offered: refuse, as Linux would.
+          if (discard ? !backend.discard : !backend.writeZeroes) return -ERRNO.EOPNOTSUPP;
+          // Every range inside the medium before any runs: all of them or none.
+          for (let i = 0; i < ranges.count; i++) {
+            const offset = ranges.offsets[i];
+            const length = ranges.lengths[i];
+            if (!(offset >= 0 && length >= 0 && offset <= backend.size - length)) return IO_SHORT;
+          }
+          for (let i = 0; i < ranges.count; i++) {
+            if (discard) backend.discard!(ranges.offsets[i], ranges.lengths[i]);
+            else backend.writeZeroes!(ranges.offsets[i], ranges.lengths[i], ranges.unmap[i] === 1);
+          }
+          if (request.durable) backend.flush();
+          return 0;
+        }
       }
     } catch (error) {
       if (error instanceof VirtioBlkError && error.code === "SHORT_TRANSFER") return IO_SHORT;

@@ -113,6 +113,18 @@ export class TmpfsMount implements Disposable {
     }
   }
 
+  /**
+   * Creates a sparse file of `bytes` named `name` in the mount (no block
+   * allocated yet: on a mount smaller than `bytes`, writes to it run out
+   * of room part way); returns its path.
+   */
+  sparseFile(name: string, bytes: number): string {
+    const path = `${this.path}/${name}`;
+    using file = Deno.openSync(path, { write: true, create: true });
+    file.truncateSync(bytes);
+    return path;
+  }
+
   /** Makes the mount read-only. */
   remountReadOnly(): void {
     runOrThrow("mount", ["-o", "remount,ro", this.path]);

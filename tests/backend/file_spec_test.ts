@@ -1,6 +1,7 @@
 import { isDeno } from "../../src/runtime/is_deno.ts";
 import assert from "node:assert/strict";
 import { FILE_DRIVER } from "../../src/backend/file_driver.ts";
+import { fileSpaceUnavailable } from "../../src/backend/file_space.ts";
 import { describeFile, type FileOptions } from "../../src/backend/file_spec.ts";
 import type { ErrorCode } from "../../src/errors.ts";
 import {
@@ -48,7 +49,13 @@ Deno.test("describeFile: a regular file becomes a whole-file, read-write spec", 
     module: FILE_DRIVER,
     kind: "file",
     name: path,
-    capabilities: { flush: true, discard: false, writeZeroes: false, handles: "per-thread" },
+    // Holes are punched through FFI (Deno); zeros can be written everywhere.
+    capabilities: {
+      flush: true,
+      discard: fileSpaceUnavailable() === undefined,
+      writeZeroes: true,
+      handles: "per-thread",
+    },
     path,
     offset: 0,
     size: MiB,
@@ -56,6 +63,7 @@ Deno.test("describeFile: a regular file becomes a whole-file, read-write spec", 
     io: isDeno() ? "fsfile" : "node-fs", // FsFile on Deno; positional node:fs elsewhere
     direct: false,
     aio: "threads",
+    blockDevice: false,
   });
   assertUnchanged(path, before);
 });

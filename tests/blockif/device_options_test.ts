@@ -147,10 +147,7 @@ for (const io of IO_VARIANTS) {
     async () => {
       // A sparse 2 MiB image on a 1 MiB file system: writes run out of space halfway.
       using tmpfs = new TmpfsMount(1 << 20);
-      const image = `${tmpfs.path}/sparse.img`;
-      const file = await Deno.open(image, { write: true, create: true });
-      await file.truncate(2 << 20);
-      file.close();
+      const image = tmpfs.sparseFile("sparse.img", 2 << 20);
       await withVm([`6,virtio-blk,${image}${io.slotOption}`], async (vm) => {
         const result = await vm.runVcpu(guestProgram, {
           kind: "write-all",

@@ -19,6 +19,10 @@ import { describeFile } from "../../src/backend/file_spec.ts";
 import { NodeFsBackend } from "../../src/backend/node_fs_backend.ts";
 import type { EngineContext, RequestEngine } from "../../src/blk/engine.ts";
 import { RequestPool } from "../../src/blockif/request_pool.ts";
+import { recordSlots } from "../../src/blk/request.ts";
+import { fileSpaceUnavailable } from "../../src/backend/file_space.ts";
+import { skipWhen } from "../helpers/skip.ts";
+import { RangeSegment, RequestStatus, RequestType } from "../../src/blk/spec.ts";
 import { BlockifServer } from "../../src/blockif/server.ts";
 import { createVirtioBlkPci } from "../../src/dm/virtio_blk_pci.ts";
 import { GuestAllocator } from "../../src/guest/allocator.ts";
@@ -56,7 +60,7 @@ for (const mode of ["writethru", "writeback"] as const) {
 // (b) The order contract.
 
 interface Event {
-  op: "write" | "flush";
+  op: "write" | "flush" | "discard" | "write-zeroes";
   /** Used elements published when the call started and when it returned. */
   publishedAtStart: number;
   publishedAtEnd: number;
@@ -81,6 +85,12 @@ class RecordingBackend implements BlockBackend {
   flush() {
     this.#record("flush", () => this.inner.flush());
   }
+  discard(offset: number, length: number) {
+    this.#record("discard", () => this.inner.discard!(offset, length));
+  }
+  writeZeroes(offset: number, length: number, unmap: boolean) {
+    this.#record("write-zeroes", () => this.inner.writeZeroes!(offset, length, unmap));
+  }
   close() {
     this.inner.close();
   }
@@ -99,7 +109,7 @@ class InThreadBlockif implements RequestEngine {
     this.#server = new BlockifServer({
       memory: context.memory,
       queues,
-      pool: new RequestPool({ elements: 8, segMax: context.limits.segMax }),
+      pool: new RequestPool({ elements: 8, segMax: recordSlots(context.limits) }),
       state: context.state,
       interrupts: context.interrupts,
       backend,
@@ -130,7 +140,7 @@ class InThreadBlockif implements RequestEngine {
   }
 }
 
-async function orderRig(writeback: boolean) {
+async function orderRig(writeback: boolean, discard = false) {
   const dir = await Deno.makeTempDir();
   const image = `${dir}/disk.img`;
   await Deno.writeFile(image, new Uint8Array(IMAGE_BYTES));
@@ -139,20 +149,32 @@ async function orderRig(writeback: boolean) {
   const disk = createVirtioBlkPci(memory, {
     backend: describeFile(image),
     writeback,
+    discard: discard ? {} : undefined,
     engine: (context) => {
       const published = () => Atomics.load(context.queues[0].words, QueueWord.NEXT_USED);
       recorder = new RecordingBackend(new NodeFsBackend(describeFile(image)), published);
       return new InThreadBlockif(context, recorder);
     },
   });
+  const allocator = new GuestAllocator(0x1000, memory.size);
   const driver = VirtioBlkDriver.init({
     memory,
     registers: new DirectRegisters(disk.pci),
     interrupt: new InterruptLine(disk.transport.buffer),
-    allocator: new GuestAllocator(0x1000, memory.size),
+    allocator,
   });
   return {
     driver,
+    /** Sends a one-segment DISCARD or WRITE_ZEROES; its status. */
+    ranges(type: number, sector: number, sectors: number): number {
+      const table = allocator.alloc(RangeSegment.SIZE, 16);
+      const view = new DataView(memory.buffer);
+      view.setBigUint64(table + RangeSegment.SECTOR, BigInt(sector), true);
+      view.setUint32(table + RangeSegment.NUM_SECTORS, sectors, true);
+      view.setUint32(table + RangeSegment.FLAGS, 0, true);
+      const buffers = { count: 1, address: [table], length: [RangeSegment.SIZE] };
+      return driver.executeSync(type, 0, buffers).status;
+    },
     recorder,
     published: () => Atomics.load(disk.device.queueState.words, QueueWord.NEXT_USED),
     async close() {
@@ -199,6 +221,51 @@ Deno.test("write-back: writes complete unsynced; a FLUSH is answered only after 
     );
     assert.equal(flush.publishedAtEnd, before + 2, "FLUSH answered before its fdatasync returned");
     assert.equal(rig.published(), before + 3);
+  } finally {
+    await rig.close();
+  }
+});
+
+// Holes are punched through Deno's FFI; on Node the device offers no DISCARD.
+const space = skipWhen("DISCARD's durability", fileSpaceUnavailable());
+
+Deno.test(
+  "write-through: a DISCARD's and a WRITE_ZEROES's fdatasync returns before the status is published",
+  {
+    ignore: space.ignore,
+  },
+  async () => {
+    const rig = await orderRig(false, true);
+    try {
+      for (
+        const [type, op] of [[RequestType.DISCARD, "discard"], [
+          RequestType.WRITE_ZEROES,
+          "write-zeroes",
+        ]] as const
+      ) {
+        const before = rig.published();
+        rig.recorder.events.length = 0;
+        assert.equal(rig.ranges(type, 8, 16), RequestStatus.OK);
+        const [change, flush] = rig.recorder.events;
+        assert.deepEqual(rig.recorder.events.map((e) => e.op), [op, "flush"]);
+        assert.equal(change.publishedAtEnd, before, "published before the range was changed");
+        assert.equal(flush.publishedAtEnd, before, "published before fdatasync returned");
+        assert.equal(rig.published(), before + 1, "completed once stable");
+      }
+    } finally {
+      await rig.close();
+    }
+  },
+);
+
+Deno.test("write-back: a DISCARD and a WRITE_ZEROES complete unsynced, as writes do", {
+  ignore: space.ignore,
+}, async () => {
+  const rig = await orderRig(true, true);
+  try {
+    assert.equal(rig.ranges(RequestType.DISCARD, 0, 8), RequestStatus.OK);
+    assert.equal(rig.ranges(RequestType.WRITE_ZEROES, 8, 8), RequestStatus.OK);
+    assert.deepEqual(rig.recorder.events.map((e) => e.op), ["discard", "write-zeroes"]);
   } finally {
     await rig.close();
   }

@@ -107,6 +107,16 @@ function either(first: Skip, second: Skip): { ignore: boolean } {
   return { ignore: first.ignore || second.ignore };
 }
 
+/** Runs `body` on `h`; closes `h` if it fails (a passing body ends with {@linkcode resetAndClose}). */
+async function closingOnFailure(h: Harness, body: () => Promise<void>): Promise<void> {
+  try {
+    await body();
+  } catch (error) {
+    await h.close();
+    throw error;
+  }
+}
+
 /** Reset (STATUS = 0, which waits for requests in flight) and close, each bounded. */
 async function resetAndClose(h: Harness): Promise<void> {
   h.driver.resetDevice();
@@ -122,12 +132,9 @@ for (const variant of IO_VARIANTS) {
     async () => {
       // A sparse 2 MiB image on a 1 MiB file system: the writes run out of room halfway.
       using tmpfs = new TmpfsMount(1 << 20);
-      const image = `${tmpfs.path}/sparse.img`;
-      const file = await Deno.open(image, { write: true, create: true });
-      await file.truncate(2 << 20);
-      file.close();
+      const image = tmpfs.sparseFile("sparse.img", 2 << 20);
       const h = fileDevice(image, variant);
-      try {
+      await closingOnFailure(h, async () => {
         await within(h.disk.device.ready(), BOUND_MS, "the engine starts");
         const statuses: number[] = [];
         let lastFailed = -1;
@@ -167,10 +174,7 @@ for (const variant of IO_VARIANTS) {
         assert.equal(lines.first, 1, `one line for the kind: ${h.logs.join("\n")}`);
         assert.deepEqual(lines.counted, failed >= 10 ? [10] : []);
         await resetAndClose(h);
-      } catch (error) {
-        await h.close();
-        throw error;
-      }
+      });
     },
   );
 }
@@ -187,7 +191,7 @@ for (const variant of IO_VARIANTS) {
         errors: { errno: "EIO", ops: ["pread", "pwrite"], armed: false },
       });
       const h = fileDevice(medium.path, variant);
-      try {
+      await closingOnFailure(h, async () => {
         await within(h.disk.device.ready(), BOUND_MS, "the engine starts");
         assert.equal(
           (await request(h, RequestType.OUT, 0, CHUNK, pattern(CHUNK, 1))).status,
@@ -245,10 +249,7 @@ for (const variant of IO_VARIANTS) {
         const read = await request(h, RequestType.IN, (3 * MiB) / 512, CHUNK);
         assert.deepEqual([read.status, read.data], [RequestStatus.OK, data]);
         await resetAndClose(h);
-      } catch (error) {
-        await h.close();
-        throw error;
-      }
+      });
     },
   );
 }

@@ -5,10 +5,11 @@
  * does to the others' requests, and how its counters change for the
  * threads that read them without the lock.
  *
- * The policy (src/blockif/request_pool.ts): a READ or WRITE waits while an
- * earlier request still in pendq or busyq overlaps it and one of the two
- * is a WRITE; every other kind (FLUSH, GET_ID, …) neither waits nor makes
- * anything wait.
+ * The policy (src/blockif/request_pool.ts): a READ, WRITE, DISCARD or
+ * WRITE_ZEROES waits while an earlier request still in pendq or busyq
+ * overlaps it (range by range) and one of the two changes the medium; every
+ * other kind (FLUSH, GET_ID, …) neither waits nor makes anything wait; a
+ * device with `no_bst_block` has none of its requests wait.
  */
 
 import assert from "node:assert/strict";
@@ -273,4 +274,65 @@ Deno.test("the counters read without the lock change only by Atomics read-modify
     Atomics.sub = sub;
   }
   assert.deepEqual(pool.counts(), { free: 3, pending: 0, runnable: 0, blocked: 0, busy: 1 });
+});
+
+/**
+ * A parsed DISCARD or WRITE_ZEROES of sector `ranges` (as `parseRequest`
+ * records it: its ranges, and the span they lie in).
+ */
+function ranged(kind: RequestKindCode, ranges: readonly (readonly [number, number])[]): BlkRequest {
+  const r = new BlkRequest(SEG_MAX);
+  const f = r.fields;
+  f[r.base + RequestField.KIND] = kind;
+  f[r.base + RequestField.SEGMENT_COUNT] = ranges.length;
+  ranges.forEach(([start, end], i) => {
+    f[r.base + RequestField.SEGMENTS + 2 * i] = start;
+    f[r.base + RequestField.SEGMENTS + 2 * i + 1] = end - start;
+  });
+  const low = Math.min(...ranges.map(([start]) => start));
+  const high = Math.max(...ranges.map(([, end]) => end));
+  f[r.base + RequestField.SECTOR] = low;
+  f[r.base + RequestField.DATA_LENGTH] = (high - low) * SECTOR_SIZE;
+  return r;
+}
+
+for (const kind of ["DISCARD", "WRITE_ZEROES"] as const) {
+  Deno.test(`BLOCKED: each range of a ${kind} conflicts as a write's does; the gaps between them do not`, () => {
+    const code = RequestKind[kind];
+    // Earlier: ranges [0, 4) and [20, 24); their span [0, 24) holds gaps.
+    const cases: [string, BlkRequest, number][] = [
+      ["a write in the gap", request(RequestKind.WRITE, 8, 4), ElementState.PENDING],
+      ["a read in the gap", request(RequestKind.READ, 4, 16), ElementState.PENDING],
+      ["a write over the second range", request(RequestKind.WRITE, 22, 1), ElementState.BLOCKED],
+      ["a read of the first range", request(RequestKind.READ, 3, 2), ElementState.BLOCKED],
+      ["a discard of the gap", ranged(RequestKind.DISCARD, [[4, 20]]), ElementState.PENDING],
+      [
+        "a write-zeroes meeting the second range",
+        ranged(RequestKind.WRITE_ZEROES, [[10, 11], [23, 30]]),
+        ElementState.BLOCKED,
+      ],
+      ["a flush", request(RequestKind.FLUSH), ElementState.PENDING],
+    ];
+    for (const [what, later, expected] of cases) {
+      const pool = new RequestPool({ elements: 4, segMax: SEG_MAX });
+      assert.equal(pool.enqueue(ranged(code, [[0, 4], [20, 24]]), 0, 0), ElementState.PENDING);
+      assert.equal(pool.enqueue(later, 0, 0), expected, what);
+    }
+    // And it waits behind an earlier read it would change.
+    const pool = new RequestPool({ elements: 4, segMax: SEG_MAX });
+    assert.equal(pool.enqueue(request(RequestKind.READ, 2, 1), 0, 0), ElementState.PENDING);
+    assert.equal(pool.enqueue(ranged(code, [[0, 4]]), 0, 0), ElementState.BLOCKED);
+  });
+}
+
+Deno.test("no_bst_block (ordered false): an overlapping write, read or discard is not held back", () => {
+  const pool = new RequestPool({ elements: 8, segMax: SEG_MAX });
+  const unordered = (r: BlkRequest) => pool.enqueue(r, 0, 0, 0, false);
+  assert.equal(unordered(request(RequestKind.WRITE, 0, 8)), ElementState.PENDING);
+  assert.equal(unordered(request(RequestKind.WRITE, 0, 8)), ElementState.PENDING);
+  assert.equal(unordered(request(RequestKind.READ, 4, 8)), ElementState.PENDING);
+  assert.equal(unordered(ranged(RequestKind.DISCARD, [[2, 3]])), ElementState.PENDING);
+  assert.equal(pool.counts().blocked, 0);
+  // The same request from an ordered device waits.
+  assert.equal(pool.enqueue(request(RequestKind.READ, 4, 8), 0, 0), ElementState.BLOCKED);
 });

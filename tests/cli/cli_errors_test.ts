@@ -53,9 +53,41 @@ const cases: Case[] = [
     message: /unknown option "fast"/,
   },
   {
-    name: "ACRN option this device does not implement",
-    args: (d) => ["-s", `9,virtio-blk,${d}/a.img,discard`],
-    message: /option discard is not supported/,
+    name: "discard= without all three of its numbers",
+    args: (d) => ["-s", `9,virtio-blk,${d}/a.img,discard=8:1`],
+    message:
+      /^virtio-blk-dm: -s \S+: discard "8:1" must be max_discard_sectors:max_discard_seg:discard_sector_alignment$/,
+  },
+  {
+    name: "discard= with an empty field",
+    args: (d) => ["-s", `9,virtio-blk,${d}/a.img,discard=8::0`],
+    message:
+      /: discard "8::0" must be max_discard_sectors:max_discard_seg:discard_sector_alignment$/,
+  },
+  {
+    name: "discard= of zero sectors",
+    args: (d) => ["-s", `9,virtio-blk,${d}/a.img,discard=0:1:0`],
+    message: /: max_discard_sectors "0" must be a whole number from 1 to 4294967295$/,
+  },
+  {
+    name: "discard= of more segments than a request may have",
+    args: (d) => ["-s", `9,virtio-blk,${d}/a.img,discard=8:257:0`],
+    message: /: max_discard_seg "257" must be a whole number from 1 to 256$/,
+  },
+  {
+    name: "discard= with a negative alignment",
+    args: (d) => ["-s", `9,virtio-blk,${d}/a.img,discard=8:1:-1`],
+    message: /: discard_sector_alignment "-1" must be a whole number from 0 to 4294967295$/,
+  },
+  {
+    name: "discard= of more sectors than the u32 config field holds",
+    args: (d) => ["-s", `9,virtio-blk,${d}/a.img,discard=4294967296:1:0`],
+    message: /: max_discard_sectors "4294967296" must be a whole number from 1 to 4294967295$/,
+  },
+  {
+    name: "no_bst_block given a value",
+    args: (d) => ["-s", `9,virtio-blk,${d}/a.img,no_bst_block=1`],
+    message: /no_bst_block takes no value/,
   },
   {
     name: "option missing its value",
@@ -215,6 +247,44 @@ const cases: Case[] = [
     ) => ["--vhost-user", `${d}/s.sock`, "--iothreads", "2", "-s", `9,virtio-blk,${d}/a.img`],
     message:
       /^virtio-blk-dm: --iothreads shares threads among the built-in machine's disks; with --vhost-user give the one device iothread=N in its -s$/,
+  },
+  {
+    name: "no vCPUs",
+    args: (d) => ["--cpus", "0", "-s", `9,virtio-blk,${d}/a.img`],
+    message: /^virtio-blk-dm: --cpus 0: must be a whole number from 1 to 16$/,
+  },
+  {
+    name: "vCPUs that are not a number, spelled -c",
+    args: (d) => ["-c", "two", "-s", `9,virtio-blk,${d}/a.img`],
+    message: /^virtio-blk-dm: -c two: must be a whole number from 1 to 16$/,
+  },
+  {
+    name: "more vCPUs than Workers we start",
+    args: (d) => ["--cpus", "17", "-s", `9,virtio-blk,${d}/a.img`],
+    message: /^virtio-blk-dm: --cpus 17: must be a whole number from 1 to 16$/,
+  },
+  {
+    name: "vCPUs for a vhost-user device (QEMU's guest has its own)",
+    args: (d) => ["--vhost-user", `${d}/s.sock`, "--cpus", "2", "-s", `9,virtio-blk,${d}/a.img`],
+    message:
+      /^virtio-blk-dm: --cpus is for the built-in guest; with --vhost-user the guest is QEMU's$/,
+  },
+  {
+    name: "no request queues",
+    args: (d) => ["-s", `9,virtio-blk,mq=0,${d}/a.img`],
+    message:
+      /^virtio-blk-dm: -s 9,virtio-blk,mq=0,\S+a\.img: mq "0" must be a whole number from 1 to 16$/,
+  },
+  {
+    name: "request queues that are not a number",
+    args: (d) => ["-s", `9,virtio-blk,${d}/a.img,mq=many`],
+    message:
+      /^virtio-blk-dm: -s 9,virtio-blk,\S+a\.img,mq=many: mq "many" must be a whole number from 1 to 16$/,
+  },
+  {
+    name: "more request queues than a device may have, over vhost-user too",
+    args: (d) => ["--vhost-user", `${d}/s.sock`, "-s", `9,virtio-blk,${d}/a.img,mq=17`],
+    message: /mq "17" must be a whole number from 1 to 16$/,
   },
   {
     name: "an aio= ACRN does not have",

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { diskConfig, parseSlotOption, parseSlotSpec } from "../../src/dm/slot_spec.ts";
 import { ACRN_DEVICE_TYPES } from "../../src/dm/acrn_devices.ts";
+import { MAX_QUEUES } from "../../src/blk/device.ts";
 import { VirtioBlkError } from "../../src/errors.ts";
 import { defaultSerial } from "../../src/blk/serial.ts";
 import { WorkerEngine } from "../../src/blockif/worker_engine.ts";
@@ -9,6 +10,7 @@ import { isDeno } from "../../src/runtime/is_deno.ts";
 import { FILE_DRIVER, type FileBackendSpec } from "../../src/backend/file_driver.ts";
 import { ioUringUnavailable } from "../../src/io/io_uring/sys.ts";
 import { isNoMedium } from "../../src/backend/no_medium.ts";
+import { fileSpaceUnavailable } from "../../src/backend/file_space.ts";
 
 Deno.test("a bare slot: function 0, write-through, 512-byte sectors, the whole file", () => {
   assert.deepEqual(parseSlotSpec("9,virtio-blk,disk.img"), {
@@ -24,6 +26,8 @@ Deno.test("a bare slot: function 0, write-through, 512-byte sectors, the whole f
     physicalBlockSize: 512,
     range: undefined,
     direct: false,
+    discard: undefined,
+    orderOverlapping: true,
     serial: undefined,
     io: undefined,
     queueSize: undefined,
@@ -33,6 +37,7 @@ Deno.test("a bare slot: function 0, write-through, 512-byte sectors, the whole f
     pollUs: undefined,
     aio: undefined,
     iothreads: undefined,
+    queues: undefined,
   });
 });
 
@@ -142,6 +147,44 @@ Deno.test("ACRN's nodisk: an empty drive whose options are checked now for the m
   }
 });
 
+Deno.test("ACRN's discard (bare: ACRN's defaults; =sectors:segments:alignment) and no_bst_block", () => {
+  const bare = parseSlotSpec("4,virtio-blk,a,discard");
+  assert.deepEqual(bare.discard, {}, "every field left to ACRN's default");
+  assert.equal(bare.orderOverlapping, true);
+  const full = parseSlotSpec("4,virtio-blk,a,discard=2048:4:8,no_bst_block");
+  assert.deepEqual(full.discard, { maxSectors: 2048, maxSegments: 4, alignment: 8 });
+  assert.equal(full.orderOverlapping, false);
+  assert.deepEqual(parseSlotSpec("4,virtio-blk,a,discard=4294967295:256:0").discard, {
+    maxSectors: 2 ** 32 - 1,
+    maxSegments: 256,
+    alignment: 0,
+  });
+  for (const bad of ["1:2", "1:2:3:4", ":1:0", "x:1:0", "1:0:0", "1:1:4294967296", "-1:1:0"]) {
+    assert.throws(
+      () => parseSlotSpec(`4,virtio-blk,a,discard=${bad}`),
+      (e: VirtioBlkError) => e.code === "INVALID_CONFIG" && e.message.startsWith("-s 4,virtio-blk"),
+      bad,
+    );
+  }
+});
+
+Deno.test("discard and no_bst_block reach the device's options", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/d.img`, new Uint8Array(1 << 20));
+    const config = diskConfig(
+      parseSlotSpec(`5,virtio-blk,${dir}/d.img,discard=64:2:8,no_bst_block`),
+    );
+    assert.deepEqual(config.device.discard, { maxSectors: 64, maxSegments: 2, alignment: 8 });
+    assert.equal(config.device.orderOverlapping, false);
+    const plain = diskConfig(parseSlotSpec(`5,virtio-blk,${dir}/d.img`));
+    assert.equal(plain.device.discard, undefined);
+    assert.equal(plain.device.orderOverlapping, true);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a spec becomes a device configuration once its file checks out", async () => {
   const dir = await Deno.makeTempDir();
   try {
@@ -158,7 +201,13 @@ Deno.test("a spec becomes a device configuration once its file checks out", asyn
         module: FILE_DRIVER,
         kind: "file",
         name: `${dir}/d.img bytes ${8 * 4096}-${72 * 4096}`,
-        capabilities: { flush: true, discard: false, writeZeroes: false, handles: "per-thread" },
+        // Holes are punched through FFI (Deno); zeros can be written everywhere.
+        capabilities: {
+          flush: true,
+          discard: fileSpaceUnavailable() === undefined,
+          writeZeroes: true,
+          handles: "per-thread",
+        },
         path: `${dir}/d.img`,
         offset: 8 * 4096,
         size: 64 * 4096,
@@ -167,6 +216,7 @@ Deno.test("a spec becomes a device configuration once its file checks out", asyn
         io: isDeno() ? "fsfile" : "node-fs",
         direct: false,
         aio: "threads",
+        blockDevice: false,
       },
     );
     // ACRN derives the serial from the option string after "virtio-blk,".
@@ -249,6 +299,46 @@ Deno.test("ACRN's aio= and iothread (written before the path): parsed, checked, 
       const engine = vm.disks[0].function.device.engine;
       assert.ok(engine instanceof WorkerEngine);
       assert.equal(engine.settings.workers, 3);
+    } finally {
+      await vm.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ACRN's mq=N, before the path or among the options: N request queues, 1 to MAX_QUEUES", async () => {
+  assert.equal(parseSlotSpec("9,virtio-blk,mq=2,disk.img").queues, 2);
+  assert.equal(parseSlotSpec("9,virtio-blk,iothread=2,mq=4,disk.img").queues, 4);
+  assert.equal(parseSlotSpec("9,virtio-blk,iothread=2,mq=4,disk.img").path, "disk.img");
+  assert.equal(parseSlotSpec("9,virtio-blk,disk.img,mq=3").queues, 3);
+  assert.equal(parseSlotSpec(`9,virtio-blk,disk.img,mq=${MAX_QUEUES}`).queues, MAX_QUEUES);
+  const range = `must be a whole number from 1 to ${MAX_QUEUES}`;
+  for (
+    const [text, message] of [
+      ["9,virtio-blk,mq=0,disk.img", `mq "0" ${range}`],
+      [`9,virtio-blk,disk.img,mq=${MAX_QUEUES + 1}`, `mq "${MAX_QUEUES + 1}" ${range}`],
+      ["9,virtio-blk,disk.img,mq=two", `mq "two" ${range}`],
+      ["9,virtio-blk,disk.img,mq=-1", `mq "-1" ${range}`],
+      ["9,virtio-blk,disk.img,mq=1.5", `mq "1.5" ${range}`],
+      ["9,virtio-blk,disk.img,mq", "option mq needs a value (mq=…)"],
+    ] as const
+  ) {
+    assert.throws(() => parseSlotSpec(text), (error: unknown) => {
+      assert.ok(error instanceof VirtioBlkError);
+      assert.equal(error.code, "INVALID_CONFIG");
+      assert.equal(error.message, `-s ${text}: ${message}`);
+      return true;
+    });
+  }
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/d.img`, new Uint8Array(1 << 20));
+    const config = diskConfig(parseSlotSpec(`7,virtio-blk,mq=2,${dir}/d.img`));
+    assert.equal(config.device.queues, 2);
+    const vm = await VirtualMachine.create({ memoryBytes: 16 << 20, disks: [config] });
+    try {
+      assert.equal(vm.disks[0].function.device.queueCount, 2);
     } finally {
       await vm.close();
     }

@@ -85,3 +85,32 @@ Deno.test("latency: every value falls in a bucket whose middle is within 1/64 of
     previous = bucket;
   }
 });
+
+Deno.test("latency: histograms recorded apart (a load's shares on several vCPUs) merge into the histogram of all their values", () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.array(fc.nat(10_000_000), { maxLength: 200 }), { minLength: 1, maxLength: 4 }),
+      (shares) => {
+        const whole = new LatencyHistogram();
+        const parts = shares.map((values) => {
+          const part = new LatencyHistogram();
+          for (const value of values) {
+            part.record(value);
+            whole.record(value);
+          }
+          return part;
+        });
+        // Through structured cloning, as the shares' results cross threads.
+        const merged = LatencyHistogram.merged(parts.map((part) => structuredClone(part.state())));
+        const [got, want] = [merged.summary(), whole.summary()];
+        assert.deepEqual(
+          { ...got, meanNs: 0, stdevNs: 0 },
+          { ...want, meanNs: 0, stdevNs: 0 },
+        );
+        // Sums in another order may differ in the last bits.
+        assert.ok(Math.abs(got.meanNs - want.meanNs) <= 1e-9 * Math.max(1, want.meanNs));
+        assert.ok(Math.abs(got.stdevNs - want.stdevNs) <= 1e-6 * Math.max(1, want.stdevNs));
+      },
+    ),
+  );
+});

@@ -30,6 +30,7 @@ const NO_PARTITIONS = NO_LOOP.ignore
 const OURS = [
   "slot",
   "cache",
+  "queues",
   "features",
   "notes",
   "fsblock-size",

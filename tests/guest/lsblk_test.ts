@@ -63,12 +63,12 @@ Deno.test("lsblk: a disk with an ext4 filesystem, its device facts and what blki
   const table = formatLsblkTable([row]).split("\n");
   assert.match(
     table[0],
-    /^NAME +SLOT +SIZE +RO +CACHE +LOG-SEC +PHY-SEC +SERIAL +FEATURES +CONTENT$/,
+    /^NAME +SLOT +SIZE +RO +CACHE +QUEUES +LOG-SEC +PHY-SEC +SERIAL +FEATURES +CONTENT$/,
   );
   assert.match(
     table[1],
     new RegExp(
-      `^vda +9 +16M +0 +write-back +512 +4096 +VIRTIO-SERIAL-1 +${row.features.join(",")} +` +
+      `^vda +9 +16M +0 +write-back +1 +512 +4096 +VIRTIO-SERIAL-1 +${row.features.join(",")} +` +
         `ext4 LABEL="walk" UUID=${uuid}$`,
     ),
   );
@@ -95,6 +95,7 @@ Deno.test("lsblk: a disk with an ext4 filesystem, its device facts and what blki
       uuid,
       slot: "9",
       cache: "write-back",
+      queues: 1,
       features: row.features,
       "fsblock-size": Number(theirs.BLOCK_SIZE),
       fsblocks: (16 * MiB) / Number(theirs.BLOCK_SIZE),

@@ -11,7 +11,14 @@ import { readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { describeFile } from "../../src/backend/file_spec.ts";
 import { openBackend } from "../../src/backend/backend.ts";
 import type { FileBackendSpec } from "../../src/backend/file_driver.ts";
-import { IO_SHORT, IoOp, type IoQueue, type IoRequest, IoVector } from "../../src/io/io_queue.ts";
+import {
+  IO_SHORT,
+  IoOp,
+  type IoQueue,
+  IoRanges,
+  type IoRequest,
+  IoVector,
+} from "../../src/io/io_queue.ts";
 import { SyncIoQueue } from "../../src/io/sync_io_queue.ts";
 import { UringContext, UringIoQueue } from "../../src/io/io_uring/uring_io_queue.ts";
 import { ioUringUnavailable } from "../../src/io/io_uring/sys.ts";
@@ -66,7 +73,7 @@ const region = memory.regions[0];
 function request(op: IoRequest["op"], offset: number, pieces: [number, number][], durable = false) {
   const vector = new IoVector(4);
   for (const [at, length] of pieces) vector.push(region, at, length);
-  return { op, offset, vector, durable };
+  return { op, offset, vector, ranges: new IoRanges(4), durable };
 }
 
 /** Submits, commits and reaps until every token has a result. */
@@ -120,7 +127,7 @@ for (const kind of KINDS) {
             [0],
           );
           assert.deepEqual(
-            run(queue, [{ op: IoOp.FLUSH, offset: 0, vector: new IoVector(1), durable: false }]),
+            run(queue, [request(IoOp.FLUSH, 0, [])]),
             [0],
           );
           const after = new Uint8Array(readFileSync(path));
@@ -153,6 +160,40 @@ for (const kind of KINDS) {
           // The file shrinks under the device: what lies past its end reads short.
           truncateSync(path, 8192 + 4096);
           assert.deepEqual(run(queue, [request(IoOp.READ, 0, [[0, 8192]])]), [IO_SHORT]);
+        } finally {
+          queue.dispose();
+        }
+      });
+    },
+  );
+
+  Deno.test(
+    `io queue (${kind.name}): DISCARD and WRITE_ZEROES zero their ranges; one leaving the window runs none`,
+    { ignore: kind.skip.ignore },
+    () => {
+      withImage(64 << 10, (path) => {
+        const before = new Uint8Array(readFileSync(path));
+        // Device bytes 0–8191 are file bytes 8192–16383.
+        const queue = kind.open(describeFile(path, { range: { start: 16, size: 16 } }));
+        try {
+          const ranged = (op: IoRequest["op"], list: [number, number, boolean?][]) => {
+            const r = request(op, 0, []);
+            for (const [offset, length, unmap] of list) {
+              r.ranges.push(offset, length, unmap ?? false);
+            }
+            return r;
+          };
+          const results = run(queue, [
+            ranged(IoOp.WRITE_ZEROES, [[0, 512], [4096, 1024, true]]),
+            ranged(IoOp.WRITE_ZEROES, [[1024, 512], [8192 - 512, 1024]]),
+            ranged(IoOp.WRITE_ZEROES, [[2048, 512], [8192, 512]]),
+            ranged(IoOp.DISCARD, [[3072, 512], [8192 - 512, 513]]),
+          ]);
+          assert.deepEqual(results, [0, IO_SHORT, IO_SHORT, IO_SHORT]);
+          const expected = before.slice();
+          expected.fill(0, 8192, 8192 + 512);
+          expected.fill(0, 8192 + 4096, 8192 + 5120);
+          assert.deepEqual(new Uint8Array(readFileSync(path)), expected, "only the first ran");
         } finally {
           queue.dispose();
         }

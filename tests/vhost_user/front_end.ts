@@ -46,9 +46,27 @@ export const QemuFeatures = {
   LINUX_LEGACY: 0x7000_6e46n,
 } as const;
 
-/** Where the fake puts things in its guest memory. */
+/** Where the fake puts things in its guest memory: ring q at RING_AREA + q × RING_STRIDE, … */
 const RING_SIZE = 128;
+const RING_AREA = 0x1_0000;
+const RING_STRIDE = 0x2000;
+/** … and ring q's request headers and status bytes at DATA_AREA + q × DATA_STRIDE. */
 const DATA_AREA = 0x4_0000;
+const DATA_STRIDE = 0x4000;
+/** Most rings the fake drives (their areas end below DATA_BUFFER). */
+const MAX_RINGS = 16;
+
+/** The fake's side of one vring. */
+interface FakeRing {
+  kick: number;
+  call: number;
+  err: number;
+  /** Where the ring sits (GPA). */
+  ringBase: number;
+  nextAvail: number;
+  lastUsed: number;
+  nextDescriptor: number;
+}
 
 /** One request's result. */
 export interface Completion {
@@ -65,6 +83,8 @@ export interface FakeOptions {
   userBase?: bigint;
   /** Seal the memory file against shrinking and growing, as QEMU does (default true). */
   sealed?: boolean;
+  /** The rings the front end drives, QEMU's num-queues (default 1); GET_QUEUE_NUM must agree. */
+  queues?: number;
 }
 
 /** A front-end speaking vhost-user to a back end over a socket. */
@@ -77,19 +97,48 @@ export class FakeFrontEnd {
   /** The guest memory as the fake front-end sees it (GPA 0 is index 0). */
   readonly view: DataView;
   readonly bytes: Uint8Array;
-  kick = -1;
-  call = -1;
-  err = -1;
-  /** Where the ring sits (GPA); change before startRing to move it. */
-  ringBase = 0x1_0000;
-  #nextAvail = 0;
-  #lastUsed = 0;
-  #nextDescriptor = 0;
+  /** The rings, by vring index. */
+  readonly #rings: FakeRing[];
+
+  /** Ring 0's kick eventfd. */
+  get kick(): number {
+    return this.#rings[0].kick;
+  }
+  /** Ring 0's call eventfd. */
+  get call(): number {
+    return this.#rings[0].call;
+  }
+  /** Ring 0's err eventfd. */
+  get err(): number {
+    return this.#rings[0].err;
+  }
+  /** Where ring 0 sits (GPA); change before startRing to move it. */
+  get ringBase(): number {
+    return this.#rings[0].ringBase;
+  }
+  set ringBase(gpa: number) {
+    this.#rings[0].ringBase = gpa;
+  }
+  /** Ring `queue`'s call eventfd. */
+  callOf(queue: number): number {
+    return this.#rings[queue].call;
+  }
 
   private constructor(connection: UnixConnection, options: FakeOptions) {
     this.connection = connection;
     this.memoryBytes = options.memoryBytes ?? 1 << 20;
     this.userBase = options.userBase ?? 0x7f3a_0000_0000n;
+    const queues = options.queues ?? 1;
+    assert.ok(queues >= 1 && queues <= MAX_RINGS, `the fake drives 1 to ${MAX_RINGS} rings`);
+    this.#rings = Array.from({ length: queues }, (_, q) => ({
+      kick: -1,
+      call: -1,
+      err: -1,
+      ringBase: RING_AREA + q * RING_STRIDE,
+      nextAvail: 0,
+      lastUsed: 0,
+      nextDescriptor: 0,
+    }));
     this.memfd = createMemoryFile("fake-guest-ram", this.memoryBytes, {
       sealed: options.sealed ?? true,
     });
@@ -150,21 +199,26 @@ export class FakeFrontEnd {
     const offered = await this.getU64(Request.GET_PROTOCOL_FEATURES);
     const protocol = protocolFeatures ?? offered;
     this.send(Request.SET_PROTOCOL_FEATURES, encodeU64(protocol));
-    if (protocol & 1n) assert.equal(await this.getU64(Request.GET_QUEUE_NUM), 1n);
+    if (protocol & 1n) {
+      assert.equal(await this.getU64(Request.GET_QUEUE_NUM), BigInt(this.#rings.length));
+    }
     if (protocol & (1n << 15n)) await this.getU64(Request.GET_MAX_MEM_SLOTS);
     this.send(Request.SET_OWNER);
     assert.equal(await this.getU64(Request.GET_FEATURES), features);
-    this.setCall();
-    this.err = createEventFd({ nonblocking: true });
-    this.send(Request.SET_VRING_ERR, encodeU64(0n), { fds: [this.err] });
+    this.#rings.forEach((ring, queue) => {
+      this.setCall(queue);
+      ring.err = createEventFd({ nonblocking: true });
+      this.send(Request.SET_VRING_ERR, encodeU64(BigInt(queue)), { fds: [ring.err] });
+    });
     return { features, protocol };
   }
 
-  /** Sends a fresh call eventfd (SET_VRING_CALL); returns the old one, still open. */
-  setCall(): number {
-    const old = this.call;
-    this.call = createEventFd({ nonblocking: true });
-    this.send(Request.SET_VRING_CALL, encodeU64(0n), { fds: [this.call] });
+  /** Sends ring `queue` a fresh call eventfd (SET_VRING_CALL); returns the old one, still open. */
+  setCall(queue = 0): number {
+    const ring = this.#rings[queue];
+    const old = ring.call;
+    ring.call = createEventFd({ nonblocking: true });
+    this.send(Request.SET_VRING_CALL, encodeU64(BigInt(queue)), { fds: [ring.call] });
     return old;
   }
 
@@ -186,9 +240,10 @@ export class FakeFrontEnd {
   /**
    * A ring start as QEMU does it (§6 #19–#28): features twice around a new
    * call fd, the memory message `memory` if any, num, base, addresses, a
-   * kick fd signalled once, enable.
+   * kick fd signalled once, enable. Ring `queue` (default 0).
    */
   async startRing(options: {
+    queue?: number;
     features: bigint;
     memory?: "add" | "table" | "none";
     acked?: boolean;
@@ -198,8 +253,10 @@ export class FakeFrontEnd {
     /** Hand over a blocking kick eventfd (QEMU's are nonblocking). */
     blockingKick?: boolean;
   }): Promise<void> {
+    const queue = options.queue ?? 0;
+    const ring = this.#rings[queue];
     this.send(Request.SET_FEATURES, encodeU64(options.features));
-    this.setCall();
+    this.setCall(queue);
     this.send(Request.SET_FEATURES, encodeU64(options.features));
     const memory = options.memory ?? "none";
     if (memory !== "none") {
@@ -211,14 +268,14 @@ export class FakeFrontEnd {
         assert.equal(await this.acked(request, payload, [this.memfd]), 0n, "memory acked");
       } else this.send(request, payload, { fds: [this.memfd] });
     }
-    this.#resetRing();
-    this.send(Request.SET_VRING_NUM, encodeVringState(0, RING_SIZE));
-    this.send(Request.SET_VRING_BASE, encodeVringState(0, options.base ?? 0));
-    const { desc, avail, used } = this.ringAddresses();
+    this.#resetRing(queue);
+    this.send(Request.SET_VRING_NUM, encodeVringState(queue, RING_SIZE));
+    this.send(Request.SET_VRING_BASE, encodeVringState(queue, options.base ?? 0));
+    const { desc, avail, used } = this.ringAddresses(queue);
     this.send(
       Request.SET_VRING_ADDR,
       encodeVringAddress({
-        index: 0,
+        index: queue,
         flags: 0,
         desc: this.user(options.desc ?? desc),
         used: this.user(used),
@@ -226,45 +283,47 @@ export class FakeFrontEnd {
         log: BigInt(used),
       }),
     );
-    if (this.kick >= 0) closeFd(this.kick);
-    this.kick = createEventFd({ nonblocking: !options.blockingKick });
-    signalEventFd(this.kick);
-    this.send(Request.SET_VRING_KICK, encodeU64(0n), { fds: [this.kick] });
-    this.send(Request.SET_VRING_ENABLE, encodeVringState(0, 1));
+    if (ring.kick >= 0) closeFd(ring.kick);
+    ring.kick = createEventFd({ nonblocking: !options.blockingKick });
+    signalEventFd(ring.kick);
+    this.send(Request.SET_VRING_KICK, encodeU64(BigInt(queue)), { fds: [ring.kick] });
+    this.send(Request.SET_VRING_ENABLE, encodeVringState(queue, 1));
   }
 
-  /** A ring stop (§9.2): disable, then GET_VRING_BASE; returns the reported base. */
-  async stopRing(): Promise<number> {
-    this.send(Request.SET_VRING_ENABLE, encodeVringState(0, 0));
-    this.send(Request.GET_VRING_BASE, encodeVringState(0, 0));
+  /** A ring stop (§9.2) of ring `queue`: disable, then GET_VRING_BASE; returns the reported base. */
+  async stopRing(queue = 0): Promise<number> {
+    this.send(Request.SET_VRING_ENABLE, encodeVringState(queue, 0));
+    this.send(Request.GET_VRING_BASE, encodeVringState(queue, 0));
     const state = decodeVringState((await this.reply(Request.GET_VRING_BASE)).payload);
     assert.ok(state !== undefined);
-    assert.equal(state.index, 0);
+    assert.equal(state.index, queue);
     return state.num;
   }
 
   // ---- the guest's ring ------------------------------------------------------
 
-  /** GPAs of the ring parts: modern layout (used 4-aligned right after avail). */
-  ringAddresses(): { desc: number; avail: number; used: number } {
-    const desc = this.ringBase;
+  /** GPAs of ring `queue`'s parts: modern layout (used 4-aligned right after avail). */
+  ringAddresses(queue = 0): { desc: number; avail: number; used: number } {
+    const desc = this.#rings[queue].ringBase;
     const avail = desc + descriptorTableSize(RING_SIZE);
     const used = (avail + AvailRing.size(RING_SIZE) + 3) & ~3;
     return { desc, avail, used };
   }
 
-  #resetRing(): void {
-    const { desc, used } = this.ringAddresses();
+  #resetRing(queue: number): void {
+    const { desc, used } = this.ringAddresses(queue);
     this.bytes.fill(0, desc, used + UsedRing.size(RING_SIZE));
-    this.#nextAvail = 0;
-    this.#lastUsed = 0;
-    this.#nextDescriptor = 0;
+    const ring = this.#rings[queue];
+    ring.nextAvail = 0;
+    ring.lastUsed = 0;
+    ring.nextDescriptor = 0;
   }
 
-  #descriptor(address: number, length: number, flags: number): number {
-    const index = this.#nextDescriptor;
-    this.#nextDescriptor = (index + 1) % RING_SIZE;
-    const at = this.ringAddresses().desc + 16 * index;
+  #descriptor(queue: number, address: number, length: number, flags: number): number {
+    const ring = this.#rings[queue];
+    const index = ring.nextDescriptor;
+    ring.nextDescriptor = (index + 1) % RING_SIZE;
+    const at = this.ringAddresses(queue).desc + 16 * index;
     this.view.setBigUint64(at, BigInt(address), true);
     this.view.setUint32(at + 8, length, true);
     this.view.setUint16(at + 12, flags, true);
@@ -273,33 +332,35 @@ export class FakeFrontEnd {
   }
 
   /**
-   * Puts a virtio-blk request on the ring (not kicked): header, optional
+   * Puts a virtio-blk request on ring `queue` (not kicked): header, optional
    * data buffer, status byte. Returns where the data and status are.
    */
-  post(type: number, sector: number, data?: { gpa: number; length: number }): {
+  post(type: number, sector: number, data?: { gpa: number; length: number }, queue = 0): {
     head: number;
     status: number;
   } {
-    const slot = DATA_AREA + 64 * (this.#nextAvail % 256);
+    const ring = this.#rings[queue];
+    const slot = DATA_AREA + queue * DATA_STRIDE + 64 * (ring.nextAvail % 256);
     const header = slot, status = slot + 32;
     this.view.setUint32(header + RequestHeader.TYPE, type, true);
     this.view.setUint32(header + RequestHeader.IOPRIO, 0, true);
     this.view.setBigUint64(header + RequestHeader.SECTOR, BigInt(sector), true);
     this.bytes[status] = 0xee;
-    const head = this.#descriptor(header, 16, DescriptorFlag.NEXT);
+    const head = this.#descriptor(queue, header, 16, DescriptorFlag.NEXT);
     if (data) {
       const write = type === RequestType.IN || type === RequestType.GET_ID;
       this.#descriptor(
+        queue,
         data.gpa,
         data.length,
         DescriptorFlag.NEXT | (write ? DescriptorFlag.WRITE : 0),
       );
     }
-    this.#descriptor(status, 1, DescriptorFlag.WRITE);
-    const { avail } = this.ringAddresses();
-    this.view.setUint16(avail + AvailRing.RING + 2 * (this.#nextAvail % RING_SIZE), head, true);
-    this.#nextAvail = (this.#nextAvail + 1) & 0xffff;
-    this.view.setUint16(avail + AvailRing.IDX, this.#nextAvail, true);
+    this.#descriptor(queue, status, 1, DescriptorFlag.WRITE);
+    const { avail } = this.ringAddresses(queue);
+    this.view.setUint16(avail + AvailRing.RING + 2 * (ring.nextAvail % RING_SIZE), head, true);
+    ring.nextAvail = (ring.nextAvail + 1) & 0xffff;
+    this.view.setUint16(avail + AvailRing.IDX, ring.nextAvail, true);
     return { head, status };
   }
 
@@ -308,14 +369,14 @@ export class FakeFrontEnd {
    * driver at the end of each drain pass with EVENT_IDX (used->avail_event,
    * virtio 1.2 §2.7.10).
    */
-  takenByDevice(): number {
-    const { used } = this.ringAddresses();
+  takenByDevice(queue = 0): number {
+    const { used } = this.ringAddresses(queue);
     return this.view.getUint16(used + UsedRing.availEvent(RING_SIZE), true);
   }
 
-  /** Signals the kick eventfd. */
-  kickRing(): void {
-    signalEventFd(this.kick);
+  /** Signals ring `queue`'s kick eventfd. */
+  kickRing(queue = 0): void {
+    signalEventFd(this.#rings[queue].kick);
   }
 
   /** Waits for an interrupt on `fd` (default: the current call fd); false on timeout. */
@@ -325,35 +386,39 @@ export class FakeFrontEnd {
     return drainEventFd(fd) > 0;
   }
 
-  /** The used elements published since the last call. */
-  takeUsed(): { id: number; len: number }[] {
-    const { used } = this.ringAddresses();
+  /** The used elements ring `queue` published since the last call. */
+  takeUsed(queue = 0): { id: number; len: number }[] {
+    const ring = this.#rings[queue];
+    const { used, avail } = this.ringAddresses(queue);
     const idx = this.view.getUint16(used + UsedRing.IDX, true);
     const out = [];
-    while (this.#lastUsed !== idx) {
-      const at = used + UsedRing.RING + UsedRing.ELEMENT_SIZE * (this.#lastUsed % RING_SIZE);
+    while (ring.lastUsed !== idx) {
+      const at = used + UsedRing.RING + UsedRing.ELEMENT_SIZE * (ring.lastUsed % RING_SIZE);
       out.push({
         id: this.view.getUint32(at + UsedRing.ELEMENT_ID, true),
         len: this.view.getUint32(at + UsedRing.ELEMENT_LEN, true),
       });
-      this.#lastUsed = (this.#lastUsed + 1) & 0xffff;
+      ring.lastUsed = (ring.lastUsed + 1) & 0xffff;
     }
     // As Linux does with EVENT_IDX: interrupt me at the next used element.
-    const { avail } = this.ringAddresses();
-    this.view.setUint16(avail + AvailRing.usedEvent(RING_SIZE), this.#lastUsed, true);
+    this.view.setUint16(avail + AvailRing.usedEvent(RING_SIZE), ring.lastUsed, true);
     return out;
   }
 
-  /** Posts one request, kicks, waits for its interrupt, returns its status. */
+  /** Posts one request on ring `queue`, kicks, waits for its interrupt, returns its status. */
   async request(
     type: number,
     sector: number,
     data?: { gpa: number; length: number },
+    queue = 0,
   ): Promise<Completion> {
-    const { head, status } = this.post(type, sector, data);
-    this.kickRing();
-    assert.ok(await this.interrupted(), "the back end interrupts after completing");
-    const used = this.takeUsed();
+    const { head, status } = this.post(type, sector, data, queue);
+    this.kickRing(queue);
+    assert.ok(
+      await this.interrupted(this.#rings[queue].call),
+      "the back end interrupts after completing",
+    );
+    const used = this.takeUsed(queue);
     assert.equal(used.length, 1, "one used element");
     assert.equal(used[0].id, head);
     return { status: this.bytes[status], usedLength: used[0].len, id: used[0].id };
@@ -362,7 +427,8 @@ export class FakeFrontEnd {
   /** Closes the connection (the back end sees EOF) and releases the fake's resources. */
   close(): void {
     this.connection.close();
-    for (const fd of [this.kick, this.call, this.err, this.memfd]) closeFd(fd);
+    for (const ring of this.#rings) for (const fd of [ring.kick, ring.call, ring.err]) closeFd(fd);
+    closeFd(this.memfd);
     unmap(this.mapping);
   }
 }

@@ -13,7 +13,8 @@ import { workerEngine } from "../../src/blockif/worker_engine.ts";
 import { serveVhostUserBlk, type VhostUserBlkServer } from "../../src/vhost_user/server.ts";
 import { bootGuest, GUEST_TOOLS, result, run, sha256 } from "../../scripts/guest/run_guest.ts";
 import { IO_VARIANTS } from "../helpers/io_variants.ts";
-import { needsTools } from "../helpers/skip.ts";
+import { needsTools, skipWhen } from "../helpers/skip.ts";
+import { fileSpaceUnavailable } from "../../src/backend/file_space.ts";
 
 const TOOLS = needsTools(...GUEST_TOOLS);
 
@@ -251,3 +252,121 @@ Deno.test({
     });
   },
 });
+
+for (const io of IO_VARIANTS) {
+  Deno.test({
+    name:
+      `guest (modern, mq=2, ${io.name}): with num-queues=2 and -smp 2 the guest has two blk-mq queues, a fio verify job per CPU passes, and both queues carried requests`,
+    ignore: TOOLS.ignore || io.skip.ignore,
+    async fn() {
+      await withDir(async (dir) => {
+        const image = `${dir}/disk.img`;
+        await sparseImage(image, 64 * MiB);
+        const { server, socket, logs } = serve(dir, "blk", {
+          backend: describeFile(image, { aio: io.name === "io_uring" ? "io_uring" : undefined }),
+          engine: workerEngine(),
+          queues: 2,
+        });
+        let boot;
+        try {
+          boot = await bootGuest({
+            disks: [`vhost:${socket}`],
+            run: ["mq.sh"],
+            smp: 2,
+            numQueues: 2,
+          });
+        } finally {
+          await server.close();
+        }
+        assert.equal(boot.rc, 0, boot.output);
+        const mq = result(boot, "mq_queues");
+        assert.deepEqual([mq.mq_queues, mq.cpus], ["2", "2"], "/sys/block/vda/mq/ has 0 and 1");
+        assert.equal(result(boot, "mq_fio").mq_fio, "PASS");
+        // Each request queue has its own MSI-X vector: both raised interrupts.
+        const queues = boot.results.filter((r) => "queue" in r);
+        assert.deepEqual(queues.map((r) => r.queue).sort(), ["0", "1"], boot.output);
+        for (const { queue, interrupts } of queues) {
+          assert.ok(Number(interrupts) > 0, `queue ${queue} completed requests`);
+        }
+        assert.deepEqual(logs, [], "nothing refused");
+      });
+    },
+  });
+}
+
+/** A guest run of discard_check.sh on a `discard` disk (vda) and a read-only one (vdb). */
+async function discardGuest(
+  dir: string,
+  io: (typeof IO_VARIANTS)[number],
+  legacy: boolean,
+): Promise<{ image: string; roImage: string; roBytes: Uint8Array }> {
+  const image = `${dir}/disk.img`;
+  await sparseImage(image, 128 * MiB);
+  const roImage = `${dir}/ro.img`;
+  const roBytes = pattern(16 * MiB);
+  await Deno.writeFile(roImage, roBytes);
+  const aio = io.name === "io_uring" ? "io_uring" : "threads";
+  // ACRN's bare `discard`: the whole disk per segment, one segment.
+  const disk = serve(dir, "blk", {
+    backend: describeFile(image, { aio }),
+    engine: workerEngine(),
+    discard: {},
+  });
+  const ro = serve(dir, "ro", {
+    backend: describeFile(roImage, { readOnly: true, aio }),
+    engine: workerEngine(),
+    discard: {},
+  });
+  let boot;
+  try {
+    boot = await bootGuest({
+      disks: [`vhost:${disk.socket}`, `vhost:${ro.socket}`],
+      run: ["info.sh", "discard_check.sh"],
+      legacy,
+      env: { DEV: "/dev/vda", RO_DEV: "/dev/vdb" },
+    });
+  } finally {
+    await disk.server.close();
+    await ro.server.close();
+  }
+  assert.equal(boot.rc, 0, boot.output);
+  const limits = result(boot, "discard_max_bytes");
+  assert.equal(Number(limits.discard_max_bytes), 128 * MiB, "max_discard_sectors: the disk");
+  assert.ok(Number(limits.write_zeroes_max_bytes) > 0, "WRITE_ZEROES offered");
+  assert.equal(Number(limits.ro_discard_max_bytes), 0, "no DISCARD on a read-only disk");
+  assert.equal(result(boot, "discard_check").discard_check, "PASS", boot.output);
+  assert.deepEqual([...disk.logs, ...ro.logs], [], "nothing refused");
+  return { image, roImage, roBytes };
+}
+
+/** Bytes with every 512-byte sector numbered, so a change anywhere shows. */
+function pattern(size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  for (let i = 0; i < size; i += 512) bytes[i] = (i / 512) & 0xff;
+  return bytes;
+}
+
+const discardSkip = skipWhen("the guest's fstrim and blkdiscard", fileSpaceUnavailable());
+const discardRuns = [
+  ...IO_VARIANTS.map((io) => ({ io, legacy: false })),
+  { io: IO_VARIANTS[0], legacy: true },
+];
+for (const { io, legacy } of discardRuns) {
+  Deno.test({
+    name: `guest (${legacy ? "legacy" : "modern"}, ${io.name}): fstrim on ext4 frees the image's ` +
+      "blocks, blkdiscard -z leaves zeros, blkdiscard on ro fails",
+    ignore: TOOLS.ignore || io.skip.ignore || discardSkip.ignore,
+    async fn() {
+      await withDir(async (dir) => {
+        const { image, roImage, roBytes } = await discardGuest(dir, io, legacy);
+        // 64 MiB were written and deleted: without the trim they would still be allocated.
+        const allocated = Deno.statSync(image).blocks! * 512;
+        assert.ok(allocated < 32 * MiB, `${allocated} bytes still allocated after fstrim`);
+        assert.equal(Deno.statSync(image).size, 128 * MiB, "the image keeps its size");
+        const bytes = await Deno.readFile(image);
+        assert.ok(bytes.subarray(96 * MiB, 97 * MiB).every((b) => b === 0), "zeroed on the host");
+        assert.deepEqual(await Deno.readFile(roImage), roBytes, "the read-only image is unchanged");
+      });
+    },
+  });
+}

@@ -65,6 +65,8 @@ async function withServer(
     engine?: EngineFactory;
     /** Another medium than the RAM disk (`disk` is then its bytes as the test started). */
     medium?: TestMedium;
+    /** Request queues (mq=, QEMU's num-queues). */
+    queues?: number;
   } = {},
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "vhost-user-test-" });
@@ -76,7 +78,13 @@ async function withServer(
   const logs: string[] = [];
   const server = serveVhostUserBlk({
     socketPath: path,
-    device: { backend, writeback: options.writeback, serial: "vhost-test", engine: options.engine },
+    device: {
+      backend,
+      writeback: options.writeback,
+      serial: "vhost-test",
+      engine: options.engine,
+      queues: options.queues,
+    },
     log: (message) => logs.push(message),
   });
   try {
@@ -483,6 +491,95 @@ for (const io of IO_VARIANTS) {
           fe.close();
         }
       }, { engine: workerEngine({ workers: 2 }), medium });
+    },
+  });
+}
+
+for (const io of IO_VARIANTS) {
+  Deno.test({
+    name:
+      `vhost-user (worker engine, ${io.name}): mq=2 serves two rings independently (num-queues=2), each interrupting on its own call fd; stopping one leaves the other running, and RESET_OWNER stops both`,
+    ignore: io.skip.ignore,
+    async fn() {
+      using medium = io.medium(DISK_BYTES);
+      await withServer(async ({ server }) => {
+        const fe = FakeFrontEnd.connect(server.socketPath, { queues: 2 });
+        try {
+          // GET_QUEUE_NUM answers 2 (asserted by the handshake) and config num_queues is 2.
+          const { features } = await fe.handshake();
+          assert.ok(features & bit(BlkFeature.MQ), "VIRTIO_BLK_F_MQ offered");
+          fe.send(
+            Request.GET_CONFIG,
+            encodeConfig({ offset: 0, size: 57, flags: 0, data: new Uint8Array(57) }),
+          );
+          const config = decodeConfig((await fe.reply(Request.GET_CONFIG)).payload)!;
+          assert.equal(config.data[34] | (config.data[35] << 8), 2, "num_queues (offset 34)");
+          const modern = QemuFeatures.LINUX_MODERN | bit(BlkFeature.MQ);
+          await fe.startRing({ features: modern, memory: "add", queue: 0 });
+          await fe.startRing({ features: modern, queue: 1 });
+
+          // Both rings at once: ring 0 writes sectors 0.., ring 1 sectors 512..
+          const buffer = (queue: number, i: number) => DATA_BUFFER + 0x4_0000 * queue + 4096 * i;
+          const posted = [0, 1].map((queue) =>
+            Array.from({ length: 16 }, (_, i) => {
+              fe.bytes.set(pattern(4096, 16 * queue + i), buffer(queue, i));
+              return fe.post(RequestType.OUT, 512 * queue + 8 * i, {
+                gpa: buffer(queue, i),
+                length: 4096,
+              }, queue);
+            })
+          );
+          fe.kickRing(0);
+          fe.kickRing(1);
+          for (const queue of [0, 1]) {
+            const used: { id: number }[] = [];
+            while (used.length < 16) {
+              assert.ok(await fe.interrupted(fe.callOf(queue)), `ring ${queue} interrupts`);
+              used.push(...fe.takeUsed(queue));
+            }
+            assert.deepEqual(
+              used.map((u) => u.id).sort((a, b) => a - b),
+              posted[queue].map((p) => p.head).sort((a, b) => a - b),
+              `ring ${queue} returns its own heads, once each`,
+            );
+            for (const p of posted[queue]) assert.equal(fe.bytes[p.status], RequestStatus.OK);
+          }
+          // Read back across the rings: ring 1 reads what ring 0 wrote, and the other way round.
+          for (const queue of [0, 1]) {
+            const other = 1 - queue;
+            const read = await fe.request(RequestType.IN, 512 * other, {
+              gpa: buffer(queue, 15),
+              length: 4096,
+            }, queue);
+            assert.equal(read.status, RequestStatus.OK);
+            assert.deepEqual(
+              fe.bytes.subarray(buffer(queue, 15), buffer(queue, 15) + 4096),
+              pattern(4096, 16 * other),
+            );
+          }
+
+          // Stopping ring 1 reports its position and leaves ring 0 serving.
+          assert.equal(await fe.stopRing(1), 17, "ring 1 took 16 writes and one read");
+          const stillServed = await fe.request(RequestType.IN, 0, {
+            gpa: buffer(0, 0),
+            length: 512,
+          }, 0);
+          assert.equal(stillServed.status, RequestStatus.OK);
+
+          // A reset (RESET_OWNER) stops every ring: a kick on ring 0 is no longer served.
+          await fe.startRing({ features: modern, queue: 1 });
+          assert.equal(await fe.acked(Request.RESET_OWNER), 0n);
+          fe.post(RequestType.IN, 0, { gpa: buffer(0, 1), length: 512 }, 0);
+          fe.post(RequestType.IN, 0, { gpa: buffer(1, 1), length: 512 }, 1);
+          fe.kickRing(0);
+          fe.kickRing(1);
+          assert.equal(await fe.interrupted(fe.callOf(0), 200), false, "ring 0 stopped");
+          assert.equal(await fe.interrupted(fe.callOf(1), 200), false, "ring 1 stopped");
+          assert.deepEqual([fe.takeUsed(0), fe.takeUsed(1)], [[], []]);
+        } finally {
+          fe.close();
+        }
+      }, { engine: workerEngine({ workers: 2 }), medium, queues: 2 });
     },
   });
 }

@@ -62,6 +62,25 @@ export function bucketValue(index: number): number {
   return mantissa * 2 ** shift + (2 ** shift - 1) / 2;
 }
 
+/**
+ * A histogram's whole state (structured-cloneable), to merge the histograms
+ * of loads that ran on different threads ({@linkcode LatencyHistogram.merged}).
+ */
+export interface LatencyHistogramState {
+  /** Count per bucket. */
+  readonly counts: Float64Array;
+  /** Values recorded. */
+  readonly count: number;
+  /** The smallest (Infinity when none was). */
+  readonly min: number;
+  /** The largest (0 when none was). */
+  readonly max: number;
+  /** Their sum. */
+  readonly sum: number;
+  /** The sum of their squares. */
+  readonly sumSquares: number;
+}
+
 /** Counts of latencies in log-spaced buckets, with exact count, min, max, mean and deviation. */
 export class LatencyHistogram {
   readonly #counts = new Float64Array(BUCKETS);
@@ -90,6 +109,33 @@ export class LatencyHistogram {
   /** Sum of the values recorded (nanoseconds, rounded as recorded). */
   get total(): number {
     return this.#sum;
+  }
+
+  /** A copy of the whole state. */
+  state(): LatencyHistogramState {
+    return {
+      counts: this.#counts.slice(),
+      count: this.#count,
+      min: this.#min,
+      max: this.#max,
+      sum: this.#sum,
+      sumSquares: this.#sumSquares,
+    };
+  }
+
+  /** The histogram of every value the histograms behind `states` recorded. */
+  static merged(states: readonly LatencyHistogramState[]): LatencyHistogram {
+    const histogram = new LatencyHistogram();
+    for (const state of states) {
+      if (state.counts.length !== BUCKETS) throw new RangeError("not a latency histogram's state");
+      for (let i = 0; i < BUCKETS; i++) histogram.#counts[i] += state.counts[i];
+      histogram.#count += state.count;
+      histogram.#min = Math.min(histogram.#min, state.min);
+      histogram.#max = Math.max(histogram.#max, state.max);
+      histogram.#sum += state.sum;
+      histogram.#sumSquares += state.sumSquares;
+    }
+    return histogram;
   }
 
   /**

@@ -30,7 +30,7 @@ import { hasFeature } from "../../virtio/spec.ts";
 import type { GuestAllocator } from "../allocator.ts";
 import { type Buffers, RequestFailed, type VirtioBlkDriver } from "../virtio_blk_driver.ts";
 import { BlockOrder, Random } from "./block_order.ts";
-import { LatencyHistogram, type LatencySummary } from "./latency.ts";
+import { LatencyHistogram, type LatencyHistogramState, type LatencySummary } from "./latency.ts";
 import type { LoadOptions } from "./load_options.ts";
 import { type LoadDisk, type LoadPlan, planLoad } from "./load_plan.ts";
 import {
@@ -108,6 +108,8 @@ export interface DirectionResult {
   readonly bandwidth: number;
   /** Submission to completion, every request (failed ones included). */
   readonly latency: LatencySummary;
+  /** The histogram behind `latency`, to merge the shares of a load spread over vCPUs. */
+  readonly histogram?: LatencyHistogramState;
 }
 
 /** A request that completed with a status other than OK. */
@@ -219,6 +221,7 @@ class DirectionStats {
       iops: seconds > 0 ? this.ios / seconds : 0,
       bandwidth: seconds > 0 ? this.bytes / seconds : 0,
       latency: this.latency.summary(),
+      histogram: this.latency.state(),
     };
   }
 }

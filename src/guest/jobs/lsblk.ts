@@ -1,6 +1,7 @@
 /**
  * The UOS's `lsblk` job: one row per virtio-blk disk (name, PCI slot, size,
- * read-only, cache mode, logical/physical block size, serial, negotiated
+ * read-only, cache mode, request queues in use (`/sys/block/vda/mq/` on
+ * Linux), logical/physical block size, serial, negotiated
  * features, and what is on it), with partitions as child rows, printed as an
  * aligned table like util-linux lsblk, or as JSON in the layout of
  * `lsblk --json --bytes -O`, so tools that read lsblk's JSON read it.
@@ -46,6 +47,8 @@ export interface LsblkRow {
   readonly size: number;
   readonly readOnly: boolean;
   readonly cache: CacheMode;
+  /** Request queues the guest drives (min(num_queues, vCPUs) with VIRTIO_BLK_F_MQ, else 1). */
+  readonly queues: number;
   readonly logicalBlockSize: number;
   readonly physicalBlockSize: number;
   /** GET_ID serial, or null when the device does not answer it. */
@@ -125,6 +128,7 @@ export function collectLsblkRow(disk: LsblkDisk): LsblkRow {
     size: capacity * 512,
     readOnly: info.readOnly,
     cache: cacheMode(driver),
+    queues: info.queues,
     logicalBlockSize: info.logicalBlockSize,
     physicalBlockSize: info.physicalBlockSize,
     serial,
@@ -177,6 +181,7 @@ const HEADERS = [
   "SIZE",
   "RO",
   "CACHE",
+  "QUEUES",
   "LOG-SEC",
   "PHY-SEC",
   "SERIAL",
@@ -185,7 +190,7 @@ const HEADERS = [
 ] as const;
 
 /** Columns printed flush right, as lsblk does for numbers. */
-const RIGHT_ALIGNED = new Set(["SIZE", "LOG-SEC", "PHY-SEC"]);
+const RIGHT_ALIGNED = new Set(["SIZE", "QUEUES", "LOG-SEC", "PHY-SEC"]);
 
 /**
  * The human table: one line per disk and per partition (drawn as a tree
@@ -195,8 +200,8 @@ const RIGHT_ALIGNED = new Set(["SIZE", "LOG-SEC", "PHY-SEC"]);
  * @example
  * ```ts
  * console.log(formatLsblkTable(collectLsblk(disks)));
- * // NAME SLOT SIZE RO CACHE         LOG-SEC PHY-SEC SERIAL … CONTENT
- * // vda  9    64M  0  write-through     512     512 …        ext4 LABEL="data" UUID=…
+ * // NAME SLOT SIZE RO CACHE         QUEUES LOG-SEC PHY-SEC SERIAL … CONTENT
+ * // vda  9    64M  0  write-through      1     512     512 …        ext4 LABEL="data" UUID=…
  * ```
  */
 export function formatLsblkTable(rows: readonly LsblkRow[]): string {
@@ -208,6 +213,7 @@ export function formatLsblkTable(rows: readonly LsblkRow[]): string {
       humanSize(row.size),
       row.readOnly ? "1" : "0",
       row.cache,
+      String(row.queues),
       String(row.logicalBlockSize),
       String(row.physicalBlockSize),
       serialCell(row.serial),
@@ -220,6 +226,7 @@ export function formatLsblkTable(rows: readonly LsblkRow[]): string {
         `${branch}${row.name}${p.index}`,
         "",
         humanSize(p.size),
+        "",
         "",
         "",
         "",
@@ -315,7 +322,7 @@ export type LsblkJsonDevice = Record<string, unknown> & {
  * `rm`/`ro` as booleans, `maj:min` as text (see {@linkcode VIRTBLK_MAJOR}),
  * table and partition fields spelt as blkid spells them, null where
  * nothing is known. Fields lsblk has no column for carry names of their
- * own: `slot`, `cache`, `features`, `notes`, and the probed `fsblock-size`,
+ * own: `slot`, `cache`, `queues`, `features`, `notes`, and the probed `fsblock-size`,
  * `fsblocks` and `fsfeatures`.
  */
 export function lsblkJson(rows: readonly LsblkRow[]): { blockdevices: LsblkJsonDevice[] } {
@@ -353,6 +360,7 @@ export function lsblkJson(rows: readonly LsblkRow[]): { blockdevices: LsblkJsonD
         ...filesystemJson(row.probe.filesystem),
         slot: row.slot,
         cache: row.cache,
+        queues: row.queues,
         features: row.features,
         ...filesystemDetailsJson(row.probe.filesystem),
         notes: row.medium ? row.probe.notes : ["no medium"],

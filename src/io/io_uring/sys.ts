@@ -1,8 +1,11 @@
 /**
  * The system calls io_uring needs, through Deno's FFI: the raw
  * `io_uring_setup`/`io_uring_enter` syscalls (through libc's `syscall`; no
- * liburing), mmap of the rings, eventfds for wake-ups, and errno. Deno on
- * Linux x86-64 only; {@linkcode ioUringSys} throws `UNSUPPORTED` elsewhere.
+ * liburing), mmap of the rings, eventfds for wake-ups, and errno; and the
+ * calls that give file space back or zero it where io_uring has no
+ * operation for them (`fallocate`, the block-device `ioctl`s of
+ * `src/io/space.ts`), for the synchronous file backend too. Deno on Linux
+ * x86-64 only; {@linkcode ioUringSys} throws `UNSUPPORTED` elsewhere.
  *
  * @module
  */
@@ -19,6 +22,10 @@ const SYMBOLS = {
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  // int fallocate(int fd, int mode, off_t offset, off_t len)
+  fallocate: { parameters: ["i32", "i32", "i64", "i64"], result: "i32" },
+  // int ioctl(int fd, unsigned long request, u64 range[2]): BLKDISCARD, BLKZEROOUT
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   strerror: { parameters: ["i32"], result: "pointer" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;

@@ -14,6 +14,13 @@
  *   completes, with one system call instead of a write and an fdatasync.
  *   FLUSH is an fdatasync (IORING_OP_FSYNC, DATASYNC); the writes it must
  *   cover completed before it was submitted, so no ordering flag is needed.
+ * - DISCARD and WRITE_ZEROES run their ranges one after another, each an
+ *   IORING_OP_FALLOCATE (`src/io/space.ts`: a punched hole, a zeroed range;
+ *   on a block device the kernel turns these into its zero-out); a zeroing
+ *   mode the file system refuses (EOPNOTSUPP) falls back to the next, and
+ *   at last to WRITEs from a buffer of zeros. io_uring has no discard of a
+ *   block device: BLKDISCARD runs on the thread (ACRN runs every discard
+ *   that way). A durable one ends with an fdatasync before it completes.
  * - A short transfer continues from where it stopped (the iovecs are moved
  *   past what was done); one that moves nothing (end of file) completes
  *   with {@linkcode IO_SHORT}; an error with `-errno`.
@@ -29,6 +36,17 @@ import type { ThreadIo } from "../../backend/backend.ts";
 import { VirtioBlkError } from "../../errors.ts";
 import { ERRNO } from "../errno.ts";
 import { IO_SHORT, IoOp, type IoQueue, type IoRequest, type IoWaiter } from "../io_queue.ts";
+import {
+  BlockIoctl,
+  discardResult,
+  fallocateMode,
+  firstZeroMethod,
+  nextZeroMethod,
+  refused,
+  zeroChunk,
+  ZeroMethod,
+  type ZeroMethodCode,
+} from "../space.ts";
 import { IOVEC_SIZE, Op, RwFlag } from "./abi.ts";
 import { IoUring } from "./ring.ts";
 import { address, cString, errno, ioUringSys, Linux, SyscallError } from "./sys.ts";
@@ -37,6 +55,9 @@ import type { EventFdWakeHandle } from "./wake.ts";
 const TWO_POW_32 = 0x1_0000_0000;
 /** User data of the thread's wake-up reads: the first is 0xffff_ffff, down (never pool element indexes). */
 const WAKE_TOKEN = 0xffff_ffff;
+
+/** What a token's operation is, when it runs over ranges. */
+const RangeOp = { NONE: 0, DISCARD: 1, ZERO: 2 } as const;
 
 /** The eventfds a thread's ring waits on besides its I/O (see `wake.ts`). */
 export interface UringWakeFds {
@@ -74,6 +95,17 @@ export class UringContext implements IoWaiter {
   readonly #last: Int32Array;
   readonly #rwFlags: Int32Array;
   readonly #active: Uint8Array;
+  // DISCARD and WRITE_ZEROES: each token's ranges (file positions), which one runs, and how.
+  readonly #rangeOp: Uint8Array;
+  readonly #rangeStart: Float64Array;
+  readonly #rangeLength: Float64Array;
+  readonly #rangeUnmap: Uint8Array;
+  readonly #rangeIndex: Int32Array;
+  readonly #rangeCount: Int32Array;
+  readonly #zeroMethod: Uint8Array;
+  readonly #durable: Uint8Array;
+  /** Host address of the buffer of zeros WRITE_ZEROES falls back to writing from. */
+  #zerosAddress = 0;
   #inFlight = 0;
   /** Operations finished without the kernel (refused), waiting for reap. */
   readonly #immediateTokens: Int32Array;
@@ -112,6 +144,14 @@ export class UringContext implements IoWaiter {
     this.#last = new Int32Array(capacity);
     this.#rwFlags = new Int32Array(capacity);
     this.#active = new Uint8Array(capacity);
+    this.#rangeOp = new Uint8Array(capacity);
+    this.#rangeStart = new Float64Array(capacity * maxSegments);
+    this.#rangeLength = new Float64Array(capacity * maxSegments);
+    this.#rangeUnmap = new Uint8Array(capacity * maxSegments);
+    this.#rangeIndex = new Int32Array(capacity);
+    this.#rangeCount = new Int32Array(capacity);
+    this.#zeroMethod = new Uint8Array(capacity);
+    this.#durable = new Uint8Array(capacity);
     this.#immediateTokens = new Int32Array(capacity);
     this.#immediateResults = new Int32Array(capacity);
     if (wake === undefined) {
@@ -174,6 +214,55 @@ export class UringContext implements IoWaiter {
       this.#rwFlags[token] = write && request.durable ? RwFlag.DSYNC : 0;
       this.#prepareTransfer(token);
     }
+    this.#rangeOp[token] = RangeOp.NONE;
+    this.#claim(token);
+    return true;
+  }
+
+  /**
+   * Starts a DISCARD or WRITE_ZEROES of `request` on `fd` for `token`: its
+   * ranges at file position `windowStart + offset`, one after another. A
+   * block device's DISCARD runs here (BLKDISCARD: io_uring has no such
+   * operation). False when the ring is full.
+   */
+  startRanges(
+    request: IoRequest,
+    token: number,
+    fd: number,
+    windowStart: number,
+    blockDevice: boolean,
+  ): boolean {
+    this.#check(token);
+    const { ranges } = request;
+    if (ranges.count > this.maxSegments) {
+      throw new RangeError(`${ranges.count} ranges exceed this ring's ${this.maxSegments}`);
+    }
+    if (!this.#roomFor(1)) return false;
+    const discard = request.op === IoOp.DISCARD;
+    const base = token * this.maxSegments;
+    for (let i = 0; i < ranges.count; i++) {
+      this.#rangeStart[base + i] = windowStart + ranges.offsets[i];
+      this.#rangeLength[base + i] = ranges.lengths[i];
+      this.#rangeUnmap[base + i] = ranges.unmap[i];
+    }
+    this.#fd[token] = fd;
+    this.#rangeOp[token] = discard ? RangeOp.DISCARD : RangeOp.ZERO;
+    this.#rangeCount[token] = ranges.count;
+    this.#durable[token] = request.durable ? 1 : 0;
+    this.#rangeIndex[token] = 0;
+    if (discard && blockDevice) {
+      const result = this.#blockDiscard(fd, base, ranges.count);
+      if (result < 0) {
+        this.#rangeOp[token] = RangeOp.NONE;
+        return this.finishNow(token, result);
+      }
+      this.#rangeIndex[token] = ranges.count;
+    }
+    const result = this.#startRange(token);
+    if (result !== undefined) {
+      this.#rangeOp[token] = RangeOp.NONE;
+      return this.finishNow(token, result);
+    }
     this.#claim(token);
     return true;
   }
@@ -211,6 +300,18 @@ export class UringContext implements IoWaiter {
         return;
       }
       if (this.#active[token] !== 1) return; // a cancelled operation of a closed queue
+      if (this.#rangeOp[token] !== RangeOp.NONE) {
+        const final = this.#rangeStep(token, result);
+        if (final === undefined) {
+          resubmitted = true;
+          return;
+        }
+        this.#rangeOp[token] = RangeOp.NONE;
+        this.#release(token);
+        finished++;
+        done(token, final);
+        return;
+      }
       const opcode = this.#opcode[token];
       if (result >= 0 && opcode !== Op.FSYNC) {
         if (result === 0) {
@@ -345,6 +446,110 @@ export class UringContext implements IoWaiter {
     }
   }
 
+  /**
+   * A step of `token`'s DISCARD or WRITE_ZEROES finished with `result`:
+   * prepares the next step and returns undefined, or returns the result of
+   * the whole operation (0 or negative).
+   */
+  #rangeStep(token: number, result: number): number | undefined {
+    const opcode = this.#opcode[token];
+    if (opcode === Op.FSYNC) return result < 0 ? result : 0;
+    if (opcode === Op.FALLOCATE) {
+      if (this.#rangeOp[token] === RangeOp.DISCARD) {
+        result = discardResult(result);
+      } else if (refused(result)) {
+        // The file system cannot zero this way: the next method, for the same range.
+        const method = nextZeroMethod(this.#zeroMethod[token] as ZeroMethodCode);
+        this.#zeroMethod[token] = method;
+        if (method === ZeroMethod.WRITE) this.#startZeroWrite(token);
+        else this.#prepareFallocate(token);
+        return undefined;
+      }
+      if (result < 0) return result;
+    } else {
+      // A WRITE of zeros.
+      if (result < 0) return result;
+      if (result === 0) return IO_SHORT;
+      this.#position[token] += result;
+      this.#remaining[token] -= result;
+      if (this.#remaining[token] > 0) {
+        this.#prepareZeroWrite(token);
+        return undefined;
+      }
+    }
+    this.#rangeIndex[token]++;
+    return this.#startRange(token);
+  }
+
+  /**
+   * Prepares the first step of `token`'s current range, or, past the last
+   * one, the closing fdatasync of a durable operation; returns 0 when
+   * nothing is left to do (undefined when a step was prepared).
+   */
+  #startRange(token: number): number | undefined {
+    const index = this.#rangeIndex[token];
+    if (index >= this.#rangeCount[token]) {
+      if (this.#durable[token] === 0) return 0;
+      this.#durable[token] = 0;
+      this.#opcode[token] = Op.FSYNC;
+      this.ring.prepareFsync(this.#fd[token], true, token);
+      return undefined;
+    }
+    const unmap = this.#rangeUnmap[token * this.maxSegments + index] === 1;
+    this.#zeroMethod[token] = this.#rangeOp[token] === RangeOp.DISCARD
+      ? ZeroMethod.PUNCH_HOLE
+      : firstZeroMethod(unmap);
+    this.#prepareFallocate(token);
+    return undefined;
+  }
+
+  #prepareFallocate(token: number): void {
+    const at = token * this.maxSegments + this.#rangeIndex[token];
+    this.#opcode[token] = Op.FALLOCATE;
+    this.ring.prepareFallocate(
+      this.#fd[token],
+      fallocateMode(this.#zeroMethod[token] as ZeroMethodCode),
+      this.#rangeStart[at],
+      this.#rangeLength[at],
+      token,
+    );
+  }
+
+  #startZeroWrite(token: number): void {
+    const at = token * this.maxSegments + this.#rangeIndex[token];
+    this.#position[token] = this.#rangeStart[at];
+    this.#remaining[token] = this.#rangeLength[at];
+    this.#prepareZeroWrite(token);
+  }
+
+  #prepareZeroWrite(token: number): void {
+    const zeros = zeroChunk();
+    if (this.#zerosAddress === 0) this.#zerosAddress = address(Deno.UnsafePointer.of(zeros));
+    this.#opcode[token] = Op.WRITE;
+    this.ring.prepareTransfer(
+      Op.WRITE,
+      this.#fd[token],
+      this.#zerosAddress,
+      Math.min(zeros.length, this.#remaining[token]),
+      this.#position[token],
+      0,
+      token,
+    );
+  }
+
+  /** BLKDISCARD of `count` ranges from `base` on block device `fd`, here; 0 or −errno. */
+  #blockDiscard(fd: number, base: number, count: number): number {
+    const range = new BigUint64Array(2);
+    for (let i = 0; i < count; i++) {
+      range[0] = BigInt(this.#rangeStart[base + i]);
+      range[1] = BigInt(this.#rangeLength[base + i]);
+      const failed = ioUringSys().ioctl(fd, BigInt(BlockIoctl.BLKDISCARD), range) < 0;
+      const result = discardResult(failed ? -errno() : 0);
+      if (result < 0) return result;
+    }
+    return 0;
+  }
+
   /** Moves `token`'s iovecs past `done` bytes. */
   #advance(token: number, done: number): void {
     this.#position[token] += done;
@@ -427,6 +632,8 @@ export interface UringFile {
   readonly readOnly: boolean;
   /** Opened with O_DIRECT (`nocache`). */
   readonly direct: boolean;
+  /** A block device: DISCARD is BLKDISCARD, not a punched hole. */
+  readonly blockDevice?: boolean;
 }
 
 /** One medium's queue on a thread's {@linkcode UringContext}. */
@@ -468,19 +675,33 @@ export class UringIoQueue implements IoQueue {
     if (this.#closed) {
       throw new VirtioBlkError("CLOSED", `io_uring queue of ${this.#file.path} is closed`);
     }
-    if (request.op !== IoOp.FLUSH) {
-      // The window is ours to enforce: the kernel knows only the file.
-      const { offset } = request;
-      const length = request.vector.bytes;
-      const { size } = this.#file;
-      if (offset < 0 || length < 0 || offset > size || length > size - offset) {
+    const { op } = request;
+    if (op === IoOp.DISCARD || op === IoOp.WRITE_ZEROES) {
+      const { ranges } = request;
+      for (let i = 0; i < ranges.count; i++) {
+        if (!this.#inWindow(ranges.offsets[i], ranges.lengths[i])) {
+          return this.#context.finishNow(token, IO_SHORT);
+        }
+      }
+      if (this.#file.readOnly) return this.#context.finishNow(token, -ERRNO.EBADF);
+      const { offset, blockDevice } = this.#file;
+      return this.#context.startRanges(request, token, this.#fd, offset, blockDevice ?? false);
+    }
+    if (op !== IoOp.FLUSH) {
+      if (!this.#inWindow(request.offset, request.vector.bytes)) {
         return this.#context.finishNow(token, IO_SHORT);
       }
-      if (request.op === IoOp.WRITE && this.#file.readOnly) {
+      if (op === IoOp.WRITE && this.#file.readOnly) {
         return this.#context.finishNow(token, -ERRNO.EBADF);
       }
     }
     return this.#context.start(request, token, this.#fd, this.#file.offset);
+  }
+
+  /** The window is ours to enforce: the kernel knows only the file. */
+  #inWindow(offset: number, length: number): boolean {
+    const { size } = this.#file;
+    return offset >= 0 && length >= 0 && offset <= size && length <= size - offset;
   }
 
   commit(): void {
