@@ -85,7 +85,12 @@ export { BlkFeature, RequestStatus, RequestType } from "./src/blk/spec.ts";
 
 // Request engines: in-process, and blockif's pool of worker threads, with
 // the parsed request and the pool's element states, for reading them.
-export type { EngineContext, EngineFactory, RequestEngine } from "./src/blk/engine.ts";
+export type {
+  EngineContext,
+  EngineFactory,
+  MediumChange,
+  RequestEngine,
+} from "./src/blk/engine.ts";
 export { InlineEngine } from "./src/blk/inline_engine.ts";
 export {
   WorkerEngine,

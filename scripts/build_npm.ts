@@ -52,6 +52,7 @@ export const ENTRY_POINTS: Readonly<Record<string, string>> = {
   "./file": "file.ts",
   "./nbd": "nbd.ts",
   "./vhost-user": "vhost_user.ts",
+  "./qmp": "qmp.ts",
 };
 
 /** Package-relative path of the CLI's bin file. */

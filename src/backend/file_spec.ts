@@ -114,6 +114,18 @@ export function describeFile(path: string, options: FileOptions = {}): FileBacke
   });
 }
 
+/**
+ * Checks `options` as {@linkcode describeFile} would, without a file: for
+ * a drive whose medium comes later (ACRN's `nodisk`).
+ *
+ * @throws {VirtioBlkError} `INVALID_CONFIG` or `UNSUPPORTED`, as describeFile
+ */
+export function checkFileOptions(options: FileOptions): void {
+  validateSectorSize(options.logicalBlockSize, options.physicalBlockSize);
+  chooseIo(options.io, options.direct ?? false);
+  chooseAio(options.aio);
+}
+
 /** What a file's spec holds besides what every file spec has in common. */
 type FileFields = Omit<FileBackendSpec, "module" | "kind" | "name" | "capabilities">;
 

@@ -31,7 +31,7 @@ export interface BlkGeometry {
 export function buildConfigImage(geometry: BlkGeometry): Uint8Array {
   const image = new Uint8Array(BlkConfig.SIZE);
   const view = new DataView(image.buffer);
-  view.setBigUint64(BlkConfig.CAPACITY, BigInt(geometry.sizeBytes / SECTOR_SIZE), true);
+  setCapacity(image, geometry.sizeBytes);
   view.setUint32(BlkConfig.SEG_MAX, geometry.segMax, true);
   view.setUint32(BlkConfig.BLK_SIZE, geometry.logicalBlockSize, true);
   view.setUint8(
@@ -56,6 +56,15 @@ export function buildConfigImage(geometry: BlkGeometry): Uint8Array {
     view.setUint8(BlkConfig.WRITE_ZEROES_MAY_UNMAP, writeZeroes.mayUnmap ? 1 : 0);
   }
   return image;
+}
+
+/**
+ * Writes a new capacity into an image (a resize, a medium inserted or
+ * ejected): the driver reads it after the configuration-change interrupt.
+ */
+export function setCapacity(image: Uint8Array, sizeBytes: number): void {
+  new DataView(image.buffer, image.byteOffset, image.byteLength)
+    .setBigUint64(BlkConfig.CAPACITY, BigInt(sizeBytes / SECTOR_SIZE), true);
 }
 
 /** Little-endian read of `size` bytes at `offset`; bytes past the image read as 0xff. */

@@ -1,13 +1,20 @@
 /**
  * The virtio-blk device (virtio 1.2 §5.2): its feature set, configuration
- * space, write-cache state, serial, and its one request queue, whose
- * requests an engine executes. It knows nothing of the transport that
- * exposes it (legacy PCI, vhost-user).
+ * space, write-cache state, serial, and its request queues, whose requests
+ * an engine executes. It knows nothing of the transport that exposes it
+ * (legacy PCI, vhost-user).
+ *
+ * Its medium may change while the guest runs ({@linkcode VirtioBlkDevice.changeMedium}):
+ * a resize (the same file at a new size), a medium inserted into an empty
+ * drive or ejected from it. The capacity in config space changes with it
+ * and the transport tells the driver (a configuration-change notification,
+ * §2.5.1 / §4.1.4.5); features stay as they were offered.
  *
  * @module
  */
 
 import type { BackendSpec } from "../backend/backend.ts";
+import { noMedium } from "../backend/no_medium.ts";
 import { VirtioBlkError } from "../errors.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import type { VirtioDevice } from "../virtio/device.ts";
@@ -17,8 +24,8 @@ import { isValidQueueSize, RingFeature } from "../virtio/spec.ts";
 import { SplitQueue } from "../virtio/split_queue.ts";
 import type { InterruptSink } from "../virtio/transport_state.ts";
 import { BlkState } from "./blk_state.ts";
-import { buildConfigImage, readImage } from "./config_space.ts";
-import type { EngineFactory, InterruptHandle, RequestEngine } from "./engine.ts";
+import { buildConfigImage, readImage, setCapacity } from "./config_space.ts";
+import type { EngineFactory, InterruptHandle, MediumChange, RequestEngine } from "./engine.ts";
 import { InlineEngine } from "./inline_engine.ts";
 import { MediumErrors } from "./medium_errors.ts";
 import { defaultSerial, serialBytes } from "./serial.ts";
@@ -161,6 +168,14 @@ export interface InterruptRoute {
   readonly sink: InterruptSink;
   /** How worker threads reach the same sink. */
   readonly handle: InterruptHandle;
+  /**
+   * Tells the driver that the configuration space changed (the capacity,
+   * after a medium change): the legacy PCI transport sets ISR bit 1 and
+   * interrupts (§4.1.4.5); vhost-user sends BACKEND_CONFIG_CHANGE_MSG, and
+   * QEMU re-reads the config. Without it the driver learns nothing until it
+   * reads the config again.
+   */
+  readonly configChanged?: () => void;
 }
 
 function bit(n: number): bigint {
@@ -177,15 +192,19 @@ export class VirtioBlkDevice implements VirtioDevice {
   readonly maxChain: number;
   /** Config space bytes: `virtio_blk_config` up to `write_zeroes_may_unmap` (§5.2.4). */
   readonly configSize: number = BlkConfig.SIZE;
-  /** Capacity in 512-byte sectors. */
-  readonly capacity: number;
-  /** Whether the medium refuses writes; the device then offers VIRTIO_BLK_F_RO (§5.2.3). */
+  /**
+   * Whether the device offers VIRTIO_BLK_F_RO (§5.2.3): its first medium was
+   * read-only. Fixed for the device's life, as features are.
+   */
   readonly readOnly: boolean;
   /**
-   * What every request is checked against: the capacity, seg_max, and the
-   * DISCARD and WRITE_ZEROES limits of the features offered.
+   * What every request is checked against: the capacity (the medium's now),
+   * seg_max, and the DISCARD and WRITE_ZEROES limits of the features offered.
    */
-  readonly limits: RequestLimits;
+  get limits(): RequestLimits {
+    return this.#limits;
+  }
+  #limits: RequestLimits;
   /** Shared write-cache state. */
   readonly state: BlkState = new BlkState();
   /** The serial as GET_ID returns it. */
@@ -199,6 +218,11 @@ export class VirtioBlkDevice implements VirtioDevice {
   readonly #image: Uint8Array;
   readonly #defaultWriteback: boolean;
   readonly #engine: RequestEngine;
+  readonly #configChanged: (() => void) | undefined;
+  #medium: BackendSpec;
+  #capacity: number;
+  /** Medium changes run one after another. */
+  #mediumChanges: Promise<unknown> = Promise.resolve();
 
   /** The engine that executes this device's requests. */
   get engine(): RequestEngine {
@@ -249,7 +273,9 @@ export class VirtioBlkDevice implements VirtioDevice {
     this.queueSize = queueSize;
     this.queueCount = queueCount;
     this.maxChain = Math.max(queueSize, segMax + 2);
-    this.capacity = sizeBytes / SECTOR_SIZE;
+    this.#medium = options.backend;
+    this.#capacity = sizeBytes / SECTOR_SIZE;
+    this.#configChanged = interrupts.configChanged;
     this.readOnly = options.backend.readOnly;
     const medium = options.backend.name;
     this.name = `virtio-blk device on ${medium}`;
@@ -278,7 +304,7 @@ export class VirtioBlkDevice implements VirtioDevice {
     if (limits.discard) features |= bit(BlkFeature.DISCARD);
     if (limits.writeZeroes) features |= bit(BlkFeature.WRITE_ZEROES);
     this.offeredFeatures = features;
-    this.limits = limits;
+    this.#limits = limits;
 
     this.#queueStates = Array.from({ length: queueCount }, () => new QueueStateBuffer(queueSize));
     this.#queues = this.#queueStates.map((state) => new SplitQueue(memory, state));
@@ -312,6 +338,87 @@ export class VirtioBlkDevice implements VirtioDevice {
 
   get ackedFeatures(): bigint {
     return this.#acked;
+  }
+
+  /** Capacity in 512-byte sectors: the medium's size (0 for an empty drive). */
+  get capacity(): number {
+    return this.#capacity;
+  }
+
+  /** The medium in the drive now (a no-medium spec when it is empty). */
+  get medium(): BackendSpec {
+    return this.#medium;
+  }
+
+  /** Whether the write cache is on, as the driver sees it: the config `writeback` byte. */
+  get writeback(): boolean {
+    return this.state.wce;
+  }
+
+  /**
+   * Puts `backend` in the drive in place of the medium there: a resize (the
+   * same file described at its new size), a medium inserted into an empty
+   * drive, or an empty one (`noMedium()`) for an eject. The engine's threads
+   * finish what they started on the old medium and open the new one (the
+   * queues keep running); requests parsed before and started after are
+   * checked against the new capacity. Then the capacity in config space
+   * changes and the transport notifies the driver. Changes run one at a
+   * time, in the order asked.
+   *
+   * A device that offered VIRTIO_BLK_F_RO keeps refusing writes whatever the
+   * new medium; a read-only medium in a device that did not offer it gets
+   * its writes refused with IOERR (features cannot change under a running
+   * driver, §3.1.1).
+   *
+   * @throws {VirtioBlkError} `UNSUPPORTED` when the engine serves one
+   *   medium for its life; `BAD_BACKING_FILE` when the size is not a
+   *   multiple of 512 bytes or a thread cannot open the medium: the drive is
+   *   then left empty (and the driver notified), as a medium that failed to
+   *   load leaves a drive
+   */
+  changeMedium(backend: BackendSpec): Promise<void> {
+    const change = this.#mediumChanges.then(() => this.#changeMedium(backend));
+    this.#mediumChanges = change.catch(() => {});
+    return change;
+  }
+
+  async #changeMedium(backend: BackendSpec): Promise<void> {
+    const engine = this.#engine;
+    if (engine.changeMedium === undefined) {
+      throw new VirtioBlkError("UNSUPPORTED", `${this.name}: its engine cannot change the medium`);
+    }
+    if (!Number.isSafeInteger(backend.size) || backend.size < 0 || backend.size % SECTOR_SIZE) {
+      throw new VirtioBlkError(
+        "BAD_BACKING_FILE",
+        `medium size ${backend.size} is not a multiple of ${SECTOR_SIZE} bytes`,
+      );
+    }
+    try {
+      await engine.changeMedium(this.#changeOf(backend));
+      this.#setMedium(backend);
+    } catch (error) {
+      // Some threads may hold the new medium and some none: empty the drive on all of them.
+      const none = noMedium({ readOnly: this.readOnly });
+      await engine.changeMedium(this.#changeOf(none)).catch(() => {});
+      this.#setMedium(none);
+      throw error;
+    }
+  }
+
+  #changeOf(backend: BackendSpec): MediumChange {
+    return {
+      backend,
+      readOnly: this.readOnly || backend.readOnly,
+      capacity: backend.size / SECTOR_SIZE,
+    };
+  }
+
+  #setMedium(backend: BackendSpec): void {
+    this.#medium = backend;
+    this.#capacity = backend.size / SECTOR_SIZE;
+    this.#limits = { ...this.#limits, capacity: this.#capacity };
+    setCapacity(this.#image, backend.size);
+    this.#configChanged?.();
   }
 
   /** The shared state of the first request queue (for doorbells and diagnostics). */

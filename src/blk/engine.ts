@@ -8,7 +8,9 @@
  *
  * Guest memory is the device's at construction and may be replaced later
  * ({@linkcode RequestEngine.attachMemory}: a vhost-user memory-table change)
- * without restarting threads or reopening the medium.
+ * without restarting threads or reopening the medium. The medium may be
+ * replaced too ({@linkcode RequestEngine.changeMedium}: a resize, a medium
+ * inserted into or ejected from a `nodisk` drive) without restarting threads.
  *
  * @module
  */
@@ -58,6 +60,19 @@ export interface EngineContext {
   readonly log?: (message: string) => void;
 }
 
+/**
+ * A new medium for an engine's threads: what they open from now on, and
+ * what the requests they parse and start from now on are checked against.
+ */
+export interface MediumChange {
+  /** The medium (a no-medium spec for an empty drive, `src/backend/no_medium.ts`). */
+  readonly backend: BackendSpec;
+  /** Writes complete IOERR (the device offered VIRTIO_BLK_F_RO, or the medium is read-only). */
+  readonly readOnly: boolean;
+  /** The device's capacity with this medium, in 512-byte sectors. */
+  readonly capacity: number;
+}
+
 /** An executor of a device's requests. */
 export interface RequestEngine {
   /** Resolves once the engine can serve (its threads started and opened the medium). */
@@ -86,6 +101,17 @@ export interface RequestEngine {
    * called; threads keep running and the medium stays open.
    */
   attachMemory(memory: GuestMemory): Promise<void>;
+  /**
+   * Serves the device from `change.backend` from now on. Resolves once no
+   * thread can start a request on the old medium or check one against the
+   * old capacity any more: every request started on the old medium has
+   * finished (a shrink can then cut the file), and requests parsed before
+   * but started after are checked against the new capacity. Queues keep
+   * running. Rejects when a thread cannot open the new medium (its
+   * requests then fail IOERR until the next change). An engine without it
+   * serves one medium for its life (the device refuses a change).
+   */
+  changeMedium?(change: MediumChange): Promise<void>;
   /** Stops serving and releases threads and file handles. */
   close(): Promise<void>;
 }

@@ -37,8 +37,13 @@ export interface ExecutionContext {
   readonly memory: GuestMemory;
   /** The medium, as this thread's I/O queue on it. */
   readonly io: IoQueue;
-  /** The device offers VIRTIO_BLK_F_RO: every write fails. */
+  /** The device offers VIRTIO_BLK_F_RO, or its medium is read-only: every write fails. */
   readonly readOnly: boolean;
+  /**
+   * The capacity in 512-byte sectors now. A request was checked against the
+   * capacity when it was parsed; the medium may have shrunk (or gone) since.
+   */
+  readonly capacity: number;
   /** The live cache mode. */
   readonly state: BlkState;
   /** The 20 GET_ID bytes. */
@@ -85,6 +90,10 @@ export function startRequest(
     case RequestKind.WRITE: {
       const isWrite = request.kind === RequestKind.WRITE;
       if (isWrite && context.readOnly) return RequestStatus.IOERR;
+      // Parsed before a shrink or an eject, it must not reach past the new end.
+      if (request.sector + request.dataLength / SECTOR_SIZE > context.capacity) {
+        return RequestStatus.IOERR;
+      }
       const vector = scratch.vector;
       vector.clear();
       for (let i = 0; i < request.segmentCount; i++) {

@@ -29,13 +29,18 @@ import { SyncIoQueue } from "../io/sync_io_queue.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import { Doorbell, type DoorbellHandle } from "../virtio/doorbell.ts";
 import { SplitQueue } from "../virtio/split_queue.ts";
-import type { EngineContext, RequestEngine } from "./engine.ts";
+import type { EngineContext, MediumChange, RequestEngine } from "./engine.ts";
 
 /** Runs requests synchronously on the thread that is notified. */
 export class InlineEngine implements RequestEngine {
   readonly #context: EngineContext;
   readonly #server: BlockifServer;
-  readonly #io: IoQueue;
+  /** Pool elements: one per ring entry. */
+  readonly #elements: number;
+  #io: IoQueue;
+  #memory: GuestMemory;
+  /** The medium's settings as requests are checked against them now. */
+  #medium: Omit<MediumChange, "backend">;
   #queues: SplitQueue[];
   readonly #doorbells: DoorbellHandle[];
   #running = false;
@@ -47,8 +52,10 @@ export class InlineEngine implements RequestEngine {
    */
   constructor(context: EngineContext, backend?: BlockBackend) {
     this.#context = context;
+    this.#memory = context.memory;
+    this.#medium = { readOnly: context.readOnly, capacity: context.limits.capacity };
     // One element per ring entry: a whole ring's requests fit at once.
-    const elements = Math.max(...context.queues.map((q) => q.maxQueueSize));
+    const elements = this.#elements = Math.max(...context.queues.map((q) => q.maxQueueSize));
     this.#server = new BlockifServer(
       new RequestPool({ elements, segMax: recordSlots(context.limits) }),
       { dispatch: "worker", pollMaxNs: 0, log: context.log },
@@ -118,6 +125,25 @@ export class InlineEngine implements RequestEngine {
     return Promise.resolve();
   }
 
+  async changeMedium(change: MediumChange): Promise<void> {
+    // Requests run to completion inside notify(); on a medium that completes
+    // on this thread's event loop the caller settled the queues first: none
+    // is on the old medium now.
+    const io = openIoQueue(change.backend, {
+      capacity: this.#elements,
+      segMax: recordSlots(this.#context.limits),
+    });
+    const old = this.#io;
+    this.#io = io;
+    this.#medium = { readOnly: change.readOnly, capacity: change.capacity };
+    this.#attach(this.#memory);
+    const waiter = io.waiter;
+    if (waiter?.kind === "event-loop" && waiter !== old.waiter) {
+      void this.#completeAsTheyFinish(waiter);
+    }
+    await old.close();
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -128,11 +154,12 @@ export class InlineEngine implements RequestEngine {
 
   #attach(memory: GuestMemory): void {
     const context = this.#context;
+    this.#memory = memory;
     this.#queues = context.queues.map((state) => new SplitQueue(memory, state));
     this.#server.attach(0, {
       settings: {
-        readOnly: context.readOnly,
-        limits: context.limits,
+        readOnly: this.#medium.readOnly,
+        limits: { ...context.limits, capacity: this.#medium.capacity },
         serial: context.serial,
         maxChain: context.maxChain,
         name: context.name,
@@ -153,7 +180,8 @@ export class InlineEngine implements RequestEngine {
    * takes chains that arrived meanwhile.
    */
   async #completeAsTheyFinish(waiter: EventLoopIoWaiter): Promise<void> {
-    while (!this.#closed) {
+    // Until closed, or until a medium change brought a queue of another waiter.
+    while (!this.#closed && this.#io.waiter === waiter) {
       await waiter.completion();
       if (this.#closed) return;
       this.#complete();

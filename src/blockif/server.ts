@@ -70,9 +70,12 @@ export type Dispatch = "worker" | "device";
 
 /** A device's plain settings: values any thread can receive as they are. */
 export interface DeviceSettings {
-  /** The device offers VIRTIO_BLK_F_RO: writes fail. */
+  /** The device offers VIRTIO_BLK_F_RO, or its medium is read-only: writes fail. */
   readonly readOnly: boolean;
-  /** Capacity, seg_max and DISCARD/WRITE_ZEROES limits every parsed request is checked against. */
+  /**
+   * Capacity, seg_max and DISCARD/WRITE_ZEROES limits every parsed (and
+   * started) request is checked against.
+   */
   readonly limits: RequestLimits;
   /** The 20 GET_ID bytes. */
   readonly serial: Uint8Array;
@@ -249,6 +252,7 @@ export class BlockifServer {
         memory: device.memory,
         io: device.io,
         readOnly: device.settings.readOnly,
+        capacity: device.settings.limits.capacity,
         state: device.state,
         serial: device.settings.serial,
         errors: device.errors,
@@ -424,6 +428,18 @@ export class BlockifServer {
     let count = 0;
     for (let i = 0; i < this.#ioQueues.length; i++) count += this.#ioQueues[i].inFlight;
     return count;
+  }
+
+  /**
+   * Completes every request whose I/O this thread has in flight, waiting
+   * for the medium as long as it takes: before a medium is closed under
+   * the requests started on it (a medium change).
+   */
+  finishIo(): void {
+    for (;;) {
+      this.reap();
+      if (this.inFlight === 0 || !this.sleepOnIo()) return;
+    }
   }
 
   /**

@@ -25,7 +25,8 @@ import {
   type WakeSignalFactory,
   type WakeSignalHandle,
 } from "../sync/wake_signal.ts";
-import type { Dispatch } from "./server.ts";
+import type { DeviceSettings, Dispatch } from "./server.ts";
+import type { BackendSpec } from "../backend/backend.ts";
 import type { ControlMessage, DeviceHandles, WorkerInit, WorkerMessage } from "./worker_init.ts";
 
 export type { DeviceHandles };
@@ -230,6 +231,20 @@ export class BlockifThreads {
    */
   async attachMemory(device: number, memory: GuestMemoryHandle): Promise<void> {
     await this.#control((control) => ({ type: "memory", control, device, memory }));
+  }
+
+  /**
+   * Gives device `device` a new medium: every thread finishes the I/O it
+   * started on the old one, closes it, opens `backend` and checks requests
+   * against `settings` from then on. Rejects (`BAD_BACKING_FILE`) when a
+   * thread cannot open it; that thread's requests of the device then fail.
+   */
+  async changeMedium(
+    device: number,
+    backend: BackendSpec,
+    settings: DeviceSettings,
+  ): Promise<void> {
+    await this.#control((control) => ({ type: "medium", control, device, backend, settings }));
   }
 
   /** Lets device `device` go: every thread closes its medium. */

@@ -9,7 +9,7 @@
  */
 
 import { wakeSignalFor } from "../backend/backend.ts";
-import type { EngineContext, EngineFactory, RequestEngine } from "../blk/engine.ts";
+import type { EngineContext, EngineFactory, MediumChange, RequestEngine } from "../blk/engine.ts";
 import { VirtioBlkError } from "../errors.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import { Doorbell, type DoorbellHandle } from "../virtio/doorbell.ts";
@@ -18,7 +18,8 @@ import { waitFor } from "../sync/wait.ts";
 import { PoolWord } from "./pool_layout.ts";
 import type { RequestPool } from "./request_pool.ts";
 import { recordSlots } from "../blk/request.ts";
-import { BlockifServer, type Dispatch } from "./server.ts";
+import { BlockifServer, type DeviceSettings, type Dispatch } from "./server.ts";
+import type { WakeSignalFactory } from "../sync/wake_signal.ts";
 import {
   BlockifThreads,
   type BlockifThreadsSettings,
@@ -51,6 +52,12 @@ export interface WorkerEngineOptions {
    * own (whose size, pool and dispatch then apply; the options above do not).
    */
   readonly threads?: BlockifThreads;
+  /**
+   * The wake signal of the device's own group when a medium inserted later
+   * sleeps in the kernel (an empty `nodisk,aio=io_uring` drive); by default
+   * the first medium's driver says whether one is needed.
+   */
+  readonly wake?: WakeSignalFactory;
 }
 
 /** An {@linkcode EngineFactory} for the worker engine. */
@@ -74,6 +81,10 @@ export class WorkerEngine implements RequestEngine {
   #closing: Promise<void> | undefined;
   /** The doorbell notify() rings (every queue's is the pool's WAKE word). */
   #kick: Doorbell | undefined;
+  /** The device's settings as its threads have them (the medium's mode and capacity). */
+  #settings: DeviceSettings;
+  /** The guest memory the device is served over now. */
+  #memory: GuestMemory;
 
   /**
    * Attaches the device to its threads (starting a group of its own unless
@@ -111,7 +122,7 @@ export class WorkerEngine implements RequestEngine {
       }
     }
     this.threads = options.threads ?? new BlockifThreads({
-      wake: options.threads === undefined ? wake : undefined,
+      wake: options.threads === undefined ? wake ?? options.wake : undefined,
       workers: exclusive ? 1 : options.workers,
       poolSize: options.poolSize,
       dispatch: options.dispatch,
@@ -120,7 +131,8 @@ export class WorkerEngine implements RequestEngine {
       log: context.log,
     });
     this.#queues = context.queues.map((state) => new SplitQueue(context.memory, state));
-    const settings = {
+    this.#memory = context.memory;
+    this.#settings = {
       readOnly: context.readOnly,
       limits: context.limits,
       serial: context.serial,
@@ -129,7 +141,7 @@ export class WorkerEngine implements RequestEngine {
       orderOverlapping: context.orderOverlapping,
     };
     const handles: DeviceHandles = {
-      settings,
+      settings: this.#settings,
       memory: context.memory.handle(),
       queues: context.queues.map((q) => ({ buffer: q.buffer, maxQueueSize: q.maxQueueSize })),
       state: context.state.buffer,
@@ -221,9 +233,37 @@ export class WorkerEngine implements RequestEngine {
 
   async attachMemory(memory: GuestMemory): Promise<void> {
     await this.#attached;
+    this.#memory = memory;
     this.#queues = this.#context.queues.map((state) => new SplitQueue(memory, state));
     if (this.#deviceServer) this.#attachDeviceServer(memory);
     await this.threads.attachMemory(this.deviceId, memory.handle());
+  }
+
+  async changeMedium(change: MediumChange): Promise<void> {
+    await this.#attached;
+    const { backend } = change;
+    if (wakeSignalFor(backend) !== undefined && this.settings.wake === undefined) {
+      throw new VirtioBlkError(
+        "INVALID_CONFIG",
+        `${backend.name}: its I/O sleeps in the kernel (io_uring), and the threads serving ` +
+          `${this.#context.name} were made without a wake signal`,
+      );
+    }
+    if (backend.capabilities.handles === "exclusive" && this.settings.workers > 1) {
+      throw new VirtioBlkError(
+        "INVALID_CONFIG",
+        `${backend.name} takes one handle at a time; ${this.#context.name} has ` +
+          `${this.settings.workers} blockif threads`,
+      );
+    }
+    this.#settings = {
+      ...this.#settings,
+      readOnly: change.readOnly,
+      limits: { ...this.#settings.limits, capacity: change.capacity },
+    };
+    // The device thread parses with the new capacity at once; the workers once they read the message.
+    if (this.#deviceServer) this.#attachDeviceServer(this.#memory);
+    await this.threads.changeMedium(this.deviceId, backend, this.#settings);
   }
 
   close(): Promise<void> {
@@ -259,13 +299,7 @@ export class WorkerEngine implements RequestEngine {
   #attachDeviceServer(memory: GuestMemory): void {
     const context = this.#context;
     this.#deviceServer!.attach(this.deviceId, {
-      settings: {
-        readOnly: context.readOnly,
-        limits: context.limits,
-        serial: context.serial,
-        maxChain: context.maxChain,
-        name: context.name,
-      },
+      settings: this.#settings,
       memory,
       queues: this.#queues,
       state: context.state,

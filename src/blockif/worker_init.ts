@@ -84,6 +84,15 @@ export type ControlMessage =
     readonly device: number;
     readonly memory: GuestMemoryHandle;
   }
+  | {
+    readonly type: "medium";
+    readonly control: number;
+    readonly device: number;
+    /** The medium the thread opens in place of the device's current one. */
+    readonly backend: BackendSpec;
+    /** The device's settings with it (read-only mode, capacity). */
+    readonly settings: DeviceSettings;
+  }
   | { readonly type: "detach"; readonly control: number; readonly device: number };
 
 /** Messages a thread posts to its group. */

@@ -20,6 +20,8 @@
  * @module
  */
 
+import { openIoQueue } from "../backend/backend.ts";
+import { noMedium } from "../backend/no_medium.ts";
 import { parentChannel } from "../runtime/thread.ts";
 import { wakeSignals } from "../sync/wake_signal.ts";
 import { RequestPool } from "./request_pool.ts";
@@ -78,6 +80,7 @@ export async function serveBlockifThread(): Promise<void> {
         // The modules that open the message's handles, if this thread has not loaded them yet.
         if (message.type === "attach") await loadDeviceModules(message.handles);
         if (message.type === "memory") await loadDeviceModules({ memory: message.memory });
+        if (message.type === "medium") await loadDeviceModules({ backend: message.backend });
         control(message);
       } catch (cause) {
         error = `blockif worker ${index}: ${
@@ -112,6 +115,39 @@ export async function serveBlockifThread(): Promise<void> {
         const known = handles.get(message.device);
         if (device === undefined || known === undefined) return;
         current.attach(message.device, withMemory(device, message.memory, known.queues));
+        return;
+      }
+      case "medium": {
+        const device = current.device(message.device);
+        const known = handles.get(message.device);
+        if (device === undefined || known === undefined) return;
+        // What was started on the old medium finishes on it; nothing reaches it after.
+        current.finishIo();
+        close(device);
+        handles.set(message.device, {
+          ...known,
+          backend: message.backend,
+          settings: message.settings,
+        });
+        try {
+          current.attach(message.device, {
+            ...device,
+            settings: message.settings,
+            io: openIoQueue(message.backend, current.threadIo),
+          });
+        } catch (error) {
+          // Not the old medium (closed) and not the new one: an empty drive until the next change.
+          const settings = {
+            ...message.settings,
+            limits: { ...message.settings.limits, capacity: 0 },
+          };
+          current.attach(message.device, {
+            ...device,
+            settings,
+            io: openIoQueue(noMedium(), current.threadIo),
+          });
+          throw error;
+        }
         return;
       }
       case "detach":

@@ -47,6 +47,13 @@ import { DEFAULT_QUEUE_SIZE, VirtioBlkDevice } from "../blk/device.ts";
 import { BlockifThreads } from "../blockif/threads.ts";
 import { workerEngine } from "../blockif/worker_engine.ts";
 import type { VmDiskConfig } from "../dm/vm.ts";
+import { parseQmpOption, QEMU_SPELLING, type QmpOption, withQemuSpelling } from "./qmp_option.ts";
+import { machineDrives, slotDrives } from "./qmp_drives.ts";
+import { QmpServer } from "../qmp/server.ts";
+import type { QmpDrive } from "../qmp/drive.ts";
+import { QEMU_VERSION } from "../qmp/protocol.ts";
+import { createEventFdWake } from "../io/io_uring/wake.ts";
+import type { WakeSignalFactory } from "../sync/wake_signal.ts";
 
 export { PROGRAM };
 
@@ -71,6 +78,7 @@ const OPTIONS = {
   "output-format": { type: "string" },
   disk: { type: "string" },
   "vhost-user": { type: "string" },
+  qmp: { type: "string", multiple: true },
   iothreads: { type: "string" },
   cpus: { type: "string", short: "c" },
   help: { type: "boolean", short: "h" },
@@ -85,7 +93,7 @@ const OPTIONS = {
 export async function main(args: readonly string[], console: Console): Promise<number> {
   let parsed;
   try {
-    parsed = parseCommandLine(args, OPTIONS);
+    parsed = parseCommandLine(withQemuSpelling(args, OPTIONS), OPTIONS);
   } catch (error) {
     console.stderr(`${PROGRAM}: ${(error as Error).message}\n`);
     return EXIT_USAGE;
@@ -117,10 +125,11 @@ export async function main(args: readonly string[], console: Console): Promise<n
     process.exit(SIGNAL_EXIT_STATUS[signal]);
   });
   try {
+    const qmp = parseQmp(values.qmp, args);
     if (values["vhost-user"] !== undefined) {
-      return await serveOverVhostUser(values["vhost-user"], values, console, signals);
+      return await serveOverVhostUser(values["vhost-user"], values, qmp, console, signals);
     }
-    const job = parseJob(values, console.stderrIsTerminal ?? false, stop);
+    const job = parseJob(values, console.stderrIsTerminal ?? false, stop, qmp !== undefined);
     const memoryBytes = parseMemory(values.memory, spelled.memory);
     const slotOptions = (values.slot ?? []).map(parseSlotOption);
     const others = slotOptions.flatMap((o) => o.kind === "other" ? [o.device] : []);
@@ -162,7 +171,16 @@ export async function main(args: readonly string[], console: Console): Promise<n
       const sharing = specs.map((spec) =>
         spec.workers === undefined && spec.iothreads === undefined
       );
-      iothreads = sharedThreads(iothreadCount, configs.filter((_, i) => sharing[i]), log);
+      // An empty drive's media, inserted later, may sleep in the kernel too.
+      const emptyUring = specs.some((spec, i) =>
+        sharing[i] && spec.nodisk && spec.aio === "io_uring"
+      );
+      iothreads = sharedThreads(
+        iothreadCount,
+        configs.filter((_, i) => sharing[i]),
+        log,
+        emptyUring ? createEventFdWake : undefined,
+      );
       configs = configs.map((config, i) =>
         sharing[i]
           ? {
@@ -176,7 +194,20 @@ export async function main(args: readonly string[], console: Console): Promise<n
     for (const note of notes) console.stderr(`${PROGRAM}: ${note}\n`);
 
     const vm = await VirtualMachine.create({ memoryBytes, disks: configs, vcpus });
+    let control: QmpServer | undefined;
     try {
+      if (qmp !== undefined) {
+        control = await listenQmp(
+          qmp,
+          machineDrives(specs, vm.disks.map((disk) => disk.function.device)),
+          {
+            onQuit: () => stop.request(),
+            log,
+            signal: signals.signal,
+            console,
+          },
+        );
+      }
       const result = await runUos(vm, job, {
         stdout: (text) => console.stdout(text + "\n"),
         stderr: (text) => console.stderr(text),
@@ -184,6 +215,7 @@ export async function main(args: readonly string[], console: Console): Promise<n
       reportMediumErrors(vm, log);
       return signals.exitStatus ?? result.exitCode;
     } finally {
+      await control?.close();
       await vm.close();
       await iothreads?.close();
     }
@@ -227,6 +259,7 @@ function isUsageError(error: unknown): boolean {
 async function serveOverVhostUser(
   socketPath: string,
   values: Readonly<Record<string, unknown>> & { slot?: string[]; job?: string; memory?: string },
+  qmp: QmpOption | undefined,
   console: Console,
   signals: StopSignals,
 ): Promise<number> {
@@ -264,12 +297,28 @@ async function serveOverVhostUser(
   const { device } = await diskConfig(spec);
   const { serveVhostUserBlk } = await import("../vhost_user/server.ts");
   const log = (message: string) => console.stderr(`${PROGRAM}: ${message}\n`);
+  // QMP's quit stops the export as a signal does.
+  const quit = new AbortController();
   const server = serveVhostUserBlk({
     socketPath,
     device: { ...device, log },
-    signal: signals.signal,
+    signal: AbortSignal.any([signals.signal, quit.signal]),
     log,
   });
+  let control: QmpServer | undefined;
+  try {
+    if (qmp !== undefined) {
+      control = await listenQmp(qmp, slotDrives([{ spec, holder: server }]), {
+        onQuit: () => quit.abort(),
+        log,
+        signal: signals.signal,
+        console,
+      });
+    }
+  } catch (error) {
+    await server.close();
+    throw error;
+  }
   console.stderr(
     `${PROGRAM}: serving ${spec.path} over vhost-user-blk on ${server.socketPath}; connect QEMU with ` +
       `-chardev socket,id=vu,path=${server.socketPath} -device vhost-user-blk-pci,chardev=vu` +
@@ -278,31 +327,81 @@ async function serveOverVhostUser(
       `Ctrl-C stops\n`,
   );
   await server.closed;
+  await control?.close();
   console.stderr(
     `${PROGRAM}: vhost-user server stopped after ${server.connections} connection(s)\n`,
   );
   return signals.exitStatus ?? EXIT_OK;
 }
 
+/**
+ * `--qmp PATH` or QEMU's `-qmp unix:PATH,server=on,wait=off`, given at
+ * most once; `args` is the command line as typed, for the spelling.
+ */
+function parseQmp(values: readonly string[] | undefined, args: readonly string[]) {
+  if (values === undefined || values.length === 0) return undefined;
+  const spelled = args.includes(QEMU_SPELLING) ? QEMU_SPELLING : "--qmp";
+  if (values.length > 1) {
+    throw new VirtioBlkError("INVALID_CONFIG", `${spelled} given ${values.length} times: give one`);
+  }
+  return parseQmpOption(values[0], spelled);
+}
+
+/**
+ * Starts the QMP server on `qmp.path` for `drives`, says where, and with
+ * `wait=on` holds the run until a client connects (or a signal stops it).
+ */
+async function listenQmp(
+  qmp: QmpOption,
+  drives: QmpDrive[],
+  options: {
+    onQuit: () => void;
+    log: (message: string) => void;
+    signal: AbortSignal;
+    console: Console;
+  },
+): Promise<QmpServer> {
+  const server = await QmpServer.listen({
+    path: qmp.path,
+    drives,
+    onQuit: options.onQuit,
+    log: options.log,
+    version: { qemu: { ...QEMU_VERSION }, package: `${PROGRAM} ${programVersion()}` },
+  });
+  const names = drives.map((drive) => drive.device).join(", ");
+  options.log(`QMP on ${qmp.path} (drives ${names})`);
+  if (qmp.wait) {
+    options.log(`waiting for a QMP client on ${qmp.path} (wait=on)`);
+    await Promise.race([
+      server.firstClient,
+      new Promise<void>((resolve) => options.signal.addEventListener("abort", () => resolve())),
+    ]);
+  }
+  return server;
+}
+
 function parseJob(
   values: Readonly<Record<string, unknown>> & { job?: string; json?: boolean; disk?: string },
   progress: boolean,
   stop: StopFlag,
+  qmp: boolean,
 ): UosJob {
-  const kind = values.job ?? "lsblk";
+  // With a QMP socket the machine stays up until quit, as QEMU's does.
+  const kind = values.job ?? (qmp ? "watch" : "lsblk");
   const json = wantsJson(values);
   const loadOptionGiven = Object.keys(LOAD_OPTION_DEFINITIONS).some((name) =>
     values[name] !== undefined
   );
   switch (kind) {
     case "lsblk":
+    case "watch":
       if (loadOptionGiven || values.disk !== undefined) {
         throw new VirtioBlkError(
           "INVALID_CONFIG",
           "load options (--rw, --bs, --disk, …) need --job load",
         );
       }
-      return { kind, json };
+      return kind === "lsblk" ? { kind, json } : { kind, json, stop: stop.buffer };
     case "load":
       return {
         kind,
@@ -313,7 +412,7 @@ function parseJob(
         stop: stop.buffer,
       };
     default:
-      throw new VirtioBlkError("INVALID_CONFIG", `unknown job "${kind}" (lsblk or load)`);
+      throw new VirtioBlkError("INVALID_CONFIG", `unknown job "${kind}" (lsblk, watch or load)`);
   }
 }
 
@@ -355,6 +454,7 @@ function sharedThreads(
   workers: number,
   disks: readonly VmDiskConfig[],
   log: (message: string) => void,
+  wake?: WakeSignalFactory,
 ): BlockifThreads {
   const segMax = Math.max(
     DEFAULT_QUEUE_SIZE - 2,
@@ -362,7 +462,7 @@ function sharedThreads(
   );
   const makeWake = disks.map(({ device }) => wakeSignalFor(device.backend))
     .find((make) => make !== undefined);
-  return new BlockifThreads({ workers, segMax, wake: makeWake, log });
+  return new BlockifThreads({ workers, segMax, wake: makeWake ?? wake, log });
 }
 
 /** `-c N` / `--cpus N`: the built-in machine's vCPUs, 1 to {@linkcode MAX_VCPUS}. */

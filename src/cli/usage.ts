@@ -47,8 +47,11 @@ Options:
                        spread over them
       --iothreads N    the disks that set no workers= or iothread= share N I/O
                        threads (1 to 64) instead of 8 each (QEMU's iothread)
-      --job lsblk|load what the guest does: lsblk lists the disks (default);
-                       load runs a fio-like load on one disk
+      --job lsblk|load|watch
+                       what the guest does: lsblk lists the disks (default);
+                       load runs a fio-like load on one disk; watch lists
+                       them and reports capacity changes until QMP quit
+                       (the default with --qmp)
       --json           print the job's result as JSON: lsblk's (lsblk --json
                        --bytes) or fio's (fio --output-format=json) layout
       --output-format json|normal
@@ -57,12 +60,19 @@ Options:
                        serve the one -s device over vhost-user-blk on SOCKET to
                        a VMM such as QEMU, instead of booting the built-in guest
                        (Deno only, needs --allow-ffi; see docs/vhost_user.md)
+      --qmp PATH       a QMP control socket (QEMU's protocol) on PATH:
+                       query-block, block_resize, eject, blockdev-change-medium,
+                       quit, … QEMU's -qmp unix:PATH,server=on,wait=off is the
+                       same; wait=on holds the guest until a client connects
   -h, --help           this text
       --version        print the program's name and version
 
 Load options (with --job load; fio's names and meanings):
       --disk NAME      the disk to load (default vda)
 ${loadHelp()}
+
+The file may be ACRN's nodisk: an empty drive (size 0, no medium) that takes
+a medium later over QMP (blockdev-change-medium); its options apply to it.
 
 Device options (after the file, comma-separated, as in ACRN):
   writethru            a write completes once it is on stable storage (default)
@@ -103,5 +113,6 @@ Examples:
   ${COMMAND} -s 9,virtio-blk,/dev/sdb1,sectorsize=4096 -s 10,virtio-blk,big.img,range=2048/204800
   ${COMMAND} -s 9,virtio-blk,test.img --job load --rw=randwrite --bs=4k --iodepth=32 --verify=crc32c
   ${COMMAND} --vhost-user /tmp/vblk.sock -s 9,virtio-blk,test.img,writeback
+  ${COMMAND} --qmp /tmp/qmp.sock -s 9,virtio-blk,test.img -s 10,virtio-blk,nodisk,ro
 `;
 }

@@ -10,6 +10,10 @@
  * takes ACRN's other device types (`-s 0:0,hostbridge`, `-s 1:0,lpc`, see
  * `acrn_devices.ts`), which this device model does not emulate.
  *
+ * The path may be ACRN's `nodisk`: a drive with no medium (capacity 0),
+ * into which a medium is put later (QMP `blockdev-change-medium`, ACRN's
+ * `acrnctl blkrescan`); its options say how that medium will be opened.
+ *
  * Options (reference §5): `writethru` (default) / `writeback` (the last one
  * wins), `ro`, `sectorsize=<logical>[/<physical>]`, `range=<start>/<size>`
  * (logical sectors), `nocache` (O_DIRECT),
@@ -38,7 +42,9 @@
 
 import { statSync } from "node:fs";
 import { type FileBackendSpec, isFileSpec } from "../backend/file_driver.ts";
-import { describeFile } from "../backend/file_spec.ts";
+import { checkFileOptions, describeFile, type FileOptions } from "../backend/file_spec.ts";
+import { noMedium } from "../backend/no_medium.ts";
+import { createEventFdWake } from "../io/io_uring/wake.ts";
 import { describeNbd } from "../backend/nbd_spec.ts";
 import type { BackendSpec } from "../backend/backend.ts";
 import { isNbdUri } from "../nbd/uri.ts";
@@ -62,8 +68,10 @@ export interface SlotSpec {
   readonly slot: number;
   /** PCI function in the slot, 0–7 (0 when the spec gives none). */
   readonly func: number;
-  /** The backing file or block device. */
+  /** The backing file or block device; `nodisk` for an empty drive. */
   readonly path: string;
+  /** ACRN's `nodisk`: the drive starts empty, and its media come later. */
+  readonly nodisk: boolean;
   /** Everything after `virtio-blk,` (ACRN derives the default serial from it). */
   readonly optionString: string;
   /** `ro`: open the file read-only and offer VIRTIO_BLK_F_RO. */
@@ -112,6 +120,9 @@ export interface SlotSpec {
 
 /** The only emulation this device model provides. */
 export const EMULATION = "virtio-blk";
+
+/** ACRN's path word for a drive without a medium. */
+export const NODISK = "nodisk";
 
 /** An `-s` naming another of ACRN's device types, which this device model does not emulate. */
 export interface OtherDeviceSpec {
@@ -378,11 +389,16 @@ function parseVirtioBlk(spec: string, slot: number, func: number, config: string
         throw invalid(spec, `unknown option "${option}"`);
     }
   }
+  const nodisk = path === NODISK;
+  if (nodisk && range !== undefined) {
+    throw invalid(spec, `range= is a window of a file, and ${NODISK} has none`);
+  }
   return {
     text: spec,
     slot,
     func,
     path,
+    nodisk,
     optionString: [path, ...options].join(","),
     readOnly,
     writeback,
@@ -451,7 +467,13 @@ function parseIothread(spec: string, option: string): number {
 export async function diskConfig(spec: SlotSpec): Promise<VmDiskConfig> {
   let backend;
   try {
-    backend = await describeMedium(spec);
+    if (spec.nodisk) {
+      // What a medium inserted later will be opened with, checked now.
+      checkFileOptions(fileOptions(spec, spec.readOnly));
+      backend = noMedium({ readOnly: spec.readOnly });
+    } else {
+      backend = await describeDrive(spec);
+    }
   } catch (error) {
     if (!(error instanceof VirtioBlkError)) throw error;
     throw new VirtioBlkError(error.code, `-s ${spec.text}: ${error.message}`, { cause: error });
@@ -473,22 +495,38 @@ export async function diskConfig(spec: SlotSpec): Promise<VmDiskConfig> {
       poolSize: spec.poolSize,
       dispatch: spec.dispatch,
       pollUs: spec.pollUs,
+      // An empty drive's threads wait for media that sleep in the kernel.
+      wake: spec.nodisk && spec.aio === "io_uring" ? createEventFdWake : undefined,
     }),
   };
   return { slot: spec.slot, func: spec.func, device };
 }
 
-/** The medium `spec`'s path names: an NBD export for an NBD URI, else a file. */
-function describeMedium(spec: SlotSpec): Promise<BackendSpec> {
-  const common = {
-    readOnly: spec.readOnly,
-    range: spec.range,
+/** How the medium of `spec`'s drive is opened (read-only or not): its ACRN options. */
+function fileOptions(spec: SlotSpec, readOnly: boolean): FileOptions {
+  return {
+    readOnly,
     logicalBlockSize: spec.logicalBlockSize,
     physicalBlockSize: spec.physicalBlockSize,
+    io: spec.io,
+    direct: spec.direct,
+    aio: spec.aio,
   };
+}
+
+/**
+ * Describes the file at `path` as a medium of `spec`'s drive, with its
+ * options (QMP's `blockdev-change-medium` into a `nodisk` drive).
+ */
+export function describeMedium(spec: SlotSpec, path: string, readOnly: boolean): FileBackendSpec {
+  return describeFile(path, fileOptions(spec, readOnly));
+}
+
+/** The medium `spec`'s path names: an NBD export for an NBD URI, else a file. */
+function describeDrive(spec: SlotSpec): Promise<BackendSpec> {
   if (!isNbdUri(spec.path)) {
     return Promise.resolve(
-      describeFile(spec.path, { ...common, io: spec.io, direct: spec.direct, aio: spec.aio }),
+      describeFile(spec.path, { ...fileOptions(spec, spec.readOnly), range: spec.range }),
     );
   }
   const fileOnly = [
@@ -502,7 +540,12 @@ function describeMedium(spec: SlotSpec): Promise<BackendSpec> {
       `option ${fileOnly} applies to files, not to an NBD export`,
     );
   }
-  return describeNbd(spec.path, common);
+  return describeNbd(spec.path, {
+    readOnly: spec.readOnly,
+    range: spec.range,
+    logicalBlockSize: spec.logicalBlockSize,
+    physicalBlockSize: spec.physicalBlockSize,
+  });
 }
 
 /**

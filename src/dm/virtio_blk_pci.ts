@@ -55,6 +55,10 @@ export function createVirtioBlkPci(
   const device = new VirtioBlkDevice(memory, { engine: workerEngine(), ...options }, {
     sink: transport,
     handle: transport.handle(),
+    // A closed function reads as removed: it says nothing more.
+    configChanged: () => {
+      if (!pci.closed) transport.configChanged();
+    },
   });
   const pci = new LegacyVirtioPci(device, transport, BLK_PCI_CLASS);
   const close = async () => {

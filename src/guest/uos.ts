@@ -17,6 +17,7 @@ import { type LoadProgress, type LoadResult, runLoad } from "./jobs/load.ts";
 import type { LoadOptions } from "./jobs/load_options.ts";
 import { formatLoadReport, formatProgress, loadResultJson } from "./jobs/report.ts";
 import { collectLsblk, formatLsblkTable, lsblkJson } from "./jobs/lsblk.ts";
+import { describeCapacityChange, watchDisks } from "./jobs/watch.ts";
 import { StopFlag } from "../sync/stop_flag.ts";
 import type { GuestVcpu } from "./boot.ts";
 import { loadDiskOf } from "./jobs/load.ts";
@@ -27,6 +28,13 @@ import { type QueueBinding, VirtioBlkDriver } from "./virtio_blk_driver.ts";
 /** What the guest is asked to do. */
 export type UosJob =
   | { readonly kind: "lsblk"; readonly json: boolean }
+  | {
+    /** `lsblk`, then every configuration change (resize, medium change) until stopped. */
+    readonly kind: "watch";
+    readonly json: boolean;
+    /** A {@linkcode StopFlag}'s buffer: once set, the watch ends. */
+    readonly stop: SharedArrayBuffer;
+  }
   | {
     readonly kind: "load";
     /** The disk to load (vda, vdb, …). */
@@ -114,16 +122,28 @@ export async function runJob(
   startVcpu?: VcpuStarter,
 ): Promise<UosResult> {
   const print = (text: string) => output.print(text);
+  const lsblk = () => {
+    const rows = collectLsblk(guest.disks.map((disk) => ({
+      name: disk.name,
+      slot: disk.pci.func === 0 ? disk.pci.slot : `${disk.pci.slot}:${disk.pci.func}`,
+      driver: disk.driver,
+    })));
+    print(job.json ? JSON.stringify(lsblkJson(rows), null, 2) : formatLsblkTable(rows));
+  };
   switch (job.kind) {
-    case "lsblk": {
-      const rows = collectLsblk(guest.disks.map((disk) => ({
-        name: disk.name,
-        slot: disk.pci.func === 0 ? disk.pci.slot : `${disk.pci.slot}:${disk.pci.func}`,
-        driver: disk.driver,
-      })));
-      print(job.json ? JSON.stringify(lsblkJson(rows), null, 2) : formatLsblkTable(rows));
+    case "lsblk":
+      lsblk();
       return { exitCode: 0 };
-    }
+    case "watch":
+      watchDisks(guest, new StopFlag(job.stop), (change) => {
+        print(
+          job.json
+            ? JSON.stringify({ event: "capacity-change", ...change })
+            : describeCapacityChange(change),
+        );
+        lsblk();
+      }, lsblk);
+      return { exitCode: 0 };
     case "load": {
       const disk = guest.disks.find((d) => d.name === job.disk);
       if (disk === undefined) {

@@ -11,6 +11,10 @@
  * device checks the guest: a used element for a head that is not in flight,
  * or a used index that runs ahead, is reported as a {@linkcode DeviceFault}.
  *
+ * A configuration-change interrupt (ISR bit 1 without DEVICE_NEEDS_RESET)
+ * makes it read the capacity again, as Linux's virtio_blk does on a resize
+ * or a medium change ({@linkcode VirtioBlkDriver.capacity}).
+ *
  * A device that was closed (its function reads all ones, as a removed one
  * does) fails every request still waiting and every later one with a
  * `VirtioBlkError` `CLOSED` naming it: the driver learns it when it reads
@@ -143,7 +147,7 @@ export interface QueueBinding {
 
 /** The device's configuration as the driver read it. */
 export interface DiskInfo {
-  /** Capacity in 512-byte sectors. */
+  /** Capacity in 512-byte sectors, at initialisation ({@linkcode VirtioBlkDriver.capacity} is live). */
   readonly capacity: number;
   /** Most data buffers one request may have: config seg_max, or 1 without SEG_MAX (§5.2.4). */
   readonly segMax: number;
@@ -248,6 +252,10 @@ export class VirtioBlkDriver {
   #closed: VirtioBlkError | undefined;
   /** The interrupt count the ISR was last read at. */
   #acknowledged = 0;
+  /** The capacity as last read from config space. */
+  #capacity: number;
+  /** Configuration-change interrupts seen. */
+  #configChanges = 0;
   /** Reap passes that found completions (an awaited operation may have been among them). */
   #reaps = 0;
   /** Calls of wait() asleep now. */
@@ -275,6 +283,7 @@ export class VirtioBlkDriver {
     this.#view = new DataView(options.memory.buffer);
     const { info, size } = binding;
     this.info = info;
+    this.#capacity = info.capacity;
     this.#queue = binding.queue;
     this.#bindings = bindings;
     this.#useIndirect = hasFeature(info.features, RingFeature.INDIRECT_DESC);
@@ -417,6 +426,29 @@ export class VirtioBlkDriver {
    */
   get closed(): boolean {
     return this.#closed !== undefined;
+  }
+
+  /**
+   * Capacity in 512-byte sectors: read at initialisation, and again at each
+   * configuration-change interrupt the driver acknowledged (it does when it
+   * waits for a request, or at {@linkcode acknowledgeInterrupts}).
+   */
+  get capacity(): number {
+    return this.#capacity;
+  }
+
+  /** Configuration-change interrupts the driver has seen (a resize, a medium change). */
+  get configChanges(): number {
+    return this.#configChanges;
+  }
+
+  /**
+   * Reads the ISR for interrupts raised since it was last read, as an idle
+   * driver's interrupt handler would: learns of configuration changes (and
+   * of a reset request or a closed device) without a request in flight.
+   */
+  acknowledgeInterrupts(): void {
+    this.#acknowledge();
   }
 
   /** Whether the device signalled DEVICE_NEEDS_RESET. */
@@ -890,12 +922,23 @@ export class VirtioBlkDriver {
     } else if (isr & ISR_CONFIG) {
       // A config interrupt: the device needs a reset, or (the ISR word read by an I/O event
       // on the vCPU itself) the function was closed, and its status reads all ones.
+      // Otherwise the configuration changed (a resize, a medium change): read it again.
       const status = this.#registers.read(LegacyRegister.STATUS, 1);
       if (status === GONE_BYTE) this.#closed ??= closedError(this.#registers);
       else if (status & DeviceStatus.DEVICE_NEEDS_RESET) this.#needsReset = true;
+      else {
+        this.#capacity = readCapacity(this.#registers);
+        this.#configChanges++;
+      }
     }
     return count;
   }
+}
+
+/** config capacity (u64, two 32-bit reads: legacy config has no generation counter). */
+function readCapacity(r: RegisterAccess): number {
+  const low = r.read(LegacyRegister.CONFIG + BlkConfig.CAPACITY, 4) >>> 0;
+  return low + (r.read(LegacyRegister.CONFIG + BlkConfig.CAPACITY + 4, 4) >>> 0) * 2 ** 32;
 }
 
 /** The device's configuration, read once the features are negotiated. */
@@ -907,7 +950,7 @@ function readInfo(
 ): DiskInfo {
   const config = (offset: number, size: 1 | 2 | 4) =>
     r.read(LegacyRegister.CONFIG + offset, size) >>> 0;
-  const capacity = config(BlkConfig.CAPACITY, 4) + config(BlkConfig.CAPACITY + 4, 4) * 2 ** 32;
+  const capacity = readCapacity(r);
   const logical = hasFeature(features, BlkFeature.BLK_SIZE) ? config(BlkConfig.BLK_SIZE, 4) : 512;
   const exp = hasFeature(features, BlkFeature.TOPOLOGY)
     ? config(BlkConfig.PHYSICAL_BLOCK_EXP, 1)

@@ -35,6 +35,7 @@ export const ERRNO = {
   ETIMEDOUT: 110,
   ECONNREFUSED: 111,
   EDQUOT: 122,
+  ENOMEDIUM: 123,
   ECANCELED: 125,
 } as const;
 

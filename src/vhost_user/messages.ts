@@ -61,6 +61,12 @@ export const Request = {
   REM_MEM_REG: 38,
 } as const;
 
+/** Back-end → front-end request numbers, on the SET_BACKEND_REQ_FD socket (§4.2). */
+export const BackendRequest = {
+  /** The config space changed: QEMU re-reads it (GET_CONFIG) and interrupts the guest. */
+  CONFIG_CHANGE_MSG: 2,
+} as const;
+
 /**
  * Requests whose meaning is in the fds they carry (§4.1): when the kernel
  * dropped some of a message's fds (MSG_CTRUNC), only these cannot be

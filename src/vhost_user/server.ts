@@ -12,6 +12,7 @@
  * @module
  */
 
+import type { BackendSpec } from "../backend/backend.ts";
 import type { BlkDeviceOptions } from "../blk/device.ts";
 import { VirtioBlkDevice } from "../blk/device.ts";
 import { InlineEngine } from "../blk/inline_engine.ts";
@@ -58,7 +59,12 @@ export interface VhostUserBlkOptions {
   readonly log?: (message: string) => void;
 }
 
-/** A running back end. */
+/**
+ * A running back end. Its medium may change while it runs
+ * ({@linkcode VhostUserBlkServer.changeMedium}, which the QMP socket uses):
+ * the connected front end's device takes it at once (QEMU is told with
+ * BACKEND_CONFIG_CHANGE_MSG), and later connections start with it.
+ */
 export interface VhostUserBlkServer {
   /** The socket path QEMU connects to. */
   readonly socketPath: string;
@@ -68,6 +74,17 @@ export interface VhostUserBlkServer {
   readonly connections: number;
   /** The session of the front-end connected now, if any. */
   readonly session: VhostUserBlkSession | undefined;
+  /** The medium now: the connected device's, and the one the next connection gets. */
+  readonly medium: BackendSpec;
+  /** Whether the device offers VIRTIO_BLK_F_RO (the first medium was read-only). */
+  readonly readOnly: boolean;
+  /** Whether the connected device's write cache is on (the configured mode without one). */
+  readonly writeback: boolean;
+  /**
+   * Puts `backend` in the drive: the connected front end's device changes
+   * medium (and QEMU is told), and the next connection gets it.
+   */
+  changeMedium(backend: BackendSpec): Promise<void>;
   /** Stops accepting, ends the current session, removes the socket. */
   close(): Promise<void>;
 }
@@ -192,7 +209,8 @@ class Server implements VhostUserBlkServer {
   readonly socketPath: string;
   readonly closed: Promise<void>;
   readonly #listener: UnixListener;
-  readonly #device: BlkDeviceOptions;
+  #device: BlkDeviceOptions;
+  readonly #readOnly: boolean;
   readonly #log: (message: string) => void;
   #connections = 0;
   #session: VhostUserBlkSession | undefined;
@@ -207,6 +225,7 @@ class Server implements VhostUserBlkServer {
     this.socketPath = listener.path;
     this.#listener = listener;
     this.#device = device;
+    this.#readOnly = device.backend.readOnly;
     this.#log = log;
     this.closed = this.#serve();
     if (signal?.aborted) void this.close();
@@ -219,6 +238,28 @@ class Server implements VhostUserBlkServer {
 
   get session(): VhostUserBlkSession | undefined {
     return this.#session;
+  }
+
+  get medium(): BackendSpec {
+    return this.#device.backend;
+  }
+
+  get readOnly(): boolean {
+    return this.#readOnly;
+  }
+
+  get writeback(): boolean {
+    return this.#session?.device.writeback ?? this.#device.writeback ?? false;
+  }
+
+  async changeMedium(backend: BackendSpec): Promise<void> {
+    const device = this.#session?.device;
+    try {
+      await device?.changeMedium(backend);
+    } finally {
+      // The next connection's device starts with what this one holds now (empty if it failed).
+      this.#device = { ...this.#device, backend: device?.medium ?? backend };
+    }
   }
 
   close(): Promise<void> {

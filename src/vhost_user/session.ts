@@ -22,6 +22,14 @@
  * each SET_VRING_CALL/ERR is `dup3`ed onto them (see
  * {@linkcode StableEventFd}).
  *
+ * Configuration changes. When the device's medium changes (a resize, a
+ * medium inserted or ejected), the session tells QEMU on the back-end
+ * channel (BACKEND_REQ, SET_BACKEND_REQ_FD) with BACKEND_CONFIG_CHANGE_MSG;
+ * QEMU then re-reads the config with GET_CONFIG and, if the capacity
+ * changed, gives the guest a configuration-change interrupt (reference §4.2,
+ * §8). The message asks for no reply, and nothing here waits for QEMU:
+ * QEMU sends its GET_CONFIG on the main socket while it handles the message.
+ *
  * Interrupts never wait on the front end: its call and err eventfds are
  * signalled through the kernel (`kernel_signal.ts`), so a front end that
  * makes them unwritable loses its own interrupts and nothing else.
@@ -67,6 +75,7 @@ import { KickWatcher } from "./kick_watcher.ts";
 import { closeFd } from "./libc.ts";
 import { mapRegion, RegionTable, type TableRegion, unmapRegion } from "./memory_table.ts";
 import {
+  BackendRequest,
   decodeConfig,
   decodeMemoryTable,
   decodeSingleRegion,
@@ -88,16 +97,19 @@ import {
   type VringAddresses,
   VringFd,
 } from "./messages.ts";
-import type { UnixConnection } from "./unix_socket.ts";
+import { UnixConnection } from "./unix_socket.ts";
 
 function bit(n: number): bigint {
   return 1n << BigInt(n);
 }
 
-/** Protocol features this back end offers (§5.2): what QEMU needs, and one queue reported. */
+/**
+ * Protocol features this back end offers (§5.2): what QEMU needs, the
+ * queue count, and the back-end channel for configuration changes.
+ */
 export const OFFERED_PROTOCOL_FEATURES = bit(ProtocolFeature.MQ) |
-  bit(ProtocolFeature.REPLY_ACK) | bit(ProtocolFeature.CONFIG) |
-  bit(ProtocolFeature.CONFIGURE_MEM_SLOTS);
+  bit(ProtocolFeature.REPLY_ACK) | bit(ProtocolFeature.BACKEND_REQ) |
+  bit(ProtocolFeature.CONFIG) | bit(ProtocolFeature.CONFIGURE_MEM_SLOTS);
 
 /** GET_MAX_MEM_SLOTS answer: regions one connection may add (qsd says the same). */
 export const MAX_MEMORY_SLOTS = 32;
@@ -155,6 +167,8 @@ export class VhostUserBlkSession {
   #refusals = 0;
   #closing = false;
   readonly #rings: Vring[];
+  /** The back-end channel QEMU gave (SET_BACKEND_REQ_FD), for configuration changes. */
+  #backendChannel: UnixConnection | undefined;
 
   /**
    * Starts a session on an accepted connection (owned by the session from
@@ -182,6 +196,7 @@ export class VhostUserBlkSession {
       this.#device = new VirtioBlkDevice(this.#memory, options.device, {
         sink: this.#sink,
         handle: this.#interruptHandle(),
+        configChanged: () => this.#configChanged(),
       });
     } catch (error) {
       this.#closeNotifiers();
@@ -326,8 +341,7 @@ export class VhostUserBlkSession {
       case Request.SET_CONFIG:
         return this.#setConfig(message);
       case Request.SET_BACKEND_REQ_FD:
-        // Not offered (BACKEND_REQ): the socket is closed unused.
-        return true;
+        return this.#setBackendChannel(message);
       default:
         return this.#refuse(message, "not supported by this back end");
     }
@@ -393,6 +407,38 @@ export class VhostUserBlkSession {
     }
     for (let i = 0; i < size; i++) this.#device.writeConfig(offset + i, 1, data[i]);
     return true;
+  }
+
+  /** SET_BACKEND_REQ_FD: the socket on which the back end sends requests to QEMU (§4.2). */
+  #setBackendChannel(message: Message): boolean {
+    if (message.fds.length !== 1) {
+      return this.#refuse(message, `expected one socket, got ${message.fds.length} fds`);
+    }
+    this.#backendChannel?.close();
+    this.#backendChannel = new UnixConnection(message.fds.splice(0)[0]);
+    return true;
+  }
+
+  /**
+   * The device's config changed (its capacity): BACKEND_CONFIG_CHANGE_MSG,
+   * without NEED_REPLY (nobody reads this channel's replies here).
+   */
+  #configChanged(): void {
+    const channel = this.#backendChannel;
+    if (channel === undefined || !(this.#protocolFeatures & bit(ProtocolFeature.BACKEND_REQ))) {
+      this.#options.log(
+        "vhost-user: the capacity changed, and the front end gave no back-end channel " +
+          "(BACKEND_REQ) to say so: the guest sees it only when it reads the config again",
+      );
+      return;
+    }
+    try {
+      sendMessage(channel, BackendRequest.CONFIG_CHANGE_MSG, HeaderFlag.VERSION);
+    } catch (error) {
+      this.#options.log(`vhost-user: the back-end channel failed: ${describe(error)}`);
+      channel.close();
+      this.#backendChannel = undefined;
+    }
   }
 
   // ---- memory ----------------------------------------------------------------
@@ -723,6 +769,8 @@ export class VhostUserBlkSession {
       );
       void closed.then(release);
     }
+    this.#backendChannel?.close();
+    this.#backendChannel = undefined;
     this.#connection.close();
   }
 }

@@ -181,6 +181,14 @@ export class TransportState implements InterruptSink {
     }
   }
 
+  /**
+   * The device's configuration changed (a new capacity): ISR bit 1 and an
+   * interrupt (§4.1.4.5); the driver reads the ISR and then the config.
+   */
+  configChanged(): void {
+    this.raise(ISR_CONFIG);
+  }
+
   /** Back to the power-on state: status 0, ISR 0. The interrupt counter keeps counting. */
   reset(): void {
     Atomics.store(this.words, TransportWord.STATUS, 0);

@@ -368,6 +368,73 @@ const cases: Case[] = [
     args: (d) => ["-s", `9,virtio-blk,nbd+unix:///disk?socket=${d}/none.sock,nocache`],
     message: /option nocache applies to files, not to an NBD export/,
   },
+  {
+    name: "a QMP socket that is not a Unix socket",
+    args: (d) => ["--qmp", "tcp:localhost:4444", "-s", `9,virtio-blk,${d}/a.img`],
+    message:
+      /^virtio-blk-dm: --qmp tcp:localhost:4444: only a Unix socket is served here: PATH or /,
+  },
+  {
+    name: "QEMU's -qmp without server=on (QEMU would connect out)",
+    args: (d) => ["-qmp", `unix:${d}/q.sock`, "-s", `9,virtio-blk,${d}/a.img`],
+    message: /^virtio-blk-dm: -qmp unix:\S+q\.sock: without server=on QEMU would connect to a /,
+  },
+  {
+    name: "QEMU's -qmp with a setting it does not take here",
+    args: (
+      d,
+    ) => ["-qmp", `unix:${d}/q.sock,server=on,reconnect=1`, "-s", `9,virtio-blk,${d}/a.img`],
+    message: /-qmp unix:\S+q\.sock,server=on,reconnect=1: unknown setting "reconnect" \(server=on /,
+  },
+  {
+    name: "QEMU's -qmp with a boolean that is neither on nor off",
+    args: (d) => ["-qmp", `unix:${d}/q.sock,server=on,wait=on=x`, "-s", `9,virtio-blk,${d}/a.img`],
+    message: /,wait=on=x: wait=on=x: expected wait=on or wait=off$/,
+  },
+  {
+    name: "a QMP socket path that is a file (it is not replaced)",
+    args: (d) => ["--qmp", `${d}/b.img`, "-s", `9,virtio-blk,${d}/a.img`],
+    message: /^virtio-blk-dm: --qmp \S+b\.img: socket path \S+b\.img exists and is not a socket; /,
+  },
+  {
+    name: "a QMP socket path in no directory",
+    args: (d) => ["--qmp", `${d}/none/q.sock`, "-s", `9,virtio-blk,${d}/a.img`],
+    message: /--qmp \S+q\.sock: socket path \S+q\.sock: no directory \S+none$/,
+  },
+  {
+    name: "two QMP sockets",
+    args: (
+      d,
+    ) => [
+      "--qmp",
+      `${d}/p.sock`,
+      "-qmp",
+      `unix:${d}/q.sock,server=on`,
+      "-s",
+      `9,virtio-blk,${d}/a.img`,
+    ],
+    message: /^virtio-blk-dm: -qmp given 2 times: give one$/,
+  },
+  {
+    name: "a good QMP socket with a bad -s: no socket is made",
+    args: (d) => ["--qmp", `${d}/q.sock`, "-s", `9,virtio-blk,${d}/none.img`],
+    message: /^virtio-blk-dm: -s 9,virtio-blk,\S+none\.img: backing file \S+ does not exist$/,
+  },
+  {
+    name: "nodisk with range= (a window of a file it does not have)",
+    args: () => ["-s", "9,virtio-blk,nodisk,range=0/100"],
+    message: /^virtio-blk-dm: -s 9,virtio-blk,nodisk,range=0\/100: range= is a window of a file, /,
+  },
+  {
+    name: "nodisk's options are checked before any medium comes",
+    args: () => ["-s", "9,virtio-blk,nodisk,sectorsize=100"],
+    message: /nodisk,sectorsize=100: sectorsize: logical block size 100 is not a power of two$/,
+  },
+  {
+    name: "load options with the watch job",
+    args: (d) => ["--job", "watch", "--rw=read", "-s", `9,virtio-blk,${d}/a.img`],
+    message: /^virtio-blk-dm: load options \(--rw, --bs, --disk, …\) need --job load$/,
+  },
   // Refused by the file check where Deno.FsFile does not exist.
   ...(isDeno() ? [] : [{
     name: "io=fsfile on Node",
@@ -376,14 +443,18 @@ const cases: Case[] = [
   }]),
 ];
 
-/** Bytes and mtime of every file in `dir`. */
-async function snapshot(dir: string): Promise<Map<string, { bytes: Uint8Array; mtime: number }>> {
+/** Bytes and mtime of every file in `dir`, and the names of its other entries (a socket, …). */
+async function snapshot(dir: string): Promise<Map<string, unknown>> {
   const files = new Map();
   for await (const entry of Deno.readDir(dir)) {
     const path = `${dir}/${entry.name}`;
     const info = await Deno.lstat(path);
-    if (!info.isFile) continue;
-    files.set(entry.name, { bytes: await Deno.readFile(path), mtime: info.mtime!.getTime() });
+    files.set(
+      entry.name,
+      info.isFile
+        ? { bytes: await Deno.readFile(path), mtime: info.mtime!.getTime() }
+        : { isFile: false },
+    );
   }
   return files;
 }

@@ -9,6 +9,7 @@ import { VirtualMachine } from "../../src/dm/vm.ts";
 import { isDeno } from "../../src/runtime/is_deno.ts";
 import { FILE_DRIVER, type FileBackendSpec } from "../../src/backend/file_driver.ts";
 import { ioUringUnavailable } from "../../src/io/io_uring/sys.ts";
+import { isNoMedium } from "../../src/backend/no_medium.ts";
 import { fileSpaceUnavailable } from "../../src/backend/file_space.ts";
 
 Deno.test("a bare slot: function 0, write-through, 512-byte sectors, the whole file", () => {
@@ -17,6 +18,7 @@ Deno.test("a bare slot: function 0, write-through, 512-byte sectors, the whole f
     slot: 9,
     func: 0,
     path: "disk.img",
+    nodisk: false,
     optionString: "disk.img",
     readOnly: false,
     writeback: false,
@@ -119,6 +121,30 @@ Deno.test("every option is parsed into its typed field", () => {
   assert.equal(spec.io, "node-fs");
   assert.equal(spec.pollUs, 0);
   assert.equal(parseSlotSpec("4,virtio-blk,a,sectorsize=512/4096").physicalBlockSize, 4096);
+});
+
+Deno.test("ACRN's nodisk: an empty drive whose options are checked now for the media to come", async () => {
+  const spec = parseSlotSpec("9,virtio-blk,nodisk,ro,sectorsize=4096");
+  assert.equal(spec.nodisk, true);
+  assert.equal(spec.path, "nodisk");
+  const { device } = await diskConfig(spec);
+  assert.ok(isNoMedium(device.backend), "no medium in it");
+  assert.deepEqual([device.backend.size, device.backend.readOnly], [0, true]);
+  assert.equal(device.logicalBlockSize, 4096);
+  // A file of that name is ./nodisk.
+  assert.equal(parseSlotSpec("9,virtio-blk,./nodisk").nodisk, false);
+  for (
+    const [text, message] of [
+      ["9,virtio-blk,nodisk,range=0/8", /range= is a window of a file, and nodisk has none$/],
+      ["9,virtio-blk,nodisk,sectorsize=1000", /logical block size 1000 is not a power of two$/],
+    ] as const
+  ) {
+    await assert.rejects(diskConfig(parseSlotSpec(text)), (error: VirtioBlkError) => {
+      assert.equal(error.code, "INVALID_CONFIG");
+      assert.match(error.message, message);
+      return true;
+    });
+  }
 });
 
 Deno.test("ACRN's discard (bare: ACRN's defaults; =sectors:segments:alignment) and no_bst_block", () => {

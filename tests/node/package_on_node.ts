@@ -30,7 +30,7 @@ function filesUnder(dir: string): string[] {
 
 /** The package's own files: what `files` in package.json ships. */
 function shippedFiles(): string[] {
-  const entries = ["mod", "cli", "file", "vhost_user"].flatMap((
+  const entries = ["mod", "cli", "file", "vhost_user", "qmp"].flatMap((
     base,
   ) => [`${base}.js`, `${base}.d.ts`]);
   return [...entries, ...filesUnder("src"), ...filesUnder("bin")];
@@ -50,10 +50,11 @@ function plainNode(
 }
 
 Deno.test("every module of the package loads on plain Node and leaves no Deno global", () => {
-  // Worker entry points wait for their parent at load; the engine and CLI
-  // tests start them as real threads.
+  // Thread entry points (`…worker.js`, `…_thread.js`: started by
+  // `siblingModule`) wait for their parent at load; the engine, CLI and
+  // HTTP image tests start them as real threads.
   const modules = shippedFiles().filter((file) =>
-    file.endsWith(".js") && !file.startsWith("bin/") && !file.endsWith("worker.js")
+    file.endsWith(".js") && !file.startsWith("bin/") && !/(worker|_thread)\.js$/.test(file)
   );
   assert.ok(modules.length > 50, `only ${modules.length} modules found`);
   const urls = modules.map((file) => new URL(file, `file://${PACKAGE}`).href);

@@ -148,6 +148,10 @@ Deno.test("vhost-user: QEMU's connect handshake gets the features, one queue and
       v.setUint16(26, 1, true); // min_io_size
       v.setUint32(28, 1, true); // opt_io_size
       v.setUint16(34, 1, true); // num_queues
+      // WRITE_ZEROES (offered on every writable medium): a whole-disk segment, one per
+      // request; no unmap without `discard`.
+      v.setUint32(48, DISK_BYTES / 512, true); // max_write_zeroes_sectors
+      v.setUint32(52, 1, true); // max_write_zeroes_seg
       assert.deepEqual(reply.data, expected);
     } finally {
       fe.close();

@@ -55,8 +55,13 @@ export interface LsblkRow {
   readonly serial: string | null;
   /** Negotiated feature bits by name (`seg_max`, `flush`, `indirect_desc`, …). */
   readonly features: readonly string[];
+  /** False for an empty drive (ACRN's `nodisk`): capacity 0, nothing to probe. */
+  readonly medium: boolean;
   readonly probe: DiskProbe;
 }
+
+/** What an empty drive holds: nothing, and the note that says so. */
+const NO_MEDIUM_PROBE: DiskProbe = { table: null, filesystem: null, partitions: [], notes: [] };
 
 const FEATURE_NAMES: ReadonlyMap<number, string> = new Map(
   Object.entries({ ...BlkFeature, ...RingFeature })
@@ -86,10 +91,16 @@ export function cacheMode(driver: VirtioBlkDriver): CacheMode {
   return writeback ? "write-back" : "write-through";
 }
 
-/** Asks the device for its row: GET_ID, and probes of the disk's contents. */
+/**
+ * Asks the device for its row: GET_ID, and probes of the disk's contents.
+ * The size is the capacity the driver knows now (a configuration change
+ * since it started, such as a resize or a medium inserted, included).
+ */
 export function collectLsblkRow(disk: LsblkDisk): LsblkRow {
   const { driver } = disk;
+  driver.acknowledgeInterrupts();
   const info = driver.info;
+  const capacity = driver.capacity;
   let serial: string | null = null;
   try {
     serial = driver.getIdSync();
@@ -106,14 +117,15 @@ export function collectLsblkRow(disk: LsblkDisk): LsblkRow {
         throw error;
       }
     },
-    info.capacity * 512,
+    capacity * 512,
     info.logicalBlockSize,
   );
-  const probe = probeDisk(source);
+  // An empty drive (capacity 0, as Linux shows one): no sector to read.
+  const probe = capacity === 0 ? NO_MEDIUM_PROBE : probeDisk(source);
   return {
     name: disk.name,
     slot: String(disk.slot),
-    size: info.capacity * 512,
+    size: capacity * 512,
     readOnly: info.readOnly,
     cache: cacheMode(driver),
     queues: info.queues,
@@ -121,6 +133,7 @@ export function collectLsblkRow(disk: LsblkDisk): LsblkRow {
     physicalBlockSize: info.physicalBlockSize,
     serial,
     features: featureNames(info.features),
+    medium: capacity > 0,
     probe: readErrors.length === 0
       ? probe
       : { ...probe, notes: [...probe.notes, ...readErrors.slice(0, 4)] },
@@ -132,7 +145,9 @@ export function collectLsblk(disks: readonly LsblkDisk[]): LsblkRow[] {
   return disks.map(collectLsblkRow);
 }
 
-function diskContent(probe: DiskProbe): string {
+function diskContent(row: LsblkRow): string {
+  if (!row.medium) return "no medium";
+  const probe = row.probe;
   const parts: string[] = [];
   if (probe.table !== null) {
     const id = probe.table.kind === "gpt" ? probe.table.diskGuid : probe.table.diskId;
@@ -203,7 +218,7 @@ export function formatLsblkTable(rows: readonly LsblkRow[]): string {
       String(row.physicalBlockSize),
       serialCell(row.serial),
       row.features.join(","),
-      diskContent(row.probe),
+      diskContent(row),
     ]);
     row.probe.partitions.forEach((p, i) => {
       const branch = i === row.probe.partitions.length - 1 ? "└─" : "├─";
@@ -348,7 +363,7 @@ export function lsblkJson(rows: readonly LsblkRow[]): { blockdevices: LsblkJsonD
         queues: row.queues,
         features: row.features,
         ...filesystemDetailsJson(row.probe.filesystem),
-        notes: row.probe.notes,
+        notes: row.medium ? row.probe.notes : ["no medium"],
         // lsblk leaves `children` out of a device that has none.
         ...(row.probe.partitions.length === 0 ? {} : {
           children: row.probe.partitions.map((p) => {

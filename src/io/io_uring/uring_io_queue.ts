@@ -360,6 +360,11 @@ export class UringContext implements KernelIoWaiter {
     this.ring.submit(1);
   }
 
+  /** Whether the last queue closed the context (its ring is gone). */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /** Counts a queue opened on this context. */
   retain(): void {
     this.#queues++;
@@ -601,7 +606,8 @@ const contexts = new WeakMap<ThreadIo, UringContext>();
  */
 export function threadUringContext(thread: ThreadIo): UringContext {
   let context = contexts.get(thread);
-  if (context === undefined) {
+  // The last queue of a thread's ring closed it (its medium detached or changed): a new one.
+  if (context === undefined || context.closed) {
     context = new UringContext(thread.capacity, thread.segMax, groupWakeFds(thread));
     contexts.set(thread, context);
   }
