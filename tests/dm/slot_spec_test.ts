@@ -139,11 +139,14 @@ Deno.test("ACRN's nodisk: an empty drive whose options are checked now for the m
       ["9,virtio-blk,nodisk,sectorsize=1000", /logical block size 1000 is not a power of two$/],
     ] as const
   ) {
-    await assert.rejects(diskConfig(parseSlotSpec(text)), (error: VirtioBlkError) => {
-      assert.equal(error.code, "INVALID_CONFIG");
-      assert.match(error.message, message);
-      return true;
-    });
+    await assert.rejects(
+      async () => await diskConfig(parseSlotSpec(text)),
+      (error: VirtioBlkError) => {
+        assert.equal(error.code, "INVALID_CONFIG");
+        assert.match(error.message, message);
+        return true;
+      },
+    );
   }
 });
 
