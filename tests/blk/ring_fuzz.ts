@@ -101,6 +101,11 @@ interface Template {
   /** Data direction from the header's type (else the other way). */
   matchDirection: boolean;
   statusBlock: number;
+  /**
+   * For a DISCARD or WRITE_ZEROES header: a segment table (§5.2.6) written
+   * at the first data block (block 0 without one), instead of the data.
+   */
+  segments: { sector: number; sectors: number; flags: number }[];
 }
 
 /** One generated case. */
@@ -176,7 +181,7 @@ function descriptor(maxNext: number): fc.Arbitrary<GenDesc> {
 
 const header = fc.record({
   type: fc.oneof(
-    { weight: 8, arbitrary: fc.constantFrom(0, 1, 4, 5, 8, 0x8000_0001) },
+    { weight: 8, arbitrary: fc.constantFrom(0, 1, 4, 5, 8, 11, 13, 0x8000_0001) },
     { weight: 1, arbitrary: fc.nat(0xffff_ffff) },
   ),
   sector: fc.oneof(
@@ -219,6 +224,20 @@ export const fuzzCase: fc.Arbitrary<FuzzCase> = fc.constantFrom(4, 8, 16).chain(
         ),
         matchDirection: fc.constantFrom(true, true, true, true, false),
         statusBlock: fc.nat(DATA_BLOCKS - 1),
+        segments: fc.array(
+          fc.record({
+            sector: fc.oneof(
+              { weight: 6, arbitrary: fc.nat(CAPACITY - 1) },
+              { weight: 1, arbitrary: fc.constantFrom(CAPACITY, 2 ** 32, 2 ** 52) },
+            ),
+            sectors: fc.oneof(
+              { weight: 6, arbitrary: fc.nat(8) },
+              { weight: 1, arbitrary: fc.constantFrom(CAPACITY, 0xffff_ffff) },
+            ),
+            flags: fc.constantFrom(0, 0, 0, 1, 2, 0x8000_0000),
+          }),
+          { maxLength: 2 },
+        ),
       }),
       { maxLength: queueSize },
     ),
@@ -299,9 +318,26 @@ function writeTemplate(g: RawGuest, t: Template, type: number): void {
   const readsIntoGuest = type === 0 || type === 8; // IN, GET_ID
   const write = t.matchDirection === readsIntoGuest;
   const data = t.data.slice(0, g.size - 2);
+  const ranged = (type & ~REQUEST_TYPE_BARRIER) === RequestType.DISCARD ||
+    (type & ~REQUEST_TYPE_BARRIER) === RequestType.WRITE_ZEROES;
+  let dataBuffers = data.map((d) => ({
+    addr: DATA + BLOCK * d.block,
+    len: 512 * d.sectors,
+    write,
+  }));
+  if (ranged && t.segments.length > 0) {
+    // le64 sector, le32 num_sectors, le32 flags per segment (§5.2.6).
+    const addr = DATA + BLOCK * (data[0]?.block ?? 0);
+    t.segments.forEach((segment, i) => {
+      g.view.setBigUint64(addr + 16 * i, BigInt(segment.sector), true);
+      g.view.setUint32(addr + 16 * i + 8, segment.sectors, true);
+      g.view.setUint32(addr + 16 * i + 12, segment.flags, true);
+    });
+    dataBuffers = [{ addr, len: 16 * t.segments.length, write }];
+  }
   const buffers = [
     { addr: HEADERS + HEADER_STRIDE * t.headerSlot, len: REQUEST_HEADER_SIZE, write: false },
-    ...data.map((d) => ({ addr: DATA + BLOCK * d.block, len: 512 * d.sectors, write })),
+    ...dataBuffers,
     { addr: DATA + BLOCK * t.statusBlock, len: 1, write: true },
   ];
   if (t.indirect) {
@@ -404,6 +440,7 @@ export type Outcome =
   | "write"
   | "flush"
   | "get-id"
+  | "zeroed"
   | "unsupported"
   | "ioerr"
   | "unanswered";
@@ -421,6 +458,84 @@ interface RequestModel {
   readonly disk: Uint8Array;
   readonly serial: Uint8Array;
   readonly segMax: number;
+  /** DISCARD's and WRITE_ZEROES' limits as config space gives them; absent: not offered. */
+  readonly discard?: RangeModelLimits;
+  readonly writeZeroes?: RangeModelLimits;
+}
+
+/** A DISCARD's or WRITE_ZEROES' limits (virtio 1.2 §5.2.4: max_*_sectors, max_*_seg, alignment). */
+interface RangeModelLimits {
+  readonly maxSectors: number;
+  readonly maxSegments: number;
+  /** discard_sector_alignment (DISCARD only; 0 for WRITE_ZEROES). */
+  readonly alignment: number;
+  /** write_zeroes_may_unmap (WRITE_ZEROES only). */
+  readonly mayUnmap: boolean;
+}
+
+/** Reads the range limits of `feature` from config space (§5.2.4), if the device offers it. */
+function rangeLimits(g: RawGuest, feature: number): RangeModelLimits | undefined {
+  if ((g.offered & featureBit(feature)) === 0) return undefined;
+  const config = (offset: number, width: 1 | 4) =>
+    g.read(LegacyRegister.CONFIG + offset, width) >>> 0;
+  return feature === BlkFeature.DISCARD
+    ? {
+      maxSectors: config(BlkConfig.MAX_DISCARD_SECTORS, 4),
+      maxSegments: config(BlkConfig.MAX_DISCARD_SEG, 4),
+      alignment: config(BlkConfig.DISCARD_SECTOR_ALIGNMENT, 4),
+      mayUnmap: false,
+    }
+    : {
+      maxSectors: config(BlkConfig.MAX_WRITE_ZEROES_SECTORS, 4),
+      maxSegments: config(BlkConfig.MAX_WRITE_ZEROES_SEG, 4),
+      alignment: 0,
+      mayUnmap: config(BlkConfig.WRITE_ZEROES_MAY_UNMAP, 1) !== 0,
+    };
+}
+
+/**
+ * A DISCARD or WRITE_ZEROES (§5.2.6): the device-readable data is a table of
+ * 16-byte segments (le64 sector, le32 num_sectors, le32 flags; flag bit 0 is
+ * unmap, the others are reserved). The device MUST answer UNSUPP for a
+ * reserved flag and for unmap on a DISCARD, and IOERR for a segment beyond
+ * the capacity, longer than the maximum or (DISCARD) off its alignment;
+ * here a well-formed table is checked whole before anything runs, so a
+ * request does all of its segments or none. What the ranges read as after
+ * a DISCARD is not specified; the media here (RAM, a file with holes
+ * punched) read zeros, as after a WRITE_ZEROES.
+ */
+function serveRanges(
+  limits: RangeModelLimits | undefined,
+  discard: boolean,
+  table: number[],
+  wrongWay: boolean,
+  disk: Uint8Array,
+): { status: number; outcome: Outcome } {
+  const unsupported = { status: RequestStatus.UNSUPP, outcome: "unsupported" as const };
+  const ioerr = { status: RequestStatus.IOERR, outcome: "ioerr" as const };
+  if (limits === undefined) return unsupported;
+  if (wrongWay || table.length === 0 || table.length % 16 !== 0) return ioerr;
+  const count = table.length / 16;
+  if (count > limits.maxSegments) return ioerr;
+  const le = (from: number, bytes: number) =>
+    table.slice(from, from + bytes).reduceRight((value, byte) => value * 256 + byte, 0);
+  let flagsRefused = false;
+  let invalid = false;
+  const ranges: { sector: number; sectors: number }[] = [];
+  for (let i = 0; i < count; i++) {
+    const sector = le(16 * i, 8); // exact below 2^53; larger ones are beyond CAPACITY anyway
+    const sectors = le(16 * i + 8, 4);
+    const flags = le(16 * i + 12, 4);
+    if ((flags & ~1) !== 0 || (discard && flags !== 0)) flagsRefused = true;
+    if (sector + sectors > CAPACITY) invalid = true;
+    else if (sectors > limits.maxSectors) invalid = true;
+    else if (discard && limits.alignment > 1 && sector % limits.alignment !== 0) invalid = true;
+    ranges.push({ sector, sectors });
+  }
+  if (flagsRefused) return unsupported;
+  if (invalid) return ioerr;
+  for (const { sector, sectors } of ranges) disk.fill(0, sector * 512, (sector + sectors) * 512);
+  return { status: RequestStatus.OK, outcome: "zeroed" };
 }
 
 /**
@@ -507,6 +622,18 @@ function serveModel(chain: ModelBuffer[], m: RequestModel): Served {
       id.forEach((byte, i) => (memory[byte.at] = m.serial[i]));
       return ok({ outcome: "get-id", usedLength: id.length + 1 });
     }
+    case RequestType.DISCARD:
+    case RequestType.WRITE_ZEROES: {
+      const discard = type === RequestType.DISCARD;
+      const { status, outcome } = serveRanges(
+        discard ? m.discard : m.writeZeroes,
+        discard,
+        dataIn.map((byte) => memory[byte.at]),
+        dataOut.length > 0,
+        disk,
+      );
+      return answer(status, { outcome, usedLength: 1 });
+    }
     default:
       return answer(RequestStatus.UNSUPP, { outcome: "unsupported", usedLength: 1 });
   }
@@ -562,6 +689,8 @@ export async function checkCase(
     const disk = g.medium.slice(); // the model's disk
     const serial = g.disk.device.serial;
     const segMax = g.read(LegacyRegister.CONFIG + BlkConfig.SEG_MAX, 4);
+    const discard = rangeLimits(g, BlkFeature.DISCARD);
+    const writeZeroes = rangeLimits(g, BlkFeature.WRITE_ZEROES);
     c.descriptors.forEach((d, i) => g.setDesc(i, toDesc(d, c.tables)));
     c.tables.forEach((t, slot) =>
       g.writeTable(TABLES + TABLE_STRIDE * slot, t.map((d) => toDesc(d, c.tables)))
@@ -613,7 +742,9 @@ export async function checkCase(
 
       // The requests, served by the model in the order the device returns them.
       const memory = g.snapshot();
-      const served = returned.map((r) => serveModel(r.chain, { memory, disk, serial, segMax }));
+      const served = returned.map((r) =>
+        serveModel(r.chain, { memory, disk, serial, segMax, discard, writeZeroes })
+      );
       const usedBefore = g.usedIdx;
       const interruptsBefore = g.interrupts;
       g.notify();

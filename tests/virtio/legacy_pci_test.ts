@@ -22,10 +22,11 @@ function fresh(options: Parameters<typeof RawGuest.create>[0] = {}): RawGuest {
   return RawGuest.create({ ...options, init: false });
 }
 
+/** What a writable RAM disk without `discard` offers (WRITE_ZEROES: any writable medium). */
 const OFFERED = featureBit(BlkFeature.SEG_MAX) | featureBit(BlkFeature.BLK_SIZE) |
   featureBit(BlkFeature.FLUSH) | featureBit(BlkFeature.TOPOLOGY) |
-  featureBit(BlkFeature.CONFIG_WCE) | featureBit(RingFeature.INDIRECT_DESC) |
-  featureBit(RingFeature.EVENT_IDX);
+  featureBit(BlkFeature.CONFIG_WCE) | featureBit(BlkFeature.WRITE_ZEROES) |
+  featureBit(RingFeature.INDIRECT_DESC) | featureBit(RingFeature.EVENT_IDX);
 
 Deno.test("HOST_FEATURES: the offered set, 4-byte reads only, not writable", async () => {
   const g = fresh();
