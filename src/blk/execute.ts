@@ -74,6 +74,15 @@ export function ioRequestFor(slots: number): IoRequest {
 }
 
 /**
+ * Whether a request parsed before a shrink or an eject reaches past the
+ * medium's end now: a read's or write's extent, or the span of a DISCARD's
+ * or WRITE_ZEROES's ranges.
+ */
+function pastTheEnd(request: BlkRequest, context: ExecutionContext): boolean {
+  return request.sector + request.dataLength / SECTOR_SIZE > context.capacity;
+}
+
+/**
  * Starts `request`: returns its status when it needs no medium (or cannot
  * reach it: a buffer outside guest memory), else hands it to `context.io`
  * with `token` and returns {@linkcode PENDING}. Never throws for anything
@@ -90,10 +99,7 @@ export function startRequest(
     case RequestKind.WRITE: {
       const isWrite = request.kind === RequestKind.WRITE;
       if (isWrite && context.readOnly) return RequestStatus.IOERR;
-      // Parsed before a shrink or an eject, it must not reach past the new end.
-      if (request.sector + request.dataLength / SECTOR_SIZE > context.capacity) {
-        return RequestStatus.IOERR;
-      }
+      if (pastTheEnd(request, context)) return RequestStatus.IOERR;
       const vector = scratch.vector;
       vector.clear();
       for (let i = 0; i < request.segmentCount; i++) {
@@ -113,6 +119,7 @@ export function startRequest(
     case RequestKind.WRITE_ZEROES: {
       // Not offered on a read-only device (the parser answers UNSUPP); refused here as well.
       if (context.readOnly) return RequestStatus.IOERR;
+      if (pastTheEnd(request, context)) return RequestStatus.IOERR;
       const ranges = scratch.ranges;
       ranges.clear();
       for (let i = 0; i < request.segmentCount; i++) {

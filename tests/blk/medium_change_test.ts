@@ -21,6 +21,7 @@ import { RequestFailed, type VirtioBlkDriver } from "../../src/guest/virtio_blk_
 import { type Harness, harness, MiB, pattern } from "../helpers/harness.ts";
 import { IO_VARIANTS } from "../helpers/io_variants.ts";
 import { NBD_MEDIUM_TOOLS, NbdMedium } from "../helpers/nbd_medium.ts";
+import { sendRanges } from "../helpers/range_request.ts";
 import { needsTools } from "../helpers/skip.ts";
 
 const SECTOR = 512;
@@ -185,6 +186,7 @@ Deno.test({
       while (pool.busyCount === 0) await new Promise((resolve) => setTimeout(resolve, 5));
       // The last sector: inside the old capacity, outside the new one.
       const late = readStatus(driver, MiB / SECTOR - 1);
+      const lateZeroes = sendRanges(h, RequestType.WRITE_ZEROES, [[MiB / SECTOR - 8, 8]]);
       let shrunk = false;
       const shrink = h.disk.device.changeMedium({ ...spec, size: MiB / 2 })
         .then(() => (shrunk = true));
@@ -194,6 +196,7 @@ Deno.test({
       await shrink;
       await held;
       assert.equal(await late, RequestStatus.IOERR, "the late request was checked again");
+      assert.equal(await lateZeroes, RequestStatus.IOERR, "so were the late WRITE_ZEROES' ranges");
       await configChanges(h, 1);
       assert.equal(driver.capacity, MiB / 2 / SECTOR);
       assert.equal(await readStatus(driver, MiB / 2 / SECTOR - 1), RequestStatus.OK);
