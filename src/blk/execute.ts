@@ -11,7 +11,9 @@
  * 2. {@linkcode finishRequest}: the I/O queue's result (0 or negative)
  *    becomes the status; a failure keeps its cause in the device's
  *    {@linkcode MediumErrors} and is logged once per kind.
- * 3. {@linkcode completeRequest}: status byte, used element, interrupt.
+ * 3. {@linkcode returnRequest}: status byte and used element, for a batch
+ *    under one USED_LOCK, then one interrupt for the batch
+ *    ({@linkcode completeRequest} is a batch of one).
  *
  * @module
  */
@@ -230,57 +232,32 @@ export function usedLength(request: BlkRequest, status: RequestStatusCode): numb
 }
 
 /**
- * Returns a request to the driver without interrupting it: under the
- * used-ring lock, and only if the queue has not been reset since the chain
- * was popped (`generation`), writes the status byte and publishes the used
- * element. Returns whether it was published; {@linkcode signalQueue} then
- * interrupts once for a batch (virtio 1.2 §2.7.10 lets the device notify
- * once for several used buffers).
+ * Returns a request to the driver without interrupting it: writes the
+ * status byte and publishes the used element, if the queue was not reset
+ * since the chain was popped (`generation`). The caller holds USED_LOCK, so
+ * it can return a whole batch under one lock and then ask once whether the
+ * driver wants an interrupt (virtio 1.2 §2.7.10 lets the device notify once
+ * for several used buffers). Returns whether it was published.
  */
-export function publishRequest(
+export function returnRequest(
   queue: SplitQueue,
   memory: GuestMemory,
   request: BlkRequest,
   status: RequestStatusCode,
   generation: number,
 ): boolean {
+  if (queue.generation !== generation) return false;
   const statusAddress = request.statusAddress;
-  queue.lockUsed();
-  try {
-    if (queue.generation !== generation) return false;
-    if (statusAddress >= 0) {
-      const region = memory.regionFor(statusAddress, 1);
-      if (region !== undefined) region.bytes[statusAddress - region.gpa] = status;
-    }
-    return queue.publish(request.head, usedLength(request, status), generation);
-  } finally {
-    queue.unlockUsed();
+  if (statusAddress >= 0) {
+    const region = memory.regionFor(statusAddress, 1);
+    if (region !== undefined) region.bytes[statusAddress - region.gpa] = status;
   }
+  return queue.publish(request.head, usedLength(request, status), generation);
 }
 
 /**
- * Interrupts the driver for what was published on queue `queueIndex`, if it
- * wants one and the queue was not reset since `generation`.
- */
-export function signalQueue(
-  queue: SplitQueue,
-  queueIndex: number,
-  generation: number,
-  interrupt: InterruptSink,
-): void {
-  queue.lockUsed();
-  let notify: boolean;
-  try {
-    notify = queue.generation === generation && queue.needsInterrupt();
-  } finally {
-    queue.unlockUsed();
-  }
-  if (notify) interrupt.usedBuffers(queueIndex);
-}
-
-/**
- * {@linkcode publishRequest}, then the interrupt if the driver wants one (a
- * batch of one). Returns whether it was published.
+ * A batch of one: {@linkcode returnRequest} under USED_LOCK, then the
+ * interrupt if the driver wants one. Returns whether it was published.
  */
 export function completeRequest(
   queue: SplitQueue,
@@ -291,7 +268,15 @@ export function completeRequest(
   generation: number,
   interrupt: InterruptSink,
 ): boolean {
-  const published = publishRequest(queue, memory, request, status, generation);
-  if (published) signalQueue(queue, queueIndex, generation, interrupt);
+  let published: boolean;
+  let notify: boolean;
+  queue.lockUsed();
+  try {
+    published = returnRequest(queue, memory, request, status, generation);
+    notify = published && queue.needsInterrupt();
+  } finally {
+    queue.unlockUsed();
+  }
+  if (notify) interrupt.usedBuffers(queueIndex);
   return published;
 }

@@ -42,12 +42,12 @@
 import type { BlockBackend, ThreadIo } from "../backend/backend.ts";
 import type { BlkState } from "../blk/blk_state.ts";
 import {
+  completeRequest,
   type ExecutionContext,
   finishRequest,
   ioRequestFor,
   PENDING,
-  publishRequest,
-  signalQueue,
+  returnRequest,
   startRequest,
 } from "../blk/execute.ts";
 import { MediumErrors } from "../blk/medium_errors.ts";
@@ -170,8 +170,20 @@ export class BlockifServer {
   readonly #wakeSignal: WakeSignal | undefined;
   #threadIo: ThreadIo | undefined;
   readonly #poll: AdaptivePoll;
-  /** Queues with requests published since their last interrupt: [device, queue, generation]. */
-  readonly #toSignal: number[] = [];
+  /**
+   * Requests finished and not yet returned to the driver: pool elements,
+   * each followed by its status. {@linkcode #returnFinished} returns them per
+   * queue under one USED_LOCK, with one interrupt per queue.
+   */
+  readonly #finished: Int32Array;
+  #finishedCount = 0;
+  /**
+   * Of each element this thread started: its device, queue and generation
+   * (three words per element), read from the pool once when it was taken.
+   * The thread that starts a request finishes it (its I/O queue is the
+   * thread's own), so its completion needs no further look at shared memory.
+   */
+  readonly #started: Int32Array;
   /** CONTROL as this thread last handled it. */
   #control: number;
   /** WAKE as it was when this worker last looked for work (read by #workArrived). */
@@ -198,6 +210,8 @@ export class BlockifServer {
     this.#wakeSignal = this.#settings.wake && openWakeSignal(this.#settings.wake);
     this.#control = Atomics.load(this.#words, PoolWord.CONTROL);
     this.#poll = new AdaptivePoll(this.#settings.pollMaxNs);
+    this.#finished = new Int32Array(2 * this.#pool.layout.elements);
+    this.#started = new Int32Array(3 * this.#pool.layout.elements);
     if (parts) {
       this.attach(0, {
         settings: { ...parts, name: parts.name ?? "virtio-blk device" },
@@ -344,9 +358,15 @@ export class BlockifServer {
           const state = pool.enqueue(scratch, index, generation, device, ordered);
           if (state < 0) {
             // Cannot happen while one thread drains a pool; never drop the chain.
-            if (publishRequest(queue, memory, scratch, RequestStatus.IOERR, generation)) {
-              signalQueue(queue, index, generation, interrupts);
-            }
+            completeRequest(
+              queue,
+              index,
+              memory,
+              scratch,
+              RequestStatus.IOERR,
+              generation,
+              interrupts,
+            );
             continue;
           }
           queued++;
@@ -393,21 +413,26 @@ export class BlockifServer {
     const pool = this.#pool;
     const element = pool.takeRunnable();
     if (element < 0) return false;
-    const attached = this.#devices[pool.deviceOf(element)];
+    const device = pool.deviceOf(element);
     const index = pool.queueOf(element);
     const generation = pool.generationOf(element);
+    const attached = this.#devices[device];
     const queue = attached?.device.queues[index];
     // A request popped before a reset (or of a device no longer here) is
     // dropped without touching guest memory.
     if (attached === undefined || queue === undefined || generation !== queue.generation) {
       this.#release(element);
     } else {
+      const started = this.#started;
+      started[3 * element] = device;
+      started[3 * element + 1] = index;
+      started[3 * element + 2] = generation;
       const execution = attached.execution!;
       const status = startRequest(pool.record(element), execution, element, attached.ioRequest);
-      if (status !== PENDING) this.#complete(element, attached, status);
+      if (status !== PENDING) this.#complete(element, status);
     }
     this.reap();
-    this.#signal();
+    this.#returnFinished();
     return true;
   }
 
@@ -420,7 +445,7 @@ export class BlockifServer {
     for (let i = 0; i < this.#ioQueues.length; i++) {
       finished += this.#ioQueues[i].reap(this.#finish);
     }
-    if (finished > 0) this.#signal();
+    if (finished > 0) this.#returnFinished();
     return finished;
   }
 
@@ -567,27 +592,72 @@ export class BlockifServer {
   }
 
   #finishElement(element: number, result: number): void {
-    const pool = this.#pool;
-    const attached = this.#devices[pool.deviceOf(element)];
+    const attached = this.#devices[this.#started[3 * element]];
     if (attached === undefined) {
       this.#release(element);
       return;
     }
-    const status = finishRequest(pool.record(element), attached.execution!, result);
-    this.#complete(element, attached, status);
+    const status = finishRequest(this.#pool.record(element), attached.execution!, result);
+    this.#complete(element, status);
   }
 
-  /** Publishes `element`'s request with `status` (interrupt deferred) and frees the element. */
-  #complete(element: number, attached: Attached, status: RequestStatusCode): void {
+  /** Queues `element`'s request to be returned with `status` by {@linkcode #returnFinished}. */
+  #complete(element: number, status: RequestStatusCode): void {
+    const at = 2 * this.#finishedCount++;
+    this.#finished[at] = element;
+    this.#finished[at + 1] = status;
+  }
+
+  /**
+   * Returns every finished request to the driver, a queue at a time: one
+   * USED_LOCK for all of a queue's requests, then one interrupt if the
+   * driver wants one (virtio 1.2 §2.7.10). Only then are the elements
+   * released: a request's record is read until it is published.
+   */
+  #returnFinished(): void {
+    const count = this.#finishedCount;
+    if (count === 0) return;
     const pool = this.#pool;
-    const index = pool.queueOf(element);
-    const generation = pool.generationOf(element);
-    const { queues, memory } = attached.device;
-    const queue = queues[index];
-    if (publishRequest(queue, memory, pool.record(element), status, generation)) {
-      this.#toSignal.push(pool.deviceOf(element), index, generation);
+    const finished = this.#finished;
+    const started = this.#started;
+    // Entries already returned are marked by turning their element negative (-1 - element).
+    for (let i = 0; i < count; i++) {
+      const first = finished[2 * i];
+      if (first < 0) continue;
+      const device = started[3 * first];
+      const index = started[3 * first + 1];
+      const attached = this.#devices[device];
+      const queue = attached?.device.queues[index];
+      if (attached === undefined || queue === undefined) {
+        finished[2 * i] = -1 - first;
+        continue;
+      }
+      const memory = attached.device.memory;
+      let notify = false;
+      queue.lockUsed();
+      try {
+        let published = false;
+        for (let j = i; j < count; j++) {
+          const element = finished[2 * j];
+          if (
+            element < 0 || started[3 * element] !== device || started[3 * element + 1] !== index
+          ) continue;
+          const status = finished[2 * j + 1] as RequestStatusCode;
+          const generation = started[3 * element + 2];
+          if (returnRequest(queue, memory, pool.record(element), status, generation)) {
+            published = true;
+          }
+          finished[2 * j] = -1 - element;
+        }
+        notify = published && queue.needsInterrupt();
+      } finally {
+        queue.unlockUsed();
+      }
+      if (notify) attached.device.interrupts.usedBuffers(index);
     }
-    this.#release(element);
+    // Taken before releasing: a release may drain (STARVED), which finishes nothing itself.
+    this.#finishedCount = 0;
+    for (let i = 0; i < count; i++) this.#release(-1 - finished[2 * i]);
   }
 
   /**
@@ -615,23 +685,6 @@ export class BlockifServer {
       if (queues === undefined) continue;
       for (let i = 0; i < queues.length; i++) if (queues[i].hasAvailable) this.drain(i, device);
     }
-  }
-
-  /** One interrupt per queue that got used buffers since the last call. */
-  #signal(): void {
-    const pending = this.#toSignal;
-    for (let i = 0; i < pending.length; i += 3) {
-      const device = pending[i], index = pending[i + 1], generation = pending[i + 2];
-      // A queue listed twice is signalled once.
-      let seen = false;
-      for (let j = 0; j < i; j += 3) {
-        if (pending[j] === device && pending[j + 1] === index) seen = true;
-      }
-      const attached = this.#devices[device];
-      if (seen || attached === undefined) continue;
-      signalQueue(attached.device.queues[index], index, generation, attached.device.interrupts);
-    }
-    pending.length = 0;
   }
 
   #collectIoQueues(): void {
