@@ -1,12 +1,15 @@
 /**
  * Two commits' devices, measured in one run: the benchmark of this checkout
  * and of another one (a `git worktree` of the commit to compare with, set
- * up with `npm install`) take turns, one round each, so both see the same
- * machine, page cache and background load. Prints each case's median device
+ * up with `npm install`) take turns, one round each, on one benchmark file,
+ * so both see the same machine, file, page cache and background load. (One
+ * file, not one per checkout: two files with the same bytes can differ
+ * threefold in 4 KiB random-write speed on this ext4, so two files would
+ * measure the files.) Prints each case's median device
  * IOPS, p50 latency and CPU per request for both, and the ratio.
  *
  *     deno run -A scripts/bench/compare_trees.ts --base ../old-checkout [--rounds 5]
- *       [--case randread-qd1 …] [--device workers=2 …] [--seconds 1]
+ *       [--case randread-qd1 …] [--device workers=2 …] [--seconds 1] [--file PATH]
  *
  * @module
  */
@@ -23,6 +26,7 @@ const { values } = parseArgs({
     seconds: { type: "string" },
     case: { type: "string", multiple: true },
     device: { type: "string", multiple: true },
+    file: { type: "string" },
   },
 });
 if (values.base === undefined) {
@@ -31,6 +35,8 @@ if (values.base === undefined) {
 }
 const trees = { base: resolve(values.base), head: new URL("../..", import.meta.url).pathname };
 const rounds = Number(values.rounds ?? 5);
+/** The benchmark file both checkouts use (created by the first run when missing). */
+const file = resolve(values.file ?? `${trees.head}/tmp/bench/disk-1g.img`);
 
 async function commitOf(tree: string): Promise<string> {
   const output = await new Deno.Command("git", {
@@ -55,6 +61,8 @@ async function measure(tree: string): Promise<BenchResults> {
       "--no-memory",
       "--json",
       json,
+      "--file",
+      file,
       ...(values.seconds ? ["--seconds", values.seconds] : []),
       ...(values.case ?? []).flatMap((name) => ["--case", name]),
       ...(values.device ?? []).flatMap((options) => [`--device=${options}`]),
