@@ -127,19 +127,24 @@ export class RequestPool {
     return Atomics.load(this.words, this.#at(index, ElementWord.STATE)) as ElementStateCode;
   }
 
-  /** The device element `index`'s request belongs to. */
+  // deviceOf, queueOf and generationOf are read by the thread that took the
+  // element (takeRunnable): enqueue wrote them under the lock that thread
+  // took since, and nobody writes them while the element is busy, so plain
+  // reads see them (an Atomics.load is a builtin call, 5 ns here, per field).
+
+  /** The device element `index`'s request belongs to (by the thread that took it). */
   deviceOf(index: number): number {
-    return Atomics.load(this.words, this.#at(index, ElementWord.DEVICE));
+    return this.words[this.#at(index, ElementWord.DEVICE)];
   }
 
-  /** The virtqueue element `index`'s request came from. */
+  /** The virtqueue element `index`'s request came from (by the thread that took it). */
   queueOf(index: number): number {
-    return Atomics.load(this.words, this.#at(index, ElementWord.QUEUE));
+    return this.words[this.#at(index, ElementWord.QUEUE)];
   }
 
-  /** The queue generation element `index` was popped in. */
+  /** The queue generation element `index` was popped in (by the thread that took it). */
   generationOf(index: number): number {
-    return Atomics.load(this.words, this.#at(index, ElementWord.GENERATION));
+    return this.words[this.#at(index, ElementWord.GENERATION)];
   }
 
   /** Elements in freeq (read without the lock: a hint that only grows under a single drainer). */

@@ -361,11 +361,13 @@ export class SplitQueue {
   publish(head: number, length: number, generation: number): boolean {
     const w = this.#words;
     if (generation !== this.generation || !this.#refresh()) return false;
-    if (head < 0 || head >= this.#size || Atomics.load(w, QueueWord.HEADS + head) !== 1) {
+    if (
+      head < 0 || head >= this.#size ||
+      Atomics.compareExchange(w, QueueWord.HEADS + head, 1, 0) !== 1
+    ) {
       // Only a chain this queue popped may be returned (bug class 14).
       throw new Error(`internal error: head ${head} returned but not in flight`);
     }
-    Atomics.store(w, QueueWord.HEADS + head, 0);
     const used = this.#used!;
     const nextUsed = Atomics.load(w, QueueWord.NEXT_USED);
     const element = this.#usedOffset + UsedRing.RING +
