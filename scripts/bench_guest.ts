@@ -5,8 +5,9 @@
  *   (a) our vhost-user-blk back end (this process): the blockif worker
  *       engine or the in-process one, through the page cache or O_DIRECT
  *       (`-nocache`, as qsd's and QEMU's cache.direct=on here),
- *   (b) qemu-storage-daemon's vhost-user-blk export (aio=threads, and
- *       aio=io_uring when one of our io_uring variants runs),
+ *   (b) qemu-storage-daemon's vhost-user-blk export (aio=threads with
+ *       O_DIRECT, and aio=io_uring in the cache mode of each of our io_uring
+ *       variants that runs: each variant's ratio column is against its peer),
  *   (c) QEMU's built-in virtio-blk,
  * all modern guests, in one run, printed as a table with ratios.
  *
@@ -62,13 +63,23 @@ const VARIANTS: Record<
 };
 
 const oursVariants = values.ours.split(",").filter((name) => name in VARIANTS);
-const withUring = oursVariants.some((name) => VARIANTS[name].aio === "io_uring");
-const configs = [
-  ...oursVariants.map((name) => `ours-${name}`),
-  "qsd",
-  ...(withUring ? ["qsd-uring"] : []),
-  "builtin",
-];
+/** qemu-storage-daemon in each cache mode and aio of the variants of ours that run. */
+const qsdConfigs = new Set(["qsd"]);
+for (const name of oursVariants) qsdConfigs.add(qsdPeer(name));
+const configs = [...oursVariants.map((name) => `ours-${name}`), ...qsdConfigs, "builtin"];
+
+/**
+ * The qemu-storage-daemon export to hold variant `name` against: the same
+ * aio (threads or io_uring) and the same cache mode (cache.direct=on for
+ * `-nocache`, off otherwise; boot.sh's `qsd[-uring][-cache]` kinds). Our
+ * threads engine through the page cache is held against qsd's O_DIRECT
+ * export as before (qsd's default here), with the `/qsd` column.
+ */
+function qsdPeer(name: string): string {
+  const variant = VARIANTS[name];
+  if (variant.aio !== "io_uring") return "qsd";
+  return variant.direct ? "qsd-uring" : "qsd-uring-cache";
+}
 const dir = await Deno.makeTempDir({ prefix: "bench-guest-" });
 const image = `${dir}/bench.img`;
 const sizeMiB = Number(values["size-mib"]);
@@ -154,7 +165,9 @@ function mean(results: Result[] | undefined, key: string): number {
 const metric = (job: string) => job.startsWith("s") ? "bw_MiBs" : "iops";
 const unit = (job: string) => job.startsWith("s") ? "MiB/s" : "IOPS";
 const header = ["job", "unit", ...configs];
-for (const variant of oursVariants) header.push(`ours-${variant}/qsd`, `ours-${variant}/builtin`);
+for (const variant of oursVariants) {
+  header.push(`ours-${variant}/${qsdPeer(variant)}`, `ours-${variant}/builtin`);
+}
 console.log(
   `\nguest fio, modern guests, TCG, runtime ${values.runtime} s, mean of ${values.rounds} round(s)\n`,
 );
@@ -166,7 +179,7 @@ for (const [job, byConfig] of rows) {
   for (const variant of oursVariants) {
     const ours = mean(byConfig.get(`ours-${variant}`), key);
     cells.push(
-      (ours / mean(byConfig.get("qsd"), key)).toFixed(2),
+      (ours / mean(byConfig.get(qsdPeer(variant)), key)).toFixed(2),
       (ours / mean(byConfig.get("builtin"), key)).toFixed(2),
     );
   }

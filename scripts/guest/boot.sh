@@ -5,7 +5,10 @@
 #   boot.sh [options] --disk KIND:ARG [--disk …]
 #     --disk vhost:SOCK     vhost-user-blk-pci on a back end listening on SOCK (ours)
 #     --disk qsd:IMG        vhost-user-blk-pci served by qemu-storage-daemon on IMG
+#                           (aio=threads, cache.direct=on)
 #     --disk qsd-uring:IMG  the same with qemu-storage-daemon's aio=io_uring
+#     --disk qsd-cache:IMG, qsd-uring-cache:IMG
+#                           the same through the page cache (cache.direct=off)
 #     --disk builtin:IMG    QEMU's own virtio-blk-pci on IMG
 #     --legacy on|off       on: disable-modern=on (virtio 0.9.5, PCI 1af4:1001)
 #                           off (default): modern only (1af4:1042)
@@ -66,16 +69,17 @@ for disk in "${DISKS[@]}"; do
       [ -e "$arg" ] || { echo "no image $arg" >&2; exit 2; }
       DISK_ARGS+=(-drive "file=$arg,if=none,id=d$n,format=raw,cache=none,aio=threads"
                   -device "virtio-blk-pci,drive=d$n,num-queues=$QUEUES,$VIRTIO_OPTS") ;;
-    vhost|qsd|qsd-uring)
+    vhost|qsd|qsd-uring|qsd-cache|qsd-uring-cache)
       # vhost-user needs guest RAM in a shareable fd
       MEM_ARGS=(-m "$MEM" -object "memory-backend-memfd,id=mem,size=${MEM}M,share=on" -machine "memory-backend=mem")
       sock=$arg
       if [ "$kind" != vhost ]; then
-        aio=threads; [ "$kind" = qsd-uring ] && aio=io_uring
+        aio=threads; case $kind in qsd-uring*) aio=io_uring ;; esac
+        direct=on; case $kind in *-cache) direct=off ;; esac
         command -v qemu-storage-daemon >/dev/null || { echo "qemu-storage-daemon missing (Debian: qemu-system-common)" >&2; exit 2; }
         sock=$WORK/qsd.$$.$n.sock; rm -f "$sock"; QSD_SOCKS+=("$sock")
         qemu-storage-daemon \
-          --blockdev "driver=file,node-name=file$n,filename=$arg,cache.direct=on,aio=$aio" \
+          --blockdev "driver=file,node-name=file$n,filename=$arg,cache.direct=$direct,aio=$aio" \
           --export "type=vhost-user-blk,id=exp$n,node-name=file$n,addr.type=unix,addr.path=$sock,writable=on,num-queues=$QUEUES" \
           >"$WORK/qsd.$$.$n.log" 2>&1 &
         QSD_PIDS+=($!)
