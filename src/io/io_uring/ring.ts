@@ -44,6 +44,20 @@ import { address, errno, ioUringSys, Linux, SyscallError } from "./sys.ts";
 
 const TWO_POW_32 = 0x1_0000_0000;
 
+/**
+ * The arguments of io_uring_enter as BigInts, made once: Deno's FFI takes an
+ * i64 fastest as a BigInt (0.12 µs a call here, 0.36 µs for a number), and a
+ * BigInt made per call is garbage on every submit.
+ */
+const ENTER = BigInt(Syscall.IO_URING_ENTER);
+const GETEVENTS = BigInt(EnterFlag.GETEVENTS);
+const smallBigInts: bigint[] = [];
+
+/** `BigInt(n)` for a count `n` (at most the ring's entries), from a cache. */
+function countArgument(n: number): bigint {
+  return smallBigInts[n] ??= BigInt(n);
+}
+
 interface Mapped {
   readonly pointer: Deno.PointerObject;
   readonly length: number;
@@ -93,6 +107,8 @@ export class IoUring {
   readonly #cqesOffset: number;
   /** Entries written since the last submit. */
   #pending = 0;
+  /** `fd` as io_uring_enter's argument. */
+  readonly #fdArgument: bigint;
   /** The SQ tail as this thread knows it (it is the only writer). */
   #tail: number;
   #closed = false;
@@ -125,6 +141,7 @@ export class IoUring {
       });
     }
     this.fd = fd;
+    this.#fdArgument = BigInt(fd);
     const p = new DataView(params.buffer);
     const u32 = (at: number) => p.getUint32(at, true);
     this.sqEntries = u32(Params.SQ_ENTRIES);
@@ -244,16 +261,14 @@ export class IoUring {
   submit(waitFor = 0): number {
     const toSubmit = this.#pending;
     if (toSubmit === 0 && waitFor === 0) return 0;
-    const result = Number(
-      ioUringSys().syscall(
-        BigInt(Syscall.IO_URING_ENTER),
-        BigInt(this.fd),
-        BigInt(toSubmit),
-        BigInt(waitFor),
-        BigInt(waitFor > 0 ? EnterFlag.GETEVENTS : 0),
-        0n,
-        0n,
-      ),
+    const result = ioUringSys().enter(
+      ENTER,
+      this.#fdArgument,
+      countArgument(toSubmit),
+      countArgument(waitFor),
+      waitFor > 0 ? GETEVENTS : 0n,
+      0n,
+      0n,
     );
     if (result < 0) {
       const code = errno();

@@ -15,6 +15,14 @@ import { VirtioBlkError } from "../../errors.ts";
 const SYMBOLS = {
   // long syscall(long number, ...): the io_uring calls take at most six integer arguments.
   syscall: { parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"], result: "i64" },
+  // The same function for io_uring_enter, whose result (entries taken, or -1) fits an int: read as
+  // i32 (the low half of the long, -1 included) it is a number, where an i64 result is a new
+  // BigInt on every call.
+  enter: {
+    name: "syscall",
+    parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"],
+    result: "i32",
+  },
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
