@@ -564,6 +564,10 @@ export class BlockifServer {
         tryLock(words, PoolWord.POLLER)
       ) {
         this.#seen = seen;
+        // A ring submits when told, or when its thread sleeps in it (one system call for all a
+        // busy pass started, and the wait): one that polls must submit first, or it would spin
+        // on I/O it never handed over (QD1 with poll_us=32: p50 38 µs, 4 µs with this).
+        this.#commit();
         const arrived = this.#poll.spin(this.#workArrived);
         unlock(words, PoolWord.POLLER);
         if (arrived) continue;
@@ -685,6 +689,11 @@ export class BlockifServer {
       if (queues === undefined) continue;
       for (let i = 0; i < queues.length; i++) if (queues[i].hasAvailable) this.drain(i, device);
     }
+  }
+
+  /** Hands what was submitted on each I/O queue to its medium. */
+  #commit(): void {
+    for (let i = 0; i < this.#ioQueues.length; i++) this.#ioQueues[i].commit();
   }
 
   #collectIoQueues(): void {
