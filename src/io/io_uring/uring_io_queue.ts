@@ -12,14 +12,6 @@
  *   guest memory (shared memory, or a vhost-user region's mapping).
  * - A durable (write-through) write carries RWF_DSYNC: stable when it
  *   completes, with one system call instead of a write and an fdatasync.
- *   It is that system call on the thread (`pwritev2`), not an entry of the
- *   ring: a buffered write that must sync cannot complete inside
- *   `io_uring_enter`, so the kernel hands it to one of its io-wq threads,
- *   and the hop there and back cost 60 µs of a 4 KiB write's 190 µs here
- *   (randwrite QD1 write-through: 4.5k IOPS through the ring, 6.7k on the
- *   thread). The thread waits for the sync either way; this way it does not
- *   also wait for two wake-ups. A write that moves less than asked goes on
- *   through the ring from where it stopped.
  *   FLUSH is an fdatasync (IORING_OP_FSYNC, DATASYNC); the writes it must
  *   cover completed before it was submitted, so no ordering flag is needed.
  * - DISCARD and WRITE_ZEROES run their ranges one after another, each an
@@ -229,13 +221,6 @@ export class UringContext implements KernelIoWaiter {
       this.#first[token] = base;
       this.#last[token] = base + vector.count;
       this.#rwFlags[token] = write && request.durable ? RwFlag.DSYNC : 0;
-      if (write && request.durable) {
-        const finished = this.#writeDurablyNow(token);
-        if (finished) {
-          this.#rangeOp[token] = RangeOp.NONE;
-          return true;
-        }
-      }
       this.#prepareTransfer(token);
     }
     this.#rangeOp[token] = RangeOp.NONE;
@@ -463,28 +448,6 @@ export class UringContext implements KernelIoWaiter {
     if (this.ring.sqSpace >= count) return true;
     this.ring.submit(0);
     return this.ring.sqSpace >= count;
-  }
-
-  /**
-   * A durable write as one `pwritev2(RWF_DSYNC)` on this thread (see the
-   * module doc for why not through the ring). Returns true when that
-   * finished it (done, or failed: completed with `-errno`); false when it
-   * moved only part, which the caller then continues through the ring.
-   */
-  #writeDurablyNow(token: number): boolean {
-    const first = this.#first[token];
-    const moved = ioUringSys().pwritev2(
-      this.#fd[token],
-      BigInt(this.#iovecBase + first * IOVEC_SIZE),
-      this.#last[token] - first,
-      BigInt(this.#position[token]),
-      RwFlag.DSYNC,
-    );
-    if (moved < 0) return this.finishNow(token, -errno());
-    if (moved >= this.#remaining[token]) return this.finishNow(token, 0);
-    // Less than asked (a full disk, a signal): the rest as a ring entry, RWF_DSYNC as well.
-    this.#advance(token, moved);
-    return false;
   }
 
   #prepareTransfer(token: number): void {
