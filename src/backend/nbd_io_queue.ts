@@ -27,7 +27,14 @@
 
 import type { ThreadIo } from "./backend.ts";
 import { type EventLoopWaiter, eventLoopWaiterFor } from "../io/event_loop_waiter.ts";
-import { IO_SHORT, IoOp, type IoOpCode, type IoQueue, type IoRequest } from "../io/io_queue.ts";
+import {
+  IO_SHORT,
+  IoOp,
+  type IoOpCode,
+  type IoQueue,
+  type IoRequest,
+  withinMedium,
+} from "../io/io_queue.ts";
 import { NbdClient, type NbdRequest } from "../nbd/client.ts";
 import { NbdOp, type NbdOpCode } from "../nbd/operation.ts";
 import type { NbdBackendSpec } from "./nbd_driver.ts";
@@ -129,7 +136,7 @@ export class NbdIoQueue implements IoQueue {
       nbd.fua = false;
     } else {
       const { offset, vector } = request;
-      if (offset < 0 || vector.bytes > this.#size || offset > this.#size - vector.bytes) {
+      if (!withinMedium(offset, vector.bytes, this.#size)) {
         this.#complete(token, IO_SHORT);
         return true;
       }
@@ -186,7 +193,7 @@ export class NbdIoQueue implements IoQueue {
     const count = ranges.count;
     for (let i = 0; i < count; i++) {
       const offset = ranges.offsets[i], length = ranges.lengths[i];
-      if (offset < 0 || length > this.#size || offset > this.#size - length) {
+      if (!withinMedium(offset, length, this.#size)) {
         this.#complete(token, IO_SHORT);
         return;
       }

@@ -69,7 +69,7 @@ export class InlineEngine implements RequestEngine {
     this.#doorbells = this.#queues.map((_, index) => ({ buffer: words, index }));
     this.#queues.forEach((_, index) => this.#watchDoorbell(index));
     const waiter = this.#io.waiter;
-    if (waiter?.kind === "event-loop") this.#completeAsTheyFinish(waiter);
+    if (waiter?.kind === "event-loop") void this.#completeAsTheyFinish(waiter);
   }
 
   doorbell(index: number): DoorbellHandle {

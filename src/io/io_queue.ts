@@ -46,6 +46,15 @@ export type IoOpCode = typeof IoOp[keyof typeof IoOp];
 /** The result of an operation that ended before moving every byte (end of the medium). */
 export const IO_SHORT: number = -4097;
 
+/**
+ * Whether the bytes `[offset, offset + length)` lie inside a medium (or a
+ * `range=` window) of `size` bytes, compared without overflow. Every I/O
+ * queue checks an operation with it before the medium sees it.
+ */
+export function withinMedium(offset: number, length: number, size: number): boolean {
+  return offset >= 0 && length >= 0 && length <= size && offset <= size - length;
+}
+
 /** Names of the operations, for messages and counters. */
 export const IO_OP_NAMES: Readonly<Record<IoOpCode, string>> = {
   [IoOp.READ]: "read",

@@ -16,7 +16,7 @@
 import type { BlockBackend } from "../backend/backend.ts";
 import { VirtioBlkError } from "../errors.ts";
 import { ERRNO, errnoOf } from "./errno.ts";
-import { IO_SHORT, IoOp, type IoQueue, type IoRequest } from "./io_queue.ts";
+import { IO_SHORT, IoOp, type IoQueue, type IoRequest, withinMedium } from "./io_queue.ts";
 
 /** An {@linkcode IoQueue} over a synchronous {@linkcode BlockBackend}. */
 export class SyncIoQueue implements IoQueue {
@@ -99,7 +99,7 @@ export class SyncIoQueue implements IoQueue {
           for (let i = 0; i < ranges.count; i++) {
             const offset = ranges.offsets[i];
             const length = ranges.lengths[i];
-            if (!(offset >= 0 && length >= 0 && offset <= backend.size - length)) return IO_SHORT;
+            if (!withinMedium(offset, length, backend.size)) return IO_SHORT;
           }
           for (let i = 0; i < ranges.count; i++) {
             if (discard) backend.discard!(ranges.offsets[i], ranges.lengths[i]);

@@ -42,6 +42,7 @@ import {
   type IoRequest,
   type IoWaiter,
   type KernelIoWaiter,
+  withinMedium,
 } from "../io_queue.ts";
 import {
   BlockIoctl,
@@ -295,12 +296,9 @@ export class UringContext implements KernelIoWaiter {
    * notes a wake-up. Returns how many operations finished.
    */
   reap(done: (token: number, result: number) => void): number {
-    // Saved and restored: a `done` that reaps again (it does not today) gets its own count.
-    const outer = this.#done, outerFinished = this.#finished, outerResubmitted = this.#resubmitted;
     this.#done = done;
     this.#finished = 0;
     this.#resubmitted = false;
-    let finished: number;
     try {
       while (this.#immediateCount > 0) {
         const i = --this.#immediateCount;
@@ -309,14 +307,11 @@ export class UringContext implements KernelIoWaiter {
         done(this.#immediateTokens[i], this.#immediateResults[i]);
       }
       this.ring.reap(this.#onCompletion);
-      if (this.#resubmitted) this.commit();
     } finally {
-      finished = this.#finished;
-      this.#done = outer;
-      this.#finished = outerFinished;
-      this.#resubmitted = outerResubmitted;
+      this.#done = undefined;
     }
-    return finished;
+    if (this.#resubmitted) this.commit();
+    return this.#finished;
   }
 
   /**
@@ -733,8 +728,7 @@ export class UringIoQueue implements IoQueue {
 
   /** The window is ours to enforce: the kernel knows only the file. */
   #inWindow(offset: number, length: number): boolean {
-    const { size } = this.#file;
-    return offset >= 0 && length >= 0 && offset <= size && length <= size - offset;
+    return withinMedium(offset, length, this.#file.size);
   }
 
   commit(): void {
