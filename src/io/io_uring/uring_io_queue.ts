@@ -3,9 +3,11 @@
  * per I/O thread owns the ring, the iovec arrays and the state of every
  * operation in flight; each medium the thread serves gets a
  * {@linkcode UringIoQueue} on it (its own file descriptor, the `range=`
- * window). All of a thread's queues share the ring, so one
- * `io_uring_enter` submits a batch for every medium and one wait covers
- * every completion and the thread's wake-ups.
+ * window). All of a thread's queues share the ring, so one wait covers
+ * every completion and the thread's wake-ups, and one `io_uring_enter`
+ * submits what was prepared for every medium (the blockif server commits
+ * each request as it starts it: on cached pages the kernel copies inside
+ * that call, which must run on the thread that took the request).
  *
  * - Reads and writes go straight between the file and guest memory: one
  *   segment as READ/WRITE, several as READV/WRITEV whose iovecs point into
