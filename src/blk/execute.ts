@@ -72,6 +72,7 @@ export function ioRequestFor(slots: number): IoRequest {
     vector: new IoVector(slots),
     ranges: new IoRanges(slots),
     durable: false,
+    mayBlock: false,
   };
 }
 

@@ -119,6 +119,8 @@ export interface ThreadSettings {
   readonly wake?: WakeSignalHandle;
   /** This thread's index in its group (which part of `wake` is its own). */
   readonly thread?: number;
+  /** Threads in this thread's group, serving the same pool (default 1: this one alone). */
+  readonly threads?: number;
 }
 
 /** A server's plain settings for one device on one thread (the common case, and tests'). */
@@ -428,7 +430,17 @@ export class BlockifServer {
       started[3 * element + 1] = index;
       started[3 * element + 2] = generation;
       const execution = attached.execution!;
-      const status = startRequest(pool.record(element), execution, element, attached.ioRequest);
+      const ioRequest = attached.ioRequest;
+      // A queue may block this thread on the request (io_uring's durable
+      // writes, which the kernel would otherwise hand to its io-wq) when none
+      // of the thread's I/O waits for it to reap, and no waiting request
+      // needs this thread: none waits, or other threads of the group can run
+      // it. Measured with io_uring, randwrite QD32 write-through: 8 threads
+      // 17.6k IOPS through the ring, 23.3k blocking (the threads engine
+      // 24.5k); one thread 8.7k through the ring, 7.7k blocking.
+      ioRequest.mayBlock = this.inFlight === 0 &&
+        (pool.runnableCount === 0 || (this.#settings.threads ?? 1) > 1);
+      const status = startRequest(pool.record(element), execution, element, ioRequest);
       if (status !== PENDING) {
         this.#complete(element, status);
       } else if (this.#waiter?.kind === "kernel") {

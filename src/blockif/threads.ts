@@ -145,7 +145,7 @@ export class BlockifThreads {
     const init: Omit<WorkerInit, "index"> = {
       type: "init",
       pool: { buffer: this.pool.buffer, dimensions: { elements, segMax: options.segMax } },
-      settings: { dispatch, pollMaxNs: pollUs * 1000, wake },
+      settings: { dispatch, pollMaxNs: pollUs * 1000, wake, threads: workers },
       control: Atomics.load(this.pool.words, PoolWord.CONTROL),
     };
     const starts: Promise<void>[] = [];

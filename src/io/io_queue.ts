@@ -155,6 +155,13 @@ export interface IoRequest {
    * operation completes (write-through).
    */
   durable: boolean;
+  /**
+   * The submitting thread has nothing else to do until this operation
+   * finishes (nothing else in flight, no request waiting to run): a queue
+   * may block its thread and finish the operation inside `submit` where
+   * that is quicker than handing it over.
+   */
+  mayBlock: boolean;
 }
 
 /** A queue of I/O operations on one medium, used by one thread. */

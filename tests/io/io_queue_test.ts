@@ -70,10 +70,16 @@ const KINDS: QueueKind[] = [
 const memory = SharedGuestMemory.allocate(1 << 20);
 const region = memory.regions[0];
 
-function request(op: IoRequest["op"], offset: number, pieces: [number, number][], durable = false) {
+function request(
+  op: IoRequest["op"],
+  offset: number,
+  pieces: [number, number][],
+  durable = false,
+  mayBlock = false,
+): IoRequest {
   const vector = new IoVector(4);
   for (const [at, length] of pieces) vector.push(region, at, length);
-  return { op, offset, vector, ranges: new IoRanges(4), durable };
+  return { op, offset, vector, ranges: new IoRanges(4), durable, mayBlock };
 }
 
 /** Submits, commits and reaps until every token has a result. */
@@ -126,6 +132,13 @@ for (const kind of KINDS) {
             run(queue, [request(IoOp.WRITE, 32768, [[20000, 1024], [30000, 512]], true)]),
             [0],
           );
+          // From a thread with nothing else to do (io_uring: pwritev2 on the thread).
+          region.bytes.fill(0x3c, 40000, 41024);
+          region.bytes.fill(0xc3, 50000, 50512);
+          assert.deepEqual(
+            run(queue, [request(IoOp.WRITE, 49152, [[40000, 1024], [50000, 512]], true, true)]),
+            [0],
+          );
           assert.deepEqual(
             run(queue, [request(IoOp.FLUSH, 0, [])]),
             [0],
@@ -134,7 +147,10 @@ for (const kind of KINDS) {
           assert.deepEqual(after.slice(32768, 33792), new Uint8Array(1024).fill(0x5a));
           assert.deepEqual(after.slice(33792, 34304), new Uint8Array(512).fill(0xa5));
           assert.deepEqual(after.slice(0, 32768), before.slice(0, 32768));
-          assert.deepEqual(after.slice(34304), before.slice(34304));
+          assert.deepEqual(after.slice(34304, 49152), before.slice(34304, 49152));
+          assert.deepEqual(after.slice(49152, 50176), new Uint8Array(1024).fill(0x3c));
+          assert.deepEqual(after.slice(50176, 50688), new Uint8Array(512).fill(0xc3));
+          assert.deepEqual(after.slice(50688), before.slice(50688));
         } finally {
           queue.dispose();
         }

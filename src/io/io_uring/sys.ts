@@ -30,6 +30,10 @@ const SYMBOLS = {
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  // ssize_t pwritev2(int fd, const struct iovec *iov, int iovcnt, off_t offset, int flags): a
+  // write on the thread (see uring_io_queue.ts); what it moves fits an int (seg_max × 4 GiB does
+  // not, but one request is at most 4 GiB, which a Linux write caps at 0x7ffff000 bytes anyway).
+  pwritev2: { parameters: ["i32", "u64", "i32", "i64", "i32"], result: "i32" },
   // int fallocate(int fd, int mode, off_t offset, off_t len)
   fallocate: { parameters: ["i32", "i32", "i64", "i64"], result: "i32" },
   // int ioctl(int fd, unsigned long request, u64 range[2]): BLKDISCARD, BLKZEROOUT
