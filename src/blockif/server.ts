@@ -439,7 +439,7 @@ export class BlockifServer {
       // 17.6k IOPS through the ring, 23.3k blocking (the threads engine
       // 24.5k); one thread 8.7k through the ring, 7.7k blocking.
       ioRequest.mayBlock = this.inFlight === 0 &&
-        (pool.runnableCount === 0 || (this.#settings.threads ?? 1) > 1);
+        ((this.#settings.threads ?? 1) > 1 || pool.runnableCount === 0);
       const status = startRequest(pool.record(element), execution, element, ioRequest);
       if (status !== PENDING) {
         this.#complete(element, status);
