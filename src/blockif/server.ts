@@ -437,7 +437,10 @@ export class BlockifServer {
       // needs this thread: none waits, or other threads of the group can run
       // it. Measured with io_uring, randwrite QD32 write-through: 8 threads
       // 17.6k IOPS through the ring, 23.3k blocking (the threads engine
-      // 24.5k); one thread 8.7k through the ring, 7.7k blocking.
+      // 24.5k); 2 threads 10.1-11.1k and 12.4-12.5k; one thread 8.7k
+      // through the ring, 7.7k blocking. The ring is no deeper than the
+      // threads: the kernel runs a file's buffered writes one at a time in
+      // its io-wq.
       ioRequest.mayBlock = this.inFlight === 0 &&
         ((this.#settings.threads ?? 1) > 1 || pool.runnableCount === 0);
       const status = startRequest(pool.record(element), execution, element, ioRequest);
@@ -589,6 +592,10 @@ export class BlockifServer {
         tryLock(words, PoolWord.POLLER)
       ) {
         this.#seen = seen;
+        // Everything started was submitted as it started, unless that
+        // submission failed (EINTR, EBUSY): try again, or the poll would
+        // spin on I/O never handed over. Nothing to do otherwise.
+        this.#commit();
         const arrived = this.#poll.spin(this.#workArrived);
         unlock(words, PoolWord.POLLER);
         if (arrived) continue;
@@ -710,6 +717,11 @@ export class BlockifServer {
       if (queues === undefined) continue;
       for (let i = 0; i < queues.length; i++) if (queues[i].hasAvailable) this.drain(i, device);
     }
+  }
+
+  /** Hands what was submitted on each I/O queue to its medium. */
+  #commit(): void {
+    for (let i = 0; i < this.#ioQueues.length; i++) this.#ioQueues[i].commit();
   }
 
   #collectIoQueues(): void {

@@ -156,10 +156,13 @@ export interface IoRequest {
    */
   durable: boolean;
   /**
-   * The submitting thread has nothing else to do until this operation
-   * finishes (nothing else in flight, no request waiting to run): a queue
-   * may block its thread and finish the operation inside `submit` where
-   * that is quicker than handing it over.
+   * The submitting thread may wait for this operation: none of its own I/O
+   * waits to be reaped, and no request waits for it to run (none waits, or
+   * other threads of its group can take it). A queue may then block the
+   * thread and finish the operation inside `submit` where that is quicker
+   * than handing it over (io_uring's durable writes). Work as short as a
+   * copy to or from the page cache may run inside `submit` regardless, as
+   * a cached read does inside `io_uring_enter`.
    */
   mayBlock: boolean;
 }

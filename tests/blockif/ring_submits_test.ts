@@ -130,8 +130,9 @@ function setUp(threads = 1) {
   return { guest, server, ring, closeAfter };
 }
 
-Deno.test("a worker submits each request it starts before it takes the next", () => {
-  const { guest, server, ring, closeAfter } = setUp();
+/** Offers three reads at once to a worker of a group of `threads`; runs it until all are back. */
+function serveThreeReads(threads = 1): SlowRing {
+  const { guest, server, ring, closeAfter } = setUp(threads);
   const reads = [0, 8, 16].map((sector) =>
     guest.request({ type: RequestType.IN, sector, data: 4096 })
   );
@@ -140,6 +141,11 @@ Deno.test("a worker submits each request it starts before it takes the next", ()
 
   assert.equal(server.loop(), "closing");
   assert.equal(guest.usedIdx, 3, "all three reads were returned");
+  return ring;
+}
+
+Deno.test("a worker submits each request it starts before it takes the next", () => {
+  const ring = serveThreeReads();
   assert.deepEqual(
     ring.unsubmittedAtStart,
     [0, 0, 0],
@@ -154,17 +160,8 @@ Deno.test("a worker submits each request it starts before it takes the next", ()
 });
 
 Deno.test("a worker with others in its group may block on a request while more wait", () => {
-  const { guest, server, ring, closeAfter } = setUp(2);
-  const reads = [0, 8, 16].map((sector) =>
-    guest.request({ type: RequestType.IN, sector, data: 4096 })
-  );
-  closeAfter(reads.length);
-  for (const read of reads) guest.offer(read.head);
-
-  assert.equal(server.loop(), "closing");
-  assert.equal(guest.usedIdx, 3, "all three reads were returned");
   assert.deepEqual(
-    ring.mayBlockAtStart,
+    serveThreeReads(2).mayBlockAtStart,
     [true, false, false],
     "the first may block (another thread can run the rest); then this thread has I/O to reap",
   );

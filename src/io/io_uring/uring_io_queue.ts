@@ -478,7 +478,8 @@ export class UringContext implements KernelIoWaiter {
    * A write as one `pwritev2` on this thread, RWF_DSYNC when durable (see
    * the module doc for when and why not through the ring). Returns true
    * when that finished it (done, or failed: completed with `-errno`); false
-   * when it moved only part, which the caller continues through the ring.
+   * when it moved only part (or was interrupted), which the caller
+   * continues through the ring.
    * Only ever from a token's first iovec (a continuation goes through the
    * ring), whose address is made a BigInt once per token.
    */
@@ -491,7 +492,13 @@ export class UringContext implements KernelIoWaiter {
       BigInt(this.#position[token]),
       this.#rwFlags[token],
     );
-    if (moved < 0) return this.finishNow(token, -errno());
+    if (moved < 0) {
+      const code = errno();
+      // Interrupted before it moved anything: the whole write through the ring instead.
+      if (code === Linux.EINTR) return false;
+      // Never -0 (which reads as success) if errno was somehow left at 0.
+      return this.finishNow(token, code > 0 ? -code : -ERRNO.EIO);
+    }
     if (moved >= this.#remaining[token]) return this.finishNow(token, 0);
     // Less than asked (a full disk, a signal): the rest as a ring entry, with the same flags.
     this.#advance(token, moved);
