@@ -21,7 +21,9 @@
  *   bump WAKE and notify that many sleepers.
  * - `dispatch: "worker"` (default): WAKE is also every queue's doorbell, so
  *   a kick wakes one worker, which drains the rings itself and runs the
- *   first request (one hand-off fewer than ACRN's model).
+ *   first request (one hand-off fewer than ACRN's model). While a worker
+ *   polls (holds POLLER) a kick wakes nobody: the poller sees WAKE move
+ *   (the doorbell's `spinner` word, `src/virtio/doorbell.ts`).
  * - `dispatch: "device"` (ACRN's model): the device thread drains on the
  *   KICK doorbell and workers only execute.
  * - When freeq runs dry the drainer stops and sets STARVED; the worker whose

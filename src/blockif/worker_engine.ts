@@ -193,6 +193,8 @@ export class WorkerEngine implements RequestEngine {
     return {
       buffer: this.pool.buffer,
       index: worker ? PoolWord.WAKE : PoolWord.KICK,
+      // A worker that polls for work holds POLLER and watches WAKE itself.
+      ...(worker ? { spinner: PoolWord.POLLER } : {}),
       // Threads that sleep in their rings hear a kick through the wake signal.
       ...(worker && this.settings.wake ? { wake: this.settings.wake } : {}),
     };
