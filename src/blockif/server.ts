@@ -324,9 +324,11 @@ export class BlockifServer {
    * QD32 83k IOPS against 200k with the batch spread; scripts/bench).
    *
    * `limit` caps the chains taken (the in-process engine takes one at a
-   * time, so a chain completes before the next is popped).
+   * time, so a chain completes before the next is popped). `keep` false: a
+   * draining worker keeps none of these for itself, because it already kept
+   * one from another queue in the same look for work.
    */
-  drain(index: number, device = 0, limit = Infinity): number {
+  drain(index: number, device = 0, limit = Infinity, keep = true): number {
     const attached = this.#devices[device];
     if (attached === undefined) return 0;
     const { memory, queues, interrupts, settings } = attached.device;
@@ -340,7 +342,9 @@ export class BlockifServer {
       ? 0
       : attached.device.io?.waiter?.kind === "event-loop"
       ? Infinity
-      : 1;
+      : keep
+      ? 1
+      : 0;
     for (;;) {
       if (!queue.beginDrain(false)) break;
       let starved = false;
@@ -580,7 +584,7 @@ export class BlockifServer {
       if (Atomics.load(words, PoolWord.CONTROL) !== this.#control) return "control";
       if (this.reap() > 0) continue;
       if (this.runOne()) continue;
-      if (dispatch === "worker" && pool.freeCount > 0 && this.#drainAny()) continue;
+      if (dispatch === "worker" && pool.freeCount > 0 && this.#drainEvery()) continue;
       if (this.#waiter?.kind === "event-loop") {
         this.#seen = seen;
         return "yield";
@@ -712,13 +716,26 @@ export class BlockifServer {
     }
   }
 
-  /** Drains every ring of every attached device that has chains. */
-  #drainEvery(): void {
+  /**
+   * Drains every ring of every attached device that has chains; returns
+   * whether it queued anything. Every ring, not the first with chains: a
+   * kick that came while a worker polled woke nobody (the poller sees WAKE
+   * move, `src/virtio/doorbell.ts`), so kicks on several queues during one
+   * spin are the poller's to hand out. It keeps one request for itself and
+   * wakes a worker for each other runnable one, whichever queue it came
+   * from; stopping at the first queue would leave another queue's chains
+   * waiting behind the request it then runs.
+   */
+  #drainEvery(): boolean {
+    let queued = 0;
     for (let device = 0; device < this.#devices.length; device++) {
       const queues = this.#devices[device]?.device.queues;
       if (queues === undefined) continue;
-      for (let i = 0; i < queues.length; i++) if (queues[i].hasAvailable) this.drain(i, device);
+      for (let i = 0; i < queues.length; i++) {
+        if (queues[i].hasAvailable) queued += this.drain(i, device, Infinity, queued === 0);
+      }
     }
+    return queued > 0;
   }
 
   /** Hands what was submitted on each I/O queue to its medium. */
@@ -748,18 +765,6 @@ export class BlockifServer {
       if (attached === undefined) continue;
       const queues = attached.device.queues;
       for (let i = 0; i < queues.length; i++) if (queues[i].hasAvailable) return true;
-    }
-    return false;
-  }
-
-  #drainAny(): boolean {
-    for (let device = 0; device < this.#devices.length; device++) {
-      const attached = this.#devices[device];
-      if (attached === undefined) continue;
-      const queues = attached.device.queues;
-      for (let i = 0; i < queues.length; i++) {
-        if (queues[i].hasAvailable && this.drain(i, device) > 0) return true;
-      }
     }
     return false;
   }

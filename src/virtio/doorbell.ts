@@ -37,6 +37,9 @@ export interface DoorbellHandle {
    * ring that sees it spinning either came after that read (the spin, or
    * the `Atomics.wait` on the value it read, returns at once) or before it
    * (then the work was published before the ring and that look found it).
+   * Kicks on several queues during one spin reach only the poller: it
+   * drains every ring with chains before it runs one, and wakes a worker
+   * for each runnable request beyond its own (`src/blockif/server.ts`).
    */
   readonly spinner?: number;
 }

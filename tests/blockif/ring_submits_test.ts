@@ -26,8 +26,8 @@ import { PoolWord } from "../../src/blockif/pool_layout.ts";
 import { RequestPool } from "../../src/blockif/request_pool.ts";
 import { BlockifServer } from "../../src/blockif/server.ts";
 import type { IoQueue, IoRequest, KernelIoWaiter } from "../../src/io/io_queue.ts";
-import { SplitQueue } from "../../src/virtio/split_queue.ts";
 import { RawGuest } from "../helpers/raw_guest.ts";
+import { servedDevice } from "../helpers/served_device.ts";
 
 /** A ring that completes what was submitted when its thread sleeps in it. */
 class SlowRing implements IoQueue, KernelIoWaiter {
@@ -105,21 +105,7 @@ function setUp(threads = 1) {
   // A poll window of up to 1 ms: the first short sleep opens it.
   const server = new BlockifServer(pool, { dispatch: "worker", pollMaxNs: 1_000_000, threads });
   const ring = new SlowRing();
-  server.attach(0, {
-    settings: {
-      readOnly: context.readOnly,
-      limits: context.limits,
-      serial: context.serial,
-      maxChain: context.maxChain,
-      name: context.name,
-    },
-    memory: context.memory,
-    queues: context.queues.map((state) => new SplitQueue(context.memory, state)),
-    state: context.state,
-    interrupts: context.interrupts,
-    errors: context.errors,
-    io: ring,
-  });
+  server.attach(0, servedDevice(context, ring));
   /** Closes the pool once `count` operations were reaped (the loop then returns). */
   const closeAfter = (count: number) => {
     let reaped = 0;
