@@ -41,8 +41,10 @@ export const DEFAULT_POOL_SIZE = 64;
  * project runs on (docs/bench): with a guest that polls for completions
  * too, `poll_us=32` doubles 4 KiB reads at QD1 (p50 +2.4 µs over a raw
  * read); with a guest that sleeps on interrupts it gains nothing, spins a
- * core while requests trickle in, and costs randread QD32 with 8 workers
- * 35-45 % (2026-12-07: 205k-246k IOPS against 371k-391k without).
+ * core while requests trickle in, and costs randread QD32 with 8 workers up
+ * to a quarter (2026-12-07, 8 rounds each: 287k-297k IOPS against
+ * 381k-387k without in the faster of this machine's two modes, the same
+ * 253k-281k in the slower one).
  */
 export const DEFAULT_POLL_US = 0;
 
