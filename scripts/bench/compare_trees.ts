@@ -14,7 +14,16 @@
  * each case's median and best device
  * IOPS, p50 latency and CPU per request for both, and the ratio.
  *
- *     deno run -A scripts/bench/compare_trees.ts --base ../old-checkout [--rounds 5]
+ * By default each process measures each case once, on a VM it has just
+ * started, so every figure includes the JIT's warm-up of all the device's
+ * threads (with 8 workers sharing QD1's requests, each isolate tiers up
+ * slowly: seconds of V8's background compilation). `--bench-rounds N` has
+ * each process measure N times on the same VM, as `deno task bench` does
+ * (3 by default there), and `--warmup K` leaves each process's first K of
+ * them out of the figures: steady state.
+ *
+ *     deno run -A scripts/bench/compare_trees.ts --base ../old-checkout [--head ../other]
+ *       [--rounds 5] [--bench-rounds 3 --warmup 1]
  *       [--case randread-qd1 …] [--device workers=2 …] [--seconds 1] [--file PATH]
  *
  * @module
@@ -28,7 +37,10 @@ const { values } = parseArgs({
   args: Deno.args,
   options: {
     base: { type: "string" },
+    head: { type: "string" },
     rounds: { type: "string" },
+    "bench-rounds": { type: "string" },
+    warmup: { type: "string" },
     seconds: { type: "string" },
     case: { type: "string", multiple: true },
     device: { type: "string", multiple: true },
@@ -39,8 +51,22 @@ if (values.base === undefined) {
   console.error("compare_trees: --base <checkout of the commit to compare with> is required");
   Deno.exit(2);
 }
-const trees = { base: resolve(values.base), head: new URL("../..", import.meta.url).pathname };
+const trees = {
+  base: resolve(values.base),
+  head: values.head === undefined
+    ? new URL("../..", import.meta.url).pathname
+    : resolve(values.head),
+};
 const rounds = Number(values.rounds ?? 10);
+const benchRounds = Number(values["bench-rounds"] ?? 1);
+const warmup = Number(values.warmup ?? 0);
+if (
+  !(Number.isInteger(benchRounds) && Number.isInteger(warmup) && 0 <= warmup &&
+    warmup < benchRounds)
+) {
+  console.error("compare_trees: --warmup K must be a whole number below --bench-rounds N");
+  Deno.exit(2);
+}
 /** The benchmark file both checkouts use (created by the first run when missing). */
 const file = resolve(values.file ?? `${trees.head}/tmp/bench/disk-1g.img`);
 
@@ -61,7 +87,7 @@ async function measure(tree: string): Promise<BenchResults> {
       "-A",
       `${tree}/scripts/bench/main.ts`,
       "--rounds",
-      "1",
+      String(benchRounds),
       "--no-baseline",
       "--no-fio",
       "--no-memory",
@@ -94,7 +120,7 @@ function collect(into: Figures, results: BenchResults): void {
       if (subject.kind !== "device") continue;
       const key = `${benchCase.name} ${subject.label}`;
       const figures = into.get(key) ?? { iops: [], p50: [], cpu: [] };
-      for (const round of subject.rounds) {
+      for (const round of subject.rounds.slice(warmup)) {
         figures.iops.push(round.iops);
         figures.p50.push(round.p50Us);
         figures.cpu.push(round.cpuSecondsPerMillion);
@@ -122,7 +148,10 @@ for (let round = 0; round < rounds; round++) {
       for (const subject of subjects) {
         if (subject.kind !== "device") continue;
         const iops = subject.rounds.map((r) => r.iops.toFixed(0)).join(" ");
-        console.error(`  ${which} ${benchCase.name} ${subject.label}: ${iops} IOPS`);
+        const cpu = subject.rounds.map((r) => r.cpuSecondsPerMillion.toFixed(1)).join(" ");
+        console.error(
+          `  ${which} ${benchCase.name} ${subject.label}: ${iops} IOPS, ${cpu} CPU s/M`,
+        );
       }
     }
   }
@@ -131,7 +160,8 @@ for (let round = 0; round < rounds; round++) {
 
 const [baseCommit, headCommit] = await Promise.all([commitOf(trees.base), commitOf(trees.head)]);
 console.log(
-  `base ${baseCommit} (${trees.base}) vs head ${headCommit}, ${rounds} rounds each: ` +
+  `base ${baseCommit} (${trees.base}) vs head ${headCommit}, ${rounds} rounds each ` +
+    `(${benchRounds} measurements per process, the first ${warmup} left out): ` +
     "medians, and the best round of each",
 );
 console.log(
