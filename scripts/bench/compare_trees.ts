@@ -22,8 +22,12 @@
  * (3 by default there), and `--warmup K` leaves each process's first K of
  * them out of the figures: steady state.
  *
+ * Both checkouts must measure alike. A benchmark that has `--ramp` (the
+ * guest's unmeasured warm-up before each measurement) runs with `--ramp 0`
+ * unless both have it; then `--ramp T` here is passed to both.
+ *
  *     deno run -A scripts/bench/compare_trees.ts --base ../old-checkout [--head ../other]
- *       [--rounds 5] [--bench-rounds 3 --warmup 1]
+ *       [--rounds 5] [--bench-rounds 3 --warmup 1] [--ramp 2]
  *       [--case randread-qd1 …] [--device workers=2 …] [--seconds 1] [--file PATH]
  *
  * @module
@@ -42,6 +46,7 @@ const { values } = parseArgs({
     "bench-rounds": { type: "string" },
     warmup: { type: "string" },
     seconds: { type: "string" },
+    ramp: { type: "string" },
     case: { type: "string", multiple: true },
     device: { type: "string", multiple: true },
     file: { type: "string" },
@@ -67,6 +72,16 @@ if (
   console.error("compare_trees: --warmup K must be a whole number below --bench-rounds N");
   Deno.exit(2);
 }
+/** Whether `tree`'s benchmark takes `--ramp`. */
+async function hasRamp(tree: string): Promise<boolean> {
+  const options = await Deno.readTextFile(`${tree}/scripts/bench/options.ts`);
+  return options.includes("--ramp T");
+}
+const ramps = { base: await hasRamp(trees.base), head: await hasRamp(trees.head) };
+if (values.ramp !== undefined && !(ramps.base && ramps.head)) {
+  console.error("compare_trees: --ramp needs both checkouts' benchmarks to have it");
+  Deno.exit(2);
+}
 /** The benchmark file both checkouts use (created by the first run when missing). */
 const file = resolve(values.file ?? `${trees.head}/tmp/bench/disk-1g.img`);
 
@@ -79,7 +94,8 @@ async function commitOf(tree: string): Promise<string> {
 }
 
 /** One round of the benchmark in `tree`; its results. */
-async function measure(tree: string): Promise<BenchResults> {
+async function measure(which: keyof typeof trees): Promise<BenchResults> {
+  const tree = trees[which];
   const json = await Deno.makeTempFile({ suffix: ".json" });
   try {
     const args = [
@@ -96,6 +112,7 @@ async function measure(tree: string): Promise<BenchResults> {
       "--file",
       file,
       ...(values.seconds ? ["--seconds", values.seconds] : []),
+      ...(ramps[which] ? ["--ramp", values.ramp ?? "0"] : []),
       ...(values.case ?? []).flatMap((name) => ["--case", name]),
       ...(values.device ?? []).flatMap((options) => [`--device=${options}`]),
     ];
@@ -142,7 +159,7 @@ for (let round = 0; round < rounds; round++) {
   // Alternate which goes first, so neither always runs on a warmer machine.
   const order = round % 2 === 0 ? ["base", "head"] as const : ["head", "base"] as const;
   for (const which of order) {
-    const results = await measure(trees[which]);
+    const results = await measure(which);
     collect(which === "base" ? base : head, results);
     for (const { case: benchCase, subjects } of results.cases) {
       for (const subject of subjects) {
@@ -161,7 +178,8 @@ for (let round = 0; round < rounds; round++) {
 const [baseCommit, headCommit] = await Promise.all([commitOf(trees.base), commitOf(trees.head)]);
 console.log(
   `base ${baseCommit} (${trees.base}) vs head ${headCommit}, ${rounds} rounds each ` +
-    `(${benchRounds} measurements per process, the first ${warmup} left out): ` +
+    `(${benchRounds} measurements per process, the first ${warmup} left out; ` +
+    `ramp ${ramps.base && ramps.head ? values.ramp ?? "0" : "0"} s): ` +
     "medians, and the best round of each",
 );
 console.log(

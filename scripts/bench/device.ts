@@ -136,8 +136,13 @@ export class DeviceRig {
     }
   }
 
-  /** Runs `benchCase` through the guest for `seconds` and measures it. */
-  async measure(benchCase: BenchCase, seconds: number): Promise<Measurement> {
+  /**
+   * Runs `benchCase` through the guest for `seconds` and measures it, after
+   * `ramp` seconds of the same load that are not measured (fio's
+   * `ramp_time`: the guest reports no progress during it, so its CPU time
+   * is not charged either).
+   */
+  async measure(benchCase: BenchCase, seconds: number, ramp = 0): Promise<Measurement> {
     if (benchCase.writeback !== this.writeback) {
       throw new Error(
         `${benchCase.name} needs a ${benchCase.writeback ? "write-back" : "write-through"} rig`,
@@ -149,6 +154,7 @@ export class DeviceRig {
       iodepth: String(benchCase.iodepth),
       runtime: `${Math.max(1, Math.round(seconds * 1000))}ms`,
       time_based: true,
+      ...(ramp > 0 ? { ramp_time: `${Math.round(ramp * 1000)}ms` } : {}),
       hipri: this.variant.hipri,
     });
     const job: UosJob = { kind: "load", disk: "vda", options, json: false, progress: true };

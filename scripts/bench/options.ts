@@ -37,6 +37,7 @@ const OPTIONS = {
   case: { type: "string", multiple: true },
   rounds: { type: "string" },
   seconds: { type: "string" },
+  ramp: { type: "string" },
   file: { type: "string" },
   size: { type: "string" },
   device: { type: "string", multiple: true },
@@ -68,6 +69,9 @@ warmed file, and prints one table of medians and [min–max] spreads.
   --case NAME          run only this case (repeatable): ${CASES.map((c) => c.name).join(", ")}
   --rounds N           measurements per subject and case (default ${d.rounds})
   --seconds T          length of one measurement: 1.5, 500ms (default ${d.seconds})
+  --ramp T             the device's guest runs each measurement's load this long first,
+                       unmeasured (fio's ramp_time), so figures are of warm threads and
+                       not of the JIT's warm-up; 0 for none (default ${d.ramp})
   --device OPTS        a device variant: extra -s options such as workers=2,dispatch=device,
                        hipri for a guest that polls for completions (fio's polled I/O), and
                        nbd for the same file served by qemu-nbd over a Unix socket
@@ -121,6 +125,12 @@ function seconds(option: string, text: string): number {
   return ms / 1000;
 }
 
+function rampSeconds(text: string): number {
+  const ms = parseDuration(text);
+  if (ms === undefined) invalid("ramp", text, "expected a time such as 0, 2 or 500ms");
+  return ms / 1000;
+}
+
 /**
  * Parses the benchmark's arguments (without the program name).
  *
@@ -149,6 +159,7 @@ export function parseBenchArgs(args: readonly string[]): BenchCommand {
     file: values.file ?? d.file,
     size,
     seconds: values.seconds === undefined ? d.seconds : seconds("seconds", values.seconds),
+    ramp: values.ramp === undefined ? d.ramp : rampSeconds(values.ramp),
     rounds: values.rounds === undefined ? d.rounds : wholeNumber("rounds", values.rounds),
     cases,
     variants: values.device ?? d.variants,

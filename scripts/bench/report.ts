@@ -41,8 +41,11 @@ export function headerLines(results: BenchResults): string[] {
     sourceLine(results),
     `File: ${file.path}, ${file.size / MIB} MiB on ${file.fileSystem.type} ` +
     `(${file.fileSystem.device}), page cache warmed`,
-    `Each subject ran ${settings.rounds} round(s) of ${settings.seconds} s per case, taking turns; ` +
-    `cells are median [min–max]. Device options: ${variants}.`,
+    `Each subject ran ${settings.rounds} round(s) of ${settings.seconds} s per case, taking turns` +
+    ((settings.ramp ?? 0) > 0
+      ? ` (the device's guest ran the load ${settings.ramp} s unmeasured before each, fio's ramp_time)`
+      : "") +
+    `; cells are median [min–max]. Device options: ${variants}.`,
   ];
 }
 

@@ -99,6 +99,8 @@ export interface BenchResults {
   readonly settings: {
     readonly rounds: number;
     readonly seconds: number;
+    /** The device's ramp before each measurement, in seconds (absent in results of before it existed: none). */
+    readonly ramp?: number;
     readonly variants: readonly string[];
     readonly threads: readonly number[];
   };

@@ -37,6 +37,14 @@ export interface BenchOptions {
   readonly size: number;
   /** Length of one measurement. */
   readonly seconds: number;
+  /**
+   * Seconds the device's guest runs each measurement's load before measuring
+   * it (fio's `ramp_time`; 0: none). The device's VM is new for each case
+   * and its guest's vCPU thread new for each measurement, so without a ramp
+   * every figure would include their JIT's warm-up; the raw baseline's
+   * threads live for the whole run, and fio has no JIT.
+   */
+  readonly ramp: number;
   /** Measurements of each subject per case. */
   readonly rounds: number;
   /** Case names to run; empty: all. */
@@ -61,6 +69,7 @@ export const DEFAULT_BENCH_OPTIONS: BenchOptions = {
   file: new URL("../../tmp/bench/disk-1g.img", import.meta.url).pathname,
   size: 1 << 30,
   seconds: 1,
+  ramp: 2,
   rounds: 3,
   cases: [],
   variants: [""],
@@ -150,6 +159,7 @@ export async function runBenchmark(
       settings: {
         rounds: options.rounds,
         seconds: options.seconds,
+        ramp: options.ramp,
         // As given (device options and hipri), so the page says what ran.
         variants: options.variants.map((v) => v.trim()),
         threads: options.threads,
@@ -186,6 +196,12 @@ function checkCounts(options: BenchOptions): void {
   };
   positive("rounds", options.rounds, true);
   positive("seconds", options.seconds, false);
+  if (!(options.ramp >= 0)) {
+    throw new VirtioBlkError(
+      "INVALID_CONFIG",
+      `ramp must be 0 or more seconds, not ${options.ramp}`,
+    );
+  }
   positive("memory seconds", options.memorySeconds, false);
   for (const t of options.threads) positive("a thread count", t, true);
   for (const d of options.sweepDepths ?? []) positive("a sweep queue depth", d, true);
@@ -246,14 +262,14 @@ function baselineSubjects(context: RunContext, benchCase: BenchCase, threads: nu
   );
 }
 
-function deviceSubject(rig: DeviceRig, benchCase: BenchCase): Subject {
+function deviceSubject(context: RunContext, rig: DeviceRig, benchCase: BenchCase): Subject {
   return {
     id: rig.variant.label,
     kind: "device",
     label: rig.variant.label,
     threads: rig.variant.workers,
     options: rig.variant.options,
-    measure: (seconds) => rig.measure(benchCase, seconds),
+    measure: (seconds) => rig.measure(benchCase, seconds, context.options.ramp),
   };
 }
 
@@ -319,7 +335,7 @@ async function runCase(
   try {
     const threads = threadCounts(benchCase, context.options.threads, variants);
     const subjects = [
-      ...rigs.map((rig) => deviceSubject(rig, benchCase)),
+      ...rigs.map((rig) => deviceSubject(context, rig, benchCase)),
       ...baselineSubjects(context, benchCase, threads),
     ];
     const results = await measureRounds(context, subjects, where);
@@ -341,7 +357,7 @@ async function runSweep(
     for (const [i, depth] of depths.entries()) {
       const benchCase = randomReadAt(depth);
       const subjects = [
-        ...rigs.map((rig) => deviceSubject(rig, benchCase)),
+        ...rigs.map((rig) => deviceSubject(context, rig, benchCase)),
         ...baselineSubjects(context, benchCase, [depth]),
       ];
       const where = `sweep QD${depth} (${i + 1}/${depths.length})`;

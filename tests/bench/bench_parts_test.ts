@@ -143,6 +143,9 @@ Deno.test("the command line: defaults, one case quickly, device variants, and ba
   assert.equal(quick.options.rounds, 3);
   assert.equal(quick.options.seconds, 0.5);
   assert.equal(quick.options.memory, false, "a chosen case skips the memory probe");
+  assert.equal(defaults.options.ramp, 2, "the device's guest warms up 2 s before each measurement");
+  assert.equal(parseBenchArgs(["--ramp", "0"]).options.ramp, 0);
+  assert.equal(parseBenchArgs(["--ramp", "500ms"]).options.ramp, 0.5);
 
   const compare = parseBenchArgs([
     "--device=workers=8",
@@ -161,10 +164,17 @@ Deno.test("the command line: defaults, one case quickly, device variants, and ba
   assert.deepEqual(compare.options.sweepDepths, DEFAULT_SWEEP_DEPTHS);
 
   for (
-    const args of [["--rounds", "0"], ["--seconds", "soon"], ["--size", "big"], [
-      "--threads",
-      "1,x",
-    ], ["--bogus"]]
+    const args of [
+      ["--rounds", "0"],
+      ["--seconds", "soon"],
+      ["--ramp", "later"],
+      ["--size", "big"],
+      [
+        "--threads",
+        "1,x",
+      ],
+      ["--bogus"],
+    ]
   ) {
     assert.throws(() => parseBenchArgs(args), VirtioBlkError, args.join(" "));
   }

@@ -28,6 +28,8 @@ function tiny(dir: string, overrides: Partial<BenchOptions> = {}): BenchOptions 
     file: join(dir, "bench.img"),
     size: 8 * MIB,
     seconds: 0.1,
+    // A short ramp: the guest's unmeasured warm-up runs, and is not measured.
+    ramp: 0.05,
     rounds: 1,
     threads: [1, 2],
     memory: false,

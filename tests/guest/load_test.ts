@@ -337,6 +337,53 @@ Deno.test("load: an abort stops submitting, drains what is in flight and skips t
   await h.close();
 });
 
+Deno.test("load: ramp_time runs the load first and counts only the run after it; verification spans both", async () => {
+  const h = harness({ diskBytes: MiB });
+  let submitted = 0;
+  const submit = h.driver.submit.bind(h.driver);
+  h.driver.submit = (...args: Parameters<typeof submit>) => {
+    submitted++;
+    return submit(...args);
+  };
+  const seen: LoadProgress[] = [];
+  const result = load(
+    h,
+    {
+      rw: "randwrite",
+      bs: "4k",
+      size: "60k",
+      iodepth: "4",
+      ramp_time: "200ms",
+      runtime: "100ms",
+      time_based: true,
+      verify: "crc32c",
+    },
+    { onProgress: (p: LoadProgress) => seen.push(p), progressIntervalMs: 0 },
+  );
+  assert.equal(result.stoppedBy, "runtime");
+  // The ramp reports no progress: the first snapshot is the run's start, at zero.
+  assert.deepEqual([...new Set(seen.map((p) => p.phase))], ["run", "verify"]);
+  assert.deepEqual(seen[0].write, { ios: 0, bytes: 0 });
+  assert.deepEqual(seen[0].latency, { count: 0, totalNs: 0 });
+  // The run's figures are its own: its wall time, not the ramp's too, and fewer
+  // requests than were sent (the ramp's are not counted).
+  assert.ok(
+    result.write.runtimeMs >= 100 && result.write.runtimeMs < 300,
+    `${result.write.runtimeMs}`,
+  );
+  assert.equal(result.write.latency.count, result.write.ios);
+  const verified = result.verify!.phase!.ios;
+  assert.ok(
+    submitted > result.write.ios + verified + 15,
+    `${submitted} sent, ${result.write.ios} counted`,
+  );
+  // Blocks the ramp wrote and the run rewrote check out: one state for both phases.
+  assert.equal(verified, 15);
+  assert.equal(result.verify?.mismatches, 0);
+  assert.equal(result.errorCount, 0);
+  await h.close();
+});
+
 Deno.test("load: progress reports each phase from start to end, and end_fsync flushes", async () => {
   const h = harness({ diskBytes: MiB });
   const seen: LoadProgress[] = [];

@@ -11,7 +11,9 @@
  * and is at least 1, and the driver does not negotiate SIZE_MAX, so no
  * device limit asks for a request to be split.
  *
- * Phases: the run (sequential or permuted blocks, reads/writes by the mix,
+ * Phases: with `ramp_time`, a ramp (the run's load for that long, counted
+ * nowhere but in the failures: fio's warm-up), then the run (sequential or
+ * permuted blocks, reads/writes by the mix,
  * until the region is covered or the runtime passes), an optional flush
  * (`end_fsync`), then, with `verify=crc32c` and writes, a verify pass that
  * reads back every block written and checks it (see `verify.ts`). Reads
@@ -53,8 +55,11 @@ export interface LoadTarget {
   readonly allocator: GuestAllocator;
 }
 
-/** The load's phase: the run itself, or reading back what it wrote. */
-export type LoadPhase = "run" | "verify";
+/**
+ * The load's phase: the ramp before the run (no progress is reported for
+ * it), the run itself, or reading back what it wrote.
+ */
+export type LoadPhase = "ramp" | "run" | "verify";
 
 /** A snapshot for progress output. */
 export interface LoadProgress {
@@ -82,7 +87,7 @@ export interface LoadProgress {
 
 /** Callbacks and limits around a run. */
 export interface LoadHooks {
-  /** Called about every `progressIntervalMs` and at each phase's start and end. */
+  /** Called about every `progressIntervalMs` and at each phase's start and end (not the ramp's). */
   readonly onProgress?: (progress: LoadProgress) => void;
   /** Default 1000. */
   readonly progressIntervalMs?: number;
@@ -317,8 +322,8 @@ class LoadRun {
   #completionTime = 0;
   #phaseCompleted = 0;
   #stopReason: StopReason | null = null;
-  readonly #read = new DirectionStats();
-  readonly #write = new DirectionStats();
+  #read = new DirectionStats();
+  #write = new DirectionStats();
   readonly #verifyRead = new DirectionStats();
   #errorCount = 0;
   readonly #errors: IoErrorRecord[] = [];
@@ -366,6 +371,12 @@ class LoadRun {
     let drained = false;
     try {
       const notes = [...this.#plan.notes];
+      if (this.#plan.options.rampMs > 0) {
+        this.#runPhase("ramp");
+        // What the ramp moved is not measured; its failures stay counted in errorCount.
+        this.#read = new DirectionStats();
+        this.#write = new DirectionStats();
+      }
       const runMs = this.#runPhase("run");
       const flushed = this.#endFsync(notes);
       let verifyMs = -1;
@@ -440,8 +451,12 @@ class LoadRun {
     }
     const driver = this.#driver;
     const start = performance.now();
-    const runtime = this.#plan.options.runtimeMs;
-    const deadline = phase === "run" && runtime !== null ? start + runtime : Infinity;
+    const { runtimeMs: runtime, rampMs } = this.#plan.options;
+    const deadline = phase === "ramp"
+      ? start + rampMs
+      : phase === "run" && runtime !== null
+      ? start + runtime
+      : Infinity;
     const interval = this.#hooks.progressIntervalMs ?? 1000;
     let nextProgress = start + interval;
     let stopping = false;
@@ -455,7 +470,8 @@ class LoadRun {
           this.#stopReason = "aborted";
           stopping = true;
         } else if (now >= deadline) {
-          this.#stopReason ??= "runtime";
+          // The ramp's end is the run's start, not a reason the load stopped.
+          if (phase !== "ramp") this.#stopReason ??= "runtime";
           stopping = true;
         }
       }
@@ -646,7 +662,7 @@ class LoadRun {
 
   #progress(start: number, now: number): void {
     const onProgress = this.#hooks.onProgress;
-    if (onProgress === undefined) return;
+    if (onProgress === undefined || this.#phase === "ramp") return;
     const elapsedMs = now - start;
     const runtime = this.#plan.options.runtimeMs;
     let fraction: number;

@@ -43,6 +43,12 @@ export interface LoadOptions {
   readonly runtimeMs: number | null;
   /** Keep going over the region until `runtime` passes (fio `time_based`). */
   readonly timeBased: boolean;
+  /**
+   * Run the load this long (milliseconds) before the measured run, counting
+   * nothing but failures (fio `ramp_time`): the figures are then of a warm
+   * system (caches, and the JIT of every thread on the path). 0: no ramp.
+   */
+  readonly rampMs: number;
   /** Seed of the random order, the read/write mix and the data pattern. */
   readonly seed: number;
   /** Write self-checking blocks and check every block read (fio `verify`). */
@@ -65,6 +71,7 @@ export const DEFAULT_LOAD_OPTIONS: LoadOptions = {
   offset: { bytes: 0 },
   runtimeMs: null,
   timeBased: false,
+  rampMs: 0,
   seed: 1,
   verify: "none",
   endFsync: false,
@@ -82,6 +89,7 @@ export const LOAD_OPTION_DEFINITIONS = {
   offset: { type: "string" },
   runtime: { type: "string" },
   time_based: { type: "boolean" },
+  ramp_time: { type: "string" },
   seed: { type: "string" },
   verify: { type: "string" },
   end_fsync: { type: "boolean" },
@@ -106,6 +114,7 @@ export const LOAD_OPTION_HELP: readonly {
   { name: "offset", value: "SIZE|PCT%", description: "start of the region (default 0)" },
   { name: "runtime", value: "TIME", description: "stop after TIME (10, 10s, 500ms, 2m)" },
   { name: "time_based", value: "", description: "repeat the region until --runtime passes" },
+  { name: "ramp_time", value: "TIME", description: "run TIME unmeasured first (needs time_based)" },
   { name: "seed", value: "N", description: "seed of order, mix and data (default 1)" },
   { name: "verify", value: "crc32c|none", description: "self-checking blocks (default none)" },
   { name: "end_fsync", value: "", description: "flush the write cache after the writes" },
@@ -230,6 +239,17 @@ export function parseLoadOptions(values: Readonly<Record<string, unknown>>): Loa
   if (timeBased && runtimeMs === null) {
     throw new VirtioBlkError("INVALID_CONFIG", "--time_based needs --runtime");
   }
+  const rampText = text(values, "ramp_time");
+  let rampMs = d.rampMs;
+  if (rampText !== undefined) {
+    const ms = parseDuration(rampText);
+    if (ms === undefined) invalid("ramp_time", rampText, "expected a time such as 2, 2s or 500ms");
+    rampMs = ms;
+  }
+  if (rampMs > 0 && !timeBased) {
+    // Without time_based the run covers the region once: a ramp would use part of it up.
+    throw new VirtioBlkError("INVALID_CONFIG", "--ramp_time needs --time_based");
+  }
   const seedText = text(values, "seed");
   const seed = seedText === undefined ? d.seed : integer("seed", seedText, 0, 0xffffffff);
 
@@ -250,6 +270,7 @@ export function parseLoadOptions(values: Readonly<Record<string, unknown>>): Loa
     offset,
     runtimeMs,
     timeBased,
+    rampMs,
     seed,
     verify,
     endFsync: flag(values, "end_fsync"),

@@ -68,8 +68,9 @@ export function formatLoadReport(result: LoadResult, name = "load"): string {
     ? `${o.iodepth}`
     : `${o.iodepth} (${plan.depth} in flight)`;
   const mix = o.rw === "rw" || o.rw === "randrw" ? `, rwmixread=${o.rwmixread}` : "";
-  const runtime = o.runtimeMs === null ? "" : `, runtime=${o.runtimeMs / 1000}s` +
-    (o.timeBased ? " (time based)" : "");
+  const runtime = (o.runtimeMs === null ? "" : `, runtime=${o.runtimeMs / 1000}s` +
+    (o.timeBased ? " (time based)" : "")) +
+    (o.rampMs > 0 ? `, ramp_time=${o.rampMs / 1000}s` : "");
   const lines = [
     `${name}: rw=${o.rw}${mix}, bs=${formatBinary(o.bs)}, iodepth=${depth}, ` +
     `region=${
@@ -208,6 +209,7 @@ function jobOptions(result: LoadResult, name: string): Record<string, string> {
   };
   if (o.runtimeMs !== null) options.runtime = `${o.runtimeMs}ms`;
   if (o.timeBased) options.time_based = "";
+  if (o.rampMs > 0) options.ramp_time = `${o.rampMs}ms`;
   if (o.verify !== "none") options.verify = o.verify;
   if (o.endFsync) options.end_fsync = "1";
   if (o.continueOnError) options.continue_on_error = "all";
