@@ -7,7 +7,10 @@
  * often it interrupts. Each chain returned is then served by a model of the
  * request rules (virtio 1.2 §5.2.6, with the "any layout" framing of
  * §2.7.4) over a copy of guest memory and a model of the disk, in the order
- * the device returns them: after every kick, guest memory (all but the used
+ * the device returns them, each walked only after the one before it was
+ * served (the in-process engine pops a chain once the one before it has
+ * completed, so a request's writes can change a later chain's indirect
+ * table): after every kick, guest memory (all but the used
  * ring) and the disk must be byte for byte the model's, and every used
  * element must carry the model's used length, so a status byte, a data
  * byte or a disk byte that is wrong or written where it should not be
@@ -199,6 +202,76 @@ const header = fc.record({
 });
 
 /** The arbitrary of whole cases. */
+/**
+ * Cases the property once failed on, run before the random ones (fast-check's
+ * `examples`). The first, from CI: chain 4's device-writable buffer covers
+ * header slot 4, where chain 2's indirect table starts 8 bytes in; the
+ * device walks that table only after chain 4 wrote its status there.
+ */
+export const FOUND_CASES: readonly FuzzCase[] = [
+  {
+    "queueSize": 16,
+    "indirect": true,
+    "eventIdx": false,
+    "descriptors": [
+      {
+        "where": { "kind": "header", "slot": 0, "offset": 0 },
+        "len": "fit",
+        "flags": 0,
+        "next": 0,
+      },
+      { "where": { "kind": "header", "slot": 4, "offset": 0 }, "len": 21, "flags": 2, "next": 0 },
+      {
+        "where": { "kind": "header", "slot": 4, "offset": 8 },
+        "len": "fit",
+        "flags": 4,
+        "next": 0,
+      },
+      { "where": { "kind": "data", "block": 0 }, "len": "fit", "flags": 0, "next": 0 },
+      { "where": { "kind": "wild", "value": 0n }, "len": "fit", "flags": 1, "next": 1 },
+      { "where": { "kind": "data", "block": 0 }, "len": "fit", "flags": 0, "next": 16 },
+      { "where": { "kind": "table", "slot": 0 }, "len": 0, "flags": 0, "next": 0 },
+      { "where": { "kind": "data", "block": 0 }, "len": "fit", "flags": 4, "next": 0 },
+      { "where": { "kind": "header", "slot": 0, "offset": 0 }, "len": 0, "flags": 0, "next": 0 },
+      { "where": { "kind": "wild", "value": 0n }, "len": "fit", "flags": 0, "next": 0 },
+      {
+        "where": { "kind": "header", "slot": 0, "offset": 0 },
+        "len": "fit",
+        "flags": 0,
+        "next": 16,
+      },
+      { "where": { "kind": "wild", "value": 0n }, "len": 0, "flags": 0, "next": 0 },
+      { "where": { "kind": "data", "block": 0 }, "len": "fit", "flags": 0, "next": 0 },
+      { "where": { "kind": "table", "slot": 0 }, "len": "fit", "flags": 0, "next": 0 },
+      {
+        "where": { "kind": "header", "slot": 0, "offset": 0 },
+        "len": "fit",
+        "flags": 4,
+        "next": 0,
+      },
+      { "where": { "kind": "end", "back": 0 }, "len": 2147483647, "flags": 0, "next": 0 },
+    ],
+    "tables": [
+      [{ "where": { "kind": "data", "block": 0 }, "len": 0, "flags": 0, "next": 0 }],
+      [{ "where": { "kind": "table", "slot": 0 }, "len": "fit", "flags": 4, "next": 0 }],
+      [{ "where": { "kind": "wild", "value": 0n }, "len": 2147483647, "flags": 0, "next": 0 }],
+      [{ "where": { "kind": "data", "block": 0 }, "len": 0, "flags": 0, "next": 0 }],
+    ],
+    "templates": [],
+    "headers": [
+      { "type": 0, "sector": 0n },
+      { "type": 0, "sector": 0n },
+      { "type": 0, "sector": 0n },
+      { "type": 0, "sector": 0n },
+      { "type": 0, "sector": 0n },
+      { "type": 0, "sector": 256n },
+      { "type": 0, "sector": 0n },
+      { "type": 0, "sector": 256n },
+    ],
+    "rounds": [{ "entries": [4, 2], "advance": "entries", "availFlags": 0, "usedEvent": 0 }],
+  },
+];
+
 export const fuzzCase: fc.Arbitrary<FuzzCase> = fc.constantFrom(4, 8, 16).chain((queueSize) =>
   fc.record({
     queueSize: fc.constant(queueSize),
@@ -357,13 +430,13 @@ interface ModelBuffer {
 }
 
 /** Reads descriptor `index` of the table at `base` from guest memory. */
-function readDesc(g: RawGuest, base: number, index: number) {
+function readDesc(view: DataView, base: number, index: number) {
   const at = base + DESCRIPTOR_SIZE * index;
   return {
-    addr: g.view.getBigUint64(at, true),
-    len: g.view.getUint32(at + 8, true),
-    flags: g.view.getUint16(at + 12, true),
-    next: g.view.getUint16(at + 14, true),
+    addr: view.getBigUint64(at, true),
+    len: view.getUint32(at + 8, true),
+    flags: view.getUint16(at + 12, true),
+    next: view.getUint16(at + 14, true),
   };
 }
 
@@ -373,23 +446,26 @@ function insideMemory(addr: bigint, len: number): boolean {
 
 /**
  * The chain at `head` by the rules of reference §3, or the fault that
- * breaks the queue.
+ * breaks the queue, read from `memory` (the model's guest memory, with the
+ * ring's descriptor table at `desc`).
  */
 function walkModel(
-  g: RawGuest,
+  memory: Uint8Array,
+  desc: number,
   head: number,
   n: number,
   indirect: boolean,
   maxChain: number,
 ): ModelBuffer[] | QueueFaultCode {
   if (head >= n) return QueueFault.HEAD_OUT_OF_RANGE;
+  const view = new DataView(memory.buffer, memory.byteOffset, memory.byteLength);
   const out: ModelBuffer[] = [];
   const seen = new Set<number>();
   let index = head;
   for (;;) {
     if (seen.has(index) || seen.size >= n) return QueueFault.CHAIN_TOO_LONG;
     seen.add(index);
-    const d = readDesc(g, g.ring.desc, index);
+    const d = readDesc(view, desc, index);
     if (d.flags & INDIRECT) {
       if (!indirect) return QueueFault.INDIRECT_NOT_NEGOTIATED;
       if (d.flags & NEXT) return QueueFault.INDIRECT_WITH_NEXT;
@@ -403,7 +479,7 @@ function walkModel(
       for (;;) {
         if (visited.has(i)) return QueueFault.CHAIN_TOO_LONG;
         visited.add(i);
-        const e = readDesc(g, table, i);
+        const e = readDesc(view, table, i);
         if (e.flags & INDIRECT) return QueueFault.INDIRECT_NESTED;
         if (out.length >= maxChain) return QueueFault.CHAIN_TOO_LONG;
         out.push({ addr: e.addr, len: e.len, write: (e.flags & WRITE) !== 0 });
@@ -710,8 +786,14 @@ export async function checkCase(
       g.availFlags = round.availFlags;
       g.usedEvent = round.usedEvent;
 
-      // The model's expectations for this kick.
+      // The model's expectations for this kick. The device (the in-process
+      // engine) pops a chain only once the one before it has completed, so
+      // each chain is walked in the memory the requests before it left: a
+      // device-writable buffer may cover a later chain's indirect table
+      // (outside the ring and the tables' region, which are protected).
+      const memory = g.snapshot();
       const returned: { head: number; chain: ModelBuffer[] }[] = [];
+      const served: Served[] = [];
       const wasBroken = fault !== QueueFault.NONE;
       let interrupts = 0;
       if (fault === QueueFault.NONE) {
@@ -722,12 +804,15 @@ export async function checkCase(
           for (let i = 0; i < ahead; i++) {
             const head = g.availEntry(nextAvail);
             nextAvail = (nextAvail + 1) & U16;
-            const walked = walkModel(g, head, n, c.indirect, maxChain);
+            const walked = walkModel(memory, g.ring.desc, head, n, c.indirect, maxChain);
             if (typeof walked === "number") {
               fault = walked;
               break;
             }
             returned.push({ head, chain: walked });
+            served.push(
+              serveModel(walked, { memory, disk, serial, segMax, discard, writeZeroes }),
+            );
             usedIdx = (usedIdx + 1) & U16;
             if (!c.eventIdx) {
               if (!(round.availFlags & 1)) interrupts++;
@@ -740,11 +825,6 @@ export async function checkCase(
         if (fault !== QueueFault.NONE) interrupts++; // the config interrupt, once
       }
 
-      // The requests, served by the model in the order the device returns them.
-      const memory = g.snapshot();
-      const served = returned.map((r) =>
-        serveModel(r.chain, { memory, disk, serial, segMax, discard, writeZeroes })
-      );
       const usedBefore = g.usedIdx;
       const interruptsBefore = g.interrupts;
       g.notify();

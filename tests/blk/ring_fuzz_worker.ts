@@ -6,7 +6,7 @@
 
 import fc from "fast-check";
 import { parentChannel } from "../../src/runtime/thread.ts";
-import { checkCase, fuzzCase, newStats } from "./ring_fuzz.ts";
+import { checkCase, FOUND_CASES, fuzzCase, newStats } from "./ring_fuzz.ts";
 import type { RawGuestOptions } from "../helpers/raw_guest.ts";
 
 const parent = await parentChannel();
@@ -21,6 +21,7 @@ parent.onMessage(async (message) => {
     await fc.assert(fc.asyncProperty(fuzzCase, (c) => checkCase(c, stats, medium)), {
       numRuns,
       seed,
+      examples: FOUND_CASES.map((c) => [c]),
     });
     parent.postMessage({ ok: true, stats });
   } catch (error) {
