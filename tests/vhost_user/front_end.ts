@@ -337,9 +337,18 @@ export class FakeFrontEnd {
 
   /**
    * Puts a virtio-blk request on ring `queue` (not kicked): header, optional
-   * data buffer, status byte. Returns where the data and status are.
+   * data buffer, status byte. Returns where the data and status are. With
+   * `publish: false` avail.idx is left alone, so several requests can be
+   * made available at once with {@linkcode publishAvail} (a device that is
+   * awake may otherwise take some of them before the rest are posted).
    */
-  post(type: number, sector: number, data?: { gpa: number; length: number }, queue = 0): {
+  post(
+    type: number,
+    sector: number,
+    data?: { gpa: number; length: number },
+    queue = 0,
+    { publish = true }: { publish?: boolean } = {},
+  ): {
     head: number;
     status: number;
   } {
@@ -364,8 +373,14 @@ export class FakeFrontEnd {
     const { avail } = this.ringAddresses(queue);
     this.view.setUint16(avail + AvailRing.RING + 2 * (ring.nextAvail % RING_SIZE), head, true);
     ring.nextAvail = (ring.nextAvail + 1) & 0xffff;
-    this.view.setUint16(avail + AvailRing.IDX, ring.nextAvail, true);
+    if (publish) this.publishAvail(queue);
     return { head, status };
+  }
+
+  /** Makes every request posted on ring `queue` available (one store of avail.idx). */
+  publishAvail(queue = 0): void {
+    const { avail } = this.ringAddresses(queue);
+    this.view.setUint16(avail + AvailRing.IDX, this.#rings[queue].nextAvail, true);
   }
 
   /**

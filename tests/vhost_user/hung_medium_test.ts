@@ -76,8 +76,16 @@ async function withStuckWrites(
         for (let i = 0; i < REQUESTS; i++) {
           const gpa = DATA_BUFFER + i * LENGTH;
           fe.bytes.set(pattern(LENGTH, i + 1), gpa);
-          posted.push(fe.post(RequestType.OUT, (i * LENGTH) / 512, { gpa, length: LENGTH }));
+          posted.push(
+            fe.post(RequestType.OUT, (i * LENGTH) / 512, { gpa, length: LENGTH }, 0, {
+              publish: false,
+            }),
+          );
         }
+        // All at once: a worker still awake from the ring's start would
+        // otherwise take the first few, start one, and hang in the medium
+        // before the rest were posted (with one worker, nothing takes them).
+        fe.publishAvail();
         fe.kickRing();
         await until(
           () => fe.takenByDevice() === REQUESTS,
