@@ -214,8 +214,12 @@ Deno.test({
       await fe.startRing({ features: QemuFeatures.LINUX_MODERN, memory: "add" });
       await medium.pause();
       for (let i = 0; i < REQUESTS; i++) {
-        fe.post(RequestType.OUT, (i * LENGTH) / 512, { gpa: DATA_BUFFER, length: LENGTH });
+        fe.post(RequestType.OUT, (i * LENGTH) / 512, { gpa: DATA_BUFFER, length: LENGTH }, 0, {
+          publish: false,
+        });
       }
+      // All at once, as in withStuckWrites: one worker that took a few would hang on them.
+      fe.publishAvail();
       fe.kickRing();
       await until(
         () => fe.takenByDevice() === REQUESTS,
