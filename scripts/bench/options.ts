@@ -117,17 +117,12 @@ function numberList(option: string, text: string): number[] {
   return [...new Set(list)].sort((a, b) => a - b);
 }
 
-function seconds(option: string, text: string): number {
+/** A duration in seconds; 0 only where `zero` allows it (`--ramp 0`: none). */
+function seconds(option: string, text: string, zero = false): number {
   const ms = parseDuration(text);
-  if (ms === undefined || !(ms > 0)) {
-    invalid(option, text, "expected a time such as 1, 1.5 or 500ms");
+  if (ms === undefined || !(ms > 0 || (zero && ms === 0))) {
+    invalid(option, text, `expected a time such as ${zero ? "0, " : ""}1, 1.5 or 500ms`);
   }
-  return ms / 1000;
-}
-
-function rampSeconds(text: string): number {
-  const ms = parseDuration(text);
-  if (ms === undefined) invalid("ramp", text, "expected a time such as 0, 2 or 500ms");
   return ms / 1000;
 }
 
@@ -159,7 +154,7 @@ export function parseBenchArgs(args: readonly string[]): BenchCommand {
     file: values.file ?? d.file,
     size,
     seconds: values.seconds === undefined ? d.seconds : seconds("seconds", values.seconds),
-    ramp: values.ramp === undefined ? d.ramp : rampSeconds(values.ramp),
+    ramp: values.ramp === undefined ? d.ramp : seconds("ramp", values.ramp, true),
     rounds: values.rounds === undefined ? d.rounds : wholeNumber("rounds", values.rounds),
     cases,
     variants: values.device ?? d.variants,
